@@ -1,0 +1,151 @@
+#include "launcher/cli.h"
+
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <hdf5.h>
+#include <mpi.h>
+#include <pcre2.h>
+#include <string.h>
+#include <utf8proc.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "kernels/device_info.h"
+#include "runtime/log.h"
+
+static bool is_flag(const char *name, const char *const *flags) {
+    for (int i = 0; flags && flags[i]; i++)
+        if (strcmp(flags[i], name) == 0)
+            return true;
+    return false;
+}
+
+sl_status cli_parse(cli_args *a, int argc, char **argv, const char *const *flags) {
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "--") == 0) {
+            for (i++; i < argc; i++) {
+                if (a->n_pos >= CLI_MAX_POS)
+                    return sl_errorf(SL_ERR_INVALID, "too many arguments");
+                a->pos[a->n_pos++] = argv[i];
+            }
+            break;
+        }
+        if (strncmp(s, "--", 2) != 0 || s[2] == 0) {
+            if (a->n_pos >= CLI_MAX_POS)
+                return sl_errorf(SL_ERR_INVALID, "too many arguments");
+            a->pos[a->n_pos++] = s;
+            continue;
+        }
+        if (a->n_opts >= CLI_MAX_OPTS)
+            return sl_errorf(SL_ERR_INVALID, "too many options");
+        cli_opt *o = &a->opts[a->n_opts++];
+        const char *eq = strchr(s, '=');
+        if (eq) {
+            /* --name=value: keep the name in argv by cutting at '=' */
+            argv[i][eq - s] = 0;
+            o->name = s + 2;
+            o->value = eq + 1;
+            if (is_flag(o->name, flags))
+                return sl_errorf(SL_ERR_INVALID, "option --%s takes no value", o->name);
+            continue;
+        }
+        o->name = s + 2;
+        if (is_flag(o->name, flags))
+            continue;
+        if (i + 1 >= argc)
+            return sl_errorf(SL_ERR_INVALID, "option --%s needs a value", o->name);
+        o->value = argv[++i];
+    }
+    return SL_OK;
+}
+
+const char *cli_get(const cli_args *a, const char *name) {
+    const char *v = NULL;
+    for (int i = 0; i < a->n_opts; i++)
+        if (strcmp(a->opts[i].name, name) == 0)
+            v = a->opts[i].value;
+    return v;
+}
+
+bool cli_has(const cli_args *a, const char *name) {
+    for (int i = 0; i < a->n_opts; i++)
+        if (strcmp(a->opts[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+sl_status cli_check_known(const cli_args *a, const char *const *known) {
+    for (int i = 0; i < a->n_opts; i++) {
+        bool ok = false;
+        for (int k = 0; known[k]; k++)
+            ok |= strcmp(known[k], a->opts[i].name) == 0;
+        if (!ok)
+            return sl_errorf(SL_ERR_INVALID, "unknown option --%s", a->opts[i].name);
+    }
+    return SL_OK;
+}
+
+sl_status cli_load_config(const cli_args *a, sl_config *cfg) {
+    config_defaults(cfg);
+    for (int i = 0; i < a->n_opts; i++)
+        if (strcmp(a->opts[i].name, "config") == 0)
+            SL_TRY(config_load_file(cfg, a->opts[i].value));
+    for (int i = 0; i < a->n_opts; i++)
+        if (strcmp(a->opts[i].name, "set") == 0)
+            SL_TRY(config_set_override(cfg, a->opts[i].value));
+    return config_finalize(cfg);
+}
+
+int cli_exit_code(sl_status st) {
+    switch (st) {
+    case SL_OK:
+        return SL_EXIT_OK;
+    case SL_ERR_INVALID:
+        return SL_EXIT_USAGE;
+    case SL_ERR_TIMEOUT:
+        return SL_EXIT_TIMEOUT;
+    case SL_ERR_INTERRUPTED:
+        return SL_EXIT_PREEMPTED;
+    default:
+        return SL_EXIT_FAILURE;
+    }
+}
+
+int cli_report(const char *cmd, sl_status st) {
+    if (st == SL_OK)
+        return SL_EXIT_OK;
+    /* The message goes through the logger for the rank/host prefix. */
+    log_msg(LOG_LEVEL_ERROR, false, "shardlm %s: %s [%s]", cmd, sl_error_message(), sl_status_name(st));
+    return cli_exit_code(st);
+}
+
+void cli_print_version(FILE *out) {
+    device_info di;
+    device_info_query(&di);
+    fprintf(out, "shardlm %s (git %s)\n", SHARDLM_VERSION, SHARDLM_GIT_HASH);
+    if (device_build_has_cuda())
+        fprintf(out, "  CUDA: on (runtime %d.%d, driver %d.%d, cuBLASLt %zu, NCCL %d; %d device(s)%s%s)\n",
+                di.runtime_version / 1000, (di.runtime_version % 1000) / 10, di.driver_version / 1000,
+                (di.driver_version % 1000) / 10, di.cublaslt_version, di.nccl_version, di.count,
+                di.note[0] ? ": " : "", di.note);
+    else
+        fprintf(out, "  CUDA: off (%s)\n", di.note);
+    char mpi[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(mpi, &len);
+    char *nl = strchr(mpi, ',');
+    if (nl)
+        *nl = 0;
+    unsigned hmaj, hmin, hrel;
+    H5get_libversion(&hmaj, &hmin, &hrel);
+    char pcre[64] = "";
+    pcre2_config(PCRE2_CONFIG_VERSION, pcre);
+    unsigned xx = XXH_versionNumber();
+    fprintf(out, "  MPI: %s\n", mpi);
+    fprintf(out, "  HDF5 %u.%u.%u, zstd %s, cJSON %s, OpenBLAS (%s)\n", hmaj, hmin, hrel,
+            ZSTD_versionString(), cJSON_Version(), openblas_get_config());
+    fprintf(out, "  PCRE2 %s, utf8proc %s, xxHash %u.%u.%u\n", pcre, utf8proc_version(), xx / 10000,
+            (xx / 100) % 100, xx % 100);
+}

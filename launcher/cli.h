@@ -1,0 +1,54 @@
+/* launcher/cli.h: option parsing and error reporting shared by commands.
+ *
+ * defines: cli_args, cli_parse, cli_opt, cli_load_config, cli_exit_code,
+ *          cli_report, cli_print_version
+ *
+ * Options are "--name value" or "--name=value"; flags are "--name".
+ * cli_load_config applies the --config files in order, then the --set
+ * overrides, then config_finalize.
+ */
+#ifndef SL_LAUNCHER_CLI_H
+#define SL_LAUNCHER_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "runtime/config.h"
+#include "runtime/status.h"
+
+#define CLI_MAX_OPTS 64
+#define CLI_MAX_POS 64
+
+typedef struct {
+    const char *name;  /* without leading dashes */
+    const char *value; /* NULL for a flag */
+} cli_opt;
+
+typedef struct {
+    cli_opt opts[CLI_MAX_OPTS];
+    int n_opts;
+    const char *pos[CLI_MAX_POS];
+    int n_pos;
+} cli_args;
+
+/* flags: NULL-terminated names that take no value (e.g. {"help", NULL}).
+ * Every other --option takes a value. */
+sl_status cli_parse(cli_args *a, int argc, char **argv, const char *const *flags);
+/* Last value of an option (or NULL); cli_has for flags. */
+const char *cli_get(const cli_args *a, const char *name);
+bool cli_has(const cli_args *a, const char *name);
+/* Rejects options not in `known` (NULL-terminated), suggesting none: the
+ * usage text follows the error. */
+sl_status cli_check_known(const cli_args *a, const char *const *known);
+
+sl_status cli_load_config(const cli_args *a, sl_config *cfg);
+
+/* SL_ERR_INVALID -> 2, SL_ERR_TIMEOUT -> 124, SL_ERR_INTERRUPTED -> 75, else 1. */
+int cli_exit_code(sl_status st);
+/* Prints "shardlm <cmd>: error: <message>" (with rank and host under MPI)
+ * and returns cli_exit_code(st). */
+int cli_report(const char *cmd, sl_status st);
+
+void cli_print_version(FILE *out);
+
+#endif

@@ -1,0 +1,8 @@
+#include "launcher/commands.h"
+
+const command commands[] = {
+    {"env", "print the topology and the build as seen by every rank", cmd_env, cmd_env_usage},
+    {"config", "check a config, print it resolved, or list every key", cmd_config, cmd_config_usage},
+};
+
+const int commands_count = (int)(sizeof commands / sizeof commands[0]);

@@ -1,0 +1,29 @@
+/* launcher/commands.h: the subcommands of the shardlm program.
+ *
+ * defines: command, commands (the table), commands_count, cmd_* entry points
+ *
+ * Each command lives in launcher/cmd_<name>.c and returns a process exit
+ * code (SL_EXIT_*). Commands parse their own options; `--help` on any of them
+ * prints its usage. Only commands that are built appear in the table.
+ */
+#ifndef SL_LAUNCHER_COMMANDS_H
+#define SL_LAUNCHER_COMMANDS_H
+
+#include <stdio.h>
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+    void (*usage)(FILE *out);
+} command;
+
+extern const command commands[];
+extern const int commands_count;
+
+int cmd_env(int argc, char **argv);
+void cmd_env_usage(FILE *out);
+int cmd_config(int argc, char **argv);
+void cmd_config_usage(FILE *out);
+
+#endif

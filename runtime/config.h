@@ -1,0 +1,202 @@
+/* runtime/config.h: the typed run configuration.
+ *
+ * defines: sl_config (sections model, data, prepare, train, optim, parallel,
+ *          checkpoint, lora, logging), config_defaults, config_load_file,
+ *          config_apply_json, config_set_override, config_finalize,
+ *          config_to_json, config_write_file, config_hash, config_print_keys
+ *
+ * A config is filled in three layers: the defaults of the schema in
+ * config_schema.c, then JSON files (each may set any subset), then
+ * `--set a.b.c=value` overrides. Unknown keys are rejected with the nearest
+ * valid key suggested, duplicate keys are rejected, and every type or range
+ * error names the JSON path and the file. Does not know about world sizes:
+ * parallel/plan.h checks the factors that involve ranks.
+ */
+#ifndef SL_RUNTIME_CONFIG_H
+#define SL_RUNTIME_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/status.h"
+
+#define CFG_STR_MAX 512
+#define CFG_NAME_MAX 32
+#define CFG_LIST_MAX 32
+
+typedef struct {
+    int n;
+    char items[CFG_LIST_MAX][CFG_STR_MAX];
+} cfg_strlist;
+
+typedef enum { MODEL_ARCH_GPT2 = 0, MODEL_ARCH_LLAMA } model_arch;
+typedef enum { DATA_MODE_PRETRAIN = 0, DATA_MODE_SFT } data_mode;
+typedef enum { LR_SCHEDULE_COSINE = 0, LR_SCHEDULE_LINEAR, LR_SCHEDULE_CONSTANT } lr_schedule;
+typedef enum {
+    FSDP_MODE_FULL_SHARD = 0, /* ZeRO-3 */
+    FSDP_MODE_SHARD_GRAD_OP,  /* ZeRO-2 */
+    FSDP_MODE_NO_SHARD,       /* DDP */
+    FSDP_MODE_HYBRID,         /* full shard in a node, replicate across */
+} fsdp_mode;
+typedef enum { BACKEND_KIND_AUTO = 0, BACKEND_KIND_CPU, BACKEND_KIND_CUDA } backend_kind;
+typedef enum { NONFINITE_SKIP = 0, NONFINITE_FATAL } nonfinite_policy;
+typedef enum { COMPUTE_DTYPE_F32 = 0, COMPUTE_DTYPE_BF16 } compute_dtype;
+
+typedef struct {
+    int arch; /* model_arch */
+    int n_layer;
+    int d_model;
+    int n_head;
+    int n_kv_head; /* 0: same as n_head */
+    int d_ff;      /* 0: 4*d_model (gpt2); required for llama */
+    int vocab_size;
+    int max_seq_len;
+    double norm_eps;
+    double rope_theta;
+    bool tie_embeddings;
+    double init_std;
+    char init_from[CFG_STR_MAX]; /* Hugging Face model folder to start from */
+} cfg_model;
+
+typedef struct {
+    char train[CFG_STR_MAX]; /* shard file, folder or glob */
+    char eval[CFG_STR_MAX];
+    char tokenizer[CFG_STR_MAX];
+    int seq_len;
+    int mode; /* data_mode */
+    int prefetch;
+} cfg_data;
+
+typedef struct {
+    cfg_strlist inputs;
+    char output[CFG_STR_MAX];
+    char tokenizer[CFG_STR_MAX];
+    char format[CFG_NAME_MAX]; /* auto | text | jsonl */
+    char text_field[CFG_NAME_MAX];
+    char instruction_field[CFG_NAME_MAX];
+    char input_field[CFG_NAME_MAX];
+    char output_field[CFG_NAME_MAX];
+    char prompt_field[CFG_NAME_MAX];
+    char response_field[CFG_NAME_MAX];
+    char messages_field[CFG_NAME_MAX];
+    char role_field[CFG_NAME_MAX];
+    char content_field[CFG_NAME_MAX];
+    char chat_template[CFG_NAME_MAX];
+    int min_chars;
+    int max_chars;
+    int min_tokens;
+    int max_tokens;
+    bool nfkc;
+    bool fullwidth_punct;
+    bool strip_html;
+    bool dedup_exact;
+    bool dedup_near;
+    double near_threshold;
+    int minhash_perms;
+    int minhash_bands;
+    bool pii;
+    int64_t shard_tokens;
+    int zstd_level;
+    double eval_fraction;
+    int threads;
+} cfg_prepare;
+
+typedef struct {
+    int steps;
+    int micro_batch;
+    int grad_accum;
+    int64_t seed;
+    int eval_every;
+    int eval_batches;
+    bool recompute;
+    int dtype;   /* compute_dtype */
+    int backend; /* backend_kind */
+    int nonfinite; /* nonfinite_policy */
+    char run_dir[CFG_STR_MAX];
+    bool export_final;
+} cfg_train;
+
+typedef struct {
+    double lr;
+    double lr_min;
+    int lr_warmup;
+    int lr_schedule; /* lr_schedule */
+    double beta1;
+    double beta2;
+    double eps;
+    double weight_decay;
+    double grad_clip; /* 0: no clipping */
+    bool decay_embeddings;
+} cfg_optim;
+
+typedef struct {
+    int fsdp_mode; /* fsdp_mode */
+    int ranks_per_node; /* 0: from MPI shared-memory groups */
+    double comm_timeout_s;
+    bool overlap;
+    int gather_buffers;
+} cfg_parallel;
+
+typedef struct {
+    int every;
+    int keep;
+    char dir[CFG_STR_MAX]; /* "": <run_dir>/checkpoints */
+    char resume[CFG_STR_MAX]; /* none | auto | path */
+} cfg_checkpoint;
+
+typedef struct {
+    bool enabled;
+    int r;
+    double alpha;
+    double dropout;
+    cfg_strlist targets;
+    bool rslora;
+    char init_from[CFG_STR_MAX]; /* PEFT adapter folder */
+} cfg_lora;
+
+typedef struct {
+    char level[CFG_NAME_MAX];
+    int log_every;
+    bool tensorboard;
+} cfg_logging;
+
+typedef struct {
+    cfg_model model;
+    cfg_data data;
+    cfg_prepare prepare;
+    cfg_train train;
+    cfg_optim optim;
+    cfg_parallel parallel;
+    cfg_checkpoint checkpoint;
+    cfg_lora lora;
+    cfg_logging logging;
+} sl_config;
+
+/* Fills every field with its documented default. */
+void config_defaults(sl_config *cfg);
+
+/* Applies a JSON file on top of cfg. Errors name the file and JSON path. */
+sl_status config_load_file(sl_config *cfg, const char *path);
+/* Applies JSON text; `source` names it in errors ("x.json", "--set"). */
+sl_status config_apply_json(sl_config *cfg, const char *json, const char *source);
+/* Applies one "a.b.c=value" override. The value is parsed as JSON when it
+ * is valid JSON, otherwise taken as a string; lists also accept "a,b,c". */
+sl_status config_set_override(sl_config *cfg, const char *assignment);
+/* Cross-field checks and derived defaults (n_kv_head, d_ff ...). */
+sl_status config_finalize(sl_config *cfg);
+
+/* The whole config as pretty JSON; caller frees with free(). */
+char *config_to_json(const sl_config *cfg);
+/* Writes config_to_json to path (atomically: temp file, fsync, rename). */
+sl_status config_write_file(const sl_config *cfg, const char *path);
+/* 64-bit hash of a section's JSON ("" for the whole config), hex in out[17]. */
+void config_hash(const sl_config *cfg, const char *section, char out[17]);
+
+/* Prints the key table (path, type, default, description) as Markdown. */
+void config_print_keys(void *file);
+
+/* Name of an enum value of a field ("optim.lr_schedule", 0 -> "cosine"). */
+const char *config_enum_name(const char *path, int value);
+
+#endif

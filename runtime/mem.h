@@ -1,0 +1,59 @@
+/* runtime/mem.h: the memory accountant, one per rank.
+ *
+ * defines: mem_category, mem_accountant, mem_accountant_init, mem_record_alloc,
+ *          mem_record_free, mem_current, mem_peak, mem_peak_total,
+ *          mem_category_name, mem_host_alloc, mem_host_free
+ *
+ * Records current and peak bytes per category (params, grads, optimizer,
+ * activations, comm buffers, workspace, data). Host allocations made through
+ * mem_host_alloc are 64-byte aligned and recorded; device allocators record
+ * through mem_record_alloc/free. Counters are atomic, so recording is safe
+ * from the comm and loader threads. Does not own any memory itself.
+ */
+#ifndef SL_RUNTIME_MEM_H
+#define SL_RUNTIME_MEM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    MEM_CATEGORY_PARAMS = 0,
+    MEM_CATEGORY_GRADS,
+    MEM_CATEGORY_OPTIMIZER,
+    MEM_CATEGORY_ACTIVATIONS,
+    MEM_CATEGORY_COMM,
+    MEM_CATEGORY_WORKSPACE,
+    MEM_CATEGORY_DATA,
+    MEM_CATEGORY_COUNT
+} mem_category;
+
+typedef struct {
+    _Atomic int64_t current[MEM_CATEGORY_COUNT];
+    _Atomic int64_t peak[MEM_CATEGORY_COUNT];
+    _Atomic int64_t total_current;
+    _Atomic int64_t total_peak;
+} mem_accountant;
+
+void mem_accountant_init(mem_accountant *acct);
+const char *mem_category_name(mem_category cat);
+
+void mem_record_alloc(mem_accountant *acct, mem_category cat, size_t bytes);
+void mem_record_free(mem_accountant *acct, mem_category cat, size_t bytes);
+
+int64_t mem_current(const mem_accountant *acct, mem_category cat);
+int64_t mem_peak(const mem_accountant *acct, mem_category cat);
+int64_t mem_current_total(const mem_accountant *acct);
+/* Peak of the sum over categories (not the sum of per-category peaks). */
+int64_t mem_peak_total(const mem_accountant *acct);
+
+/* 64-byte aligned, zero-filled host memory recorded under cat. Returns NULL
+ * on failure (and records nothing). acct may be NULL (not recorded).
+ * Free with mem_host_free with the same acct, cat and bytes. */
+void *mem_host_alloc(mem_accountant *acct, mem_category cat, size_t bytes);
+void mem_host_free(mem_accountant *acct, mem_category cat, void *ptr, size_t bytes);
+
+/* Peak resident set size of this process in bytes (from getrusage). */
+int64_t mem_process_peak_rss(void);
+
+#endif

