@@ -1,0 +1,99 @@
+/* data/h5io.c: HDF5 lock, the zstd filter (32015) and its registration.
+ * With -DSHARDLM_H5Z_PLUGIN this file alone builds the dynamically loaded
+ * HDF5 plugin (no lock, no sl_status: only the filter and the two H5PL entry
+ * points). */
+#include "data/h5io.h"
+
+#include <H5PLextern.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+/* Compress (write) or decompress (read, H5Z_FLAG_REVERSE) one chunk in
+ * place. Returns the new byte count, 0 on failure (HDF5's convention; HDF5
+ * then reports "filter returned failure"). Buffers are HDF5's, so they are
+ * allocated and freed with H5allocate_memory / H5free_memory. */
+static size_t h5io_zstd_filter(unsigned int flags, size_t cd_nelmts, const unsigned int cd_values[],
+                               size_t nbytes, size_t *buf_size, void **buf) {
+    if (flags & H5Z_FLAG_REVERSE) {
+        unsigned long long size = ZSTD_getFrameContentSize(*buf, nbytes);
+        if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
+            return 0;
+        void *out = H5allocate_memory(size ? (size_t)size : 1, 0);
+        if (!out)
+            return 0;
+        size_t got = ZSTD_decompress(out, (size_t)size, *buf, nbytes);
+        if (ZSTD_isError(got) || got != size) {
+            H5free_memory(out);
+            return 0;
+        }
+        H5free_memory(*buf);
+        *buf = out;
+        *buf_size = (size_t)size;
+        return got;
+    }
+    int level = cd_nelmts > 0 ? (int)cd_values[0] : ZSTD_CLEVEL_DEFAULT;
+    size_t bound = ZSTD_compressBound(nbytes);
+    void *out = H5allocate_memory(bound, 0);
+    if (!out)
+        return 0;
+    size_t got = ZSTD_compress(out, bound, *buf, nbytes, level);
+    if (ZSTD_isError(got)) {
+        H5free_memory(out);
+        return 0;
+    }
+    H5free_memory(*buf);
+    *buf = out;
+    *buf_size = bound;
+    return got;
+}
+
+const H5Z_class2_t h5io_zstd_class[1] = {{
+    .version = H5Z_CLASS_T_VERS,
+    .id = (H5Z_filter_t)H5IO_FILTER_ZSTD,
+    .encoder_present = 1,
+    .decoder_present = 1,
+    .name = "Zstandard compression: http://www.zstd.net",
+    .can_apply = NULL,
+    .set_local = NULL,
+    .filter = h5io_zstd_filter,
+}};
+
+#ifdef SHARDLM_H5Z_PLUGIN
+
+H5PL_type_t H5PLget_plugin_type(void) { return H5PL_TYPE_FILTER; }
+const void *H5PLget_plugin_info(void) { return h5io_zstd_class; }
+
+#else
+
+#include <pthread.h>
+
+/* Process-wide because libhdf5's own state is (see the header). */
+static pthread_mutex_t h5io_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t h5io_once = PTHREAD_ONCE_INIT;
+static herr_t h5io_init_rc = -1;
+
+static void h5io_init_once(void) {
+    pthread_mutex_lock(&h5io_mutex);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    h5io_init_rc = H5Zfilter_avail(H5IO_FILTER_ZSTD) > 0 ? 0 : H5Zregister(h5io_zstd_class);
+    pthread_mutex_unlock(&h5io_mutex);
+}
+
+sl_status h5io_init(void) {
+    pthread_once(&h5io_once, h5io_init_once);
+    if (h5io_init_rc < 0)
+        return sl_errorf(SL_ERR_INTERNAL,
+                         "could not register the zstd HDF5 filter (id %d) with the HDF5 library",
+                         H5IO_FILTER_ZSTD);
+    return SL_OK;
+}
+
+void h5io_lock(void) {
+    pthread_mutex_lock(&h5io_mutex);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void h5io_unlock(void) { pthread_mutex_unlock(&h5io_mutex); }
+
+#endif

@@ -1,0 +1,44 @@
+/* data/h5io.h: the one place shardlm talks to the HDF5 library's global state.
+ *
+ * defines: H5IO_FILTER_ZSTD, h5io_zstd_class, h5io_init, h5io_lock,
+ *          h5io_unlock
+ *
+ * Debian's libhdf5 is the serial build, which is not safe to call from two
+ * threads at once. Every HDF5 call in shardlm (shard writer, shard reader,
+ * the loader's background thread, checkpoints) runs between h5io_lock() and
+ * h5io_unlock(). The lock is process-wide because the library state it
+ * protects is process-wide; it is the only mutable global of data/.
+ *
+ * The zstd filter (id 32015, the id registered with The HDF Group and used by
+ * hdf5plugin): cd_values[0] is the compression level (hdf5plugin's
+ * convention; absent = ZSTD_CLEVEL_DEFAULT). Each chunk is one zstd frame
+ * that records its decompressed size, so any zstd-32015 reader can decode it.
+ * The same source is built as the HDF5 plugin libh5zstd.so (CMake target
+ * h5zstd_plugin) for h5py on systems whose hdf5plugin lacks zstd (Debian 12):
+ * HDF5_PLUGIN_PATH=<build dir> python3 -c 'import h5py; ...'.
+ *
+ * Does not open files or know the shard layout (data/shard.h does).
+ */
+#ifndef SL_DATA_H5IO_H
+#define SL_DATA_H5IO_H
+
+#include <hdf5.h>
+
+#include "runtime/status.h"
+
+#define H5IO_FILTER_ZSTD 32015
+
+/* The filter class (what H5Zregister takes). */
+extern const H5Z_class2_t h5io_zstd_class[1];
+
+/* Registers the zstd filter and turns off HDF5's printing of error stacks
+ * (errors are reported through sl_status instead). Idempotent and
+ * thread-safe; call before the first HDF5 use. */
+sl_status h5io_init(void);
+
+/* Serializes HDF5 calls across threads. Not recursive. h5io_lock also turns
+ * off HDF5's automatic error printing for the calling thread. */
+void h5io_lock(void);
+void h5io_unlock(void);
+
+#endif
