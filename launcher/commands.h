@@ -25,5 +25,7 @@ int cmd_env(int argc, char **argv);
 void cmd_env_usage(FILE *out);
 int cmd_config(int argc, char **argv);
 void cmd_config_usage(FILE *out);
+int cmd_tokenize(int argc, char **argv);
+void cmd_tokenize_usage(FILE *out);
 
 #endif
