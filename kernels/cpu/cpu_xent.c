@@ -1,0 +1,183 @@
+/* kernels/cpu/cpu_xent.c: softmax cross-entropy with an ignore index.
+ *
+ * Fused form (full logits rows present), per row, rows split across threads:
+ *   pass 1: max;  pass 2: e = exp(z - max) written into dlogits (when wanted)
+ *   and summed in double;  pass 3: dlogits = grad_scale * (e / sum - onehot).
+ *   exp is evaluated once per logit. The target logit is read before pass 2,
+ *   so dlogits may overwrite logits in place.
+ * Vocab-chunked form: per chunk, the chunk's (max, sum exp) merges into the
+ *   running (M, S) of each row: M' = max(M, m), S' = S e^(M - M') + s e^(m - M'),
+ *   which is exact in real arithmetic whatever the chunk boundaries.
+ * Loss sums are per-row losses in double, added in row order, so the result
+ * does not depend on the thread count.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "kernels/cpu/cpu_ops.h"
+
+static sl_status check_targets_lt(const int32_t *tgt, int64_t rows, int64_t vocab,
+                                  const char *op) {
+    for (int64_t r = 0; r < rows; r++)
+        if (tgt[r] >= 0 && (int64_t)tgt[r] >= vocab)
+            return sl_errorf(SL_ERR_INVALID,
+                             "%s: target %" PRId32 " at row %" PRId64 " is >= vocab_size %" PRId64
+                             " (use a negative target to ignore a position)",
+                             op, tgt[r], r, vocab);
+    return SL_OK;
+}
+
+/* Sums per-row double losses in row order; counts valid rows. */
+static void sum_losses(const double *row_loss, const int32_t *tgt, int64_t rows, double *sum,
+                       int64_t *n_valid) {
+    double s = 0.0;
+    int64_t nv = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        if (tgt[r] < 0)
+            continue;
+        s += row_loss[r];
+        nv++;
+    }
+    *sum = s;
+    *n_valid = nv;
+}
+
+sl_status cpu_cross_entropy(sl_backend *be, sl_tensor losses, sl_tensor dlogits, sl_tensor logits,
+                            sl_tensor targets, float grad_scale, double *loss_sum,
+                            int64_t *n_valid) {
+    int64_t rows = cpu_rows(logits), vocab = cpu_cols(logits);
+    const int32_t *tgt = (const int32_t *)targets.data;
+    SL_TRY(check_targets_lt(tgt, rows, vocab, "ops_cross_entropy"));
+    double *row_loss = malloc((size_t)(rows ? rows : 1) * sizeof(double));
+    SL_CHECK_ALLOC(row_loss, (size_t)rows * sizeof(double));
+    const float *z = cpu_cf32(logits);
+    float *dz = dlogits.data ? cpu_f32(dlogits) : NULL;
+    float *lo = losses.data ? cpu_f32(losses) : NULL;
+#pragma omp parallel for num_threads(cpu_threads(be, rows)) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *zr = z + r * vocab;
+        int32_t t = tgt[r];
+        if (t < 0) {
+            row_loss[r] = 0.0;
+            if (lo)
+                lo[r] = 0.0f;
+            if (dz)
+                for (int64_t j = 0; j < vocab; j++)
+                    dz[r * vocab + j] = 0.0f;
+            continue;
+        }
+        float zt = zr[t];
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < vocab; j++)
+            mx = zr[j] > mx ? zr[j] : mx;
+        double sum = 0.0;
+        if (dz) {
+            float *dr = dz + r * vocab;
+            for (int64_t j = 0; j < vocab; j++) {
+                float e = expf(zr[j] - mx);
+                dr[j] = e;
+                sum += e;
+            }
+            float k = (float)((double)grad_scale / sum);
+            for (int64_t j = 0; j < vocab; j++)
+                dr[j] *= k;
+            dr[t] -= grad_scale;
+        } else {
+            for (int64_t j = 0; j < vocab; j++)
+                sum += expf(zr[j] - mx);
+        }
+        double loss = (double)mx + log(sum) - (double)zt;
+        row_loss[r] = loss;
+        if (lo)
+            lo[r] = (float)loss;
+    }
+    sum_losses(row_loss, tgt, rows, loss_sum, n_valid);
+    free(row_loss);
+    return SL_OK;
+}
+
+sl_status cpu_xent_stats_chunk(sl_backend *be, sl_tensor stats, sl_tensor logits_chunk,
+                               sl_tensor targets, int64_t vocab_offset, bool first_chunk) {
+    int64_t rows = cpu_rows(logits_chunk), vc = cpu_cols(logits_chunk);
+    const int32_t *tgt = (const int32_t *)targets.data;
+    const float *z = cpu_cf32(logits_chunk);
+    float *st = cpu_f32(stats);
+#pragma omp parallel for num_threads(cpu_threads(be, rows)) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *zr = z + r * vc;
+        float *sr = st + r * OPS_XENT_STATS;
+        if (first_chunk) {
+            sr[0] = -INFINITY;
+            sr[1] = 0.0f;
+            sr[2] = 0.0f;
+        }
+        float mc = -INFINITY;
+        for (int64_t j = 0; j < vc; j++)
+            mc = zr[j] > mc ? zr[j] : mc;
+        double sc = 0.0;
+        for (int64_t j = 0; j < vc; j++)
+            sc += expf(zr[j] - mc);
+        float m_old = sr[0];
+        if (sr[1] == 0.0f || mc > m_old) {
+            double rescale = sr[1] == 0.0f ? 0.0 : exp((double)m_old - (double)mc);
+            sr[1] = (float)((double)sr[1] * rescale + sc);
+            sr[0] = mc;
+        } else {
+            sr[1] = (float)((double)sr[1] + sc * exp((double)mc - (double)m_old));
+        }
+        int64_t t = tgt[r];
+        if (t >= vocab_offset && t < vocab_offset + vc)
+            sr[2] = zr[t - vocab_offset];
+    }
+    return SL_OK;
+}
+
+sl_status cpu_xent_loss(sl_backend *be, sl_tensor losses, sl_tensor lse, sl_tensor stats,
+                        sl_tensor targets, double *loss_sum, int64_t *n_valid) {
+    int64_t rows = cpu_numel(stats) / OPS_XENT_STATS;
+    const int32_t *tgt = (const int32_t *)targets.data;
+    const float *st = cpu_cf32(stats);
+    float *ls = cpu_f32(lse), *lo = losses.data ? cpu_f32(losses) : NULL;
+    double *row_loss = malloc((size_t)(rows ? rows : 1) * sizeof(double));
+    SL_CHECK_ALLOC(row_loss, (size_t)rows * sizeof(double));
+#pragma omp parallel for num_threads(cpu_threads(be, rows / 256 + 1)) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *sr = st + r * OPS_XENT_STATS;
+        double l = (double)sr[0] + log((double)sr[1]);
+        ls[r] = (float)l;
+        double loss = tgt[r] < 0 ? 0.0 : l - (double)sr[2];
+        row_loss[r] = loss;
+        if (lo)
+            lo[r] = (float)loss;
+    }
+    sum_losses(row_loss, tgt, rows, loss_sum, n_valid);
+    free(row_loss);
+    return SL_OK;
+}
+
+sl_status cpu_xent_backward_chunk(sl_backend *be, sl_tensor dlogits_chunk,
+                                  sl_tensor logits_chunk, sl_tensor lse, sl_tensor targets,
+                                  int64_t vocab_offset, float grad_scale) {
+    int64_t rows = cpu_rows(logits_chunk), vc = cpu_cols(logits_chunk);
+    const int32_t *tgt = (const int32_t *)targets.data;
+    const float *z = cpu_cf32(logits_chunk), *ls = cpu_cf32(lse);
+    float *dz = cpu_f32(dlogits_chunk);
+#pragma omp parallel for num_threads(cpu_threads(be, rows)) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *zr = z + r * vc;
+        float *dr = dz + r * vc;
+        int64_t t = tgt[r];
+        if (t < 0) {
+            for (int64_t j = 0; j < vc; j++)
+                dr[j] = 0.0f;
+            continue;
+        }
+        float l = ls[r];
+        for (int64_t j = 0; j < vc; j++)
+            dr[j] = grad_scale * expf(zr[j] - l);
+        if (t >= vocab_offset && t < vocab_offset + vc)
+            dr[t - vocab_offset] -= grad_scale;
+    }
+    return SL_OK;
+}
