@@ -338,7 +338,8 @@ static sl_status compute_hash(tokenizer *t) {
 }
 
 static void index_specials(tokenizer *t) {
-    qsort(t->specials, t->n_specials, sizeof *t->specials, cmp_special_len);
+    if (t->n_specials > 1)
+        qsort(t->specials, t->n_specials, sizeof *t->specials, cmp_special_len);
     memset(t->special_first, 0, sizeof t->special_first);
     for (size_t i = 0; i < t->n_specials; i++)
         t->special_first[(uint8_t)t->specials[i].text[0]] = 1;
