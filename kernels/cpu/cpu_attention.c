@@ -25,6 +25,12 @@
  * head order afterwards, so results are deterministic and every query head is
  * its own task.
  */
+/* Loops that call cpu_expf (kernels/cpu/cpu_math.h) contain float selects
+ * that gcc only if-converts, and so vectorizes, when it may assume FP
+ * operations do not trap; shardlm never enables FP traps or reads the FP
+ * exception flags, so this changes no result. */
+#pragma GCC optimize("no-trapping-math")
+
 #include <cblas.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -32,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_ops.h"
 
 #define ATTN_BLOCK 64
@@ -83,21 +90,24 @@ static void head_forward(const float *q, int64_t ldq, const float *k, int64_t ld
             float *row = s + r * n;
             int64_t last = q_off + i0 + r; /* inclusive */
             float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
             for (int64_t j = 0; j <= last; j++)
                 mx = row[j] > mx ? row[j] : mx;
-            double sum = 0.0;
+            float sum = 0.0f; /* <= T terms in [0, 1], one of them 1 */
+#pragma omp simd reduction(+ : sum)
             for (int64_t j = 0; j <= last; j++) {
-                float e = expf(row[j] - mx);
+                float e = cpu_expf(row[j] - mx);
                 row[j] = e;
                 sum += e;
             }
-            float inv = (float)(1.0 / sum);
+            float inv = 1.0f / sum;
+#pragma omp simd
             for (int64_t j = 0; j <= last; j++)
                 row[j] *= inv;
             for (int64_t j = last + 1; j < n; j++)
                 row[j] = 0.0f;
             if (lse)
-                lse[i0 + r] = mx + (float)log(sum);
+                lse[i0 + r] = mx + logf(sum);
         }
         gemm(false, false, m, d, n, 1.0f, s, n, v, ldv, 0.0f, o + i0 * ldo, ldo);
     }
@@ -127,8 +137,9 @@ static void head_backward(const float *q, int64_t ldq, const float *k, int64_t l
             float *row = p + r * n;
             int64_t last = i0 + r;
             float l = lse[i0 + r];
+#pragma omp simd
             for (int64_t j = 0; j <= last; j++)
-                row[j] = expf(row[j] - l);
+                row[j] = cpu_expf(row[j] - l);
             for (int64_t j = last + 1; j < n; j++)
                 row[j] = 0.0f;
         }
@@ -138,6 +149,7 @@ static void head_backward(const float *q, int64_t ldq, const float *k, int64_t l
             const float *prow = p + r * n;
             float *drow = dp + r * n;
             float di = dd[i0 + r];
+#pragma omp simd
             for (int64_t j = 0; j < n; j++)
                 drow[j] = prow[j] * (drow[j] - di) * scale;
         }

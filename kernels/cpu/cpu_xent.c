@@ -11,10 +11,17 @@
  * Loss sums are per-row losses in double, added in row order, so the result
  * does not depend on the thread count.
  */
+/* Loops that call cpu_expf (kernels/cpu/cpu_math.h) contain float selects
+ * that gcc only if-converts, and so vectorizes, when it may assume FP
+ * operations do not trap; shardlm never enables FP traps or reads the FP
+ * exception flags, so this changes no result. */
+#pragma GCC optimize("no-trapping-math")
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 
+#include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_ops.h"
 
 static sl_status check_targets_lt(const int32_t *tgt, int64_t rows, int64_t vocab,
@@ -26,6 +33,23 @@ static sl_status check_targets_lt(const int32_t *tgt, int64_t rows, int64_t voca
                              " (use a negative target to ignore a position)",
                              op, tgt[r], r, vocab);
     return SL_OK;
+}
+
+static float row_max(const float *z, int64_t n) {
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < n; j++)
+        mx = z[j] > mx ? z[j] : mx;
+    return mx;
+}
+
+/* sum_j exp(z[j] - mx): fp32 partial sums across SIMD lanes, in double */
+static double row_sum_exp(const float *z, int64_t n, float mx) {
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < n; j++)
+        s += cpu_expf(z[j] - mx);
+    return s;
 }
 
 /* Sums per-row double losses in row order; counts valid rows. */
@@ -68,24 +92,23 @@ sl_status cpu_cross_entropy(sl_backend *be, sl_tensor losses, sl_tensor dlogits,
             continue;
         }
         float zt = zr[t];
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < vocab; j++)
-            mx = zr[j] > mx ? zr[j] : mx;
+        float mx = row_max(zr, vocab);
         double sum = 0.0;
         if (dz) {
             float *dr = dz + r * vocab;
+#pragma omp simd reduction(+ : sum)
             for (int64_t j = 0; j < vocab; j++) {
-                float e = expf(zr[j] - mx);
+                float e = cpu_expf(zr[j] - mx);
                 dr[j] = e;
                 sum += e;
             }
             float k = (float)((double)grad_scale / sum);
+#pragma omp simd
             for (int64_t j = 0; j < vocab; j++)
                 dr[j] *= k;
             dr[t] -= grad_scale;
         } else {
-            for (int64_t j = 0; j < vocab; j++)
-                sum += expf(zr[j] - mx);
+            sum = row_sum_exp(zr, vocab, mx);
         }
         double loss = (double)mx + log(sum) - (double)zt;
         row_loss[r] = loss;
@@ -112,12 +135,8 @@ sl_status cpu_xent_stats_chunk(sl_backend *be, sl_tensor stats, sl_tensor logits
             sr[1] = 0.0f;
             sr[2] = 0.0f;
         }
-        float mc = -INFINITY;
-        for (int64_t j = 0; j < vc; j++)
-            mc = zr[j] > mc ? zr[j] : mc;
-        double sc = 0.0;
-        for (int64_t j = 0; j < vc; j++)
-            sc += expf(zr[j] - mc);
+        float mc = row_max(zr, vc);
+        double sc = row_sum_exp(zr, vc, mc);
         float m_old = sr[0];
         if (sr[1] == 0.0f || mc > m_old) {
             double rescale = sr[1] == 0.0f ? 0.0 : exp((double)m_old - (double)mc);
@@ -174,8 +193,9 @@ sl_status cpu_xent_backward_chunk(sl_backend *be, sl_tensor dlogits_chunk,
             continue;
         }
         float l = ls[r];
+#pragma omp simd
         for (int64_t j = 0; j < vc; j++)
-            dr[j] = grad_scale * expf(zr[j] - l);
+            dr[j] = grad_scale * cpu_expf(zr[j] - l);
         if (t >= vocab_offset && t < vocab_offset + vc)
             dr[t - vocab_offset] -= grad_scale;
     }
