@@ -42,7 +42,8 @@ static inline float cpu_expf(float x) {
     p = p * r * r + r + 1.0f;
     /* 2^n in two steps so n = 128 (x near the top) does not overflow the
      * exponent field: 2^n = 2^(n-1) * 2 */
-    int32_t eb = (ni - 1 + 127) << 23;
+    uint32_t eb = (uint32_t)(ni - 1 + 127) << 23; /* unsigned: NaN input gives garbage
+                                                     * bits here, never UB */
     float scale;
     memcpy(&scale, &eb, 4);
     float y = p * scale * 2.0f;
