@@ -27,5 +27,7 @@ int cmd_config(int argc, char **argv);
 void cmd_config_usage(FILE *out);
 int cmd_tokenize(int argc, char **argv);
 void cmd_tokenize_usage(FILE *out);
+int cmd_tokenizer(int argc, char **argv);
+void cmd_tokenizer_usage(FILE *out);
 
 #endif
