@@ -160,10 +160,14 @@ static bool validate(pii_type t, const char *s, size_t n) {
     case PII_IPV6: {
         if (n >= sizeof buf)
             return false;
-        size_t hex = 0;
-        for (size_t i = 0; i < n; i++)
+        /* two hex digits, one of them decimal: "::1" and words like
+         * "a::b" or "dead::beef" stay */
+        size_t hex = 0, dec = 0;
+        for (size_t i = 0; i < n; i++) {
             hex += s[i] != ':' && s[i] != '.';
-        if (hex < 2)
+            dec += s[i] >= '0' && s[i] <= '9';
+        }
+        if (hex < 2 || dec == 0)
             return false;
         memcpy(buf, s, n);
         buf[n] = 0;

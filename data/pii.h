@@ -8,7 +8,7 @@
  * pattern:
  *   e-mail addresses                              <EMAIL>
  *   IPv6 (full, compressed, IPv4-mapped; inet_pton; at least two hex
- *     digits, so :: and ::1 stay)                  <IPV6>
+ *     digits, one decimal, so ::1 and a::b stay)  <IPV6>
  *   IPv4 (dotted quad, each part 0..255)          <IPV4>
  *   Chinese resident ID numbers (18 characters: region, a real birth date,
  *     sequence, ISO 7064 MOD 11-2 check character) <CN_ID>
