@@ -1,0 +1,225 @@
+/* parallel/comm.h: collectives within a group of ranks (DESIGN section 6).
+ *
+ * defines: comm, comm_work, comm_opts, comm_dtype, comm_redop, comm_op_kind,
+ *          comm_request, struct comm_ops, comm_opts_default, comm_create_mpi,
+ *          comm_split, comm_destroy, comm_rank, comm_size, comm_name,
+ *          comm_all_gather[_async], comm_reduce_scatter[_async],
+ *          comm_all_reduce[_async], comm_broadcast[_async], comm_barrier[_async],
+ *          comm_work_wait, comm_work_test, comm_last_seq, comm_dtype_size,
+ *          comm_dtype_name, comm_op_name
+ *
+ * Does not: pad buffers (FSDP pads units to a multiple of the group size),
+ * pick groups (parallel/plan and parallel/fsdp decide who shards with whom),
+ * or move data between host and device. The NCCL backend (device buffers on a
+ * comm stream, ordered against the compute stream with events) is not built
+ * yet; it fills the same struct comm_ops, so callers do not change.
+ *
+ * Ops. Counts are in elements of `dtype`; k = comm_size(c), r = comm_rank(c).
+ *   all_gather(send, recv, count):   recv (k*count) = concat over ranks of send (count).
+ *                                    In place: send == recv + r*count elements
+ *                                    (or send == NULL): chunk r of recv already holds it.
+ *   reduce_scatter(send, recv, count, op): recv (count) = op over ranks of chunk r of
+ *                                    send (k*count). In place: recv == send + r*count.
+ *   all_reduce(send, recv, count, op): recv (count) = op over ranks of send (count).
+ *                                    In place: send == recv. Any count (odd, < k).
+ *   broadcast(buf, count, root):     buf on every rank = buf of root.
+ *   barrier:                         returns once every rank of the group entered it.
+ * Reductions: SUM, MAX, MIN on F32, F64, I32, I64. BF16 and U8 move but do
+ * not reduce on the MPI backend (SL_ERR_UNSUPPORTED). A chunk (all_gather,
+ * reduce_scatter) or a whole buffer (all_reduce, broadcast) is at most
+ * 2^31-1 bytes on the MPI backend (MPI counts are int); callers split larger.
+ *
+ * Determinism. reduce_scatter and all_reduce sum in rank order:
+ * out[i] = ((x_0[i] + x_1[i]) + x_2[i]) + ... in the element type, computed by
+ * the one rank that owns element i's chunk, then (all_reduce) all-gathered.
+ * So the result is bitwise identical on every rank, the same run to run, and
+ * does not depend on timing or on which algorithm MPI picks for a message
+ * size (Open MPI's MPI_Iallreduce and MPI_Ireduce_scatter_block choose by
+ * size and group, which changes the association order). The MPI backend
+ * implements them as MPI_Ialltoall(v) of segments into a double-buffered
+ * scratch area (comm_opts.scratch_bytes) and reduces each segment on the comm
+ * thread while the next one is in flight: the same bytes on the wire as a
+ * ring reduce-scatter. Sums at k ranks differ from k = 1 by rounding only.
+ *
+ * Async and ownership. Each op has a blocking form and an _async form that
+ * returns a comm_work handle. The handle belongs to the comm; the caller
+ * passes it to comm_work_wait exactly once, which returns the handle to the
+ * comm's pool whatever the outcome (it is invalid afterwards). comm_work_test
+ * polls without releasing. The caller's buffers must stay valid and
+ * untouched (recv) until comm_work_wait returns. Ops are submitted by one
+ * thread at a time, in the same order on every rank of the group (the MPI
+ * rule); waits may come in any order and from any thread. Ops run in
+ * submission order. Each op gets the next sequence number of its comm (1, 2,
+ * ...), the same on every rank, which names it in timeout reports.
+ *
+ * The comm thread (MPI backend). Every comm owns one thread that issues the
+ * nonblocking MPI collective of each op in submission order and drives it to
+ * completion with MPI_Test, sleeping briefly between tests when nothing
+ * moves (Open MPI's nonblocking collectives progress only inside MPI calls,
+ * so without this thread a collective would stall while the main thread
+ * computes). One thread per comm rather than one per process: the shard and
+ * replicate groups of HYBRID sharding then progress independently, and a
+ * comm's queue, scratch buffers and failure state stay private to it; an idle
+ * thread sleeps on a condition variable (waking every few ms to answer
+ * timeout queries, below). The loop also answers peers' "where are you?"
+ * queries, which a blocking MPI_Allgather on that thread could not do while
+ * it waits for a missing rank; measured overlap: see `shardlm bench comm
+ * --overlap` and benchmarks/RESULTS.md.
+ *
+ * Timeouts (stated failure behaviour). comm_work_wait and every blocking op
+ * wait at most timeout_s (<= 0: comm_opts.timeout_s, from
+ * parallel.comm_timeout_s). When it expires, the waiting rank asks every peer
+ * of the group (point-to-point on a private communicator, answered by the
+ * peers' comm threads) which op it has reached, logs
+ *   "collective <op> #<seq> on <name> (<bytes> bytes, group of <k> ranks) did
+ *    not complete in <t> s; ranks that did not arrive: ..."
+ * naming world ranks, and calls MPI_Abort(MPI_COMM_WORLD, SL_EXIT_TIMEOUT) so
+ * that mpirun/srun end every process of the job. It does not return: after a
+ * missed collective the group's op sequence is broken on every rank, MPI
+ * cannot cancel a pending collective, and MPI would still write into the
+ * caller's buffers. Other failures (an MPI error) return SL_ERR_COMM with
+ * MPI's message; the comm is then failed and later ops return SL_ERR_COMM.
+ */
+#ifndef SL_PARALLEL_COMM_H
+#define SL_PARALLEL_COMM_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/mem.h"
+#include "runtime/status.h"
+
+typedef enum {
+    COMM_DTYPE_F32 = 0,
+    COMM_DTYPE_F64,
+    COMM_DTYPE_BF16,
+    COMM_DTYPE_I32,
+    COMM_DTYPE_I64,
+    COMM_DTYPE_U8,
+    COMM_DTYPE_COUNT
+} comm_dtype;
+
+typedef enum { COMM_REDOP_SUM = 0, COMM_REDOP_MAX, COMM_REDOP_MIN, COMM_REDOP_COUNT } comm_redop;
+
+typedef enum {
+    COMM_OP_ALL_GATHER = 0,
+    COMM_OP_REDUCE_SCATTER,
+    COMM_OP_ALL_REDUCE,
+    COMM_OP_BROADCAST,
+    COMM_OP_BARRIER,
+    COMM_OP_COUNT
+} comm_op_kind;
+
+typedef struct {
+    double timeout_s;     /* default wait limit; parallel.comm_timeout_s */
+    size_t scratch_bytes; /* reduction staging per comm (two halves); >= 4 KiB */
+    mem_accountant *mem;  /* records scratch under MEM_CATEGORY_COMM; may be NULL */
+    const char *name;     /* "world", "shard", "replicate": used in messages; copied */
+} comm_opts;
+
+/* timeout_s 300, scratch_bytes 8 MiB, mem NULL, name "world". */
+void comm_opts_default(comm_opts *o);
+
+typedef struct comm comm;
+
+/* One op as submitted; backends read it, callers use the functions below. */
+typedef struct {
+    comm_op_kind kind;
+    const void *send; /* NULL for broadcast, barrier, in-place all_gather */
+    void *recv;       /* broadcast: the buffer */
+    size_t count;     /* see "Ops" above */
+    comm_dtype dtype;
+    comm_redop redop;
+    int root;         /* broadcast */
+    uint64_t seq;     /* set at submission */
+} comm_request;
+
+/* A submitted op. Backends embed it as the first member of their own work
+ * struct and own its memory. */
+typedef struct comm_work {
+    comm *c;
+    comm_request rq;
+} comm_work;
+
+/* The backend table. Callers never use it directly nor test which backend a
+ * comm has. Arguments were checked by comm.c (ranks, aliasing, sizes). */
+struct comm_ops {
+    const char *name; /* "mpi" */
+    /* Queues rq (assigning rq.seq) and returns its work. */
+    sl_status (*submit)(comm *c, const comm_request *rq, comm_work **work);
+    /* SL_OK when done (its status otherwise); SL_ERR_TIMEOUT leaves w pending. */
+    sl_status (*wait)(comm *c, comm_work *w, double timeout_s);
+    sl_status (*test)(comm *c, comm_work *w, bool *done);
+    /* Returns a finished work to the pool. */
+    void (*release)(comm *c, comm_work *w);
+    /* After a timeout: asks the peers where they are and writes a sentence
+     * naming the ranks that did not arrive at rq.seq. */
+    void (*describe_stall)(comm *c, const comm_request *rq, char *buf, size_t n);
+    /* Collective over c: a new comm of the ranks with the same color. */
+    sl_status (*split)(comm *c, int color, int key, const comm_opts *o, comm **out);
+    /* Waits for submitted ops, stops the comm thread, frees everything. */
+    void (*destroy)(comm *c);
+};
+
+struct comm {
+    const struct comm_ops *ops;
+    void *impl; /* backend state, owned */
+    int rank;   /* in this group */
+    int size;
+    int world_rank;
+    comm_opts opts;
+    char name[32];
+    uint64_t seq; /* last submitted op; written by the backend's submit */
+};
+
+/* Collective over base: a comm of base's ranks. base is duplicated (the
+ * caller keeps and frees its own). Starts the comm thread. Needs MPI
+ * initialized with MPI_THREAD_MULTIPLE (topology_init). On error *out is
+ * NULL and nothing is left allocated. */
+sl_status comm_create_mpi(MPI_Comm base, const comm_opts *o, comm **out);
+/* Collective over c (submitted ops need not be finished): ranks with the
+ * same color form a new comm, ordered by key then rank. o may be NULL (c's
+ * options, with name). The new comm is independent: destroy it before or
+ * after c. */
+sl_status comm_split(comm *c, int color, int key, const char *name, const comm_opts *o, comm **out);
+/* Collective. Waits (with timeout) for every submitted op; handles not yet
+ * waited become invalid. NULL is a no-op. */
+void comm_destroy(comm *c);
+
+int comm_rank(const comm *c);
+int comm_size(const comm *c);
+const char *comm_name(const comm *c);
+/* Sequence number of the last op submitted on c (0 before the first). */
+uint64_t comm_last_seq(const comm *c);
+
+sl_status comm_all_gather(comm *c, const void *send, void *recv, size_t count, comm_dtype dt);
+sl_status comm_all_gather_async(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+                                comm_work **work);
+sl_status comm_reduce_scatter(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+                              comm_redop op);
+sl_status comm_reduce_scatter_async(comm *c, const void *send, void *recv, size_t count,
+                                    comm_dtype dt, comm_redop op, comm_work **work);
+sl_status comm_all_reduce(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+                          comm_redop op);
+sl_status comm_all_reduce_async(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+                                comm_redop op, comm_work **work);
+sl_status comm_broadcast(comm *c, void *buf, size_t count, comm_dtype dt, int root);
+sl_status comm_broadcast_async(comm *c, void *buf, size_t count, comm_dtype dt, int root,
+                               comm_work **work);
+sl_status comm_barrier(comm *c);
+sl_status comm_barrier_async(comm *c, comm_work **work);
+
+/* Waits until w is done or timeout_s (<= 0: the comm's timeout) passes, then
+ * releases w. Returns the op's status. On timeout: logs, aborts the job with
+ * SL_EXIT_TIMEOUT, does not return (see "Timeouts"). */
+sl_status comm_work_wait(comm_work *w, double timeout_s);
+/* *done = whether w has finished; w stays owned by the caller's wait. */
+sl_status comm_work_test(comm_work *w, bool *done);
+
+size_t comm_dtype_size(comm_dtype dt);
+const char *comm_dtype_name(comm_dtype dt);
+const char *comm_op_name(comm_op_kind kind);
+
+#endif

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# A rank that stops responding: under mpirun -np 3, rank 1 sleeps 60 s before
+# collective #3 while the comm timeout is 3 s. Every rank must end, non-zero,
+# within timeout + 10 s; the report names the collective, its sequence number
+# and the missing rank; no process of the job is left behind.
+source "$(dirname "$0")/lib.sh"
+BIN="$BUILD/tests/test_comm"
+[ -x "$BIN" ] || fail "$BIN not built"
+TAG="comm_timeout_$$_$RANDOM" # marks this job's processes for pgrep
+TIMEOUT=3
+start=$(date +%s.%N)
+OUT=$(timeout 60 $MPIRUN -np 3 "$BIN" --hang 1:60 --timeout $TIMEOUT --tag "$TAG" 2>&1)
+rc=$?
+elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+[ "$rc" -ne 0 ] || fail "the job exited 0; output:
+$OUT"
+[ "$rc" -ne 124 ] || [ "$(echo "$elapsed < 59" | bc)" -eq 1 ] || fail "the job hung until the test's own 60 s limit"
+[ "$(echo "$elapsed < $TIMEOUT + 10" | bc)" -eq 1 ] || fail "took $elapsed s, limit $TIMEOUT + 10 s; output:
+$OUT"
+expect_out "collective all_gather #3 on world (24 bytes, group of 3 ranks) did not complete in 3.0 s"
+expect_out "ranks that did not arrive (world ranks): r1 (finished #2, has not submitted #3)"
+expect_out "Aborting the job (exit code 124)"
+[ "$rc" -eq 124 ] || fail "mpirun exited $rc, expected 124 (SL_EXIT_TIMEOUT through MPI_Abort); output:
+$OUT"
+printf '%s\n' "$OUT" | grep -q "hang test: woke up" && fail "the sleeping rank outlived the abort: $OUT"
+printf '%s\n' "$OUT" | grep -q "collective #3 returned" && fail "a rank returned from the stalled collective: $OUT"
+# No live process of this job (zombies awaiting their reaper have exited).
+sleep 1
+for pid in $(pgrep -f -- "$TAG"); do
+  state=$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)
+  [ -z "$state" ] || [ "$state" = Z ] || fail "process $pid ($state) of the aborted job is still alive: $(ps -o pid,stat,args -p "$pid")"
+done
+echo "ok ($elapsed s, exit $rc)"
