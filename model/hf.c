@@ -1,0 +1,674 @@
+/* model/hf.c: Hugging Face config.json and safetensors <-> layout (see hf.h). */
+#include "model/hf.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/check.h"
+#include "runtime/fsutil.h"
+#include "runtime/safetensors.h"
+
+#define PATH_CAP 4096
+
+/* ---- config.json ---- */
+
+typedef struct {
+    const cJSON *root;
+    const char *path;
+} jcfg;
+
+static const cJSON *jget(const jcfg *j, const char *key) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j->root, key);
+    return cJSON_IsNull(x) ? NULL : x;
+}
+
+static sl_status jint(const jcfg *j, const char *key, int *out, bool required, int def) {
+    const cJSON *x = jget(j, key);
+    if (!x) {
+        if (required)
+            return sl_errorf(SL_ERR_FORMAT, "%s: required key \"%s\" is missing", j->path, key);
+        *out = def;
+        return SL_OK;
+    }
+    if (!cJSON_IsNumber(x) || x->valuedouble != (double)(int)x->valuedouble || x->valuedouble < 0)
+        return sl_errorf(SL_ERR_FORMAT, "%s: \"%s\" must be a non-negative integer", j->path, key);
+    *out = (int)x->valuedouble;
+    return SL_OK;
+}
+
+static sl_status jnum(const jcfg *j, const char *key, double *out, double def) {
+    const cJSON *x = jget(j, key);
+    if (!x) {
+        *out = def;
+        return SL_OK;
+    }
+    if (!cJSON_IsNumber(x))
+        return sl_errorf(SL_ERR_FORMAT, "%s: \"%s\" must be a number", j->path, key);
+    *out = x->valuedouble;
+    return SL_OK;
+}
+
+static sl_status jbool(const jcfg *j, const char *key, bool *out, bool def) {
+    const cJSON *x = jget(j, key);
+    if (!x) {
+        *out = def;
+        return SL_OK;
+    }
+    if (!cJSON_IsBool(x))
+        return sl_errorf(SL_ERR_FORMAT, "%s: \"%s\" must be true or false", j->path, key);
+    *out = cJSON_IsTrue(x);
+    return SL_OK;
+}
+
+static sl_status read_gpt2(const jcfg *j, cfg_model *c) {
+    c->arch = MODEL_ARCH_GPT2;
+    SL_TRY(jint(j, "n_layer", &c->n_layer, true, 0));
+    SL_TRY(jint(j, "n_embd", &c->d_model, true, 0));
+    SL_TRY(jint(j, "n_head", &c->n_head, true, 0));
+    SL_TRY(jint(j, "n_inner", &c->d_ff, false, 4 * c->d_model));
+    SL_TRY(jint(j, "vocab_size", &c->vocab_size, true, 0));
+    int npos = 0;
+    SL_TRY(jint(j, "n_ctx", &npos, false, 1024));
+    SL_TRY(jint(j, "n_positions", &c->max_seq_len, false, npos));
+    SL_TRY(jnum(j, "layer_norm_epsilon", &c->norm_eps, 1e-5));
+    SL_TRY(jbool(j, "tie_word_embeddings", &c->tie_embeddings, true));
+    c->n_kv_head = c->n_head;
+    const cJSON *act = jget(j, "activation_function");
+    if (act && (!cJSON_IsString(act) || (strcmp(act->valuestring, "gelu_new") != 0 &&
+                                         strcmp(act->valuestring, "gelu_pytorch_tanh") != 0)))
+        return sl_errorf(SL_ERR_UNSUPPORTED,
+                         "%s: activation_function %s is not supported (shardlm's gpt2 uses the tanh "
+                         "GELU: gelu_new or gelu_pytorch_tanh)",
+                         j->path, cJSON_IsString(act) ? act->valuestring : "(not a string)");
+    return SL_OK;
+}
+
+static sl_status check_rope_type(const jcfg *j, const cJSON *obj, const char *what) {
+    if (!obj || cJSON_IsNull(obj))
+        return SL_OK;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "rope_type");
+    if (!t)
+        t = cJSON_GetObjectItemCaseSensitive(obj, "type");
+    if (t && cJSON_IsString(t) && strcmp(t->valuestring, "default") == 0)
+        return SL_OK;
+    return sl_errorf(SL_ERR_UNSUPPORTED,
+                     "%s: %s with rope_type %s is not supported (only plain RoPE, rope_type "
+                     "\"default\"); Llama-3.1/3.2 checkpoints need llama3 frequency scaling, "
+                     "which shardlm does not implement",
+                     j->path, what, t && cJSON_IsString(t) ? t->valuestring : "(missing)");
+}
+
+static sl_status read_llama(const jcfg *j, cfg_model *c) {
+    c->arch = MODEL_ARCH_LLAMA;
+    SL_TRY(jint(j, "num_hidden_layers", &c->n_layer, true, 0));
+    SL_TRY(jint(j, "hidden_size", &c->d_model, true, 0));
+    SL_TRY(jint(j, "num_attention_heads", &c->n_head, true, 0));
+    SL_TRY(jint(j, "num_key_value_heads", &c->n_kv_head, false, c->n_head));
+    SL_TRY(jint(j, "intermediate_size", &c->d_ff, true, 0));
+    SL_TRY(jint(j, "vocab_size", &c->vocab_size, true, 0));
+    SL_TRY(jint(j, "max_position_embeddings", &c->max_seq_len, false, 2048));
+    SL_TRY(jnum(j, "rms_norm_eps", &c->norm_eps, 1e-6));
+    SL_TRY(jbool(j, "tie_word_embeddings", &c->tie_embeddings, false));
+    const cJSON *rp = jget(j, "rope_parameters");
+    if (rp) {
+        SL_TRY(check_rope_type(j, rp, "rope_parameters"));
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rp, "rope_theta");
+        if (!cJSON_IsNumber(t))
+            return sl_errorf(SL_ERR_FORMAT, "%s: rope_parameters.rope_theta must be a number", j->path);
+        c->rope_theta = t->valuedouble;
+    } else {
+        SL_TRY(jnum(j, "rope_theta", &c->rope_theta, 10000.0));
+    }
+    SL_TRY(check_rope_type(j, jget(j, "rope_scaling"), "rope_scaling"));
+    int head_dim = 0;
+    SL_TRY(jint(j, "head_dim", &head_dim, false, 0));
+    if (head_dim && c->n_head && head_dim * c->n_head != c->d_model)
+        return sl_errorf(SL_ERR_UNSUPPORTED,
+                         "%s: head_dim %d x num_attention_heads %d != hidden_size %d; shardlm needs "
+                         "head_dim = hidden_size / num_attention_heads",
+                         j->path, head_dim, c->n_head, c->d_model);
+    static const char *const no_bias[] = {"attention_bias", "mlp_bias"};
+    for (int i = 0; i < 2; i++) {
+        bool b = false;
+        SL_TRY(jbool(j, no_bias[i], &b, false));
+        if (b)
+            return sl_errorf(SL_ERR_UNSUPPORTED, "%s: %s = true is not supported (llama has no biases)",
+                             j->path, no_bias[i]);
+    }
+    const cJSON *act = jget(j, "hidden_act");
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0))
+        return sl_errorf(SL_ERR_UNSUPPORTED, "%s: hidden_act must be \"silu\"", j->path);
+    int window = 0;
+    SL_TRY(jint(j, "sliding_window", &window, false, 0));
+    if (window > 0 && window < c->max_seq_len)
+        c->max_seq_len = window; /* full causal attention equals the window up to here */
+    return SL_OK;
+}
+
+sl_status hf_read_config(const char *dir, cfg_model *cfg, hf_info *info) {
+    char path[PATH_CAP];
+    SL_TRY(fs_join(path, sizeof path, dir, "config.json"));
+    char *text = NULL;
+    size_t len = 0;
+    SL_TRY(fs_read_file(path, &text, &len, 16u << 20));
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return sl_errorf(SL_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    jcfg j = {root, path};
+    const cJSON *mt = jget(&j, "model_type");
+    sl_status st = SL_OK;
+    char type[32] = "";
+    if (!cJSON_IsString(mt)) {
+        st = sl_errorf(SL_ERR_FORMAT, "%s: \"model_type\" (a string) is missing", path);
+    } else {
+        snprintf(type, sizeof type, "%s", mt->valuestring);
+        if (strcmp(type, "gpt2") == 0)
+            st = read_gpt2(&j, cfg);
+        else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0)
+            st = read_llama(&j, cfg);
+        else
+            st = sl_errorf(SL_ERR_UNSUPPORTED,
+                           "%s: model_type \"%s\" is not supported (gpt2, llama, mistral)", path, type);
+    }
+    if (st == SL_OK)
+        st = jnum(&j, "initializer_range", &cfg->init_std, cfg->init_std);
+    cJSON_Delete(root);
+    if (st == SL_OK && info) {
+        memset(info, 0, sizeof *info);
+        snprintf(info->model_type, sizeof info->model_type, "%s", type);
+    }
+    return st;
+}
+
+static char *config_json_of(const cfg_model *c) {
+    cJSON *r = cJSON_CreateObject();
+    if (!r)
+        return NULL;
+    if (c->arch == MODEL_ARCH_GPT2) {
+        cJSON_AddItemToObject(r, "architectures", cJSON_CreateStringArray((const char *[]){"GPT2LMHeadModel"}, 1));
+        cJSON_AddStringToObject(r, "model_type", "gpt2");
+        cJSON_AddNumberToObject(r, "n_layer", c->n_layer);
+        cJSON_AddNumberToObject(r, "n_embd", c->d_model);
+        cJSON_AddNumberToObject(r, "n_head", c->n_head);
+        cJSON_AddNumberToObject(r, "n_inner", c->d_ff);
+        cJSON_AddNumberToObject(r, "vocab_size", c->vocab_size);
+        cJSON_AddNumberToObject(r, "n_positions", c->max_seq_len);
+        cJSON_AddNumberToObject(r, "layer_norm_epsilon", c->norm_eps);
+        cJSON_AddStringToObject(r, "activation_function", "gelu_new");
+    } else {
+        cJSON_AddItemToObject(r, "architectures", cJSON_CreateStringArray((const char *[]){"LlamaForCausalLM"}, 1));
+        cJSON_AddStringToObject(r, "model_type", "llama");
+        cJSON_AddNumberToObject(r, "num_hidden_layers", c->n_layer);
+        cJSON_AddNumberToObject(r, "hidden_size", c->d_model);
+        cJSON_AddNumberToObject(r, "num_attention_heads", c->n_head);
+        cJSON_AddNumberToObject(r, "num_key_value_heads", c->n_kv_head);
+        cJSON_AddNumberToObject(r, "intermediate_size", c->d_ff);
+        cJSON_AddNumberToObject(r, "vocab_size", c->vocab_size);
+        cJSON_AddNumberToObject(r, "max_position_embeddings", c->max_seq_len);
+        cJSON_AddNumberToObject(r, "rms_norm_eps", c->norm_eps);
+        cJSON_AddNumberToObject(r, "rope_theta", c->rope_theta);
+        cJSON_AddStringToObject(r, "hidden_act", "silu");
+        cJSON_AddFalseToObject(r, "attention_bias");
+        cJSON_AddFalseToObject(r, "mlp_bias");
+    }
+    cJSON_AddBoolToObject(r, "tie_word_embeddings", c->tie_embeddings);
+    cJSON_AddNumberToObject(r, "initializer_range", c->init_std);
+    char *s = cJSON_Print(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+static sl_status write_text(const char *dir, const char *name, const char *text) {
+    char path[PATH_CAP];
+    SL_TRY(fs_join(path, sizeof path, dir, name));
+    return fs_write_atomic(path, text, strlen(text));
+}
+
+/* ---- tensors ---- */
+
+static bool skippable(const char *name) {
+    size_t n = strlen(name);
+#define ENDS(s) (n >= sizeof(s) - 1 && strcmp(name + n - (sizeof(s) - 1), s) == 0)
+    return ENDS(".attn.bias") || ENDS(".attn.masked_bias") || ENDS("rotary_emb.inv_freq");
+#undef ENDS
+}
+
+/* dst (c, r) = src (r, c)^T for elements of esz bytes. */
+static void transpose_raw(void *dst, const void *src, int64_t r, int64_t c, size_t esz) {
+    const char *s = src;
+    char *d = dst;
+    for (int64_t i = 0; i < r; i++)
+        for (int64_t j = 0; j < c; j++)
+            memcpy(d + ((size_t)(j * r + i)) * esz, s + ((size_t)(i * c + j)) * esz, esz);
+}
+
+static void to_f32(float *dst, const void *src, sl_dtype dt, size_t n) {
+    if (dt == SL_DTYPE_F32)
+        memcpy(dst, src, n * 4);
+    else if (dt == SL_DTYPE_BF16)
+        f32_from_bf16_array(dst, src, n);
+    else
+        f32_from_f16_array(dst, src, n);
+}
+
+static int64_t unit_base(const model_layout *l, int unit) {
+    int64_t o = 0;
+    for (int u = 0; u < unit; u++)
+        o += l->units[u].numel;
+    return o;
+}
+
+/* Expected file shape of parameter p: HF orientation or shardlm's. */
+static void file_shape(const model_param *p, bool hf, int64_t shape[2]) {
+    bool t = hf && p->hf_transposed;
+    shape[0] = t ? p->shape[1] : p->shape[0];
+    shape[1] = t ? p->shape[0] : p->shape[1];
+}
+
+static sl_status check_tensor(const safetensors_tensor *t, const model_param *p, bool hf,
+                              const char *file) {
+    int64_t want[2];
+    file_shape(p, hf, want);
+    bool ok = t->ndim == p->ndim && t->shape[0] == want[0] && (p->ndim == 1 || t->shape[1] == want[1]);
+    if (!ok)
+        return sl_errorf(SL_ERR_FORMAT,
+                         "%s: tensor %s has shape [%lld%s%lld] with %d dims, the model config needs "
+                         "[%lld, %lld] (1-D: [%lld]); does config.json match the weights?",
+                         file, t->name, (long long)t->shape[0], t->ndim > 1 ? ", " : "",
+                         t->ndim > 1 ? (long long)t->shape[1] : 0LL, t->ndim, (long long)want[0],
+                         (long long)want[1], (long long)want[0]);
+    if (t->dtype != SL_DTYPE_F32 && t->dtype != SL_DTYPE_BF16 && t->dtype != SL_DTYPE_F16)
+        return sl_errorf(SL_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; parameters must be F32, BF16 or F16",
+                         file, t->name, dtype_name(t->dtype));
+    return SL_OK;
+}
+
+/* Finds parameter p in ix under prefix + name (hf) or its shardlm name. */
+static const safetensors_tensor *find_param(const safetensors_index *ix, const model_param *p, bool hf,
+                                            const char *prefix) {
+    char name[2 * MODEL_NAME_MAX];
+    snprintf(name, sizeof name, "%s%s", hf ? prefix : "", hf ? p->hf_name : p->name);
+    return safetensors_index_find(ix, name, NULL);
+}
+
+/* Every tensor of ix must be a parameter, a tied duplicate or skippable. */
+static sl_status check_extras(const safetensors_index *ix, const model_layout *l, bool hf,
+                              const char *prefix, const char *dir) {
+    size_t plen = strlen(prefix);
+    for (int i = 0; i < safetensors_index_count(ix); i++) {
+        const char *n = safetensors_index_get(ix, i)->name;
+        if (hf && skippable(n))
+            continue;
+        const char *bare = hf && plen && strncmp(n, prefix, plen) == 0 ? n + plen : n;
+        int k = hf ? model_layout_find_hf(l, bare) : model_layout_find(l, n);
+        if (k < 0 && hf && l->cfg.tie_embeddings && strcmp(n, "lm_head.weight") == 0)
+            continue; /* a tied head saved anyway: checked equal to wte by the caller */
+        if (k < 0)
+            return sl_errorf(SL_ERR_FORMAT,
+                             "%s: tensor %s is not a parameter of this %s model (n_layer %d, %s head); "
+                             "check config.json",
+                             dir, n, l->cfg.arch == MODEL_ARCH_GPT2 ? "gpt2" : "llama", l->cfg.n_layer,
+                             l->cfg.tie_embeddings ? "tied" : "untied");
+    }
+    return SL_OK;
+}
+
+static sl_status detect_prefix(const safetensors_index *ix, const model_layout *l, char *prefix, size_t cap) {
+    prefix[0] = 0;
+    if (l->cfg.arch != MODEL_ARCH_GPT2)
+        return SL_OK;
+    char name[2 * MODEL_NAME_MAX];
+    snprintf(name, sizeof name, "transformer.%s", l->params[0].hf_name);
+    if (safetensors_index_find(ix, name, NULL))
+        snprintf(prefix, cap, "transformer.");
+    return SL_OK;
+}
+
+static sl_status load_from(const char *dir, const model_layout *l, float *host, bool hf, hf_info *info) {
+    char wpath[PATH_CAP];
+    SL_TRY(fs_join(wpath, sizeof wpath, dir, MODEL_DIR_WEIGHTS));
+    safetensors_index *ix = NULL;
+    SL_TRY(safetensors_index_open(hf ? dir : wpath, &ix));
+    char prefix[32];
+    sl_status st = detect_prefix(ix, l, prefix, sizeof prefix);
+    if (st == SL_OK)
+        st = check_extras(ix, l, hf, prefix, dir);
+    float *tmp = NULL;
+    for (int i = 0; i < l->n_params && st == SL_OK; i++) {
+        const model_param *p = &l->params[i];
+        const safetensors_tensor *t = find_param(ix, p, hf, prefix);
+        if (!t) {
+            st = sl_errorf(SL_ERR_FORMAT, "%s: parameter %s%s is missing", dir, hf ? prefix : "",
+                           hf ? p->hf_name : p->name);
+            break;
+        }
+        st = check_tensor(t, p, hf, dir);
+        if (st != SL_OK)
+            break;
+        if (i == 0 && info) {
+            info->dtype = t->dtype;
+            snprintf(info->prefix, sizeof info->prefix, "%s", prefix);
+        }
+        float *dst = host + unit_base(l, p->unit) + p->offset;
+        if (hf && p->hf_transposed) {
+            free(tmp);
+            tmp = malloc((size_t)p->numel * sizeof *tmp);
+            if (!tmp) {
+                st = sl_errorf(SL_ERR_NOMEM, "out of memory converting %s", t->name);
+                break;
+            }
+            to_f32(tmp, t->data, t->dtype, (size_t)p->numel);
+            transpose_raw(dst, tmp, p->shape[1], p->shape[0], sizeof(float));
+        } else {
+            to_f32(dst, t->data, t->dtype, (size_t)p->numel);
+        }
+    }
+    free(tmp);
+    if (st == SL_OK && hf && l->cfg.tie_embeddings) {
+        const safetensors_tensor *h = safetensors_index_find(ix, "lm_head.weight", NULL);
+        const safetensors_tensor *w = find_param(ix, &l->params[0], true, prefix);
+        if (h && w && (h->nbytes != w->nbytes || memcmp(h->data, w->data, h->nbytes) != 0))
+            st = sl_errorf(SL_ERR_FORMAT,
+                           "%s: tie_word_embeddings is true but lm_head.weight differs from %s%s",
+                           dir, prefix, l->params[0].hf_name);
+    }
+    safetensors_index_close(ix);
+    return st;
+}
+
+sl_status hf_load_params(const char *dir, const model_layout *l, float *host, hf_info *info) {
+    return load_from(dir, l, host, true, info);
+}
+
+/* ---- writing ---- */
+
+typedef struct {
+    const model_param *p;
+    char name[2 * MODEL_NAME_MAX];
+} named;
+
+static int cmp_named(const void *a, const void *b) {
+    return strcmp(((const named *)a)->name, ((const named *)b)->name);
+}
+
+static void from_f32(void *dst, const float *src, sl_dtype dt, size_t n) {
+    if (dt == SL_DTYPE_F32)
+        memcpy(dst, src, n * 4);
+    else if (dt == SL_DTYPE_BF16)
+        bf16_from_f32_array(dst, src, n);
+    else
+        f16_from_f32_array(dst, src, n);
+}
+
+/* Writes the params of l to path. Data for each tensor comes from
+ * get(ctx, p, buf) which fills buf (numel * esz bytes) in file orientation. */
+typedef sl_status (*fill_fn)(void *ctx, const model_param *p, void *buf);
+
+static sl_status write_weights(const char *path, const model_layout *l, bool hf, const char *prefix,
+                               sl_dtype (*dtype_of)(void *ctx, const model_param *p), fill_fn fill,
+                               void *ctx, const char *const *meta) {
+    named *order = calloc((size_t)l->n_params, sizeof *order);
+    void **bufs = calloc((size_t)l->n_params, sizeof *bufs);
+    safetensors_writer *w = safetensors_writer_create();
+    sl_status st = SL_OK;
+    if (!order || !bufs || !w)
+        st = sl_errorf(SL_ERR_NOMEM, "out of memory preparing %s", path);
+    for (int i = 0; i < l->n_params && st == SL_OK; i++) {
+        order[i].p = &l->params[i];
+        snprintf(order[i].name, sizeof order[i].name, "%s%s", hf ? prefix : "",
+                 hf ? l->params[i].hf_name : l->params[i].name);
+    }
+    if (st == SL_OK)
+        qsort(order, (size_t)l->n_params, sizeof *order, cmp_named);
+    for (int k = 0; meta && meta[k] && st == SL_OK; k += 2)
+        st = safetensors_writer_set_metadata(w, meta[k], meta[k + 1]);
+    for (int i = 0; i < l->n_params && st == SL_OK; i++) {
+        const model_param *p = order[i].p;
+        sl_dtype dt = dtype_of(ctx, p);
+        size_t bytes = (size_t)p->numel * dtype_size(dt);
+        bufs[i] = malloc(bytes ? bytes : 1);
+        if (!bufs[i]) {
+            st = sl_errorf(SL_ERR_NOMEM, "out of memory for %s (%zu bytes)", order[i].name, bytes);
+            break;
+        }
+        st = fill(ctx, p, bufs[i]);
+        int64_t shape[2];
+        file_shape(p, hf, shape);
+        if (st == SL_OK)
+            st = safetensors_writer_add(w, order[i].name, dt, p->ndim, shape, bufs[i]);
+    }
+    if (st == SL_OK)
+        st = safetensors_writer_write(w, path);
+    safetensors_writer_destroy(w);
+    for (int i = 0; bufs && i < l->n_params; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(order);
+    return st;
+}
+
+typedef struct {
+    const model_layout *l;
+    const float *host;
+    sl_dtype dtype;
+} save_ctx;
+
+static sl_dtype save_dtype(void *ctx, const model_param *p) {
+    (void)p;
+    return ((save_ctx *)ctx)->dtype;
+}
+
+static sl_status save_fill(void *ctx, const model_param *p, void *buf) {
+    save_ctx *c = ctx;
+    const float *src = c->host + unit_base(c->l, p->unit) + p->offset;
+    size_t n = (size_t)p->numel;
+    if (!p->hf_transposed) {
+        from_f32(buf, src, c->dtype, n);
+        return SL_OK;
+    }
+    float *tmp = malloc(n * sizeof *tmp);
+    SL_CHECK_ALLOC(tmp, n * sizeof *tmp);
+    transpose_raw(tmp, src, p->shape[0], p->shape[1], sizeof(float));
+    from_f32(buf, tmp, c->dtype, n);
+    free(tmp);
+    return SL_OK;
+}
+
+sl_status hf_save(const char *dir, const model_layout *l, const float *host, sl_dtype dtype,
+                  const char *prefix) {
+    SL_CHECK_ARG(dtype == SL_DTYPE_F32 || dtype == SL_DTYPE_BF16 || dtype == SL_DTYPE_F16,
+                 "hf_save: dtype %s is not F32, BF16 or F16", dtype_name(dtype));
+    SL_TRY(fs_mkdirs(dir));
+    char *cj = config_json_of(&l->cfg);
+    SL_CHECK_ALLOC(cj, 1);
+    sl_status st = write_text(dir, "config.json", cj);
+    free(cj);
+    SL_TRY(st);
+    char path[PATH_CAP];
+    SL_TRY(fs_join(path, sizeof path, dir, MODEL_DIR_WEIGHTS));
+    save_ctx c = {l, host, dtype};
+    static const char *const meta[] = {"format", "pt", NULL};
+    return write_weights(path, l, true, prefix ? prefix : "", save_dtype, save_fill, &c, meta);
+}
+
+/* ---- import / export: raw bytes, dtype kept ---- */
+
+typedef struct {
+    const safetensors_index *ix;
+    bool src_hf;
+    const char *prefix;
+} raw_ctx;
+
+static const safetensors_tensor *raw_find(raw_ctx *c, const model_param *p) {
+    return find_param(c->ix, p, c->src_hf, c->prefix);
+}
+
+static sl_dtype raw_dtype(void *ctx, const model_param *p) {
+    return raw_find(ctx, p)->dtype;
+}
+
+static sl_status raw_fill(void *ctx, const model_param *p, void *buf) {
+    const safetensors_tensor *t = raw_find(ctx, p);
+    if (!p->hf_transposed) {
+        memcpy(buf, t->data, t->nbytes);
+        return SL_OK;
+    }
+    /* source orientation: HF (in, out) when importing, shardlm (out, in) when exporting */
+    int64_t r = t->shape[0], c = t->shape[1];
+    transpose_raw(buf, t->data, r, c, dtype_size(t->dtype));
+    return SL_OK;
+}
+
+static sl_status open_checked(const char *dir, const model_layout *l, bool hf, safetensors_index **ix,
+                              char *prefix, size_t cap) {
+    char wpath[PATH_CAP];
+    SL_TRY(fs_join(wpath, sizeof wpath, dir, MODEL_DIR_WEIGHTS));
+    SL_TRY(safetensors_index_open(hf ? dir : wpath, ix));
+    sl_status st = detect_prefix(*ix, l, prefix, cap);
+    if (st == SL_OK)
+        st = check_extras(*ix, l, hf, prefix, dir);
+    for (int i = 0; i < l->n_params && st == SL_OK; i++) {
+        const safetensors_tensor *t = find_param(*ix, &l->params[i], hf, prefix);
+        if (!t)
+            st = sl_errorf(SL_ERR_FORMAT, "%s: parameter %s%s is missing", dir, hf ? prefix : "",
+                           hf ? l->params[i].hf_name : l->params[i].name);
+        else
+            st = check_tensor(t, &l->params[i], hf, dir);
+    }
+    if (st != SL_OK) {
+        safetensors_index_close(*ix);
+        *ix = NULL;
+    }
+    return st;
+}
+
+static char *model_section_json(const cfg_model *m) {
+    sl_config full;
+    config_defaults(&full);
+    full.model = *m;
+    full.model.init_from[0] = 0;
+    char *all = config_to_json(&full);
+    if (!all)
+        return NULL;
+    cJSON *root = cJSON_Parse(all);
+    free(all);
+    if (!root)
+        return NULL;
+    cJSON *out = cJSON_CreateObject();
+    cJSON *model = cJSON_DetachItemFromObjectCaseSensitive(root, "model");
+    cJSON_Delete(root);
+    if (!out || !model) {
+        cJSON_Delete(out);
+        cJSON_Delete(model);
+        return NULL;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(model, "init_from");
+    cJSON_AddItemToObject(out, "model", model);
+    char *s = cJSON_Print(out);
+    cJSON_Delete(out);
+    return s;
+}
+
+sl_status hf_import(const char *hf_dir, const char *out_dir) {
+    sl_config cfg;
+    config_defaults(&cfg);
+    hf_info info;
+    SL_TRY(hf_read_config(hf_dir, &cfg.model, &info));
+    if (cfg.data.seq_len > cfg.model.max_seq_len)
+        cfg.data.seq_len = cfg.model.max_seq_len;
+    SL_TRY(config_finalize(&cfg));
+    model_layout *l = NULL;
+    SL_TRY(model_layout_create(&cfg.model, false, &l));
+    safetensors_index *ix = NULL;
+    char prefix[32];
+    char *hf_text = NULL, *sj = NULL;
+    size_t len = 0;
+    char path[PATH_CAP];
+    sl_status st = open_checked(hf_dir, l, true, &ix, prefix, sizeof prefix);
+    if (st == SL_OK)
+        st = fs_join(path, sizeof path, hf_dir, "config.json");
+    if (st == SL_OK)
+        st = fs_read_file(path, &hf_text, &len, 16u << 20);
+    if (st == SL_OK)
+        st = fs_mkdirs(out_dir);
+    if (st == SL_OK) {
+        sj = model_section_json(&cfg.model);
+        st = sj ? write_text(out_dir, MODEL_DIR_CONFIG, sj) : sl_errorf(SL_ERR_NOMEM, "out of memory");
+    }
+    if (st == SL_OK)
+        st = fs_join(path, sizeof path, out_dir, MODEL_DIR_WEIGHTS);
+    if (st == SL_OK) {
+        raw_ctx c = {ix, true, prefix};
+        const char *const meta[] = {"format", "pt", "shardlm_format", "1", "hf_model_type", info.model_type,
+                                    "hf_prefix", prefix, "hf_config", hf_text, NULL};
+        st = write_weights(path, l, false, "", raw_dtype, raw_fill, &c, meta);
+    }
+    free(sj);
+    free(hf_text);
+    safetensors_index_close(ix);
+    model_layout_destroy(l);
+    return st;
+}
+
+sl_status model_config_from_dir(const char *dir, sl_config *cfg) {
+    char path[PATH_CAP];
+    SL_TRY(fs_join(path, sizeof path, dir, MODEL_DIR_CONFIG));
+    if (fs_exists(path))
+        SL_TRY(config_load_file(cfg, path));
+    else
+        SL_TRY(hf_read_config(dir, &cfg->model, NULL));
+    if (cfg->data.seq_len > cfg->model.max_seq_len)
+        cfg->data.seq_len = cfg->model.max_seq_len; /* the default must not reject a small model */
+    return config_finalize(cfg);
+}
+
+sl_status hf_export(const char *model_dir, const char *hf_dir) {
+    char path[PATH_CAP];
+    SL_TRY(fs_join(path, sizeof path, model_dir, MODEL_DIR_CONFIG));
+    if (!fs_exists(path))
+        return sl_errorf(SL_ERR_INVALID,
+                         "%s has no %s: not a shardlm model folder (shardlm import writes one)",
+                         model_dir, MODEL_DIR_CONFIG);
+    sl_config cfg;
+    config_defaults(&cfg);
+    SL_TRY(model_config_from_dir(model_dir, &cfg));
+    model_layout *l = NULL;
+    SL_TRY(model_layout_create(&cfg.model, false, &l));
+    safetensors_index *ix = NULL;
+    char unused[32];
+    sl_status st = open_checked(model_dir, l, false, &ix, unused, sizeof unused);
+    const safetensors_file *f = st == SL_OK ? safetensors_index_shard(ix, 0) : NULL;
+    if (st == SL_OK)
+        st = fs_mkdirs(hf_dir);
+    if (st == SL_OK) {
+        const char *hc = safetensors_metadata(f, "hf_config");
+        char *gen = hc ? NULL : config_json_of(&cfg.model);
+        if (!hc && !gen)
+            st = sl_errorf(SL_ERR_NOMEM, "out of memory");
+        else
+            st = write_text(hf_dir, "config.json", hc ? hc : gen);
+        free(gen);
+    }
+    if (st == SL_OK)
+        st = fs_join(path, sizeof path, hf_dir, MODEL_DIR_WEIGHTS);
+    if (st == SL_OK) {
+        const char *pf = safetensors_metadata(f, "hf_prefix");
+        raw_ctx c = {ix, false, ""};
+        static const char *const meta[] = {"format", "pt", NULL};
+        st = write_weights(path, l, true, pf ? pf : "", raw_dtype, raw_fill, &c, meta);
+    }
+    safetensors_index_close(ix);
+    model_layout_destroy(l);
+    return st;
+}
+
+sl_status model_weights_load(const char *dir, const model_layout *l, float *host) {
+    char path[PATH_CAP];
+    SL_TRY(fs_join(path, sizeof path, dir, MODEL_DIR_CONFIG));
+    return load_from(dir, l, host, !fs_exists(path), NULL);
+}

@@ -1,0 +1,150 @@
+/* model/layout.h: the parameter table and FSDP units of a GPT-2 or Llama model.
+ *
+ * defines: model_param, model_unit, model_block_offsets, model_final_offsets,
+ *          model_layout, model_layout_create, model_layout_destroy,
+ *          model_layout_find, model_layout_find_hf, model_init_unit_range,
+ *          model_layout_decay_segments, model_decay_segment,
+ *          model_layout_param_count, model_layout_flops_per_token
+ *
+ * Units (DESIGN section 5): unit 0 = embeddings (wte; wpe for gpt2), units
+ * 1..L = blocks, unit L+1 = final norm (+ LM head when untied; a tied head
+ * reuses unit 0's wte). Each unit is one flat fp32 buffer; a parameter is a
+ * contiguous [offset, offset + numel) range of it, row-major in shardlm's
+ * orientation: every linear weight is (out_features, in_features) like
+ * nn.Linear. GPT-2's Hugging Face Conv1D weights are (in, out) and are
+ * transposed by model/hf (hf_transposed says which). Parameters are packed
+ * without padding, in the order listed in model_layout_create's comment;
+ * every block unit has the same internal offsets (model_block_offsets).
+ *
+ * Parameter names. shardlm names: "embed.wte", "embed.wpe",
+ * "blocks.<l>.{ln1,ln2}.{weight,bias}", gpt2 "blocks.<l>.attn.qkv.{weight,bias}",
+ * llama "blocks.<l>.attn.{q,k,v}.weight", "blocks.<l>.attn.out.{weight,bias}",
+ * gpt2 "blocks.<l>.mlp.{fc,proj}.{weight,bias}", llama
+ * "blocks.<l>.mlp.{gate,up,down}.weight", "final.norm.{weight,bias}",
+ * "final.head.weight". Hugging Face names (hf_name) are given without GPT-2's
+ * optional "transformer." prefix (model/hf adds or strips it).
+ *
+ * Does not: allocate parameter memory (FSDP or the local hooks own the flat
+ * buffers), run the model (model/model.h), or read files (model/hf.h).
+ * A layout is immutable after creation and may be shared across threads.
+ */
+#ifndef SL_MODEL_LAYOUT_H
+#define SL_MODEL_LAYOUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/config.h"
+#include "runtime/status.h"
+
+#define MODEL_NAME_MAX 96
+
+/* What a parameter is, so that init and the name maps need no string parsing. */
+typedef enum {
+    MODEL_ROLE_WTE = 0,
+    MODEL_ROLE_WPE,
+    MODEL_ROLE_NORM_WEIGHT,  /* ln1, ln2, final norm (init 1) */
+    MODEL_ROLE_NORM_BIAS,    /* init 0 */
+    MODEL_ROLE_LINEAR_WEIGHT,
+    MODEL_ROLE_RESID_WEIGHT, /* attn out and mlp proj/down: std / sqrt(2 L) */
+    MODEL_ROLE_LINEAR_BIAS,  /* init 0 */
+    MODEL_ROLE_HEAD,         /* untied LM head */
+} model_role;
+
+typedef struct {
+    char name[MODEL_NAME_MAX];
+    char hf_name[MODEL_NAME_MAX];
+    int ndim;           /* 1 or 2 */
+    int64_t shape[2];   /* shardlm orientation: (out, in) for weights */
+    int unit;
+    int64_t offset;     /* first element in the unit's flat buffer */
+    int64_t numel;
+    bool decay;         /* AdamW weight decay applies (see model_layout_create) */
+    bool hf_transposed; /* stored (in, out) in Hugging Face files (GPT-2 Conv1D) */
+    model_role role;
+} model_param;
+
+typedef struct {
+    int64_t numel;      /* elements of the flat buffer */
+    int first_param;    /* params [first_param, first_param + n_params) */
+    int n_params;
+} model_unit;
+
+/* Element offsets inside a block unit (identical for every block); -1 where
+ * the architecture has no such tensor. q/k/v weights are (H*D, C), (Hkv*D, C),
+ * (Hkv*D, C); for gpt2 they are the three row blocks of attn.qkv. fc is gpt2's
+ * c_fc or llama's gate; up is llama's up (gpt2: -1); proj is c_proj / down. */
+typedef struct {
+    int64_t ln1_w, ln1_b;
+    int64_t q_w, k_w, v_w, q_b, k_b, v_b;
+    int64_t out_w, out_b;
+    int64_t ln2_w, ln2_b;
+    int64_t fc_w, fc_b, up_w;
+    int64_t proj_w, proj_b;
+} model_block_offsets;
+
+/* Offsets inside unit 0 and unit L+1. head_w is in unit L+1, or -1 when tied
+ * (the head is then unit 0's wte at offset wte). */
+typedef struct {
+    int64_t wte, wpe;          /* unit 0; wpe -1 for llama */
+    int64_t norm_w, norm_b;    /* unit L+1; norm_b -1 for llama */
+    int64_t head_w;            /* unit L+1, -1 when tied */
+} model_final_offsets;
+
+typedef struct {
+    cfg_model cfg;        /* copy, finalized (n_kv_head, d_ff set) */
+    int head_dim;         /* d_model / n_head */
+    int n_params;
+    model_param *params;  /* owned */
+    int n_units;          /* n_layer + 2 */
+    model_unit *units;    /* owned */
+    int64_t total_numel;  /* sum over units (tied wte counted once) */
+    model_block_offsets block;
+    model_final_offsets fin;
+} model_layout;
+
+/* Builds the table for cfg, which must have passed config_finalize (checked
+ * again here: divisibility, d_ff, n_kv_head). Weight decay: linear weights
+ * and the untied head decay; norms and biases never; embeddings (wte, wpe,
+ * and so a tied head) only when decay_embeddings. On error *out is NULL. */
+sl_status model_layout_create(const cfg_model *cfg, bool decay_embeddings, model_layout **out);
+void model_layout_destroy(model_layout *l); /* NULL is a no-op */
+
+/* Index of the parameter with that shardlm (or Hugging Face, unprefixed)
+ * name, or -1. */
+int model_layout_find(const model_layout *l, const char *name);
+int model_layout_find_hf(const model_layout *l, const char *hf_name);
+
+/* Fills dst[0 .. count) with elements [start, start + count) of unit's flat
+ * buffer at initialization. Element e of parameter p is a pure function of
+ * (seed, p, e) (Philox stream RNG_PURPOSE_INIT, sub = p), so any sharding
+ * gives identical weights. Normal(0, init_std) for linear weights and
+ * embeddings, init_std / sqrt(2 n_layer) for residual output projections,
+ * 1 for norm weights, 0 for biases. dst is host memory. */
+sl_status model_init_unit_range(const model_layout *l, int unit, int64_t start, int64_t count,
+                                float *dst, uint64_t seed);
+
+/* Weight-decay segments of a unit: maximal ranges of its flat buffer with
+ * the same decay flag, in order, covering [0, numel) exactly. */
+typedef struct {
+    int64_t offset;
+    int64_t length;
+    bool decay;
+} model_decay_segment;
+
+/* Writes up to cap segments to segs (segs may be NULL when cap is 0) and sets
+ * *n to the number there are; SL_ERR_INVALID when cap is too small (call
+ * once with cap 0 to size it). */
+sl_status model_layout_decay_segments(const model_layout *l, int unit, model_decay_segment *segs,
+                                      int cap, int *n);
+
+/* Trainable parameter count (tied wte counted once). */
+int64_t model_layout_param_count(const model_layout *l);
+
+/* Training FLOPs per token for sequence length T: 6 N_matmul + 6 L T C
+ * (PaLM appendix B's 12 L T C attention term halved for the causal mask, as
+ * llm.c counts; N_matmul excludes embedding lookups and includes the head). */
+double model_layout_flops_per_token(const model_layout *l, int seq_len);
+
+#endif

@@ -1,0 +1,597 @@
+/* model/model.c: activations, and forward/backward of GPT-2 and Llama one
+ * unit at a time (protocol in model.h).
+ *
+ * Block (gpt2 | llama), rows N = B*T, x = res[l]:
+ *   h    = LN(x) | RMSNorm(x)
+ *   q,k,v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)   [llama: RoPE on q, k]
+ *   a    = causal_attention(q, k, v)                   (GQA for llama)
+ *   r    = x + a Wo^T (+bo)
+ *   h2   = LN(r) | RMSNorm(r)
+ *   f    = gelu(h2 Wfc^T + bfc) | silu(h2 Wg^T) * (h2 Wu^T)
+ *   res[l+1] = r + f Wp^T (+bp)
+ * Backward walks the same list in reverse; the residual gradient dres is
+ * carried through the stream and the norms' input gradients are accumulated
+ * into it (ops' dinp_accumulate).
+ */
+#include "model/model.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/check.h"
+
+typedef struct {
+    void *ln1;              /* (N, C) */
+    float *ln1_mean, *ln1_rstd; /* (N) */
+    void *q;                /* (N, H*D), after RoPE for llama */
+    void *k, *v;            /* (N, Hkv*D) */
+    void *att;              /* (N, H*D) attention output */
+    float *lse;             /* (B, H, T) */
+    void *res2;             /* (N, C) residual after attention */
+    void *ln2;              /* (N, C) */
+    float *ln2_mean, *ln2_rstd;
+    void *fc;               /* (N, F): gpt2 pre-gelu, llama gate */
+    void *up;               /* (N, F): llama up; NULL for gpt2 */
+    void *act;              /* (N, F): gelu or swiglu output */
+} block_acts;
+
+struct model {
+    const model_layout *l;
+    sl_backend *be;
+    int B, T;
+    int64_t N;
+    bool recompute;
+    sl_dtype act;           /* be->act_dtype */
+    size_t esz;             /* its size */
+    char *arena;            /* every buffer below lives in it */
+    size_t arena_bytes;
+    uint32_t *tokens;       /* (N) backend copy of the inputs */
+    int32_t *targets;       /* (N) */
+    void **res;             /* L+1 pointers to (N, C) */
+    block_acts *acts;       /* L entries; all alias one scratch when recompute */
+    void *lnf;              /* (N, C) */
+    float *lnf_mean, *lnf_rstd;
+    void *logits;           /* (N, vchunk) */
+    int64_t vchunk;
+    float *xstats;          /* (N, OPS_XENT_STATS) */
+    float *xlse;            /* (N) */
+    void *dres, *dc;        /* (N, C) */
+    void *dq, *dk, *dv;     /* (N, H*D), (N, Hkv*D) x2 */
+    void *df;               /* (N, F) */
+};
+
+/* ---- arena ---- */
+
+typedef struct {
+    char *base;
+    size_t off;
+} carver;
+
+static void *carve(carver *c, size_t bytes) {
+    void *p = c->base ? c->base + c->off : NULL;
+    c->off += (bytes + 63) & ~(size_t)63;
+    return p;
+}
+
+static void carve_all(model *m, carver *c) {
+    const cfg_model *cf = &m->l->cfg;
+    size_t N = (size_t)m->N, C = (size_t)cf->d_model, F = (size_t)cf->d_ff;
+    size_t HD = C, KD = (size_t)m->l->head_dim * (size_t)cf->n_kv_head;
+    size_t e = m->esz, f4 = sizeof(float);
+    bool llama = cf->arch == MODEL_ARCH_LLAMA;
+    int L = cf->n_layer;
+    m->tokens = carve(c, N * sizeof(uint32_t));
+    m->targets = carve(c, N * sizeof(int32_t));
+    for (int i = 0; i <= L; i++) {
+        void *p = carve(c, N * C * e);
+        if (m->res)
+            m->res[i] = p;
+    }
+    int distinct = m->recompute ? 1 : L;
+    for (int i = 0; i < distinct; i++) {
+        block_acts a;
+        a.ln1 = carve(c, N * C * e);
+        a.ln1_mean = carve(c, N * f4);
+        a.ln1_rstd = carve(c, N * f4);
+        a.q = carve(c, N * HD * e);
+        a.k = carve(c, N * KD * e);
+        a.v = carve(c, N * KD * e);
+        a.att = carve(c, N * HD * e);
+        a.lse = carve(c, N * (size_t)cf->n_head * f4);
+        a.res2 = carve(c, N * C * e);
+        a.ln2 = carve(c, N * C * e);
+        a.ln2_mean = carve(c, N * f4);
+        a.ln2_rstd = carve(c, N * f4);
+        a.fc = carve(c, N * F * e);
+        a.up = llama ? carve(c, N * F * e) : NULL;
+        a.act = carve(c, N * F * e);
+        if (m->acts)
+            m->acts[i] = a;
+    }
+    if (m->acts && m->recompute)
+        for (int i = 1; i < L; i++)
+            m->acts[i] = m->acts[0];
+    m->lnf = carve(c, N * C * e);
+    m->lnf_mean = carve(c, N * f4);
+    m->lnf_rstd = carve(c, N * f4);
+    m->logits = carve(c, N * (size_t)m->vchunk * e);
+    m->xstats = carve(c, N * OPS_XENT_STATS * f4);
+    m->xlse = carve(c, N * f4);
+    m->dres = carve(c, N * C * e);
+    m->dc = carve(c, N * C * e);
+    m->dq = carve(c, N * HD * e);
+    m->dk = carve(c, N * KD * e);
+    m->dv = carve(c, N * KD * e);
+    m->df = carve(c, N * F * e);
+}
+
+sl_status model_create(const model_layout *layout, sl_backend *be, int micro_batch, int seq_len,
+                       bool recompute, model **out) {
+    *out = NULL;
+    SL_CHECK_ARG(micro_batch >= 1 && seq_len >= 1, "model_create: micro_batch %d and seq_len %d must be >= 1",
+                 micro_batch, seq_len);
+    SL_CHECK_ARG(seq_len <= layout->cfg.max_seq_len,
+                 "model_create: seq_len %d exceeds model.max_seq_len %d", seq_len,
+                 layout->cfg.max_seq_len);
+    model *m = calloc(1, sizeof *m);
+    SL_CHECK_ALLOC(m, sizeof *m);
+    m->l = layout;
+    m->be = be;
+    m->B = micro_batch;
+    m->T = seq_len;
+    m->N = (int64_t)micro_batch * seq_len;
+    m->recompute = recompute;
+    m->act = be->act_dtype;
+    m->esz = dtype_size(m->act);
+    int64_t V = layout->cfg.vocab_size;
+    m->vchunk = V;
+    if (m->N * V > MODEL_LOGITS_BUDGET) {
+        m->vchunk = MODEL_LOGITS_BUDGET / m->N;
+        if (m->vchunk >= 64)
+            m->vchunk -= m->vchunk % 64;
+        if (m->vchunk < 1)
+            m->vchunk = 1;
+    }
+    int L = layout->cfg.n_layer;
+    m->res = calloc((size_t)L + 1, sizeof *m->res);
+    m->acts = calloc((size_t)L, sizeof *m->acts);
+    if (!m->res || !m->acts) {
+        model_destroy(m);
+        return sl_errorf(SL_ERR_NOMEM, "model_create: out of memory for %d layers' pointers", L);
+    }
+    carver sizing = {NULL, 0};
+    carve_all(m, &sizing);
+    m->arena_bytes = sizing.off;
+    void *arena = NULL;
+    sl_status st = backend_alloc(be, MEM_CATEGORY_ACTIVATIONS, m->arena_bytes, &arena);
+    if (st != SL_OK) {
+        model_destroy(m);
+        return sl_error_wrapf(st, "model_create: activations for micro_batch %d x seq_len %d (%zu bytes)",
+                              micro_batch, seq_len, sizing.off);
+    }
+    m->arena = arena;
+    carver real = {m->arena, 0};
+    carve_all(m, &real);
+    *out = m;
+    return SL_OK;
+}
+
+void model_destroy(model *m) {
+    if (!m)
+        return;
+    if (m->arena)
+        backend_free(m->be, MEM_CATEGORY_ACTIVATIONS, m->arena, m->arena_bytes);
+    free(m->res);
+    free(m->acts);
+    free(m);
+}
+
+int64_t model_activation_bytes(const model *m) { return (int64_t)m->arena_bytes; }
+
+/* ---- views ---- */
+
+static sl_tensor A2(const model *m, const void *p, int64_t r, int64_t c) {
+    return ops_view2(m->be, m->act, p, r, c);
+}
+static sl_tensor F1(const model *m, const float *p, int64_t n) {
+    return ops_view1(m->be, SL_DTYPE_F32, p, n);
+}
+/* parameter view at element offset off of a unit buffer (act dtype) */
+static const void *PP(const model *m, const float *unit, int64_t off) {
+    return (const char *)unit + (size_t)off * m->esz;
+}
+static sl_tensor W2(const model *m, const float *unit, int64_t off, int64_t r, int64_t c) {
+    return ops_view2(m->be, m->act, PP(m, unit, off), r, c);
+}
+static sl_tensor W1(const model *m, const float *unit, int64_t off, int64_t n) {
+    return off < 0 ? ops_none() : ops_view1(m->be, m->act, PP(m, unit, off), n);
+}
+static sl_tensor G2(const model *m, float *g, int64_t off, int64_t r, int64_t c) {
+    return ops_view2(m->be, SL_DTYPE_F32, g + off, r, c);
+}
+static sl_tensor G1(const model *m, float *g, int64_t off, int64_t n) {
+    return off < 0 ? ops_none() : ops_view1(m->be, SL_DTYPE_F32, g + off, n);
+}
+static sl_tensor Q4(const model *m, const void *p, int64_t h) {
+    return ops_view4(m->be, m->act, p, m->B, m->T, h, m->l->head_dim);
+}
+
+/* ---- hooks ---- */
+
+static sl_status h_prefetch(const model_unit_hooks *h, int unit, int phase) {
+    return h->prefetch ? h->prefetch(h->ctx, unit, phase) : SL_OK;
+}
+
+/* ---- block forward / backward ---- */
+
+static bool is_llama(const model *m) { return m->l->cfg.arch == MODEL_ARCH_LLAMA; }
+
+static sl_status norm_fwd(model *m, void *out, float *mean, float *rstd, const void *inp,
+                          const float *p, int64_t w, int64_t b) {
+    int64_t C = m->l->cfg.d_model;
+    float eps = (float)m->l->cfg.norm_eps;
+    if (is_llama(m))
+        return ops_rmsnorm_forward(m->be, A2(m, out, m->N, C), F1(m, rstd, m->N), A2(m, inp, m->N, C),
+                                   W1(m, p, w, C), eps);
+    return ops_layernorm_forward(m->be, A2(m, out, m->N, C), F1(m, mean, m->N), F1(m, rstd, m->N),
+                                 A2(m, inp, m->N, C), W1(m, p, w, C), W1(m, p, b, C), eps);
+}
+
+static sl_status norm_bwd(model *m, void *dinp, float *g, const void *dout, const void *inp,
+                          const float *p, int64_t w, int64_t b, const float *mean,
+                          const float *rstd, bool acc) {
+    int64_t C = m->l->cfg.d_model;
+    if (is_llama(m))
+        return ops_rmsnorm_backward(m->be, A2(m, dinp, m->N, C), G1(m, g, w, C), A2(m, dout, m->N, C),
+                                    A2(m, inp, m->N, C), W1(m, p, w, C), F1(m, rstd, m->N), acc);
+    return ops_layernorm_backward(m->be, A2(m, dinp, m->N, C), G1(m, g, w, C), G1(m, g, b, C),
+                                  A2(m, dout, m->N, C), A2(m, inp, m->N, C), W1(m, p, w, C),
+                                  F1(m, mean, m->N), F1(m, rstd, m->N), acc);
+}
+
+/* out (N, rows) = inp (N, cols) W[w]^T + b[b] */
+static sl_status lin_fwd(model *m, void *out, const void *inp, const float *p, int64_t w, int64_t b,
+                         int64_t rows, int64_t cols) {
+    return ops_linear_forward(m->be, A2(m, out, m->N, rows), A2(m, inp, m->N, cols),
+                              W2(m, p, w, rows, cols), W1(m, p, b, rows));
+}
+
+static sl_status lin_bwd(model *m, void *dinp, float *g, const void *dout, const void *inp,
+                         const float *p, int64_t w, int64_t b, int64_t rows, int64_t cols, bool acc) {
+    return ops_linear_backward(m->be, A2(m, dinp, m->N, cols), G2(m, g, w, rows, cols),
+                               G1(m, g, b, rows), A2(m, dout, m->N, rows), A2(m, inp, m->N, cols),
+                               W2(m, p, w, rows, cols), acc);
+}
+
+static sl_status block_forward(model *m, int layer, const float *p) {
+    const cfg_model *c = &m->l->cfg;
+    const model_block_offsets *o = &m->l->block;
+    block_acts *a = &m->acts[layer];
+    int64_t C = c->d_model, F = c->d_ff, H = c->n_head, Hk = c->n_kv_head;
+    int64_t D = m->l->head_dim, KD = Hk * D;
+    const void *x = m->res[layer];
+    SL_TRY(norm_fwd(m, a->ln1, a->ln1_mean, a->ln1_rstd, x, p, o->ln1_w, o->ln1_b));
+    SL_TRY(lin_fwd(m, a->q, a->ln1, p, o->q_w, o->q_b, H * D, C));
+    SL_TRY(lin_fwd(m, a->k, a->ln1, p, o->k_w, o->k_b, KD, C));
+    SL_TRY(lin_fwd(m, a->v, a->ln1, p, o->v_w, o->v_b, KD, C));
+    if (is_llama(m)) {
+        float theta = (float)c->rope_theta;
+        SL_TRY(ops_rope_forward(m->be, Q4(m, a->q, H), Q4(m, a->q, H), 0, theta));
+        SL_TRY(ops_rope_forward(m->be, Q4(m, a->k, Hk), Q4(m, a->k, Hk), 0, theta));
+    }
+    SL_TRY(ops_attention_forward(m->be, Q4(m, a->att, H), ops_view3(m->be, SL_DTYPE_F32, a->lse, m->B, H, m->T),
+                                 Q4(m, a->q, H), Q4(m, a->k, Hk), Q4(m, a->v, Hk)));
+    SL_TRY(lin_fwd(m, a->res2, a->att, p, o->out_w, o->out_b, C, H * D));
+    SL_TRY(ops_add(m->be, A2(m, a->res2, m->N, C), A2(m, a->res2, m->N, C), A2(m, x, m->N, C)));
+    SL_TRY(norm_fwd(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p, o->ln2_w, o->ln2_b));
+    SL_TRY(lin_fwd(m, a->fc, a->ln2, p, o->fc_w, o->fc_b, F, C));
+    if (is_llama(m)) {
+        SL_TRY(lin_fwd(m, a->up, a->ln2, p, o->up_w, -1, F, C));
+        SL_TRY(ops_swiglu_forward(m->be, A2(m, a->act, m->N, F), A2(m, a->fc, m->N, F), A2(m, a->up, m->N, F)));
+    } else {
+        SL_TRY(ops_gelu_forward(m->be, A2(m, a->act, m->N, F), A2(m, a->fc, m->N, F)));
+    }
+    void *y = m->res[layer + 1];
+    SL_TRY(lin_fwd(m, y, a->act, p, o->proj_w, o->proj_b, C, F));
+    return ops_add(m->be, A2(m, y, m->N, C), A2(m, y, m->N, C), A2(m, a->res2, m->N, C));
+}
+
+/* Given dres = dL/d res[layer+1], accumulates the block's parameter grads
+ * into g and leaves dL/d res[layer] in dres. Overwrites the block's
+ * activations fc/up/act (they are dead after this). */
+static sl_status block_backward(model *m, int layer, const float *p, float *g) {
+    const cfg_model *c = &m->l->cfg;
+    const model_block_offsets *o = &m->l->block;
+    block_acts *a = &m->acts[layer];
+    int64_t C = c->d_model, F = c->d_ff, H = c->n_head, Hk = c->n_kv_head;
+    int64_t D = m->l->head_dim, KD = Hk * D;
+    sl_backend *be = m->be;
+    /* MLP */
+    SL_TRY(lin_bwd(m, m->df, g, m->dres, a->act, p, o->proj_w, o->proj_b, C, F, false));
+    if (is_llama(m)) {
+        /* dgate into fc, dup into up (in place; ops.h allows it) */
+        SL_TRY(ops_swiglu_backward(be, A2(m, a->fc, m->N, F), A2(m, a->up, m->N, F), A2(m, m->df, m->N, F),
+                                   A2(m, a->fc, m->N, F), A2(m, a->up, m->N, F)));
+        SL_TRY(lin_bwd(m, m->dc, g, a->fc, a->ln2, p, o->fc_w, -1, F, C, false));
+        SL_TRY(lin_bwd(m, m->dc, g, a->up, a->ln2, p, o->up_w, -1, F, C, true));
+    } else {
+        SL_TRY(ops_gelu_backward(be, A2(m, m->df, m->N, F), A2(m, a->fc, m->N, F), A2(m, m->df, m->N, F)));
+        SL_TRY(lin_bwd(m, m->dc, g, m->df, a->ln2, p, o->fc_w, o->fc_b, F, C, false));
+    }
+    SL_TRY(norm_bwd(m, m->dres, g, m->dc, a->res2, p, o->ln2_w, o->ln2_b, a->ln2_mean, a->ln2_rstd, true));
+    /* attention */
+    SL_TRY(lin_bwd(m, m->dc, g, m->dres, a->att, p, o->out_w, o->out_b, C, H * D, false));
+    SL_TRY(ops_attention_backward(be, Q4(m, m->dq, H), Q4(m, m->dk, Hk), Q4(m, m->dv, Hk), Q4(m, m->dc, H),
+                                  Q4(m, a->q, H), Q4(m, a->k, Hk), Q4(m, a->v, Hk), Q4(m, a->att, H),
+                                  ops_view3(be, SL_DTYPE_F32, a->lse, m->B, H, m->T)));
+    if (is_llama(m)) {
+        float theta = (float)c->rope_theta;
+        SL_TRY(ops_rope_backward(be, Q4(m, m->dq, H), Q4(m, m->dq, H), 0, theta));
+        SL_TRY(ops_rope_backward(be, Q4(m, m->dk, Hk), Q4(m, m->dk, Hk), 0, theta));
+    }
+    SL_TRY(lin_bwd(m, m->dc, g, m->dq, a->ln1, p, o->q_w, o->q_b, H * D, C, false));
+    SL_TRY(lin_bwd(m, m->dc, g, m->dk, a->ln1, p, o->k_w, o->k_b, KD, C, true));
+    SL_TRY(lin_bwd(m, m->dc, g, m->dv, a->ln1, p, o->v_w, o->v_b, KD, C, true));
+    return norm_bwd(m, m->dres, g, m->dc, m->res[layer], p, o->ln1_w, o->ln1_b, a->ln1_mean,
+                    a->ln1_rstd, true);
+}
+
+/* ---- the pass ---- */
+
+typedef enum { PASS_LOGITS = 0, PASS_LOSS, PASS_TRAIN } pass_kind;
+
+static sl_status check_ids(const model *m, const uint32_t *inputs, const int32_t *targets) {
+    int64_t V = m->l->cfg.vocab_size;
+    for (int64_t i = 0; i < m->N; i++) {
+        if ((int64_t)inputs[i] >= V)
+            return sl_errorf(SL_ERR_INVALID,
+                             "input token id %" PRIu32 " at batch row %" PRId64 ", position %" PRId64
+                             " is >= model.vocab_size %" PRId64,
+                             inputs[i], i / m->T, i % m->T, V);
+        if (targets && (int64_t)targets[i] >= V)
+            return sl_errorf(SL_ERR_INVALID,
+                             "target id %" PRId32 " at batch row %" PRId64 ", position %" PRId64
+                             " is >= model.vocab_size %" PRId64,
+                             targets[i], i / m->T, i % m->T, V);
+    }
+    return SL_OK;
+}
+
+/* Head weight: unit 0's wte when tied, else unit L+1's head. */
+static const float *head_unit(const model *m, const float *p0, const float *pl, int64_t *off) {
+    if (m->l->fin.head_w < 0) {
+        *off = m->l->fin.wte;
+        return p0;
+    }
+    *off = m->l->fin.head_w;
+    return pl;
+}
+
+static sl_status logits_chunk(model *m, const float *hp, int64_t hoff, int64_t v0, int64_t vc) {
+    int64_t C = m->l->cfg.d_model;
+    return ops_linear_forward(m->be, A2(m, m->logits, m->N, vc), A2(m, m->lnf, m->N, C),
+                              W2(m, hp, hoff + v0 * C, vc, C), ops_none());
+}
+
+static sl_status copy_logits_out(model *m, float *host, int64_t v0, int64_t vc) {
+    int64_t V = m->l->cfg.vocab_size;
+    size_t row = (size_t)vc * m->esz;
+    char *tmp = NULL;
+    if (m->act != SL_DTYPE_F32) {
+        tmp = malloc(row);
+        SL_CHECK_ALLOC(tmp, row);
+    }
+    for (int64_t r = 0; r < m->N; r++) {
+        const char *src = (const char *)m->logits + (size_t)r * row;
+        float *dst = host + r * V + v0;
+        sl_status st = backend_memcpy(m->be, tmp ? (void *)tmp : (void *)dst, src, row, BACKEND_COPY_D2H);
+        if (st != SL_OK) {
+            free(tmp);
+            return st;
+        }
+        if (tmp)
+            f32_from_bf16_array(dst, (const uint16_t *)tmp, (size_t)vc);
+    }
+    free(tmp);
+    return SL_OK;
+}
+
+/* Head forward (and, for PASS_TRAIN, its backward into dc = dL/d lnf and the
+ * head weight's grads). */
+static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, const float *p0,
+                           const float *pl, float grad_scale, float *logits_host, double *loss_sum,
+                           int64_t *n_valid) {
+    int64_t V = m->l->cfg.vocab_size, C = m->l->cfg.d_model, N = m->N;
+    int64_t hoff;
+    const float *hp = head_unit(m, p0, pl, &hoff);
+    sl_backend *be = m->be;
+    sl_tensor tg = ops_view1(be, SL_DTYPE_I32, m->targets, N);
+    if (kind == PASS_LOGITS) {
+        for (int64_t v0 = 0; v0 < V; v0 += m->vchunk) {
+            int64_t vc = V - v0 < m->vchunk ? V - v0 : m->vchunk;
+            SL_TRY(logits_chunk(m, hp, hoff, v0, vc));
+            SL_TRY(copy_logits_out(m, logits_host, v0, vc));
+        }
+        return SL_OK;
+    }
+    float *hg = NULL;
+    if (kind == PASS_TRAIN)
+        SL_TRY(h->grad_buffer(h->ctx, m->l->fin.head_w < 0 ? 0 : m->l->n_units - 1, &hg));
+    if (m->vchunk == V) {
+        SL_TRY(logits_chunk(m, hp, hoff, 0, V));
+        sl_tensor lg = A2(m, m->logits, N, V);
+        SL_TRY(ops_cross_entropy(be, ops_none(), kind == PASS_TRAIN ? lg : ops_none(), lg, tg, grad_scale,
+                                 loss_sum, n_valid));
+        if (kind == PASS_TRAIN)
+            SL_TRY(ops_linear_backward(be, A2(m, m->dc, N, C), G2(m, hg, hoff, V, C), ops_none(), lg,
+                                       A2(m, m->lnf, N, C), W2(m, hp, hoff, V, C), false));
+        return SL_OK;
+    }
+    sl_tensor st = ops_view2(be, SL_DTYPE_F32, m->xstats, N, OPS_XENT_STATS);
+    sl_tensor lse = F1(m, m->xlse, N);
+    for (int64_t v0 = 0; v0 < V; v0 += m->vchunk) {
+        int64_t vc = V - v0 < m->vchunk ? V - v0 : m->vchunk;
+        SL_TRY(logits_chunk(m, hp, hoff, v0, vc));
+        SL_TRY(ops_xent_stats_chunk(be, st, A2(m, m->logits, N, vc), tg, v0, v0 == 0));
+    }
+    SL_TRY(ops_xent_loss(be, ops_none(), lse, st, tg, loss_sum, n_valid));
+    if (kind != PASS_TRAIN)
+        return SL_OK;
+    for (int64_t v0 = 0; v0 < V; v0 += m->vchunk) {
+        int64_t vc = V - v0 < m->vchunk ? V - v0 : m->vchunk;
+        SL_TRY(logits_chunk(m, hp, hoff, v0, vc));
+        sl_tensor lg = A2(m, m->logits, N, vc);
+        SL_TRY(ops_xent_backward_chunk(be, lg, lg, lse, tg, v0, grad_scale));
+        SL_TRY(ops_linear_backward(be, A2(m, m->dc, N, C), G2(m, hg, hoff + v0 * C, vc, C), ops_none(), lg,
+                                   A2(m, m->lnf, N, C), W2(m, hp, hoff + v0 * C, vc, C), v0 > 0));
+    }
+    return SL_OK;
+}
+
+static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const uint32_t *inputs,
+                     const int32_t *targets, float grad_scale, float *logits_host, double *loss_sum,
+                     int64_t *n_valid) {
+    const model_layout *l = m->l;
+    int L = l->cfg.n_layer, last = L + 1;
+    bool tied = l->fin.head_w < 0;
+    sl_backend *be = m->be;
+    int64_t N = m->N, C = l->cfg.d_model;
+    const int FW = MODEL_PHASE_FORWARD, BW = MODEL_PHASE_BACKWARD;
+    if (loss_sum)
+        *loss_sum = 0;
+    if (n_valid)
+        *n_valid = 0;
+    SL_TRY(check_ids(m, inputs, kind == PASS_LOGITS ? NULL : targets));
+    SL_TRY(backend_memcpy(be, m->tokens, inputs, (size_t)N * sizeof(uint32_t), BACKEND_COPY_H2D));
+    if (kind != PASS_LOGITS)
+        SL_TRY(backend_memcpy(be, m->targets, targets, (size_t)N * sizeof(int32_t), BACKEND_COPY_H2D));
+
+    /* forward: embeddings */
+    const float *p0 = NULL, *p = NULL;
+    SL_TRY(h_prefetch(h, 1, FW));
+    SL_TRY(h->acquire(h->ctx, 0, FW, &p0));
+    sl_tensor wpe = l->fin.wpe < 0 ? ops_none() : W2(m, p0, l->fin.wpe, l->cfg.max_seq_len, C);
+    SL_TRY(ops_embedding_forward(be, ops_view3(be, m->act, m->res[0], m->B, m->T, C),
+                                 ops_view2(be, SL_DTYPE_U32, m->tokens, m->B, m->T),
+                                 W2(m, p0, l->fin.wte, l->cfg.vocab_size, C), wpe, 0));
+    if (!tied)
+        SL_TRY(h->release(h->ctx, 0, FW));
+    /* forward: blocks */
+    for (int u = 1; u <= L; u++) {
+        SL_TRY(h_prefetch(h, u + 1, FW));
+        SL_TRY(h->acquire(h->ctx, u, FW, &p));
+        SL_TRY(block_forward(m, u - 1, p));
+        SL_TRY(h->release(h->ctx, u, FW));
+    }
+    /* final norm and head */
+    const float *pl = NULL;
+    SL_TRY(h->acquire(h->ctx, last, FW, &pl));
+    SL_TRY(norm_fwd(m, m->lnf, m->lnf_mean, m->lnf_rstd, m->res[L], pl, l->fin.norm_w, l->fin.norm_b));
+    SL_TRY(head_pass(m, kind, h, p0, pl, grad_scale, logits_host, loss_sum, n_valid));
+    if (kind != PASS_TRAIN) {
+        SL_TRY(h->release(h->ctx, last, FW));
+        if (tied)
+            SL_TRY(h->release(h->ctx, 0, FW));
+        return backend_synchronize(be);
+    }
+
+    /* backward: final unit (head grads were accumulated by head_pass) */
+    float *g = NULL;
+    SL_TRY(h_prefetch(h, L, BW));
+    SL_TRY(h->grad_buffer(h->ctx, last, &g));
+    SL_TRY(norm_bwd(m, m->dres, g, m->dc, m->res[L], pl, l->fin.norm_w, l->fin.norm_b, m->lnf_mean,
+                    m->lnf_rstd, false));
+    SL_TRY(h->grads_ready(h->ctx, last));
+    SL_TRY(h->release(h->ctx, last, BW));
+    /* backward: blocks */
+    for (int u = L; u >= 1; u--) {
+        if (u - 1 >= 1)
+            SL_TRY(h_prefetch(h, u - 1, BW));
+        SL_TRY(h->acquire(h->ctx, u, BW, &p));
+        SL_TRY(h->grad_buffer(h->ctx, u, &g));
+        if (m->recompute)
+            SL_TRY(block_forward(m, u - 1, p));
+        SL_TRY(block_backward(m, u - 1, p, g));
+        SL_TRY(h->grads_ready(h->ctx, u));
+        SL_TRY(h->release(h->ctx, u, BW));
+    }
+    /* backward: embeddings */
+    SL_TRY(h->grad_buffer(h->ctx, 0, &g));
+    sl_tensor dwpe = l->fin.wpe < 0 ? ops_none() : G2(m, g, l->fin.wpe, l->cfg.max_seq_len, C);
+    SL_TRY(ops_embedding_backward(be, G2(m, g, l->fin.wte, l->cfg.vocab_size, C), dwpe,
+                                  ops_view3(be, m->act, m->dres, m->B, m->T, C),
+                                  ops_view2(be, SL_DTYPE_U32, m->tokens, m->B, m->T), 0));
+    SL_TRY(backend_synchronize(be));
+    SL_TRY(h->grads_ready(h->ctx, 0));
+    if (tied)
+        SL_TRY(h->release(h->ctx, 0, BW));
+    return SL_OK;
+}
+
+sl_status model_forward_backward(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
+                                 const int32_t *targets, float grad_scale, double *loss_sum,
+                                 int64_t *n_valid) {
+    return run(m, PASS_TRAIN, hooks, inputs, targets, grad_scale, NULL, loss_sum, n_valid);
+}
+
+sl_status model_forward_loss(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
+                             const int32_t *targets, double *loss_sum, int64_t *n_valid) {
+    return run(m, PASS_LOSS, hooks, inputs, targets, 0.0f, NULL, loss_sum, n_valid);
+}
+
+sl_status model_forward_logits(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
+                               float *logits_host) {
+    return run(m, PASS_LOGITS, hooks, inputs, NULL, 0.0f, logits_host, NULL, NULL);
+}
+
+/* ---- local hooks ---- */
+
+static sl_status local_acquire(void *ctx, int unit, int phase, const float **params) {
+    (void)phase;
+    model_local *lh = ctx;
+    *params = lh->params + lh->unit_offset[unit];
+    return SL_OK;
+}
+
+static sl_status local_release(void *ctx, int unit, int phase) {
+    (void)ctx, (void)unit, (void)phase;
+    return SL_OK;
+}
+
+static sl_status local_grad_buffer(void *ctx, int unit, float **grads) {
+    model_local *lh = ctx;
+    if (!lh->grads)
+        return sl_errorf(SL_ERR_INVALID, "model_local: unit %d's grads requested but none were given", unit);
+    *grads = lh->grads + lh->unit_offset[unit];
+    return SL_OK;
+}
+
+static sl_status local_grads_ready(void *ctx, int unit) {
+    (void)ctx, (void)unit;
+    return SL_OK;
+}
+
+sl_status model_local_init(model_local *lh, const model_layout *layout, float *params, float *grads,
+                           model_unit_hooks *hooks) {
+    memset(lh, 0, sizeof *lh);
+    lh->layout = layout;
+    lh->params = params;
+    lh->grads = grads;
+    lh->unit_offset = calloc((size_t)layout->n_units + 1, sizeof *lh->unit_offset);
+    SL_CHECK_ALLOC(lh->unit_offset, sizeof *lh->unit_offset * ((size_t)layout->n_units + 1));
+    for (int u = 0; u < layout->n_units; u++)
+        lh->unit_offset[u + 1] = lh->unit_offset[u] + layout->units[u].numel;
+    memset(hooks, 0, sizeof *hooks);
+    hooks->ctx = lh;
+    hooks->acquire = local_acquire;
+    hooks->release = local_release;
+    hooks->grad_buffer = local_grad_buffer;
+    hooks->grads_ready = local_grads_ready;
+    return SL_OK;
+}
+
+void model_local_free(model_local *lh) {
+    free(lh->unit_offset);
+    lh->unit_offset = NULL;
+}

@@ -1,0 +1,123 @@
+/* model/model.h: GPT-2 and Llama forward and backward, one FSDP unit at a time.
+ *
+ * defines: model_phase, model_unit_hooks, model, model_create, model_destroy,
+ *          model_forward_backward, model_forward_loss, model_forward_logits,
+ *          model_activation_bytes, model_local, model_local_init, model_local_free
+ *
+ * A model owns its activation buffers, sized for (micro_batch B, seq_len T)
+ * and allocated on the backend under MEM_CATEGORY_ACTIVATIONS; it owns no
+ * parameters or gradients. Parameters arrive one unit at a time through
+ * model_unit_hooks (FSDP gathers them; model_local_hooks serves one
+ * contiguous buffer), so that a unit can be freed as soon as it is used.
+ *
+ * Hook protocol for one model_forward_backward call (L = n_layer):
+ *   forward:  for u = 0 .. L+1: prefetch(u+1, FORWARD) (u+1 <= L+1), acquire(u,
+ *             FORWARD), compute u, release(u, FORWARD) -- except unit 0 with
+ *             tied embeddings, which stays acquired through the head's forward
+ *             and backward and the embedding backward, and unit L+1, which
+ *             stays acquired into the backward (its forward and backward are
+ *             one computation: the chunked head needs both).
+ *   backward: unit L+1 first (it is already acquired; released with phase
+ *             BACKWARD), then for u = L .. 1: prefetch(u-1, BACKWARD) (u-1 >= 1),
+ *             acquire(u, BACKWARD), grad_buffer(u), compute, grads_ready(u),
+ *             release(u, BACKWARD); finally unit 0: grad_buffer(0), embedding
+ *             backward, grads_ready(0), and with tied embeddings release(0,
+ *             BACKWARD). (The embedding backward reads no parameters, so an
+ *             untied unit 0 is not acquired again.)
+ *   grads_ready(u) is called exactly once per unit per call, unit 0 last.
+ *   grad_buffer(0) may be asked for during unit L+1's backward (tied head).
+ * Parameters and grad buffers are backend memory (host on CPU, device on
+ * CUDA), fp32, each the unit's full flat buffer (layout.h).
+ *
+ * Losses are sums over non-ignored targets (target < 0 = ignore); the
+ * backward computes d(loss_sum * grad_scale) and ACCUMULATES into the grad
+ * buffers (kernels/ops.h, "Reductions and grad_scale").
+ *
+ * Activation recomputation (recompute = true): only each block's input is
+ * kept during forward; backward reruns the block's forward into one shared
+ * scratch before its backward. Results are bitwise identical either way.
+ *
+ * The LM head and cross-entropy run in vocab chunks when B*T*V floats would
+ * exceed MODEL_LOGITS_BUDGET (the chunk's logits are recomputed in
+ * backward); otherwise the full logits are kept and the fused op is used.
+ *
+ * On error the call returns at once: units it acquired are not released and
+ * the grad buffers hold a partial sum; the caller discards the step.
+ *
+ * Not here: KV-cache decoding (absent), LoRA (absent), dropout (none).
+ * One model is used by one thread at a time.
+ */
+#ifndef SL_MODEL_MODEL_H
+#define SL_MODEL_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernels/ops.h"
+#include "model/layout.h"
+#include "runtime/status.h"
+
+#define MODEL_LOGITS_BUDGET ((int64_t)64 << 20) /* floats of logits held at once */
+
+typedef enum { MODEL_PHASE_FORWARD = 0, MODEL_PHASE_BACKWARD } model_phase;
+
+typedef struct {
+    void *ctx;
+    /* Hint that unit will be acquired next (start an async gather). May be NULL. */
+    sl_status (*prefetch)(void *ctx, int unit, int phase);
+    /* Full fp32 params of unit, valid until release(unit). */
+    sl_status (*acquire)(void *ctx, int unit, int phase, const float **params);
+    sl_status (*release)(void *ctx, int unit, int phase);
+    /* Full-size fp32 gradient buffer of unit to accumulate into (+=). */
+    sl_status (*grad_buffer)(void *ctx, int unit, float **grads);
+    /* All of this call's contributions to unit's grads are in. */
+    sl_status (*grads_ready)(void *ctx, int unit);
+} model_unit_hooks;
+
+typedef struct model model;
+
+/* Allocates activations for (micro_batch, seq_len) on be (recorded in
+ * be->acct). layout and be are borrowed and must outlive the model.
+ * seq_len <= layout max_seq_len. On error *out is NULL. */
+sl_status model_create(const model_layout *layout, sl_backend *be, int micro_batch, int seq_len,
+                       bool recompute, model **out);
+void model_destroy(model *m); /* NULL is a no-op */
+
+/* Activation bytes model_create allocated. */
+int64_t model_activation_bytes(const model *m);
+
+/* One micro-step: forward, loss, backward. inputs (B*T) host token ids, each
+ * < vocab_size; targets (B*T) host, < vocab_size or < 0 (ignored); errors
+ * name the offending position. *loss_sum = sum of per-token losses (double),
+ * *n_valid = number of non-ignored targets. */
+sl_status model_forward_backward(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
+                                 const int32_t *targets, float grad_scale, double *loss_sum,
+                                 int64_t *n_valid);
+
+/* Forward and loss only (eval): same sums, no grads, hooks' grad entries unused. */
+sl_status model_forward_loss(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
+                             const int32_t *targets, double *loss_sum, int64_t *n_valid);
+
+/* Forward only; logits_host (B*T*V floats, host memory) receives the logits. */
+sl_status model_forward_logits(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
+                               float *logits_host);
+
+/* ---- local hooks: one process, every unit in one contiguous buffer ---- */
+
+/* params and grads are backend buffers of layout->total_numel floats, unit u
+ * at offset unit_offset[u] (the prefix sum of unit sizes). grads may be NULL
+ * for forward-only use. */
+typedef struct {
+    const model_layout *layout;
+    float *params;           /* not owned */
+    float *grads;            /* not owned; NULL = no backward */
+    int64_t *unit_offset;    /* owned by this struct: n_units + 1 entries */
+} model_local;
+
+/* Fills lh (unit offsets allocated; free with model_local_free) and hooks
+ * (hooks->ctx = lh). */
+sl_status model_local_init(model_local *lh, const model_layout *layout, float *params, float *grads,
+                           model_unit_hooks *hooks);
+void model_local_free(model_local *lh);
+
+#endif

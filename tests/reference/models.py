@@ -1,0 +1,122 @@
+"""GPT-2 and Llama in plain PyTorch (no transformers), written from the
+architectures' definitions, over a dict of Hugging Face-named tensors in
+Hugging Face layout (GPT-2 Conv1D weights are (in, out); the "transformer."
+prefix is stripped before use). Used by make_reference.py (float64) and by
+benchmarks/peers/torch_step.py (float32)."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def strip(params):
+    return {(k[len("transformer."):] if k.startswith("transformer.") else k): v for k, v in params.items()}
+
+
+def _attention(q, k, v, n_rep):
+    # q (B, H, T, D); k, v (B, Hkv, T, D); query head h uses kv head h // n_rep
+    if n_rep > 1:
+        k = k.repeat_interleave(n_rep, dim=1)
+        v = v.repeat_interleave(n_rep, dim=1)
+    T, D = q.shape[2], q.shape[3]
+    s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
+    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    s = s.masked_fill(~mask, float("-inf"))
+    return torch.softmax(s, dim=-1) @ v
+
+
+def gpt2_logits(P, cfg, ids):
+    L, C, H = cfg["n_layer"], cfg["n_embd"], cfg["n_head"]
+    eps = cfg["layer_norm_epsilon"]
+    B, T = ids.shape
+    D = C // H
+    x = P["wte.weight"][ids] + P["wpe.weight"][:T]
+    for i in range(L):
+        p = lambda n: P[f"h.{i}.{n}"]
+        h = F.layer_norm(x, (C,), p("ln_1.weight"), p("ln_1.bias"), eps)
+        qkv = h @ p("attn.c_attn.weight") + p("attn.c_attn.bias")
+        q, k, v = qkv.split(C, dim=-1)
+        q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in (q, k, v))
+        a = _attention(q, k, v, 1).transpose(1, 2).reshape(B, T, C)
+        x = x + a @ p("attn.c_proj.weight") + p("attn.c_proj.bias")
+        h = F.layer_norm(x, (C,), p("ln_2.weight"), p("ln_2.bias"), eps)
+        f = F.gelu(h @ p("mlp.c_fc.weight") + p("mlp.c_fc.bias"), approximate="tanh")
+        x = x + f @ p("mlp.c_proj.weight") + p("mlp.c_proj.bias")
+    x = F.layer_norm(x, (C,), P["ln_f.weight"], P["ln_f.bias"], eps)
+    head = P["lm_head.weight"] if "lm_head.weight" in P else P["wte.weight"]
+    return x @ head.t()
+
+
+def rope_theta(cfg):
+    if "rope_parameters" in cfg:
+        return cfg["rope_parameters"]["rope_theta"]
+    return cfg.get("rope_theta", 10000.0)
+
+
+def _rope(x, theta):
+    # x (B, H, T, D); Hugging Face rotate_half pairing; angles in float32 as transformers does
+    T, D = x.shape[2], x.shape[3]
+    inv = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    ang = torch.outer(torch.arange(T, dtype=torch.float32), inv)
+    emb = torch.cat([ang, ang], dim=-1).to(x.dtype)
+    cos, sin = emb.cos(), emb.sin()
+    x1, x2 = x[..., : D // 2], x[..., D // 2:]
+    rot = torch.cat([-x2, x1], dim=-1)
+    return x * cos + rot * sin
+
+
+def _rms(x, w, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def llama_logits(P, cfg, ids):
+    L, C, H = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"]
+    Hk = cfg["num_key_value_heads"]
+    eps = cfg["rms_norm_eps"]
+    theta = rope_theta(cfg)
+    B, T = ids.shape
+    D = C // H
+    x = P["model.embed_tokens.weight"][ids]
+    for i in range(L):
+        p = lambda n: P[f"model.layers.{i}.{n}"]
+        h = _rms(x, p("input_layernorm.weight"), eps)
+        q = (h @ p("self_attn.q_proj.weight").t()).view(B, T, H, D).transpose(1, 2)
+        k = (h @ p("self_attn.k_proj.weight").t()).view(B, T, Hk, D).transpose(1, 2)
+        v = (h @ p("self_attn.v_proj.weight").t()).view(B, T, Hk, D).transpose(1, 2)
+        q, k = _rope(q, theta), _rope(k, theta)
+        a = _attention(q, k, v, H // Hk).transpose(1, 2).reshape(B, T, C)
+        x = x + a @ p("self_attn.o_proj.weight").t()
+        h = _rms(x, p("post_attention_layernorm.weight"), eps)
+        f = F.silu(h @ p("mlp.gate_proj.weight").t()) * (h @ p("mlp.up_proj.weight").t())
+        x = x + f @ p("mlp.down_proj.weight").t()
+    x = _rms(x, P["model.norm.weight"], eps)
+    head = P["lm_head.weight"] if "lm_head.weight" in P else P["model.embed_tokens.weight"]
+    return x @ head.t()
+
+
+def logits(P, cfg, ids):
+    P = strip(P)
+    return gpt2_logits(P, cfg, ids) if cfg["model_type"] == "gpt2" else llama_logits(P, cfg, ids)
+
+
+def decays(name):
+    """AdamW weight decay applies to linear weights and an untied head only."""
+    n = strip({name: 0}).popitem()[0]
+    if n in ("wte.weight", "wpe.weight", "model.embed_tokens.weight"):
+        return False
+    if n == "lm_head.weight":
+        return True
+    return n.endswith(".weight") and ("attn" in n or "mlp" in n)
+
+
+def lr_at(step, total, lr, lr_min, warmup, schedule):
+    if warmup > 0 and step <= warmup:
+        return lr * step / warmup
+    prog = min(1.0, max(0.0, (step - warmup) / (total - warmup))) if total > warmup else 1.0
+    if schedule == "cosine":
+        out = lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * prog))
+    elif schedule == "linear":
+        out = lr - (lr - lr_min) * prog
+    else:
+        out = lr
+    return max(out, lr_min)
