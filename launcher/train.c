@@ -1,0 +1,429 @@
+#include "launcher/train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/hf.h"
+#include "optim/optim.h"
+#include "runtime/check.h"
+#include "runtime/fsutil.h"
+#include "runtime/log.h"
+#include "runtime/rng.h"
+
+/* ---- setup ---- */
+
+static sl_status make_comms(train_job *j) {
+    comm_opts co;
+    comm_opts_default(&co);
+    co.timeout_s = j->cfg->parallel.comm_timeout_s;
+    co.mem = &j->acct;
+    co.name = "world";
+    SL_TRY(comm_create_mpi(j->topo->comm, &co, &j->world));
+    const parallel_plan *p = &j->plan;
+    switch (p->mode) {
+    case FSDP_MODE_FULL_SHARD:
+    case FSDP_MODE_SHARD_GRAD_OP:
+        j->shard = j->world;
+        break;
+    case FSDP_MODE_NO_SHARD:
+        SL_TRY(comm_split(j->world, j->topo->rank, 0, "shard", NULL, &j->shard));
+        j->replicate = p->replicate_size > 1 ? j->world : NULL;
+        break;
+    case FSDP_MODE_HYBRID:
+        SL_TRY(comm_split(j->world, p->replicate_rank, p->shard_rank, "shard", NULL, &j->shard));
+        if (p->replicate_size > 1)
+            SL_TRY(comm_split(j->world, p->shard_rank, p->replicate_rank, "replicate", NULL,
+                              &j->replicate));
+        break;
+    }
+    return SL_OK;
+}
+
+/* Model section from model.init_from (a shardlm or Hugging Face folder). */
+static sl_status resolve_init_model(sl_config *cfg) {
+    if (!cfg->model.init_from[0])
+        return SL_OK;
+    sl_config *tmp = malloc(sizeof *tmp);
+    SL_CHECK_ALLOC(tmp, sizeof *tmp);
+    config_defaults(tmp);
+    sl_status st = model_config_from_dir(cfg->model.init_from, tmp);
+    if (st == SL_OK) {
+        char from[CFG_STR_MAX];
+        memcpy(from, cfg->model.init_from, sizeof from);
+        cfg->model = tmp->model;
+        memcpy(cfg->model.init_from, from, sizeof from);
+        if (cfg->data.seq_len > cfg->model.max_seq_len)
+            st = sl_errorf(SL_ERR_INVALID,
+                           "\"data.seq_len\" = %d exceeds max_seq_len %d of the model in %s",
+                           cfg->data.seq_len, cfg->model.max_seq_len, cfg->model.init_from);
+    } else {
+        st = sl_error_wrapf(st, "model.init_from = %s", cfg->model.init_from);
+    }
+    free(tmp);
+    return st;
+}
+
+static sl_status load_init_weights(train_job *j) {
+    const model_layout *l = j->layout;
+    float *host = malloc((size_t)l->total_numel * sizeof(float));
+    SL_CHECK_ALLOC(host, (size_t)l->total_numel * sizeof(float));
+    sl_status st = model_weights_load(j->cfg->model.init_from, l, host);
+    int64_t off = 0;
+    for (int u = 0; u < l->n_units && st == SL_OK; u++) {
+        st = fsdp_load_unit(j->fs, u, host + off);
+        off += l->units[u].numel;
+    }
+    free(host);
+    return st;
+}
+
+static sl_status open_loader(train_job *j, const char *spec, bool eval, loader **out) {
+    char **paths = NULL;
+    int n = 0;
+    SL_TRY(loader_expand_paths(spec, &paths, &n));
+    const sl_config *c = j->cfg;
+    loader_opts o = {
+        .paths = (const char *const *)paths,
+        .n_paths = n,
+        .seq_len = c->data.seq_len,
+        .micro_batch = c->train.micro_batch,
+        .grad_accum = eval ? 1 : c->train.grad_accum,
+        .dp_rank = j->plan.dp_rank,
+        .dp_size = j->plan.dp_size,
+        .seed = (uint64_t)c->train.seed + (eval ? 7919u : 0u),
+        .mode = c->data.mode,
+        .vocab_size = (uint32_t)c->model.vocab_size,
+        .prefetch = c->data.prefetch,
+        .eos_id = -1,
+    };
+    sl_status st = loader_create(&o, out);
+    loader_free_paths(paths, n);
+    if (st != SL_OK)
+        return sl_error_wrapf(st, "%s data \"%s\"", eval ? "data.eval" : "data.train", spec);
+    return SL_OK;
+}
+
+sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool synthetic) {
+    memset(j, 0, sizeof *j);
+    j->cfg = cfg;
+    j->topo = topo;
+    j->synthetic = synthetic;
+    mem_accountant_init(&j->acct);
+    SL_TRY(resolve_init_model(cfg));
+    SL_TRY(parallel_plan_make(cfg, topo, &j->plan));
+    SL_TRY(model_layout_create(&cfg->model, cfg->optim.decay_embeddings, &j->layout));
+    if (cfg->train.backend == BACKEND_KIND_CUDA)
+        return sl_errorf(SL_ERR_UNSUPPORTED,
+                         "train.backend = cuda: distributed training on the CUDA backend needs the "
+                         "NCCL comm, which is not built yet; use train.backend = cpu");
+    if (cfg->train.dtype != COMPUTE_DTYPE_F32)
+        return sl_errorf(SL_ERR_UNSUPPORTED, "train.dtype = bf16 needs the CUDA backend; the CPU backend computes in fp32");
+    SL_TRY(backend_create_cpu(0, &j->acct, &j->be));
+    SL_TRY(make_comms(j));
+    fsdp_opts fo = {.layout = j->layout,
+                    .be = j->be,
+                    .plan = &j->plan,
+                    .shard_comm = j->shard,
+                    .replicate_comm = j->replicate,
+                    .gather_buffers = cfg->parallel.gather_buffers,
+                    .overlap = cfg->parallel.overlap};
+    SL_TRY(fsdp_create(&fo, &j->fs));
+    if (cfg->model.init_from[0])
+        SL_TRY(load_init_weights(j));
+    else
+        SL_TRY(fsdp_init_params(j->fs, (uint64_t)cfg->train.seed));
+    if (!synthetic) {
+        if (!cfg->data.train[0])
+            return sl_errorf(SL_ERR_INVALID, "\"data.train\" is empty: set it to the shards written by shardlm prepare");
+        SL_TRY(open_loader(j, cfg->data.train, false, &j->train_loader));
+        if (cfg->data.eval[0])
+            SL_TRY(open_loader(j, cfg->data.eval, true, &j->eval_loader));
+    }
+    SL_TRY(model_create(j->layout, j->be, cfg->train.micro_batch, cfg->data.seq_len,
+                        cfg->train.recompute, &j->mdl));
+    size_t n = (size_t)cfg->train.grad_accum * (size_t)cfg->train.micro_batch * (size_t)cfg->data.seq_len;
+    j->inputs = malloc(n * sizeof *j->inputs);
+    j->targets = malloc(n * sizeof *j->targets);
+    SL_CHECK_ALLOC(j->inputs && j->targets ? j->inputs : NULL, n * 8);
+    j->flops_per_token = model_layout_flops_per_token(j->layout, cfg->data.seq_len);
+    j->peak_flops = 0; /* CPU: no datasheet peak, so no MFU */
+    return SL_OK;
+}
+
+void train_job_teardown(train_job *j) {
+    metrics_close(j->metrics);
+    loader_destroy(j->train_loader);
+    loader_destroy(j->eval_loader);
+    model_destroy(j->mdl);
+    fsdp_destroy(j->fs);
+    if (j->replicate && j->replicate != j->world)
+        comm_destroy(j->replicate);
+    if (j->shard && j->shard != j->world)
+        comm_destroy(j->shard);
+    comm_destroy(j->world);
+    backend_destroy(j->be);
+    model_layout_destroy(j->layout);
+    free(j->inputs);
+    free(j->targets);
+    memset(j, 0, sizeof *j);
+}
+
+/* ---- one step ---- */
+
+/* Synthetic batches for bench: the same global batch whatever the world size
+ * (token of global sequence s, position t from Philox). */
+static void synthetic_batch(train_job *j, int micro, uint32_t *in, int32_t *tg) {
+    const sl_config *c = j->cfg;
+    int B = c->train.micro_batch, T = c->data.seq_len;
+    rng_stream rs = rng_stream_make((uint64_t)c->train.seed, RNG_PURPOSE_TEST, (uint32_t)j->step);
+    for (int b = 0; b < B; b++) {
+        uint64_t seq = (uint64_t)j->plan.dp_rank * (uint64_t)(B * c->train.grad_accum) +
+                       (uint64_t)micro * (uint64_t)B + (uint64_t)b;
+        for (int t = 0; t <= T; t++) {
+            uint32_t tok = (uint32_t)(rng_u64(&rs, seq * (uint64_t)(T + 1) + (uint64_t)t) %
+                                      (uint64_t)c->model.vocab_size);
+            if (t < T)
+                in[b * T + t] = tok;
+            if (t > 0)
+                tg[b * T + t - 1] = (int32_t)tok;
+        }
+    }
+}
+
+sl_status train_job_step(train_job *j, train_step_result *r) {
+    const sl_config *c = j->cfg;
+    memset(r, 0, sizeof *r);
+    int A = c->train.grad_accum;
+    size_t per = (size_t)c->train.micro_batch * (size_t)c->data.seq_len;
+    double t0 = sl_now();
+    fsdp_reset_comm_timer(j->fs);
+    int64_t local_valid = 0;
+    for (int a = 0; a < A; a++) {
+        uint32_t *in = j->inputs + (size_t)a * per;
+        int32_t *tg = j->targets + (size_t)a * per;
+        if (j->synthetic)
+            synthetic_batch(j, a, in, tg);
+        else
+            SL_TRY(loader_next(j->train_loader, in, tg));
+        for (size_t i = 0; i < per; i++)
+            local_valid += tg[i] >= 0;
+    }
+    /* grad_scale = 1 / (targets in the whole global batch), so gradients sum
+     * across micro-steps and ranks to the mean loss's gradient. */
+    int64_t global_valid = local_valid;
+    SL_TRY(comm_all_reduce(j->world, &global_valid, &global_valid, 1, COMM_DTYPE_I64, COMM_REDOP_SUM));
+    float grad_scale = global_valid > 0 ? 1.0f / (float)global_valid : 0.0f;
+    SL_TRY(fsdp_begin_step(j->fs, A));
+    double loss_sum = 0;
+    for (int a = 0; a < A; a++) {
+        SL_TRY(fsdp_begin_micro(j->fs, a));
+        double ls = 0;
+        int64_t nv = 0;
+        SL_TRY(model_forward_backward(j->mdl, fsdp_hooks(j->fs), j->inputs + (size_t)a * per,
+                                      j->targets + (size_t)a * per, grad_scale, &ls, &nv));
+        loss_sum += ls;
+    }
+    SL_TRY(fsdp_finish_grads(j->fs));
+    /* Loss and a per-rank non-finite flag, so a NaN names its rank. */
+    int32_t bad = !isfinite(loss_sum);
+    int32_t *flags = malloc(sizeof(int32_t) * (size_t)j->topo->world);
+    SL_CHECK_ALLOC(flags, sizeof(int32_t) * (size_t)j->topo->world);
+    sl_status st = comm_all_gather(j->world, &bad, flags, 1, COMM_DTYPE_I32);
+    if (st == SL_OK)
+        st = comm_all_reduce(j->world, &loss_sum, &loss_sum, 1, COMM_DTYPE_F64, COMM_REDOP_SUM);
+    char bad_ranks[256] = "";
+    for (int i = 0; i < j->topo->world && st == SL_OK; i++)
+        if (flags[i])
+            snprintf(bad_ranks + strlen(bad_ranks), sizeof bad_ranks - strlen(bad_ranks), "%s%d",
+                     bad_ranks[0] ? ", " : "", i);
+    free(flags);
+    SL_TRY(st);
+    r->loss = global_valid > 0 ? loss_sum / (double)global_valid : 0.0;
+    r->tokens = global_valid;
+    int step = j->step + 1;
+    fsdp_step_stats fst;
+    if (bad_ranks[0]) {
+        if (c->train.nonfinite == NONFINITE_FATAL)
+            return sl_errorf(SL_ERR_INVALID, "step %d: non-finite loss on rank(s) %s (train.nonfinite = fatal)",
+                             step, bad_ranks);
+        memset(&fst, 0, sizeof fst);
+        fst.skipped = true;
+        fst.grad_norm = NAN;
+        fst.lr = lr_schedule_at(&c->optim, step, c->train.steps);
+    } else {
+        SL_TRY(fsdp_optimizer_step(j->fs, &c->optim, step, c->train.steps, &fst));
+        if (fst.skipped && c->train.nonfinite == NONFINITE_FATAL)
+            return sl_errorf(SL_ERR_INVALID,
+                             "step %d: non-finite gradient norm (train.nonfinite = fatal)", step);
+    }
+    j->step = step;
+    if (fst.skipped)
+        j->n_skipped++;
+    r->skipped = fst.skipped;
+    r->grad_norm = fst.grad_norm;
+    r->lr = fst.lr;
+    r->seconds = sl_now() - t0;
+    r->exposed_comm_s = fsdp_exposed_comm_s(j->fs);
+    return SL_OK;
+}
+
+sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens) {
+    *loss = NAN;
+    *tokens = 0;
+    if (!j->eval_loader)
+        return SL_OK;
+    const sl_config *c = j->cfg;
+    SL_TRY(loader_state_set(j->eval_loader, (loader_state){0, 0}));
+    size_t per = (size_t)c->train.micro_batch * (size_t)c->data.seq_len;
+    double sums[2] = {0, 0}; /* loss sum, tokens */
+    for (int b = 0; b < c->train.eval_batches; b++) {
+        SL_TRY(loader_next(j->eval_loader, j->inputs, j->targets));
+        double ls = 0;
+        int64_t nv = 0;
+        SL_TRY(model_forward_loss(j->mdl, fsdp_hooks(j->fs), j->inputs, j->targets, &ls, &nv));
+        sums[0] += ls;
+        sums[1] += (double)nv;
+    }
+    (void)per;
+    SL_TRY(comm_all_reduce(j->world, sums, sums, 2, COMM_DTYPE_F64, COMM_REDOP_SUM));
+    *tokens = (int64_t)sums[1];
+    *loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    return SL_OK;
+}
+
+/* ---- the loop ---- */
+
+static void fmt_thousands(char *buf, size_t cap, double x) {
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%.0f", x);
+    size_t n = strlen(tmp), o = 0;
+    for (size_t i = 0; i < n && o + 2 < cap; i++) {
+        buf[o++] = tmp[i];
+        if ((n - i - 1) % 3 == 0 && i + 1 < n && tmp[i] != '-')
+            buf[o++] = ',';
+    }
+    buf[o] = 0;
+}
+
+static void log_step(train_job *j, const train_step_result *r) {
+    const sl_config *c = j->cfg;
+    double tok_s = (double)j->plan.tokens_per_step / r->seconds;
+    char toks[48], mfu[32] = "", skipped[48] = "";
+    fmt_thousands(toks, sizeof toks, tok_s);
+    if (j->peak_flops > 0)
+        snprintf(mfu, sizeof mfu, " | mfu %.1f%%",
+                 100.0 * tok_s * j->flops_per_token / (j->peak_flops * j->plan.world));
+    if (r->skipped)
+        snprintf(skipped, sizeof skipped, " | SKIPPED (non-finite; %d so far)", j->n_skipped);
+    LOG_INFO0("step %d/%d | loss %.4f | lr %.2e | gnorm %.2f | %.0f ms | %s tok/s%s | mem %.2f GiB | "
+              "comm exposed %.0f%%%s",
+              j->step, c->train.steps, r->loss, r->lr, r->grad_norm, 1e3 * r->seconds, toks, mfu,
+              (double)mem_peak_total(&j->acct) / (1024.0 * 1024.0 * 1024.0),
+              100.0 * r->exposed_comm_s / r->seconds, skipped);
+}
+
+static sl_status log_metrics(train_job *j, const train_step_result *r) {
+    if (!j->metrics)
+        return SL_OK;
+    double tok_s = (double)j->plan.tokens_per_step / r->seconds;
+    metric_kv kv[] = {
+        {"loss", r->loss},
+        {"lr", r->lr},
+        {"gnorm", r->grad_norm},
+        {"step_ms", 1e3 * r->seconds},
+        {"tok_per_s", tok_s},
+        {"mem_gib", (double)mem_peak_total(&j->acct) / (1024.0 * 1024.0 * 1024.0)},
+        {"comm_exposed_pct", 100.0 * r->exposed_comm_s / r->seconds},
+        {"skipped", r->skipped ? 1.0 : 0.0},
+    };
+    return metrics_write(j->metrics, j->step, kv, (int)(sizeof kv / sizeof kv[0]));
+}
+
+static sl_status run_eval(train_job *j, const char *when) {
+    if (!j->eval_loader)
+        return SL_OK;
+    double loss;
+    int64_t tokens;
+    SL_TRY(train_job_eval(j, &loss, &tokens));
+    LOG_INFO0("eval %s (step %d) | loss %.4f | ppl %.2f | %lld tokens", when, j->step, loss, exp(loss),
+              (long long)tokens);
+    if (j->metrics) {
+        metric_kv kv[] = {{"eval_loss", loss}, {"eval_ppl", exp(loss)}};
+        SL_TRY(metrics_write(j->metrics, j->step, kv, 2));
+    }
+    return SL_OK;
+}
+
+/* Gathers every unit (collective) and writes a Hugging Face folder on rank 0. */
+static sl_status export_final(train_job *j) {
+    const model_layout *l = j->layout;
+    char dir[CFG_STR_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/export", j->cfg->train.run_dir);
+    float *host = malloc((size_t)l->total_numel * sizeof(float));
+    SL_CHECK_ALLOC(host, (size_t)l->total_numel * sizeof(float));
+    sl_status st = SL_OK;
+    int64_t off = 0;
+    for (int u = 0; u < l->n_units && st == SL_OK; u++) {
+        st = fsdp_gather_unit(j->fs, u, host + off);
+        off += l->units[u].numel;
+    }
+    if (st == SL_OK && j->topo->rank == 0) {
+        st = hf_save(dir, l, host, SL_DTYPE_F32, "");
+        if (st == SL_OK && j->cfg->data.tokenizer[0]) {
+            /* generation needs the tokenizer beside the weights */
+            char *text = NULL;
+            size_t len = 0;
+            char dst[CFG_STR_MAX + 64];
+            const char *src = j->cfg->data.tokenizer;
+            if (!fs_is_dir(src) && fs_read_file(src, &text, &len, (size_t)1 << 30) == SL_OK) {
+                const char *base = strrchr(src, '/');
+                snprintf(dst, sizeof dst, "%s/%s", dir, base ? base + 1 : src);
+                st = fs_write_atomic(dst, text, len);
+                free(text);
+            }
+        }
+        if (st == SL_OK)
+            LOG_INFO0("exported the final model to %s (Hugging Face layout)", dir);
+    }
+    free(host);
+    return st;
+}
+
+sl_status train_job_run(train_job *j) {
+    const sl_config *c = j->cfg;
+    char plan[256];
+    parallel_plan_describe(&j->plan, plan, sizeof plan);
+    LOG_INFO0("%s", plan);
+    LOG_INFO0("model %s: %d layers, d_model %d, %d heads (%d kv), vocab %d, %.2fM parameters; "
+              "seq %d, %lld tokens per step",
+              config_enum_name("model.arch", c->model.arch), c->model.n_layer, c->model.d_model,
+              c->model.n_head, c->model.n_kv_head, c->model.vocab_size,
+              (double)model_layout_param_count(j->layout) / 1e6, c->data.seq_len,
+              (long long)j->plan.tokens_per_step);
+    if (j->topo->rank == 0) {
+        char path[CFG_STR_MAX + 32];
+        SL_TRY(fs_mkdirs(c->train.run_dir));
+        snprintf(path, sizeof path, "%s/config.json", c->train.run_dir);
+        SL_TRY(config_write_file(c, path));
+        SL_TRY(metrics_open(c->train.run_dir, c->logging.tensorboard, &j->metrics));
+    }
+    SL_TRY(run_eval(j, "before training"));
+    while (j->step < c->train.steps) {
+        train_step_result r;
+        SL_TRY(train_job_step(j, &r));
+        if (j->step % c->logging.log_every == 0 || j->step == c->train.steps || r.skipped)
+            log_step(j, &r);
+        SL_TRY(log_metrics(j, &r));
+        if (c->train.eval_every > 0 && j->step % c->train.eval_every == 0 && j->step < c->train.steps)
+            SL_TRY(run_eval(j, "during training"));
+    }
+    SL_TRY(run_eval(j, "after training"));
+    if (c->train.export_final)
+        SL_TRY(export_final(j));
+    if (j->n_skipped)
+        LOG_WARN0("%d of %d steps were skipped for non-finite loss or gradient norm", j->n_skipped,
+                  c->train.steps);
+    return SL_OK;
+}

@@ -1,0 +1,77 @@
+/* launcher/train.h: the training job, composed in one place.
+ *
+ * defines: train_job, train_job_setup, train_job_run, train_job_teardown,
+ *          train_step_result, train_job_eval
+ *
+ * This is where the modules meet (DESIGN section 8):
+ *   config -> topology -> parallel plan -> layout -> backend -> comms
+ *   -> fsdp shards (init or Hugging Face import) -> loader -> model
+ *   loop: grad_accum micro-batches -> forward/backward through the FSDP hooks
+ *         -> reduce-scatter -> loss/flags all-reduce -> clip + AdamW on shards
+ *         -> step line, metrics.jsonl, TensorBoard -> eval -> checkpoint
+ *   end:  eval, export of the final model (Hugging Face folder).
+ * `shardlm train` and `shardlm bench` (synthetic data) both drive it.
+ * Every rank runs the same code; only rank 0 prints the step line and writes
+ * metrics and exports.
+ */
+#ifndef SL_LAUNCHER_TRAIN_H
+#define SL_LAUNCHER_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "data/loader.h"
+#include "kernels/ops.h"
+#include "model/layout.h"
+#include "model/model.h"
+#include "parallel/comm.h"
+#include "parallel/fsdp.h"
+#include "parallel/plan.h"
+#include "parallel/topology.h"
+#include "runtime/config.h"
+#include "runtime/mem.h"
+#include "runtime/metrics.h"
+
+typedef struct {
+    sl_config *cfg; /* borrowed */
+    topology *topo; /* borrowed */
+    parallel_plan plan;
+    mem_accountant acct;
+    model_layout *layout;
+    sl_backend *be;
+    comm *world, *shard, *replicate;
+    fsdp *fs;
+    model *mdl;
+    loader *train_loader, *eval_loader;
+    metrics_writer *metrics;
+    bool synthetic;  /* bench: random tokens instead of a loader */
+    uint32_t *inputs; /* grad_accum x micro_batch x seq_len */
+    int32_t *targets;
+    int step;        /* last completed optimizer step */
+    int n_skipped;   /* steps skipped for non-finite values */
+    double flops_per_token;
+    double peak_flops; /* device peak for MFU; 0 when unknown */
+} train_job;
+
+typedef struct {
+    double loss;        /* mean over the step's non-ignored targets */
+    double grad_norm;
+    double lr;
+    double seconds;
+    double exposed_comm_s;
+    int64_t tokens;     /* non-ignored targets in the global batch */
+    bool skipped;
+} train_step_result;
+
+/* Builds everything for cfg on topo. synthetic = true draws random tokens
+ * (bench) instead of reading data.train. */
+sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool synthetic);
+/* One optimizer step (collective). */
+sl_status train_job_step(train_job *j, train_step_result *r);
+/* Mean loss over eval_batches global batches of data.eval (collective). */
+sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens);
+/* The whole `shardlm train` loop, with logging, eval and export. */
+sl_status train_job_run(train_job *j);
+void train_job_teardown(train_job *j);
+
+#endif

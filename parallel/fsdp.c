@@ -1,0 +1,480 @@
+#include "parallel/fsdp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optim/optim.h"
+#include "runtime/check.h"
+#include "runtime/log.h"
+
+typedef struct {
+    int64_t numel;  /* N_u */
+    int64_t padded; /* P_u */
+    int64_t len;    /* L_u = P_u / k */
+    int64_t start;  /* r * L_u */
+    int64_t valid;  /* owned elements below N_u */
+    float *param, *m, *v, *grad_shard; /* len each; grad_shard == grad_full when k == 1 */
+    float *grad_full;                  /* padded */
+    float *kept;        /* SHARD_GRAD_OP: gathered from forward to backward (padded) */
+    int slot;           /* pool slot holding the gathered unit, -1 if none */
+    comm_work *gather;  /* pending gather into that slot */
+    comm_work *rs;      /* pending reduce-scatter (last micro-step) */
+    comm_work *ar;      /* pending replicate all-reduce (HYBRID, NO_SHARD) */
+} fsdp_unit;
+
+struct fsdp {
+    fsdp_opts o;
+    int k, r;          /* shard group size and rank */
+    int n_units;
+    fsdp_unit *units;
+    int n_slots;
+    int64_t slot_numel;
+    float **slots;
+    int *slot_owner;   /* unit or -1 */
+    int n_micro, micro;
+    int next_ar_unit;  /* replicate all-reduces are submitted in descending unit order */
+    double exposed_s;
+    model_unit_hooks hooks;
+};
+
+static bool last_micro(const fsdp *f) { return f->micro == f->n_micro - 1; }
+
+static sl_status wait_work(fsdp *f, comm_work **w) {
+    if (!*w)
+        return SL_OK;
+    double t0 = sl_now();
+    sl_status st = comm_work_wait(*w, 0);
+    f->exposed_s += sl_now() - t0;
+    *w = NULL;
+    return st;
+}
+
+static sl_status alloc_f32(fsdp *f, mem_category cat, int64_t n, float **out) {
+    void *p = NULL;
+    SL_TRY(backend_alloc(f->o.be, cat, (size_t)n * sizeof(float), &p));
+    *out = p;
+    return SL_OK;
+}
+
+static void free_f32(fsdp *f, mem_category cat, float *p, int64_t n) {
+    if (p)
+        backend_free(f->o.be, cat, p, (size_t)n * sizeof(float));
+}
+
+/* ---- hooks ---- */
+
+static sl_status take_slot(fsdp *f, int unit, int *slot) {
+    for (int s = 0; s < f->n_slots; s++) {
+        if (f->slot_owner[s] < 0) {
+            f->slot_owner[s] = unit;
+            *slot = s;
+            return SL_OK;
+        }
+    }
+    *slot = -1;
+    return SL_OK;
+}
+
+static float *gather_dst(fsdp *f, fsdp_unit *u, int unit) {
+    if (f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP)
+        return u->kept;
+    (void)unit;
+    return u->slot >= 0 ? f->slots[u->slot] : NULL;
+}
+
+/* Starts the all-gather of unit into its slot (or kept buffer). */
+static sl_status start_gather(fsdp *f, int unit, bool *started) {
+    fsdp_unit *u = &f->units[unit];
+    *started = false;
+    if (f->o.plan->mode != FSDP_MODE_SHARD_GRAD_OP) {
+        SL_TRY(take_slot(f, unit, &u->slot));
+        if (u->slot < 0)
+            return SL_OK;
+    }
+    float *dst = gather_dst(f, u, unit);
+    SL_TRY(comm_all_gather_async(f->o.shard_comm, u->param, dst, (size_t)u->len, COMM_DTYPE_F32,
+                                 &u->gather));
+    *started = true;
+    return SL_OK;
+}
+
+static bool is_gathered(const fsdp *f, const fsdp_unit *u) {
+    if (f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP)
+        return u->kept != NULL && (u->gather != NULL || u->slot == -2);
+    return u->slot >= 0;
+}
+
+static sl_status hook_prefetch(void *ctx, int unit, int phase) {
+    (void)phase;
+    fsdp *f = ctx;
+    if (f->k == 1 || !f->o.overlap || unit < 0 || unit >= f->n_units)
+        return SL_OK;
+    fsdp_unit *u = &f->units[unit];
+    if (is_gathered(f, u))
+        return SL_OK;
+    bool started;
+    return start_gather(f, unit, &started);
+}
+
+static sl_status hook_acquire(void *ctx, int unit, int phase, const float **params) {
+    (void)phase;
+    fsdp *f = ctx;
+    fsdp_unit *u = &f->units[unit];
+    if (f->k == 1) {
+        *params = u->param;
+        return SL_OK;
+    }
+    if (!is_gathered(f, u)) {
+        bool started;
+        SL_TRY(start_gather(f, unit, &started));
+        if (!started)
+            return sl_errorf(SL_ERR_INVALID,
+                             "FSDP gather pool exhausted acquiring unit %d (%d slots, all held); "
+                             "raise parallel.gather_buffers",
+                             unit, f->n_slots);
+    }
+    SL_TRY(wait_work(f, &u->gather));
+    if (f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP)
+        u->slot = -2; /* marks "kept holds the gathered unit" */
+    *params = gather_dst(f, u, unit);
+    return SL_OK;
+}
+
+static sl_status hook_release(void *ctx, int unit, int phase) {
+    fsdp *f = ctx;
+    fsdp_unit *u = &f->units[unit];
+    if (f->k == 1)
+        return SL_OK;
+    if (f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP) {
+        /* kept from forward to backward; dropped after the backward */
+        if (phase == MODEL_PHASE_BACKWARD)
+            u->slot = -1;
+        return SL_OK;
+    }
+    if (u->slot >= 0) {
+        f->slot_owner[u->slot] = -1;
+        u->slot = -1;
+    }
+    return SL_OK;
+}
+
+static sl_status hook_grad_buffer(void *ctx, int unit, float **grads) {
+    fsdp *f = ctx;
+    *grads = f->units[unit].grad_full;
+    return SL_OK;
+}
+
+/* Replicate all-reduces go out in descending unit order (the order
+ * grads_ready arrives in), each once its reduce-scatter is done; submitted
+ * opportunistically here and completed in fsdp_finish_grads. The set
+ * submitted at any moment depends on timing, but the ORDER never does. */
+static sl_status submit_ready_all_reduces(fsdp *f, bool block) {
+    if (!f->o.replicate_comm)
+        return SL_OK;
+    while (f->next_ar_unit >= 0) {
+        fsdp_unit *u = &f->units[f->next_ar_unit];
+        if (u->rs) {
+            if (!block) {
+                bool done = false;
+                SL_TRY(comm_work_test(u->rs, &done));
+                if (!done)
+                    return SL_OK;
+            }
+            SL_TRY(wait_work(f, &u->rs));
+        }
+        SL_TRY(comm_all_reduce_async(f->o.replicate_comm, u->grad_shard, u->grad_shard,
+                                     (size_t)u->len, COMM_DTYPE_F32, COMM_REDOP_SUM, &u->ar));
+        if (!f->o.overlap)
+            SL_TRY(wait_work(f, &u->ar));
+        f->next_ar_unit--;
+    }
+    return SL_OK;
+}
+
+static sl_status hook_grads_ready(void *ctx, int unit) {
+    fsdp *f = ctx;
+    if (!last_micro(f))
+        return SL_OK; /* accumulate in grad_full; reduce once per step */
+    fsdp_unit *u = &f->units[unit];
+    if (f->k > 1) {
+        SL_TRY(comm_reduce_scatter_async(f->o.shard_comm, u->grad_full, u->grad_shard,
+                                         (size_t)u->len, COMM_DTYPE_F32, COMM_REDOP_SUM, &u->rs));
+        if (!f->o.overlap)
+            SL_TRY(wait_work(f, &u->rs));
+    }
+    return submit_ready_all_reduces(f, false);
+}
+
+/* ---- lifecycle ---- */
+
+void fsdp_destroy(fsdp *f) {
+    if (!f)
+        return;
+    for (int i = 0; i < f->n_units; i++) {
+        fsdp_unit *u = &f->units[i];
+        comm_work **pend[] = {&u->gather, &u->rs, &u->ar};
+        for (int p = 0; p < 3; p++)
+            if (*pend[p])
+                (void)comm_work_wait(*pend[p], 0);
+        free_f32(f, MEM_CATEGORY_PARAMS, u->param, u->len);
+        free_f32(f, MEM_CATEGORY_OPTIMIZER, u->m, u->len);
+        free_f32(f, MEM_CATEGORY_OPTIMIZER, u->v, u->len);
+        if (u->grad_shard != u->grad_full)
+            free_f32(f, MEM_CATEGORY_GRADS, u->grad_shard, u->len);
+        free_f32(f, MEM_CATEGORY_GRADS, u->grad_full, u->padded);
+        free_f32(f, MEM_CATEGORY_PARAMS, u->kept, u->padded);
+    }
+    for (int s = 0; s < f->n_slots && f->slots; s++)
+        free_f32(f, MEM_CATEGORY_PARAMS, f->slots[s], f->slot_numel);
+    free(f->slots);
+    free(f->slot_owner);
+    free(f->units);
+    free(f);
+}
+
+sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
+    *out = NULL;
+    SL_CHECK_ARG(o->layout && o->be && o->plan && o->shard_comm, "fsdp_create: missing layout, backend, plan or comm");
+    SL_CHECK_ARG(comm_size(o->shard_comm) == o->plan->shard_size,
+                 "fsdp_create: shard comm has %d ranks, plan says %d", comm_size(o->shard_comm),
+                 o->plan->shard_size);
+    SL_CHECK_ARG((o->replicate_comm != NULL) == (o->plan->replicate_size > 1),
+                 "fsdp_create: replicate comm must exist exactly when replicate_size > 1");
+    SL_CHECK_ARG(o->gather_buffers >= 2, "fsdp_create: gather_buffers must be >= 2, got %d",
+                 o->gather_buffers);
+    fsdp *f = calloc(1, sizeof *f);
+    SL_CHECK_ALLOC(f, sizeof *f);
+    f->o = *o;
+    f->k = comm_size(o->shard_comm);
+    f->r = comm_rank(o->shard_comm);
+    f->n_units = o->layout->n_units;
+    f->units = calloc((size_t)f->n_units, sizeof *f->units);
+    sl_status st = f->units ? SL_OK : sl_errorf(SL_ERR_NOMEM, "out of memory (fsdp units)");
+    int64_t max_padded = 0;
+    for (int i = 0; i < f->n_units && st == SL_OK; i++) {
+        fsdp_unit *u = &f->units[i];
+        u->slot = -1;
+        u->numel = o->layout->units[i].numel;
+        u->len = (u->numel + f->k - 1) / f->k;
+        if (u->len == 0)
+            u->len = 1; /* an empty unit still takes part in collectives */
+        u->padded = u->len * f->k;
+        u->start = (int64_t)f->r * u->len;
+        int64_t end = u->start + u->len < u->numel ? u->start + u->len : u->numel;
+        u->valid = end > u->start ? end - u->start : 0;
+        if (u->padded > max_padded)
+            max_padded = u->padded;
+        st = alloc_f32(f, MEM_CATEGORY_PARAMS, u->len, &u->param);
+        if (st == SL_OK)
+            st = alloc_f32(f, MEM_CATEGORY_OPTIMIZER, u->len, &u->m);
+        if (st == SL_OK)
+            st = alloc_f32(f, MEM_CATEGORY_OPTIMIZER, u->len, &u->v);
+        if (st == SL_OK)
+            st = alloc_f32(f, MEM_CATEGORY_GRADS, u->padded, &u->grad_full);
+        if (st == SL_OK) {
+            if (f->k == 1)
+                u->grad_shard = u->grad_full;
+            else
+                st = alloc_f32(f, MEM_CATEGORY_GRADS, u->len, &u->grad_shard);
+        }
+        if (st == SL_OK && f->k > 1 && o->plan->mode == FSDP_MODE_SHARD_GRAD_OP)
+            st = alloc_f32(f, MEM_CATEGORY_PARAMS, u->padded, &u->kept);
+    }
+    if (st == SL_OK && f->k > 1 && o->plan->mode != FSDP_MODE_SHARD_GRAD_OP) {
+        f->n_slots = o->gather_buffers;
+        f->slot_numel = max_padded;
+        f->slots = calloc((size_t)f->n_slots, sizeof *f->slots);
+        f->slot_owner = malloc(sizeof(int) * (size_t)f->n_slots);
+        if (!f->slots || !f->slot_owner)
+            st = sl_errorf(SL_ERR_NOMEM, "out of memory (fsdp pool)");
+        for (int s = 0; s < f->n_slots && st == SL_OK; s++) {
+            f->slot_owner[s] = -1;
+            st = alloc_f32(f, MEM_CATEGORY_PARAMS, max_padded, &f->slots[s]);
+        }
+    }
+    if (st != SL_OK) {
+        fsdp_destroy(f);
+        return st;
+    }
+    f->hooks = (model_unit_hooks){.ctx = f,
+                                  .prefetch = hook_prefetch,
+                                  .acquire = hook_acquire,
+                                  .release = hook_release,
+                                  .grad_buffer = hook_grad_buffer,
+                                  .grads_ready = hook_grads_ready};
+    f->n_micro = 1;
+    *out = f;
+    return SL_OK;
+}
+
+const model_unit_hooks *fsdp_hooks(fsdp *f) { return &f->hooks; }
+
+/* SHARD_GRAD_OP keeps gathered units until their backward; a unit the
+ * backward never acquires (an untied unit 0) or a forward-only pass (eval)
+ * would otherwise keep serving parameters from before an update. */
+static void invalidate_gathered(fsdp *f) {
+    if (f->o.plan->mode != FSDP_MODE_SHARD_GRAD_OP)
+        return;
+    for (int i = 0; i < f->n_units; i++)
+        if (f->units[i].slot == -2)
+            f->units[i].slot = -1;
+}
+
+sl_status fsdp_init_params(fsdp *f, uint64_t seed) {
+    invalidate_gathered(f);
+    for (int i = 0; i < f->n_units; i++) {
+        fsdp_unit *u = &f->units[i];
+        memset(u->param, 0, (size_t)u->len * sizeof(float));
+        if (u->valid > 0)
+            SL_TRY(model_init_unit_range(f->o.layout, i, u->start, u->valid, u->param, seed));
+    }
+    return SL_OK;
+}
+
+sl_status fsdp_load_unit(fsdp *f, int unit, const float *full) {
+    SL_CHECK_ARG(unit >= 0 && unit < f->n_units, "fsdp_load_unit: unit %d out of range", unit);
+    fsdp_unit *u = &f->units[unit];
+    invalidate_gathered(f);
+    memset(u->param, 0, (size_t)u->len * sizeof(float));
+    if (u->valid > 0)
+        memcpy(u->param, full + u->start, (size_t)u->valid * sizeof(float));
+    return SL_OK;
+}
+
+sl_status fsdp_gather_unit(fsdp *f, int unit, float *full) {
+    SL_CHECK_ARG(unit >= 0 && unit < f->n_units, "fsdp_gather_unit: unit %d out of range", unit);
+    fsdp_unit *u = &f->units[unit];
+    if (f->k == 1) {
+        memcpy(full, u->param, (size_t)u->numel * sizeof(float));
+        return SL_OK;
+    }
+    float *tmp = malloc((size_t)u->padded * sizeof(float));
+    SL_CHECK_ALLOC(tmp, (size_t)u->padded * sizeof(float));
+    sl_status st = comm_all_gather(f->o.shard_comm, u->param, tmp, (size_t)u->len, COMM_DTYPE_F32);
+    if (st == SL_OK)
+        memcpy(full, tmp, (size_t)u->numel * sizeof(float));
+    free(tmp);
+    return st;
+}
+
+sl_status fsdp_begin_step(fsdp *f, int n_micro) {
+    SL_CHECK_ARG(n_micro >= 1, "fsdp_begin_step: n_micro must be >= 1");
+    f->n_micro = n_micro;
+    f->micro = 0;
+    for (int i = 0; i < f->n_units; i++)
+        SL_TRY(backend_memset_zero(f->o.be, f->units[i].grad_full,
+                                   (size_t)f->units[i].padded * sizeof(float)));
+    f->next_ar_unit = f->n_units - 1;
+    return SL_OK;
+}
+
+sl_status fsdp_begin_micro(fsdp *f, int i) {
+    SL_CHECK_ARG(i >= 0 && i < f->n_micro, "fsdp_begin_micro: micro-step %d of %d", i, f->n_micro);
+    f->micro = i;
+    return SL_OK;
+}
+
+sl_status fsdp_finish_grads(fsdp *f) {
+    /* model order is L+1 .. 0; wait in the same order */
+    for (int i = f->n_units - 1; i >= 0; i--)
+        SL_TRY(wait_work(f, &f->units[i].rs));
+    SL_TRY(submit_ready_all_reduces(f, true));
+    for (int i = f->n_units - 1; i >= 0; i--)
+        SL_TRY(wait_work(f, &f->units[i].ar));
+    return SL_OK;
+}
+
+sl_status fsdp_optimizer_step(fsdp *f, const cfg_optim *cfg, int step, int total_steps,
+                              fsdp_step_stats *stats) {
+    memset(stats, 0, sizeof *stats);
+    double sq = 0;
+    for (int i = 0; i < f->n_units; i++) {
+        fsdp_unit *u = &f->units[i];
+        if (u->valid == 0)
+            continue;
+        double s = 0;
+        SL_TRY(optim_sq_norm(f->o.be, u->grad_shard, u->valid, &s));
+        sq += s;
+    }
+    /* shards of the shard group partition the model; replicas are equal */
+    if (f->k > 1) {
+        double t0 = sl_now();
+        SL_TRY(comm_all_reduce(f->o.shard_comm, &sq, &sq, 1, COMM_DTYPE_F64, COMM_REDOP_SUM));
+        f->exposed_s += sl_now() - t0;
+    }
+    stats->grad_norm = sqrt(sq);
+    stats->lr = lr_schedule_at(cfg, step, total_steps);
+    if (!isfinite(sq)) {
+        stats->skipped = true;
+        return SL_OK;
+    }
+    stats->clip_factor = optim_clip_factor(sq, cfg->grad_clip);
+    for (int i = 0; i < f->n_units; i++) {
+        fsdp_unit *u = &f->units[i];
+        if (u->valid == 0)
+            continue;
+        SL_TRY(optim_adamw_segments(f->o.be, f->o.layout, i, u->start, u->valid, cfg, step,
+                                    (float)stats->lr, (float)stats->clip_factor, u->param,
+                                    u->grad_shard, u->m, u->v));
+    }
+    invalidate_gathered(f);
+    return SL_OK;
+}
+
+fsdp_unit_shard fsdp_shard(fsdp *f, int unit) {
+    fsdp_unit *u = &f->units[unit];
+    return (fsdp_unit_shard){.start = u->start,
+                             .len = u->len,
+                             .valid = u->valid,
+                             .param = u->param,
+                             .m = u->m,
+                             .v = u->v,
+                             .grad = u->grad_shard};
+}
+
+int64_t fsdp_padded_numel(const fsdp *f, int unit) { return f->units[unit].padded; }
+
+double fsdp_exposed_comm_s(const fsdp *f) { return f->exposed_s; }
+void fsdp_reset_comm_timer(fsdp *f) { f->exposed_s = 0; }
+
+sl_status fsdp_comm_only_step(fsdp *f, double *seconds) {
+    double t0 = sl_now();
+    if (f->k > 1) {
+        float *buf = NULL;
+        int64_t n = 0;
+        for (int i = 0; i < f->n_units; i++)
+            n = f->units[i].padded > n ? f->units[i].padded : n;
+        SL_TRY(alloc_f32(f, MEM_CATEGORY_COMM, n, &buf));
+        sl_status st = SL_OK;
+        int passes = f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP ? 1 : 2;
+        for (int p = 0; p < passes && st == SL_OK; p++)
+            for (int i = 0; i < f->n_units && st == SL_OK; i++)
+                st = comm_all_gather(f->o.shard_comm, f->units[i].param, buf,
+                                     (size_t)f->units[i].len, COMM_DTYPE_F32);
+        float *scratch = NULL;
+        if (st == SL_OK)
+            st = alloc_f32(f, MEM_CATEGORY_COMM, n, &scratch);
+        for (int i = f->n_units - 1; i >= 0 && st == SL_OK; i--)
+            st = comm_reduce_scatter(f->o.shard_comm, buf, scratch, (size_t)f->units[i].len,
+                                     COMM_DTYPE_F32, COMM_REDOP_SUM);
+        free_f32(f, MEM_CATEGORY_COMM, scratch, n);
+        free_f32(f, MEM_CATEGORY_COMM, buf, n);
+        SL_TRY(st);
+    }
+    if (f->o.replicate_comm) {
+        int64_t n = 0;
+        for (int i = 0; i < f->n_units; i++)
+            n = f->units[i].len > n ? f->units[i].len : n;
+        float *buf = NULL;
+        SL_TRY(alloc_f32(f, MEM_CATEGORY_COMM, n, &buf));
+        sl_status st = SL_OK;
+        for (int i = f->n_units - 1; i >= 0 && st == SL_OK; i--)
+            st = comm_all_reduce(f->o.replicate_comm, buf, buf, (size_t)f->units[i].len,
+                                 COMM_DTYPE_F32, COMM_REDOP_SUM);
+        free_f32(f, MEM_CATEGORY_COMM, buf, n);
+        SL_TRY(st);
+    }
+    *seconds = sl_now() - t0;
+    return SL_OK;
+}

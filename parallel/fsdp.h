@@ -1,0 +1,129 @@
+/* parallel/fsdp.h: fully sharded data parallelism over a model's units.
+ *
+ * defines: fsdp, fsdp_opts, fsdp_step_stats, fsdp_unit_shard, fsdp_create,
+ *          fsdp_destroy, fsdp_hooks, fsdp_init_params, fsdp_load_unit,
+ *          fsdp_gather_unit, fsdp_begin_step, fsdp_begin_micro,
+ *          fsdp_finish_grads, fsdp_optimizer_step, fsdp_shard,
+ *          fsdp_exposed_comm_s, fsdp_comm_only_step
+ *
+ * Each unit u of the layout (numel N_u) is padded to P_u = ceil(N_u / k) * k
+ * with k = the shard group size, and rank r of the group owns elements
+ * [r L_u, (r+1) L_u) with L_u = P_u / k (elements past N_u are padding that
+ * stays zero). Per unit a rank owns: the fp32 parameter shard (which is also
+ * the master copy on the CPU backend), the AdamW m and v shards, and the fp32
+ * gradient shard. Full-size buffers: a pool of gathered units
+ * (parallel.gather_buffers slots of max P_u) and one gradient buffer per unit
+ * that micro-steps accumulate into; the reduce-scatter runs once per
+ * optimizer step, on the last micro-step (so gradient accumulation costs no
+ * extra communication, and costs the full gradient's memory).
+ *
+ * Modes (parallel/plan.h decides the groups):
+ *   FULL_SHARD    gather a unit for forward, free it, gather again for backward
+ *   SHARD_GRAD_OP keep units gathered from forward to their backward
+ *   NO_SHARD      k = 1: every rank holds everything; gradients all-reduced
+ *   HYBRID        FULL_SHARD inside the shard group (a node), then the
+ *                 gradient shards are all-reduced across the replicate group
+ *
+ * Overlap. The model calls the hooks (model/model.h) in a fixed order; this
+ * module turns prefetch(u) into an async all-gather into a free pool slot
+ * (skipped when none is free) and grads_ready(u) on the last micro-step into
+ * an async reduce-scatter, both progressed by the comm thread while the main
+ * thread computes the next unit. Every decision depends only on the call
+ * order, never on timing, so every rank submits the same collectives in the
+ * same order. fsdp_exposed_comm_s counts the time the main thread spent
+ * blocked on communication; fsdp_comm_only_step replays one step's
+ * collectives without compute, which is the total comm time to compare.
+ *
+ * Ownership: fsdp owns every buffer above (backend memory recorded in
+ * be->acct: params/grads/optimizer/comm categories). layout, be, the comms
+ * and opts' pointers are borrowed and must outlive it. The MPI comm moves
+ * host memory, so this pairs the CPU backend with the MPI comm; a CUDA
+ * backend needs the NCCL comm.
+ */
+#ifndef SL_PARALLEL_FSDP_H
+#define SL_PARALLEL_FSDP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernels/ops.h"
+#include "model/layout.h"
+#include "model/model.h"
+#include "parallel/comm.h"
+#include "parallel/plan.h"
+#include "runtime/config.h"
+#include "runtime/status.h"
+
+typedef struct fsdp fsdp;
+
+typedef struct {
+    const model_layout *layout;
+    sl_backend *be;
+    const parallel_plan *plan;
+    comm *shard_comm;     /* the group a unit is sharded over (size plan->shard_size) */
+    comm *replicate_comm; /* across shard groups; NULL when plan->replicate_size == 1 */
+    int gather_buffers;   /* pool slots (>= 2) */
+    bool overlap;         /* false: every collective is waited at once */
+} fsdp_opts;
+
+typedef struct {
+    double grad_norm;     /* global, before clipping */
+    double clip_factor;
+    double lr;
+    bool skipped;         /* non-finite norm: no update on any rank */
+} fsdp_step_stats;
+
+/* This rank's shard of one unit. */
+typedef struct {
+    int64_t start;   /* first element of the unit owned here */
+    int64_t len;     /* owned elements, padding included (L_u) */
+    int64_t valid;   /* owned elements below N_u (<= len) */
+    float *param;    /* len floats each */
+    float *m;
+    float *v;
+    float *grad;
+} fsdp_unit_shard;
+
+sl_status fsdp_create(const fsdp_opts *o, fsdp **out);
+void fsdp_destroy(fsdp *f); /* NULL is a no-op */
+
+/* Hooks for model_forward_backward / model_forward_loss. Valid while f lives. */
+const model_unit_hooks *fsdp_hooks(fsdp *f);
+
+/* Deterministic init of this rank's shards (model_init_unit_range): every
+ * world size and mode gives the same weights. */
+sl_status fsdp_init_params(fsdp *f, uint64_t seed);
+/* Sets unit u's shards from the full unit (host, N_u floats, e.g. from a
+ * Hugging Face import). Local: every rank passes the same data. */
+sl_status fsdp_load_unit(fsdp *f, int unit, const float *full);
+/* Collective over the shard group: writes the full unit (N_u floats, host)
+ * into full on every rank. */
+sl_status fsdp_gather_unit(fsdp *f, int unit, float *full);
+
+/* Starts an optimizer step of n_micro micro-steps: zeroes the gradients. */
+sl_status fsdp_begin_step(fsdp *f, int n_micro);
+/* Before micro-step i (0-based) of the step. */
+sl_status fsdp_begin_micro(fsdp *f, int i);
+/* After the last micro-step: waits for the reduce-scatters (and HYBRID's
+ * all-reduces); the gradient shards then hold the step's summed gradient. */
+sl_status fsdp_finish_grads(fsdp *f);
+/* Global gradient norm (all-reduced), clipping, and AdamW on the shards at
+ * the scheduled LR of the 1-based `step`. A non-finite norm skips the update
+ * on every rank (stats->skipped). */
+sl_status fsdp_optimizer_step(fsdp *f, const cfg_optim *cfg, int step, int total_steps,
+                              fsdp_step_stats *stats);
+
+/* Direct access to this rank's shard of unit u (checkpoints, tests). */
+fsdp_unit_shard fsdp_shard(fsdp *f, int unit);
+/* Padded size P_u of unit u. */
+int64_t fsdp_padded_numel(const fsdp *f, int unit);
+
+/* Seconds the main thread waited on communication since the last reset. */
+double fsdp_exposed_comm_s(const fsdp *f);
+void fsdp_reset_comm_timer(fsdp *f);
+/* Runs the collectives of one training step (gathers for forward and
+ * backward as FULL_SHARD/SHARD_GRAD_OP would, the reduce-scatters, HYBRID's
+ * all-reduces) back to back with no compute; *seconds = wall time. Collective. */
+sl_status fsdp_comm_only_step(fsdp *f, double *seconds);
+
+#endif
