@@ -1,0 +1,221 @@
+/* KV-cache decoding against the full forward: for a tiny GPT-2 (tied head,
+ * learned positions) and a tiny Llama (GQA 4:2, RoPE, untied head), random
+ * init through model_init_unit_range, the logits that decode_prefill +
+ * decode_step give at every position equal model_forward_logits on the whole
+ * sequence (relative error by norm <= 1e-5 per position), with one-shot and
+ * chunked prefill, batch 1 and 2 (rows differ), and after decode_reset. Also:
+ * the cache refuses positions past max_seq and ids past the vocabulary, and a
+ * failed call leaves the position unchanged. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kernels/ops.h"
+#include "model/decode.h"
+#include "model/model.h"
+#include "runtime/config.h"
+#include "runtime/rng.h"
+
+#define OK(expr)                                                                              \
+    do {                                                                                      \
+        sl_status st_ = (expr);                                                               \
+        if (st_ != SL_OK)                                                                     \
+            fail_msg("%s -> %s: %s", #expr, sl_status_name(st_), sl_error_message());         \
+    } while (0)
+
+typedef struct {
+    sl_config cfg;
+    model_layout *l;
+    sl_backend *be;
+    float *params;
+} fixture;
+
+static void fixture_make(fixture *f, int arch) {
+    memset(f, 0, sizeof *f);
+    config_defaults(&f->cfg);
+    cfg_model *m = &f->cfg.model;
+    m->arch = arch;
+    m->n_layer = 2;
+    m->d_model = 32;
+    m->n_head = 4;
+    m->vocab_size = 97;
+    m->max_seq_len = 24;
+    if (arch == MODEL_ARCH_LLAMA) {
+        m->n_kv_head = 2;
+        m->d_ff = 48;
+        m->tie_embeddings = false;
+        m->rope_theta = 10000.0;
+    } else {
+        m->n_kv_head = 0;
+        m->d_ff = 0;
+        m->tie_embeddings = true;
+    }
+    m->init_std = 0.2; /* larger than usual so attention is far from uniform */
+    f->cfg.data.seq_len = 16;
+    OK(config_finalize(&f->cfg));
+    OK(model_layout_create(m, false, &f->l));
+    OK(backend_create_cpu(2, NULL, &f->be));
+    f->params = malloc((size_t)f->l->total_numel * sizeof *f->params);
+    assert_non_null(f->params);
+    int64_t off = 0;
+    for (int u = 0; u < f->l->n_units; u++) {
+        OK(model_init_unit_range(f->l, u, 0, f->l->units[u].numel, f->params + off, 1234));
+        off += f->l->units[u].numel;
+    }
+    /* norm weights init to exactly 1 and biases to 0: perturb them so a
+     * decode path that skipped or misplaced a norm or bias would differ */
+    rng_stream s = rng_stream_make(7, RNG_PURPOSE_TEST, 0);
+    for (int i = 0; i < f->l->n_params; i++) {
+        const model_param *p = &f->l->params[i];
+        if (p->role != MODEL_ROLE_NORM_WEIGHT && p->role != MODEL_ROLE_NORM_BIAS &&
+            p->role != MODEL_ROLE_LINEAR_BIAS)
+            continue;
+        int64_t base = 0;
+        for (int u = 0; u < p->unit; u++)
+            base += f->l->units[u].numel;
+        float *dst = f->params + base + p->offset;
+        for (int64_t e = 0; e < p->numel; e++)
+            dst[e] += 0.1f * rng_normal(&s, (uint64_t)(i * 1000 + e));
+    }
+}
+
+static void fixture_free(fixture *f) {
+    free(f->params);
+    backend_destroy(f->be);
+    model_layout_destroy(f->l);
+}
+
+static double rel_err(const float *got, const float *want, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)got[i] - (double)want[i];
+        num += e * e;
+        den += (double)want[i] * (double)want[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Reference logits (B, T, V) from the training forward. */
+static float *reference_logits(fixture *f, const uint32_t *tokens, int B, int T) {
+    model *m = NULL;
+    OK(model_create(f->l, f->be, B, T, false, &m));
+    model_local lh;
+    model_unit_hooks hooks;
+    OK(model_local_init(&lh, f->l, f->params, NULL, &hooks));
+    int64_t V = f->l->cfg.vocab_size;
+    float *lg = malloc((size_t)B * (size_t)T * (size_t)V * sizeof *lg);
+    assert_non_null(lg);
+    OK(model_forward_logits(m, &hooks, tokens, lg));
+    model_local_free(&lh);
+    model_destroy(m);
+    return lg;
+}
+
+/* Prefill the first n0 tokens of each row (chunk size `chunk`), then step
+ * through the rest; compare each position's logits with the reference. */
+static void check_decode(fixture *f, const uint32_t *tokens, int B, int T, int n0, int chunk,
+                         const float *ref) {
+    int64_t V = f->l->cfg.vocab_size;
+    decode *d = NULL;
+    OK(decode_create(f->l, f->be, f->params, B, T, chunk, &d));
+    assert_true(decode_cache_bytes(d) ==
+                (int64_t)(2 * f->l->cfg.n_layer * B * T * f->l->cfg.n_kv_head * f->l->head_dim * 4));
+    uint32_t *pre = malloc((size_t)B * (size_t)n0 * sizeof *pre);
+    float *lg = malloc((size_t)B * (size_t)V * sizeof *lg);
+    uint32_t step_tok[4];
+    assert_non_null(pre);
+    assert_non_null(lg);
+    for (int round = 0; round < 2; round++) { /* the second round after decode_reset */
+        for (int b = 0; b < B; b++)
+            memcpy(pre + b * n0, tokens + b * T, (size_t)n0 * sizeof *pre);
+        OK(decode_prefill(d, pre, n0, lg));
+        for (int t = n0 - 1; t < T; t++) {
+            if (t >= n0) {
+                for (int b = 0; b < B; b++)
+                    step_tok[b] = tokens[b * T + t];
+                OK(decode_step(d, step_tok, lg));
+            }
+            assert_int_equal(decode_pos(d), t + 1);
+            for (int b = 0; b < B; b++) {
+                double e = rel_err(lg + b * V, ref + ((int64_t)b * T + t) * V, (size_t)V);
+                if (!(e <= 1e-5))
+                    fail_msg("arch %d B %d n0 %d chunk %d: row %d position %d rel err %.3g > 1e-5",
+                             f->l->cfg.arch, B, n0, chunk, b, t, e);
+            }
+        }
+        decode_reset(d);
+        assert_int_equal(decode_pos(d), 0);
+    }
+    free(pre);
+    free(lg);
+    decode_destroy(d);
+}
+
+static void run_arch(int arch) {
+    fixture f;
+    fixture_make(&f, arch);
+    const int B = 2, T = 24;
+    uint32_t tokens[2 * 24];
+    rng_stream s = rng_stream_make(11, RNG_PURPOSE_TEST, (uint32_t)arch);
+    for (int i = 0; i < B * T; i++)
+        tokens[i] = (uint32_t)(rng_u64(&s, (uint64_t)i) % (uint64_t)f.l->cfg.vocab_size);
+    float *ref2 = reference_logits(&f, tokens, B, T);
+    float *ref1 = reference_logits(&f, tokens, 1, T);
+    check_decode(&f, tokens, 1, T, 1, 0, ref1);   /* one token, then steps */
+    check_decode(&f, tokens, 1, T, 10, 0, ref1);  /* one-shot prefill */
+    check_decode(&f, tokens, 1, T, 17, 4, ref1);  /* prefill in chunks of 4 (last one partial) */
+    check_decode(&f, tokens, 2, T, 9, 0, ref2);   /* two rows */
+    check_decode(&f, tokens, 2, T, 24, 5, ref2);  /* the whole sequence, chunked */
+    free(ref1);
+    free(ref2);
+    fixture_free(&f);
+}
+
+static void test_decode_gpt2(void **state) {
+    (void)state;
+    run_arch(MODEL_ARCH_GPT2);
+}
+
+static void test_decode_llama_gqa(void **state) {
+    (void)state;
+    run_arch(MODEL_ARCH_LLAMA);
+}
+
+static void test_decode_limits(void **state) {
+    (void)state;
+    fixture f;
+    fixture_make(&f, MODEL_ARCH_LLAMA);
+    decode *d = NULL;
+    assert_int_equal(decode_create(f.l, f.be, f.params, 1, 25, 0, &d), SL_ERR_INVALID);
+    assert_null(d);
+    OK(decode_create(f.l, f.be, f.params, 1, 8, 0, &d));
+    uint32_t toks[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    float lg[97];
+    assert_int_equal(decode_prefill(d, toks, 9, lg), SL_ERR_INVALID); /* past max_seq */
+    assert_int_equal(decode_pos(d), 0);
+    toks[3] = 97;
+    assert_int_equal(decode_prefill(d, toks, 5, lg), SL_ERR_INVALID); /* id >= vocab */
+    assert_non_null(strstr(sl_error_message(), "position 3"));
+    assert_int_equal(decode_pos(d), 0);
+    toks[3] = 4;
+    OK(decode_prefill(d, toks, 8, NULL));
+    assert_int_equal(decode_pos(d), 8);
+    assert_int_equal(decode_step(d, toks, lg), SL_ERR_INVALID); /* cache full */
+    decode_destroy(d);
+    fixture_free(&f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decode_gpt2),
+        cmocka_unit_test(test_decode_llama_gqa),
+        cmocka_unit_test(test_decode_limits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
