@@ -67,6 +67,9 @@ const void *H5PLget_plugin_info(void) { return h5io_zstd_class; }
 #else
 
 #include <pthread.h>
+#include <stdio.h>
+
+#include "runtime/check.h"
 
 /* Process-wide because libhdf5's own state is (see the header). */
 static pthread_mutex_t h5io_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -95,5 +98,54 @@ void h5io_lock(void) {
 }
 
 void h5io_unlock(void) { pthread_mutex_unlock(&h5io_mutex); }
+
+static sl_status read_format_locked(const char *path, char *out, size_t cap) {
+    out[0] = 0;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        sl_check_hdf5_fail(__FILE__, __LINE__, "H5Fopen");
+        return sl_error_wrapf(SL_ERR_FORMAT, "%s cannot be opened as HDF5 (missing, truncated or "
+                              "another format)", path);
+    }
+    sl_status st = SL_OK;
+    if (H5Aexists(f, "format") > 0) {
+        hid_t a = H5Aopen(f, "format", H5P_DEFAULT);
+        hid_t ft = a < 0 ? -1 : H5Aget_type(a);
+        if (ft >= 0 && H5Tget_class(ft) == H5T_STRING) {
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_cset(mt, H5Tget_cset(ft));
+            if (H5Tis_variable_str(ft) > 0) {
+                char *s = NULL;
+                H5Tset_size(mt, H5T_VARIABLE);
+                if (H5Aread(a, mt, &s) >= 0 && s) {
+                    snprintf(out, cap, "%s", s);
+                    H5free_memory(s);
+                }
+            } else {
+                size_t n = H5Tget_size(ft);
+                char *s = calloc(n + 1, 1);
+                H5Tset_size(mt, n + 1);
+                if (s && H5Aread(a, mt, s) >= 0)
+                    snprintf(out, cap, "%s", s);
+                free(s);
+            }
+            H5Tclose(mt);
+        }
+        if (ft >= 0)
+            H5Tclose(ft);
+        if (a >= 0)
+            H5Aclose(a);
+    }
+    H5Fclose(f);
+    return st;
+}
+
+sl_status h5io_read_format(const char *path, char *out, size_t cap) {
+    SL_TRY(h5io_init());
+    h5io_lock();
+    sl_status st = read_format_locked(path, out, cap);
+    h5io_unlock();
+    return st;
+}
 
 #endif

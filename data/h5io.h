@@ -1,7 +1,7 @@
 /* data/h5io.h: the one place shardlm talks to the HDF5 library's global state.
  *
  * defines: H5IO_FILTER_ZSTD, h5io_zstd_class, h5io_init, h5io_lock,
- *          h5io_unlock
+ *          h5io_unlock, h5io_read_format
  *
  * Debian's libhdf5 is the serial build, which is not safe to call from two
  * threads at once. Every HDF5 call in shardlm (shard writer, shard reader,
@@ -40,5 +40,10 @@ sl_status h5io_init(void);
  * off HDF5's automatic error printing for the calling thread. */
 void h5io_lock(void);
 void h5io_unlock(void);
+
+/* Reads the string attribute "format" of the root group of an HDF5 file
+ * into out[cap] ("" when the file has none), so that tools can dispatch on
+ * the kind of file (token shard, checkpoint ...). */
+sl_status h5io_read_format(const char *path, char *out, size_t cap);
 
 #endif

@@ -42,6 +42,8 @@ typedef enum {
 typedef enum { BACKEND_KIND_AUTO = 0, BACKEND_KIND_CPU, BACKEND_KIND_CUDA } backend_kind;
 typedef enum { NONFINITE_SKIP = 0, NONFINITE_FATAL } nonfinite_policy;
 typedef enum { COMPUTE_DTYPE_F32 = 0, COMPUTE_DTYPE_BF16 } compute_dtype;
+typedef enum { PREPARE_TEXT_SPLIT_BLANK_LINE = 0, PREPARE_TEXT_SPLIT_FILE } prepare_text_split;
+typedef enum { PREPARE_INVALID_UTF8_REPAIR = 0, PREPARE_INVALID_UTF8_DROP } prepare_invalid_utf8;
 
 typedef struct {
     int arch; /* model_arch */
@@ -83,6 +85,8 @@ typedef struct {
     char role_field[CFG_NAME_MAX];
     char content_field[CFG_NAME_MAX];
     char chat_template[CFG_NAME_MAX];
+    int text_split;   /* prepare_text_split */
+    int invalid_utf8; /* prepare_invalid_utf8 */
     int min_chars;
     int max_chars;
     int min_tokens;
