@@ -90,7 +90,7 @@ static inline void push_pair(const tok_pairmap *pm, const uint32_t *id, uint64_t
                              size_t *hn, uint32_t left, uint32_t right) {
     size_t slot = tok_pairmap_find(pm, id[left], id[right]);
     if (slot != SIZE_MAX)
-        heap_push(heap, hn, (uint64_t)pm->rank[slot] << 32 | left);
+        heap_push(heap, hn, (uint64_t)pm->slots[slot].rank << 32 | left);
 }
 
 sl_status bpe_merge(const tokenizer *t, bpe_scratch *s, const uint8_t *piece, size_t len,
@@ -119,9 +119,9 @@ sl_status bpe_merge(const tokenizer *t, bpe_scratch *s, const uint8_t *piece, si
         if (j >= end)
             continue;
         size_t slot = tok_pairmap_find(pm, id[i], id[j]);
-        if (slot == SIZE_MAX || pm->rank[slot] != rank)
+        if (slot == SIZE_MAX || pm->slots[slot].rank != rank)
             continue; /* stale: the pair at i changed since the push */
-        id[i] = pm->merged[slot];
+        id[i] = pm->slots[slot].merged;
         id[j] = TOK_NONE;
         next[i] = next[j];
         if (next[j] < end)

@@ -32,9 +32,13 @@
 
 /* (left id, right id) -> (rank, merged id). */
 typedef struct {
-    uint64_t *keys; /* ((uint64_t)left << 32 | right), TOK_PAIR_EMPTY when free */
-    uint32_t *rank;
-    uint32_t *merged;
+    uint64_t key; /* (uint64_t)left << 32 | right, TOK_PAIR_EMPTY when free */
+    uint32_t rank;
+    uint32_t merged;
+} tok_pair_slot; /* 16 bytes: one cache line access per lookup */
+
+typedef struct {
+    tok_pair_slot *slots;
     size_t cap; /* power of two */
     size_t count;
 } tok_pairmap;
@@ -62,7 +66,7 @@ static inline size_t tok_pairmap_find(const tok_pairmap *m, uint32_t left, uint3
     size_t mask = m->cap - 1;
     size_t i = (size_t)tok_pair_hash(key) & mask;
     for (;;) {
-        uint64_t k = m->keys[i];
+        uint64_t k = m->slots[i].key;
         if (k == key)
             return i;
         if (k == TOK_PAIR_EMPTY)
@@ -73,7 +77,9 @@ static inline size_t tok_pairmap_find(const tok_pairmap *m, uint32_t left, uint3
 
 /* byte string -> ordinary token id. Strings live in the tokenizer's arena. */
 typedef struct {
-    uint32_t *slots; /* token id or TOK_NONE */
+    uint64_t *slots; /* (hash >> 32) << 32 | token id; UINT64_MAX when free. The
+                        hash half rejects most misses without touching the
+                        token's bytes. */
     size_t cap;      /* power of two */
     size_t count;
 } tok_bytemap;

@@ -16,23 +16,18 @@ sl_status tok_pairmap_init(tok_pairmap *m, size_t expected) {
     size_t cap = 64;
     while (cap < expected * 2)
         cap *= 2;
-    m->keys = malloc(cap * sizeof *m->keys);
-    m->rank = malloc(cap * sizeof *m->rank);
-    m->merged = malloc(cap * sizeof *m->merged);
-    if (!m->keys || !m->rank || !m->merged) {
-        tok_pairmap_free(m);
+    m->slots = malloc(cap * sizeof *m->slots);
+    if (!m->slots)
         return sl_errorf(SL_ERR_NOMEM, "out of memory for a merge table of %zu pairs", expected);
-    }
-    memset(m->keys, 0xff, cap * sizeof *m->keys);
+    for (size_t i = 0; i < cap; i++)
+        m->slots[i].key = TOK_PAIR_EMPTY;
     m->cap = cap;
     m->count = 0;
     return SL_OK;
 }
 
 void tok_pairmap_free(tok_pairmap *m) {
-    free(m->keys);
-    free(m->rank);
-    free(m->merged);
+    free(m->slots);
     *m = (tok_pairmap){0};
 }
 
@@ -40,9 +35,9 @@ static sl_status pairmap_grow(tok_pairmap *m) {
     tok_pairmap n = {0};
     SL_TRY(tok_pairmap_init(&n, m->cap));
     for (size_t i = 0; i < m->cap; i++)
-        if (m->keys[i] != TOK_PAIR_EMPTY)
-            SL_TRY(tok_pairmap_put(&n, (uint32_t)(m->keys[i] >> 32), (uint32_t)m->keys[i],
-                                   m->rank[i], m->merged[i]));
+        if (m->slots[i].key != TOK_PAIR_EMPTY)
+            SL_TRY(tok_pairmap_put(&n, (uint32_t)(m->slots[i].key >> 32), (uint32_t)m->slots[i].key,
+                                   m->slots[i].rank, m->slots[i].merged));
     tok_pairmap_free(m);
     *m = n;
     return SL_OK;
@@ -56,18 +51,18 @@ sl_status tok_pairmap_put(tok_pairmap *m, uint32_t left, uint32_t right, uint32_
         SL_TRY(pairmap_grow(m));
     uint64_t key = (uint64_t)left << 32 | right;
     size_t mask = m->cap - 1, i = (size_t)tok_pair_hash(key) & mask;
-    while (m->keys[i] != TOK_PAIR_EMPTY && m->keys[i] != key)
+    while (m->slots[i].key != TOK_PAIR_EMPTY && m->slots[i].key != key)
         i = (i + 1) & mask;
-    if (m->keys[i] == key) {
-        if (rank < m->rank[i]) {
-            m->rank[i] = rank;
-            m->merged[i] = merged;
+    if (m->slots[i].key == key) {
+        if (rank < m->slots[i].rank) {
+            m->slots[i].rank = rank;
+            m->slots[i].merged = merged;
         }
         return SL_OK;
     }
-    m->keys[i] = key;
-    m->rank[i] = rank;
-    m->merged[i] = merged;
+    m->slots[i].key = key;
+    m->slots[i].rank = rank;
+    m->slots[i].merged = merged;
     m->count++;
     return SL_OK;
 }
@@ -78,12 +73,14 @@ uint32_t tok_bytemap_get(const tokenizer *t, const void *bytes, size_t len) {
     const tok_bytemap *m = &t->bytes;
     if (!m->cap)
         return TOK_NONE;
-    size_t mask = m->cap - 1, i = (size_t)XXH3_64bits(bytes, len) & mask;
+    uint64_t h = XXH3_64bits(bytes, len), tag = h >> 32;
+    size_t mask = m->cap - 1, i = (size_t)h & mask;
     for (;;) {
-        uint32_t id = m->slots[i];
-        if (id == TOK_NONE)
+        uint64_t e = m->slots[i];
+        if (e == UINT64_MAX)
             return TOK_NONE;
-        if (t->len[id] == len && memcmp(tok_bytes(t, id), bytes, len) == 0)
+        uint32_t id = (uint32_t)e;
+        if (e >> 32 == tag && t->len[id] == len && memcmp(tok_bytes(t, id), bytes, len) == 0)
             return id;
         i = (i + 1) & mask;
     }
@@ -198,15 +195,16 @@ sl_status tok_index_vocab(tokenizer *t, const char *src) {
         if (t->kind[id] != TOK_KIND_ORDINARY)
             continue;
         const char *b = tok_bytes(t, id);
-        size_t i = (size_t)XXH3_64bits(b, t->len[id]) & mask;
-        while (t->bytes.slots[i] != TOK_NONE) {
-            uint32_t o = t->bytes.slots[i];
+        uint64_t h = XXH3_64bits(b, t->len[id]);
+        size_t i = (size_t)h & mask;
+        while (t->bytes.slots[i] != UINT64_MAX) {
+            uint32_t o = (uint32_t)t->bytes.slots[i];
             if (t->len[o] == t->len[id] && memcmp(tok_bytes(t, o), b, t->len[id]) == 0)
                 return sl_errorf(SL_ERR_FORMAT, "%s: ids %u and %u are the same token", src, o,
                                  id);
             i = (i + 1) & mask;
         }
-        t->bytes.slots[i] = id;
+        t->bytes.slots[i] = (h >> 32) << 32 | id;
         t->bytes.count++;
         if (t->len[id] == 1)
             t->byte_id[(uint8_t)b[0]] = id;
@@ -273,9 +271,9 @@ static int cmp_special_len(const void *a, const void *b) {
 static int cmp_pair_slot(const void *a, const void *b, void *ctx) {
     const tok_pairmap *m = ctx;
     size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    if (m->rank[i] != m->rank[j])
-        return m->rank[i] < m->rank[j] ? -1 : 1;
-    return m->keys[i] < m->keys[j] ? -1 : m->keys[i] > m->keys[j];
+    if (m->slots[i].rank != m->slots[j].rank)
+        return m->slots[i].rank < m->slots[j].rank ? -1 : 1;
+    return m->slots[i].key < m->slots[j].key ? -1 : m->slots[i].key > m->slots[j].key;
 }
 
 /* qsort_r is not C11; a small merge sort keeps the hash portable. */
@@ -322,13 +320,13 @@ static sl_status compute_hash(tokenizer *t) {
         return sl_errorf(SL_ERR_NOMEM, "out of memory hashing %zu merges", n);
     }
     for (size_t i = 0; i < t->pairs.cap; i++)
-        if (t->pairs.keys[i] != TOK_PAIR_EMPTY)
+        if (t->pairs.slots[i].key != TOK_PAIR_EMPTY)
             slots[k++] = i;
     sort_slots(slots, slots + n, n, &t->pairs);
     for (size_t i = 0; i < n; i++) {
         size_t s = slots[i];
-        uint32_t rec[4] = {(uint32_t)(t->pairs.keys[s] >> 32), (uint32_t)t->pairs.keys[s],
-                           t->pairs.rank[s], t->pairs.merged[s]};
+        uint32_t rec[4] = {(uint32_t)(t->pairs.slots[s].key >> 32), (uint32_t)t->pairs.slots[s].key,
+                           t->pairs.slots[s].rank, t->pairs.slots[s].merged};
         XXH3_64bits_update(st, rec, sizeof rec);
     }
     free(slots);
