@@ -1,10 +1,14 @@
 #include "launcher/commands.h"
 
 const command commands[] = {
+    {"train", "train or fine-tune a model, FSDP-sharded over the ranks", cmd_train, cmd_train_usage},
     {"env", "print the topology and the build as seen by every rank", cmd_env, cmd_env_usage},
     {"config", "check a config, print it resolved, or list every key", cmd_config, cmd_config_usage},
     {"prepare", "clean, deduplicate, mask PII, tokenize text/JSONL into HDF5 shards", cmd_prepare, cmd_prepare_usage},
     {"inspect", "print a shard's attributes and statistics and verify every chunk", cmd_inspect, cmd_inspect_usage},
+    {"bench", "benchmarks: `bench comm` measures collectives (algbw, busbw)", cmd_bench, cmd_bench_usage},
+    {"import", "convert a Hugging Face model folder into a shardlm model folder", cmd_import, cmd_import_usage},
+    {"export", "convert a shardlm model folder into a Hugging Face model folder", cmd_export, cmd_export_usage},
     {"tokenize", "encode stdin to token ids or decode ids to text", cmd_tokenize, cmd_tokenize_usage},
     {"tokenizer", "train a byte-level BPE tokenizer (tokenizer.json) from text", cmd_tokenizer, cmd_tokenizer_usage},
 };

@@ -33,5 +33,16 @@ int cmd_tokenize(int argc, char **argv);
 void cmd_tokenize_usage(FILE *out);
 int cmd_tokenizer(int argc, char **argv);
 void cmd_tokenizer_usage(FILE *out);
+int cmd_train(int argc, char **argv);
+void cmd_train_usage(FILE *out);
+int cmd_import(int argc, char **argv);
+void cmd_import_usage(FILE *out);
+int cmd_export(int argc, char **argv);
+void cmd_export_usage(FILE *out);
+int cmd_bench(int argc, char **argv);
+void cmd_bench_usage(FILE *out);
+/* shardlm bench comm (launcher/cmd_bench_comm.c); argv[0] is "comm". */
+int bench_comm_main(int argc, char **argv);
+void bench_comm_usage(FILE *out);
 
 #endif

@@ -27,7 +27,8 @@
 typedef struct {
     topology t;
     comm *c;    /* default options */
-    comm *tiny; /* 4 KiB scratch: reductions run in many segments */
+    comm *tiny; /* 4 KiB scratch: reductions run in many segments (small counts only:
+                 * each segment is one collective) */
 } fixture;
 
 static fixture *fx_of(void **state) { return *state; }
@@ -175,7 +176,7 @@ static void test_reduce_scatter(void **state) {
     for (int ci = 0; ci < 2; ci++)
         for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
             for (size_t rc = 0; rc < sizeof red_cases / sizeof red_cases[0]; rc++)
-                for (int ip = 0; ip < 2; ip++)
+                for (int ip = 0; ip < 2 && (ci == 0 || counts[i] < 5000); ip++)
                     wrong += check_reduce_scatter(comms[ci], counts[i], red_cases[rc].dt, red_cases[rc].op, ip);
     expect_none_wrong(fx, wrong, "reduce_scatter");
 }
@@ -189,7 +190,7 @@ static void test_all_reduce(void **state) {
     for (int ci = 0; ci < 2; ci++)
         for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
             for (size_t rc = 0; rc < sizeof red_cases / sizeof red_cases[0]; rc++)
-                for (int ip = 0; ip < 2; ip++)
+                for (int ip = 0; ip < 2 && (ci == 0 || counts[i] < 5000); ip++)
                     wrong += check_all_reduce(comms[ci], counts[i], red_cases[rc].dt, red_cases[rc].op, ip);
     expect_none_wrong(fx, wrong, "all_reduce");
 }
@@ -210,7 +211,7 @@ static void test_sum_order_bitwise(void **state) {
     for (int ci = 0; ci < 2; ci++) {
         comm *c = comms[ci];
         int k = comm_size(c), r = comm_rank(c);
-        size_t count = 10007;
+        size_t count = ci == 0 ? 10007 : 3001;
         float *full = xmalloc(sizeof(float) * count * (size_t)k), *shard = xmalloc(sizeof(float) * count);
         for (size_t i = 0; i < count * (size_t)k; i++)
             full[i] = rnd(r, i);
