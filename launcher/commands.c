@@ -9,6 +9,8 @@ const command commands[] = {
     {"bench", "benchmarks: `bench comm` measures collectives (algbw, busbw)", cmd_bench, cmd_bench_usage},
     {"import", "convert a Hugging Face model folder into a shardlm model folder", cmd_import, cmd_import_usage},
     {"export", "convert a shardlm model folder into a Hugging Face model folder", cmd_export, cmd_export_usage},
+    {"import", "convert a Hugging Face model folder into a shardlm model folder", cmd_import, cmd_import_usage},
+    {"export", "convert a shardlm model folder into a Hugging Face model folder", cmd_export, cmd_export_usage},
     {"tokenize", "encode stdin to token ids or decode ids to text", cmd_tokenize, cmd_tokenize_usage},
     {"tokenizer", "train a byte-level BPE tokenizer (tokenizer.json) from text", cmd_tokenizer, cmd_tokenizer_usage},
 };

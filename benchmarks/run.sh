@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark that compares against a peer, on the release build.
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$SRC/build}
+bash "$SRC/benchmarks/run_cpu_step.sh" "$BUILD"

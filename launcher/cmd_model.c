@@ -1,0 +1,70 @@
+/* shardlm import / shardlm export: Hugging Face folder <-> shardlm model folder. */
+#include <stdio.h>
+
+#include "launcher/cli.h"
+#include "launcher/commands.h"
+#include "model/hf.h"
+
+void cmd_import_usage(FILE *out) {
+    fprintf(out,
+            "usage: shardlm import HF_DIR OUT_DIR\n\n"
+            "Reads a Hugging Face model folder (config.json + model.safetensors or a sharded\n"
+            "model.safetensors.index.json; gpt2, llama or mistral) and writes a shardlm model\n"
+            "folder: shardlm.json (usable as --config) and model.safetensors in shardlm names\n"
+            "and orientation, dtypes kept. See README \"shardlm model folder\".\n");
+}
+
+void cmd_export_usage(FILE *out) {
+    fprintf(out,
+            "usage: shardlm export MODEL_DIR OUT_DIR\n\n"
+            "Writes a shardlm model folder back as a Hugging Face folder (config.json +\n"
+            "model.safetensors); tensor data is byte-identical to what was imported.\n");
+}
+
+static int two_dirs(const char *cmd, int argc, char **argv, void (*usage)(FILE *), const char **a0,
+                    const char **a1) {
+    cli_args a;
+    static const char *const known[] = {"help", NULL};
+    static const char *const flags[] = {"help", NULL};
+    sl_status st = cli_parse(&a, argc, argv, flags);
+    if (st == SL_OK)
+        st = cli_check_known(&a, known);
+    if (st == SL_OK && cli_has(&a, "help")) {
+        usage(stdout);
+        return -1;
+    }
+    if (st == SL_OK && a.n_pos != 2)
+        st = sl_errorf(SL_ERR_INVALID, "expected two folders, got %d arguments", a.n_pos);
+    if (st != SL_OK) {
+        int code = cli_report(cmd, st);
+        usage(stderr);
+        return code;
+    }
+    *a0 = a.pos[0];
+    *a1 = a.pos[1];
+    return SL_EXIT_OK;
+}
+
+int cmd_import(int argc, char **argv) {
+    const char *src = NULL, *dst = NULL;
+    int code = two_dirs("import", argc, argv, cmd_import_usage, &src, &dst);
+    if (code != SL_EXIT_OK)
+        return code < 0 ? SL_EXIT_OK : code;
+    sl_status st = hf_import(src, dst);
+    if (st != SL_OK)
+        return cli_report("import", st);
+    printf("imported %s -> %s\n", src, dst);
+    return SL_EXIT_OK;
+}
+
+int cmd_export(int argc, char **argv) {
+    const char *src = NULL, *dst = NULL;
+    int code = two_dirs("export", argc, argv, cmd_export_usage, &src, &dst);
+    if (code != SL_EXIT_OK)
+        return code < 0 ? SL_EXIT_OK : code;
+    sl_status st = hf_export(src, dst);
+    if (st != SL_OK)
+        return cli_report("export", st);
+    printf("exported %s -> %s\n", src, dst);
+    return SL_EXIT_OK;
+}
