@@ -21,6 +21,7 @@ typedef struct {
     comm_work *gather;  /* pending gather into that slot */
     comm_work *rs;      /* pending reduce-scatter (last micro-step) */
     comm_work *ar;      /* pending replicate all-reduce (HYBRID, NO_SHARD) */
+    bool ready;         /* grads_ready seen on this step's last micro-step */
 } fsdp_unit;
 
 struct fsdp {
@@ -174,6 +175,8 @@ static sl_status submit_ready_all_reduces(fsdp *f, bool block) {
         return SL_OK;
     while (f->next_ar_unit >= 0) {
         fsdp_unit *u = &f->units[f->next_ar_unit];
+        if (!u->ready)
+            return SL_OK;
         if (u->rs) {
             if (!block) {
                 bool done = false;
@@ -197,6 +200,7 @@ static sl_status hook_grads_ready(void *ctx, int unit) {
     if (!last_micro(f))
         return SL_OK; /* accumulate in grad_full; reduce once per step */
     fsdp_unit *u = &f->units[unit];
+    u->ready = true;
     if (f->k > 1) {
         SL_TRY(comm_reduce_scatter_async(f->o.shard_comm, u->grad_full, u->grad_shard,
                                          (size_t)u->len, COMM_DTYPE_F32, COMM_REDOP_SUM, &u->rs));
@@ -362,9 +366,11 @@ sl_status fsdp_begin_step(fsdp *f, int n_micro) {
     SL_CHECK_ARG(n_micro >= 1, "fsdp_begin_step: n_micro must be >= 1");
     f->n_micro = n_micro;
     f->micro = 0;
-    for (int i = 0; i < f->n_units; i++)
+    for (int i = 0; i < f->n_units; i++) {
+        f->units[i].ready = false;
         SL_TRY(backend_memset_zero(f->o.be, f->units[i].grad_full,
                                    (size_t)f->units[i].padded * sizeof(float)));
+    }
     f->next_ar_unit = f->n_units - 1;
     return SL_OK;
 }
@@ -377,8 +383,11 @@ sl_status fsdp_begin_micro(fsdp *f, int i) {
 
 sl_status fsdp_finish_grads(fsdp *f) {
     /* model order is L+1 .. 0; wait in the same order */
-    for (int i = f->n_units - 1; i >= 0; i--)
+    for (int i = f->n_units - 1; i >= 0; i--) {
+        if (!f->units[i].ready)
+            return sl_errorf(SL_ERR_INTERNAL, "fsdp_finish_grads: unit %d never reported its gradients", i);
         SL_TRY(wait_work(f, &f->units[i].rs));
+    }
     SL_TRY(submit_ready_all_reduces(f, true));
     for (int i = f->n_units - 1; i >= 0; i--)
         SL_TRY(wait_work(f, &f->units[i].ar));
