@@ -170,13 +170,13 @@ static const red_case red_cases[] = {
 
 static void test_reduce_scatter(void **state) {
     fixture *fx = fx_of(state);
-    static const size_t counts[] = {1, 5, 4097, 70001};
+    static const size_t counts[] = {1, 5, 1031, 70001};
     comm *comms[2] = {fx->c, fx->tiny};
     long wrong = 0;
     for (int ci = 0; ci < 2; ci++)
         for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
             for (size_t rc = 0; rc < sizeof red_cases / sizeof red_cases[0]; rc++)
-                for (int ip = 0; ip < 2 && (ci == 0 || counts[i] < 5000); ip++)
+                for (int ip = 0; ip < 2 && (ci == 0 || counts[i] < 2000); ip++)
                     wrong += check_reduce_scatter(comms[ci], counts[i], red_cases[rc].dt, red_cases[rc].op, ip);
     expect_none_wrong(fx, wrong, "reduce_scatter");
 }
@@ -190,7 +190,7 @@ static void test_all_reduce(void **state) {
     for (int ci = 0; ci < 2; ci++)
         for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
             for (size_t rc = 0; rc < sizeof red_cases / sizeof red_cases[0]; rc++)
-                for (int ip = 0; ip < 2 && (ci == 0 || counts[i] < 5000); ip++)
+                for (int ip = 0; ip < 2 && (ci == 0 || counts[i] < 2000); ip++)
                     wrong += check_all_reduce(comms[ci], counts[i], red_cases[rc].dt, red_cases[rc].op, ip);
     expect_none_wrong(fx, wrong, "all_reduce");
 }
