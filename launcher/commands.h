@@ -44,12 +44,5 @@ void cmd_bench_usage(FILE *out);
 /* shardlm bench comm (launcher/cmd_bench_comm.c); argv[0] is "comm". */
 int bench_comm_main(int argc, char **argv);
 void bench_comm_usage(FILE *out);
-int cmd_import(int argc, char **argv);
-void cmd_import_usage(FILE *out);
-int cmd_export(int argc, char **argv);
-void cmd_export_usage(FILE *out);
-/* shardlm bench comm (launcher/cmd_bench_comm.c); argv[0] is "comm". */
-int bench_comm_main(int argc, char **argv);
-void bench_comm_usage(FILE *out);
 
 #endif
