@@ -569,6 +569,10 @@ static char *model_section_json(const cfg_model *m) {
     }
     cJSON_DeleteItemFromObjectCaseSensitive(model, "init_from");
     cJSON_AddItemToObject(out, "model", model);
+    /* usable as --config on its own: the default data.seq_len may exceed a small model's */
+    cJSON *data = cJSON_AddObjectToObject(out, "data");
+    if (data)
+        cJSON_AddNumberToObject(data, "seq_len", full.data.seq_len < m->max_seq_len ? full.data.seq_len : m->max_seq_len);
     char *s = cJSON_Print(out);
     cJSON_Delete(out);
     return s;

@@ -17,8 +17,8 @@
  *
  * The shardlm model folder (what `shardlm import` writes and `shardlm export`
  * reads):
- *   shardlm.json       a shardlm config holding the "model" section (usable
- *                      as --config)
+ *   shardlm.json       a shardlm config holding the "model" section and a
+ *                      data.seq_len <= max_seq_len (usable as --config)
  *   model.safetensors  one tensor per layout parameter under its shardlm
  *                      name (layout.h), in shardlm orientation (every linear
  *                      weight (out, in)), in the dtype the source had;
