@@ -61,10 +61,14 @@
  * replicate groups of HYBRID sharding then progress independently, and a
  * comm's queue, scratch buffers and failure state stay private to it; an idle
  * thread sleeps on a condition variable (waking every few ms to answer
- * timeout queries, below). The loop also answers peers' "where are you?"
- * queries, which a blocking MPI_Allgather on that thread could not do while
- * it waits for a missing rank; measured overlap: see `shardlm bench comm
- * --overlap` and benchmarks/RESULTS.md.
+ * timeout queries, below). Nonblocking collectives + MPI_Test rather than
+ * blocking collectives run one by one on the thread: the loop must keep
+ * answering peers' "where are you?" queries while it waits for a missing
+ * rank, which a thread blocked in MPI_Allgather cannot do. The overlap each
+ * variant achieves was not measured conclusively: on the 2-core dev VM (load
+ * ~10 from other jobs) `shardlm bench comm --overlap` varied from 0 to 100%
+ * between neighbouring sizes for both shardlm and plain MPI; measure it on
+ * the target machine with that flag before relying on a number.
  *
  * Timeouts (stated failure behaviour). comm_work_wait and every blocking op
  * wait at most timeout_s (<= 0: comm_opts.timeout_s, from
