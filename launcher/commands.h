@@ -44,5 +44,9 @@ void cmd_bench_usage(FILE *out);
 /* shardlm bench comm (launcher/cmd_bench_comm.c); argv[0] is "comm". */
 int bench_comm_main(int argc, char **argv);
 void bench_comm_usage(FILE *out);
+int cmd_eval(int argc, char **argv);
+void cmd_eval_usage(FILE *out);
+int cmd_generate(int argc, char **argv);
+void cmd_generate_usage(FILE *out);
 
 #endif

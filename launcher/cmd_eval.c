@@ -1,0 +1,249 @@
+/* shardlm eval: loss and perplexity of a model folder on token shards.
+ *
+ * Every rank holds the whole model (fp32, model_local hooks) and evaluates
+ * its slice of each global batch (data/loader.h with dp_rank/dp_size = the
+ * MPI rank/size); the loss sums and token counts are all-reduced. The
+ * batches are those of the loader's epoch-0 order for --batch G samples, so
+ * the set of evaluated samples, and the result, do not depend on the number
+ * of ranks or on --micro-batch. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/loader.h"
+#include "kernels/ops.h"
+#include "launcher/cli.h"
+#include "launcher/commands.h"
+#include "launcher/model_dir.h"
+#include "model/model.h"
+#include "parallel/topology.h"
+#include "runtime/check.h"
+#include "runtime/log.h"
+
+void cmd_eval_usage(FILE *out) {
+    fprintf(out,
+            "usage: [mpirun -np N] shardlm eval --model DIR --data SHARDS [--seq-len T]\n"
+            "                      [--batch G] [--micro-batch B] [--batches N]\n"
+            "                      [--mode pretrain|sft] [--seed S] [--threads K] [--json]\n\n"
+            "Mean cross-entropy loss and perplexity of a model folder (shardlm or Hugging\n"
+            "Face) on shards written by shardlm prepare. Prints on rank 0:\n"
+            "  eval loss X.XXXX | ppl Y.YY | tokens N\n"
+            "SHARDS     a .h5 file, a folder of them, or a glob\n"
+            "--seq-len  tokens per sample (default: data.seq_len, at most max_seq_len)\n"
+            "--batch    samples per global batch, split over the ranks (default 8; must be\n"
+            "           a multiple of N x B)\n"
+            "--micro-batch  samples per forward pass on a rank (default G / N)\n"
+            "--batches  global batches to evaluate (default: every full batch of one pass)\n"
+            "--mode     pretrain: documents packed with EOS, every target counts;\n"
+            "           sft: one document per sample, only loss-mask targets count\n"
+            "--seed     the sample order (default 0); the result does not depend on N or B\n"
+            "--json     also print {\"loss\": ..., \"ppl\": ..., \"tokens\": ...} with full precision\n");
+}
+
+typedef struct {
+    const char *model_dir, *data;
+    int seq_len, batch, micro_batch, mode, threads;
+    int64_t batches; /* 0: one pass */
+    uint64_t seed;
+    bool json;
+} eval_opts;
+
+static sl_status opt_int(const cli_args *a, const char *name, long long lo, long long hi, long long *v) {
+    const char *s = cli_get(a, name);
+    if (!s)
+        return SL_OK;
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (errno || end == s || *end || x < lo || x > hi)
+        return sl_errorf(SL_ERR_INVALID, "--%s \"%s\": expected an integer in [%lld, %lld]", name, s, lo, hi);
+    *v = x;
+    return SL_OK;
+}
+
+static sl_status parse_opts(const cli_args *a, eval_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->model_dir = cli_get(a, "model");
+    o->data = cli_get(a, "data");
+    o->json = cli_has(a, "json");
+    if (!o->model_dir || !o->data)
+        return sl_errorf(SL_ERR_INVALID, "--model DIR and --data SHARDS are required");
+    long long v = 0;
+    SL_TRY(opt_int(a, "seq-len", 1, 1 << 24, &v));
+    o->seq_len = (int)v;
+    v = 8;
+    SL_TRY(opt_int(a, "batch", 1, 1 << 24, &v));
+    o->batch = (int)v;
+    v = 0;
+    SL_TRY(opt_int(a, "micro-batch", 1, 1 << 24, &v));
+    o->micro_batch = (int)v;
+    v = 0;
+    SL_TRY(opt_int(a, "batches", 1, INT64_MAX, &v));
+    o->batches = v;
+    v = 0;
+    SL_TRY(opt_int(a, "seed", 0, INT64_MAX, &v));
+    o->seed = (uint64_t)v;
+    v = 0;
+    SL_TRY(opt_int(a, "threads", 0, 4096, &v));
+    o->threads = (int)v;
+    const char *m = cli_get(a, "mode");
+    o->mode = DATA_MODE_PRETRAIN;
+    if (m && strcmp(m, "sft") == 0)
+        o->mode = DATA_MODE_SFT;
+    else if (m && strcmp(m, "pretrain") != 0)
+        return sl_errorf(SL_ERR_INVALID, "--mode \"%s\": expected pretrain or sft", m);
+    return SL_OK;
+}
+
+typedef struct {
+    model_dir_params md;
+    sl_backend *be;
+    model *mdl;
+    loader *ld;
+    uint32_t *inputs;
+    int32_t *targets;
+    model_local lh;
+    bool lh_init;
+} eval_state;
+
+static void eval_free(eval_state *e) {
+    if (e->lh_init)
+        model_local_free(&e->lh);
+    free(e->inputs);
+    free(e->targets);
+    loader_destroy(e->ld);
+    model_destroy(e->mdl);
+    backend_destroy(e->be);
+    model_dir_close(&e->md);
+}
+
+static sl_status open_loader(eval_state *e, const eval_opts *o, const topology *t, int T, int B, int accum) {
+    char **paths = NULL;
+    int n = 0;
+    SL_TRY(loader_expand_paths(o->data, &paths, &n));
+    loader_opts lo = {.paths = (const char *const *)paths,
+                      .n_paths = n,
+                      .seq_len = T,
+                      .micro_batch = B,
+                      .grad_accum = accum,
+                      .dp_rank = t->rank,
+                      .dp_size = t->world,
+                      .seed = o->seed,
+                      .mode = o->mode,
+                      .vocab_size = (uint32_t)e->md.layout->cfg.vocab_size,
+                      .prefetch = 2,
+                      .eos_id = -1};
+    sl_status st = loader_create(&lo, &e->ld);
+    loader_free_paths(paths, n);
+    return st == SL_OK ? SL_OK : sl_error_wrapf(st, "--data \"%s\"", o->data);
+}
+
+static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) {
+    SL_TRY(model_dir_open(o->model_dir, &e->md));
+    const model_layout *l = e->md.layout;
+    int T = o->seq_len ? o->seq_len : e->md.cfg.data.seq_len;
+    if (T > l->cfg.max_seq_len)
+        return sl_errorf(SL_ERR_INVALID, "--seq-len %d exceeds the model's max_seq_len %d", T, l->cfg.max_seq_len);
+    int G = o->batch;
+    if (G % t->world != 0)
+        return sl_errorf(SL_ERR_INVALID, "--batch %d is not a multiple of the %d ranks", G, t->world);
+    int per_rank = G / t->world;
+    int B = o->micro_batch ? o->micro_batch : per_rank;
+    if (per_rank % B != 0)
+        return sl_errorf(SL_ERR_INVALID, "--batch %d over %d ranks is %d samples per rank, not a multiple of "
+                         "--micro-batch %d", G, t->world, per_rank, B);
+    int accum = per_rank / B;
+    SL_TRY(open_loader(e, o, t, T, B, accum));
+    uint64_t per_epoch = loader_batches_per_epoch(e->ld);
+    if (per_epoch == 0)
+        return sl_errorf(SL_ERR_INVALID, "--data \"%s\" holds %" PRIu64 " samples of %d tokens: fewer than one "
+                         "batch of %d; lower --batch or --seq-len", o->data, loader_samples_per_epoch(e->ld), T, G);
+    int64_t nb = o->batches ? o->batches : (int64_t)per_epoch;
+    if ((uint64_t)nb > per_epoch) {
+        LOG_WARN0("--batches %" PRId64 " is more than the %" PRIu64 " full batches of %d samples in the data; "
+                  "evaluating each sample once instead", nb, per_epoch, G);
+        nb = (int64_t)per_epoch;
+    }
+    SL_TRY(backend_create_cpu(o->threads, NULL, &e->be));
+    SL_TRY(model_create(l, e->be, B, T, false, &e->mdl));
+    size_t n = (size_t)B * (size_t)T;
+    e->inputs = malloc(n * sizeof *e->inputs);
+    e->targets = malloc(n * sizeof *e->targets);
+    if (!e->inputs || !e->targets)
+        return sl_errorf(SL_ERR_NOMEM, "out of memory for a micro-batch of %zu tokens", n);
+    model_unit_hooks hooks;
+    SL_TRY(model_local_init(&e->lh, l, e->md.params, NULL, &hooks));
+    e->lh_init = true;
+
+    double sum = 0;
+    int64_t count = 0;
+    bool tty = t->rank == 0 && log_is_tty();
+    for (int64_t b = 0; b < nb; b++) {
+        for (int k = 0; k < accum; k++) {
+            double ls = 0;
+            int64_t nv = 0;
+            SL_TRY(loader_next(e->ld, e->inputs, e->targets));
+            SL_TRY(model_forward_loss(e->mdl, &hooks, e->inputs, e->targets, &ls, &nv));
+            sum += ls;
+            count += nv;
+        }
+        if (tty)
+            fprintf(stderr, "\reval batch %" PRId64 "/%" PRId64, b + 1, nb);
+    }
+    if (tty)
+        fprintf(stderr, "\n");
+    double gsum = 0;
+    int64_t gcount = 0;
+    SL_CHECK_MPI(MPI_Allreduce(&sum, &gsum, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+    SL_CHECK_MPI(MPI_Allreduce(&count, &gcount, 1, MPI_INT64_T, MPI_SUM, t->comm));
+    if (gcount == 0)
+        return sl_errorf(SL_ERR_INVALID, "no target token was evaluated (every target is masked; with --mode sft "
+                         "only assistant tokens count)");
+    if (t->rank == 0) {
+        double loss = gsum / (double)gcount, ppl = exp(loss);
+        printf("eval loss %.4f | ppl %.2f | tokens %" PRId64 "\n", loss, ppl, gcount);
+        if (o->json)
+            printf("{\"loss\": %.10g, \"ppl\": %.10g, \"tokens\": %" PRId64 ", \"batches\": %" PRId64
+                   ", \"batch\": %d, \"seq_len\": %d}\n", loss, ppl, gcount, nb, G, T);
+        if (fflush(stdout) != 0)
+            return sl_errorf(SL_ERR_IO, "error writing stdout");
+    }
+    return SL_OK;
+}
+
+int cmd_eval(int argc, char **argv) {
+    cli_args a;
+    static const char *const flags[] = {"json", NULL};
+    static const char *const known[] = {"model", "data", "seq-len", "batch", "micro-batch", "batches",
+                                        "mode", "seed", "threads", "json", NULL};
+    eval_opts o;
+    sl_status st = cli_parse(&a, argc, argv, flags);
+    if (st == SL_OK)
+        st = cli_check_known(&a, known);
+    if (st == SL_OK && a.n_pos > 0)
+        st = sl_errorf(SL_ERR_INVALID, "unexpected argument \"%s\"", a.pos[0]);
+    if (st == SL_OK)
+        st = parse_opts(&a, &o);
+    if (st != SL_OK) {
+        int code = cli_report("eval", st);
+        cmd_eval_usage(stderr);
+        return code;
+    }
+    topology t;
+    st = topology_init(&t, &argc, &argv, 0);
+    log_init(t.rank, t.host, LOG_LEVEL_INFO);
+    eval_state e;
+    memset(&e, 0, sizeof e);
+    if (st == SL_OK)
+        st = eval_run(&e, &o, &t);
+    int code = cli_report("eval", st);
+    if (code != SL_EXIT_OK && t.world > 1)
+        topology_abort(&t, code); /* the others may wait in the all-reduce */
+    eval_free(&e);
+    topology_finalize(&t);
+    return code;
+}

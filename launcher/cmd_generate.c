@@ -1,0 +1,419 @@
+/* shardlm generate: text from a model folder with a KV cache (model/decode.h)
+ * and a sampler (model/sample.h), streamed to stdout as it is produced.
+ * One process, CPU backend; no MPI. */
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "data/chat.h"
+#include "data/tokenizer.h"
+#include "kernels/ops.h"
+#include "launcher/cli.h"
+#include "launcher/commands.h"
+#include "launcher/model_dir.h"
+#include "model/decode.h"
+#include "model/sample.h"
+#include "runtime/check.h"
+
+void cmd_generate_usage(FILE *out) {
+    fprintf(out,
+            "usage: shardlm generate --model DIR --tokenizer PATH [--prompt TEXT] [--chat]\n"
+            "                        [--system TEXT] [--max-new-tokens N] [--temperature T]\n"
+            "                        [--top-k K] [--top-p P] [--seed S] [--stop TEXT] [--bos]\n"
+            "                        [--threads N] [--verbose]\n\n"
+            "Continues the prompt with a model folder of either kind (shardlm import/train\n"
+            "export, or a Hugging Face folder) and writes only the new text to stdout as it is\n"
+            "generated. Without --prompt the prompt is stdin (one trailing newline removed).\n"
+            "--chat            wrap the prompt in the chat template prepare uses (chatml:\n"
+            "                  <|im_start|>user\\n{prompt}<|im_end|>\\n<|im_start|>assistant\\n)\n"
+            "                  and stop at <|im_end|>; --system TEXT adds a system turn first\n"
+            "--max-new-tokens  tokens to generate at most (default 128); generation also\n"
+            "                  stops at EOS, at --stop, and at the model's max_seq_len\n"
+            "--temperature T   0 = greedy; default 1\n"
+            "--top-k K         sample among the K most likely tokens (default 0: all)\n"
+            "--top-p P         nucleus: the fewest tokens whose probability reaches P\n"
+            "                  (default 1: all); applied after --top-k\n"
+            "--seed S          the same seed, prompt and options give the same text (default 0)\n"
+            "--stop TEXT       stop when the output contains TEXT (not printed)\n"
+            "--bos             start with the tokenizer's BOS token (Llama-family models\n"
+            "                  trained with one); an empty prompt always starts with BOS, or\n"
+            "                  EOS when the tokenizer has no BOS\n"
+            "--threads N       CPU threads (default: OMP_NUM_THREADS or the core count)\n"
+            "--verbose         print token counts and tokens/s on stderr\n"
+            "Special tokens written in the prompt are encoded as ordinary text.\n");
+}
+
+typedef struct {
+    const char *model_dir, *tok_path, *prompt, *system, *stop;
+    bool chat, bos, verbose;
+    int max_new, top_k, threads;
+    float temperature, top_p;
+    uint64_t seed;
+} gen_opts;
+
+/* ---- option parsing ---- */
+
+static sl_status opt_long(const cli_args *a, const char *name, long long lo, long long hi, long long *v) {
+    const char *s = cli_get(a, name);
+    if (!s)
+        return SL_OK;
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (errno || end == s || *end || x < lo || x > hi)
+        return sl_errorf(SL_ERR_INVALID, "--%s \"%s\": expected an integer in [%lld, %lld]", name, s, lo, hi);
+    *v = x;
+    return SL_OK;
+}
+
+static sl_status opt_float(const cli_args *a, const char *name, float *v) {
+    const char *s = cli_get(a, name);
+    if (!s)
+        return SL_OK;
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(x))
+        return sl_errorf(SL_ERR_INVALID, "--%s \"%s\": expected a number", name, s);
+    *v = (float)x;
+    return SL_OK;
+}
+
+static sl_status parse_opts(const cli_args *a, gen_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->model_dir = cli_get(a, "model");
+    o->tok_path = cli_get(a, "tokenizer");
+    o->prompt = cli_get(a, "prompt");
+    o->system = cli_get(a, "system");
+    o->stop = cli_get(a, "stop");
+    o->chat = cli_has(a, "chat");
+    o->bos = cli_has(a, "bos");
+    o->verbose = cli_has(a, "verbose");
+    o->temperature = 1.0f;
+    o->top_p = 1.0f;
+    if (!o->model_dir || !o->tok_path)
+        return sl_errorf(SL_ERR_INVALID, "--model DIR and --tokenizer PATH are required");
+    if (o->system && !o->chat)
+        return sl_errorf(SL_ERR_INVALID, "--system needs --chat");
+    if (o->stop && !o->stop[0])
+        return sl_errorf(SL_ERR_INVALID, "--stop needs a non-empty text");
+    long long v = 128;
+    SL_TRY(opt_long(a, "max-new-tokens", 1, 1 << 24, &v));
+    o->max_new = (int)v;
+    v = 0;
+    SL_TRY(opt_long(a, "top-k", 0, 1 << 30, &v));
+    o->top_k = (int)v;
+    v = 0;
+    SL_TRY(opt_long(a, "threads", 0, 4096, &v));
+    o->threads = (int)v;
+    v = 0;
+    SL_TRY(opt_long(a, "seed", 0, INT64_MAX, &v));
+    o->seed = (uint64_t)v;
+    SL_TRY(opt_float(a, "temperature", &o->temperature));
+    SL_TRY(opt_float(a, "top-p", &o->top_p));
+    if (o->temperature < 0)
+        return sl_errorf(SL_ERR_INVALID, "--temperature %g: expected >= 0 (0 = greedy)", (double)o->temperature);
+    if (!(o->top_p > 0 && o->top_p <= 1))
+        return sl_errorf(SL_ERR_INVALID, "--top-p %g: expected a value in (0, 1]", (double)o->top_p);
+    return SL_OK;
+}
+
+/* ---- prompt ---- */
+
+static sl_status read_stdin(char **out, size_t *len) {
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    SL_CHECK_ALLOC(buf, cap);
+    for (;;) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return sl_errorf(SL_ERR_NOMEM, "out of memory reading the prompt from stdin");
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, stdin);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(stdin)) {
+        free(buf);
+        return sl_errorf(SL_ERR_IO, "error reading the prompt from stdin");
+    }
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    *out = buf;
+    *len = n;
+    return SL_OK;
+}
+
+/* The chat template's generation prompt: the turns as prepare encodes them
+ * (data/chat.h), then "<|im_start|>assistant\n" for the model to continue. */
+static sl_status chat_prompt(const chat_template *ct, const tokenizer *t, const char *system,
+                             const char *prompt, size_t len, chat_seq *seq) {
+    chat_turn turns[2];
+    int n = 0;
+    if (system)
+        turns[n++] = (chat_turn){CHAT_ROLE_SYSTEM, system, strlen(system)};
+    turns[n++] = (chat_turn){CHAT_ROLE_USER, prompt, len};
+    SL_TRY(chat_encode(ct, t, turns, n, seq));
+    SL_TRY(chat_seq_reserve(seq, seq->n + 1));
+    seq->ids[seq->n] = ct->im_start;
+    seq->mask[seq->n++] = 0;
+    /* the role header as chat_encode writes it: one text "role\n" */
+    char hdr[32];
+    int hl = snprintf(hdr, sizeof hdr, "%s\n", chat_role_name(CHAT_ROLE_ASSISTANT));
+    return chat_encode_text(t, hdr, (size_t)hl, 0, seq);
+}
+
+/* ---- streamed output ----
+ * Text is printed as soon as it cannot be part of the stop text and does
+ * not end inside a UTF-8 sequence (a token may hold half a character). */
+
+typedef struct {
+    char *buf;
+    size_t len, cap, printed;
+    const char *stop;
+    size_t stop_len;
+} out_stream;
+
+static sl_status out_reserve(out_stream *s, size_t extra) {
+    if (s->len + extra <= s->cap)
+        return SL_OK;
+    size_t nc = s->cap ? s->cap : 1024;
+    while (nc < s->len + extra)
+        nc *= 2;
+    char *nb = realloc(s->buf, nc);
+    SL_CHECK_ALLOC(nb, nc);
+    s->buf = nb;
+    s->cap = nc;
+    return SL_OK;
+}
+
+static sl_status out_emit(out_stream *s, size_t end) {
+    if (end > s->printed) {
+        size_t n = end - s->printed;
+        if (fwrite(s->buf + s->printed, 1, n, stdout) != n || fflush(stdout) != 0)
+            return sl_errorf(SL_ERR_IO, "error writing the generated text to stdout");
+        s->printed = end;
+    }
+    return SL_OK;
+}
+
+/* Bytes at the end that start a UTF-8 sequence not yet complete. */
+static size_t utf8_incomplete_tail(const unsigned char *b, size_t len) {
+    for (size_t back = 1; back <= 3 && back <= len; back++) {
+        unsigned char c = b[len - back];
+        if ((c & 0xC0) == 0x80)
+            continue; /* continuation byte: look further back */
+        size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+        return need > back ? back : 0;
+    }
+    return 0;
+}
+
+/* Appends a token's bytes; *stopped when the stop text has appeared (the
+ * text before it is printed, the rest dropped). */
+static sl_status out_push(out_stream *s, const tokenizer *t, uint32_t id, bool *stopped) {
+    size_t got = 0;
+    SL_TRY(out_reserve(s, 64));
+    sl_status st = tok_decode(t, &id, 1, s->buf + s->len, s->cap - s->len, &got);
+    if (st == SL_ERR_INVALID && got > s->cap - s->len) {
+        sl_error_clear();
+        SL_TRY(out_reserve(s, got));
+        st = tok_decode(t, &id, 1, s->buf + s->len, s->cap - s->len, &got);
+    }
+    SL_TRY(st);
+    s->len += got;
+    *stopped = false;
+    size_t hold = 0;
+    if (s->stop) {
+        /* the stop text cannot start in printed text: its prefixes are held */
+        for (size_t i = s->printed; i + s->stop_len <= s->len; i++)
+            if (memcmp(s->buf + i, s->stop, s->stop_len) == 0) {
+                *stopped = true;
+                return out_emit(s, i);
+            }
+        for (size_t k = s->stop_len - 1; k > 0; k--)
+            if (k <= s->len - s->printed && memcmp(s->buf + s->len - k, s->stop, k) == 0) {
+                hold = k;
+                break;
+            }
+    }
+    size_t u = utf8_incomplete_tail((const unsigned char *)s->buf, s->len);
+    if (u > hold)
+        hold = u;
+    return out_emit(s, s->len - hold);
+}
+
+/* ---- the run ---- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+    tokenizer *tok;
+    model_dir_params md;
+    sl_backend *be;
+    decode *dec;
+    sampler *smp;
+    char *stdin_text;
+    chat_seq seq;
+    float *logits;
+    out_stream out;
+} gen_state;
+
+static void gen_free(gen_state *g) {
+    free(g->out.buf);
+    free(g->logits);
+    chat_seq_free(&g->seq);
+    free(g->stdin_text);
+    sample_destroy(g->smp);
+    decode_destroy(g->dec);
+    backend_destroy(g->be);
+    model_dir_close(&g->md);
+    tok_destroy(g->tok);
+}
+
+static sl_status encode_prompt(gen_state *g, const gen_opts *o, chat_template *ct) {
+    const char *text = o->prompt;
+    size_t len = text ? strlen(text) : 0;
+    if (!text) {
+        SL_TRY(read_stdin(&g->stdin_text, &len));
+        text = g->stdin_text;
+    }
+    if (o->chat) {
+        SL_TRY(chat_template_init("chatml", g->tok, ct));
+        if (o->bos && tok_bos_id(g->tok) >= 0) {
+            SL_TRY(chat_seq_reserve(&g->seq, 1));
+            g->seq.ids[g->seq.n] = (uint32_t)tok_bos_id(g->tok);
+            g->seq.mask[g->seq.n++] = 0;
+        }
+        return chat_prompt(ct, g->tok, o->system, text, len, &g->seq);
+    }
+    int64_t start = tok_bos_id(g->tok);
+    if (start < 0 && len == 0)
+        start = tok_eos_id(g->tok);
+    if ((o->bos || len == 0) && start >= 0) {
+        SL_TRY(chat_seq_reserve(&g->seq, 1));
+        g->seq.ids[g->seq.n] = (uint32_t)start;
+        g->seq.mask[g->seq.n++] = 0;
+    } else if (o->bos) {
+        return sl_errorf(SL_ERR_INVALID, "--bos: tokenizer %s has no BOS token", o->tok_path);
+    }
+    if (len > 0)
+        SL_TRY(chat_encode_text(g->tok, text, len, 0, &g->seq));
+    if (g->seq.n == 0)
+        return sl_errorf(SL_ERR_INVALID, "the prompt is empty and tokenizer %s has neither BOS nor EOS "
+                         "to start from; give a --prompt", o->tok_path);
+    return SL_OK;
+}
+
+static sl_status generate(gen_state *g, const gen_opts *o) {
+    chat_template ct = {0, 0};
+    SL_TRY(tok_load(o->tok_path, &g->tok));
+    SL_TRY(encode_prompt(g, o, &ct));
+    SL_TRY(model_dir_open(o->model_dir, &g->md));
+    const model_layout *l = g->md.layout;
+    int64_t V = l->cfg.vocab_size, tv = tok_vocab_size(g->tok);
+    int64_t n = (int64_t)g->seq.n, max_seq = l->cfg.max_seq_len;
+    for (int64_t i = 0; i < n; i++)
+        if ((int64_t)g->seq.ids[i] >= V)
+            return sl_errorf(SL_ERR_INVALID,
+                             "prompt token %lld has id %u, but model.vocab_size of %s is %lld: the "
+                             "tokenizer %s does not belong to this model%s",
+                             (long long)i, g->seq.ids[i], o->model_dir, (long long)V, o->tok_path,
+                             o->chat ? " (--chat adds <|im_start|>/<|im_end|> at the next free ids when "
+                                       "the tokenizer lacks them)" : "");
+    if (n >= max_seq)
+        return sl_errorf(SL_ERR_INVALID, "the prompt is %lld tokens; the model's max_seq_len %lld leaves "
+                         "no room to generate", (long long)n, (long long)max_seq);
+    int64_t cache = n + o->max_new < max_seq ? n + o->max_new : max_seq;
+    SL_TRY(backend_create_cpu(o->threads, NULL, &g->be));
+    SL_TRY(decode_create(l, g->be, g->md.params, 1, (int)cache, 0, &g->dec));
+    sample_opts so = {.temperature = o->temperature, .top_k = o->top_k, .top_p = o->top_p, .seed = o->seed};
+    SL_TRY(sample_create(&so, V, &g->smp));
+    g->logits = malloc((size_t)V * sizeof *g->logits);
+    SL_CHECK_ALLOC(g->logits, (size_t)V * sizeof *g->logits);
+    g->out.stop = o->stop;
+    g->out.stop_len = o->stop ? strlen(o->stop) : 0;
+
+    double t0 = now_s();
+    SL_TRY(decode_prefill(g->dec, g->seq.ids, n, g->logits));
+    double t1 = now_s();
+    int64_t eos = tok_eos_id(g->tok);
+    const char *why = "max-new-tokens";
+    int produced = 0;
+    for (int i = 0; i < o->max_new; i++) {
+        /* a model vocabulary padded past the tokenizer's (GPT-2's 50304) has
+         * ids that decode to nothing: never pick them */
+        for (int64_t v = tv; v < V; v++)
+            g->logits[v] = -INFINITY;
+        uint32_t id;
+        SL_TRY(sample_next(g->smp, g->logits, (uint64_t)i, &id));
+        if ((eos >= 0 && id == (uint32_t)eos) || (o->chat && id == ct.im_end)) {
+            why = "end of text";
+            break;
+        }
+        produced++;
+        bool stopped = false;
+        SL_TRY(out_push(&g->out, g->tok, id, &stopped));
+        if (stopped) {
+            why = "stop text";
+            break;
+        }
+        if (i + 1 == o->max_new)
+            break;
+        if (decode_pos(g->dec) == cache) {
+            why = "max_seq_len";
+            break;
+        }
+        SL_TRY(decode_step(g->dec, &id, g->logits));
+    }
+    if (strcmp(why, "stop text") != 0)
+        SL_TRY(out_emit(&g->out, g->out.len));
+    double t2 = now_s();
+    if (o->verbose)
+        fprintf(stderr, "\n[%lld prompt tokens in %.3f s; %d generated in %.3f s (%.1f tokens/s); stopped at %s]\n",
+                (long long)n, t1 - t0, produced, t2 - t1, produced / (t2 - t1 > 0 ? t2 - t1 : 1e-9), why);
+    return SL_OK;
+}
+
+int cmd_generate(int argc, char **argv) {
+    cli_args a;
+    static const char *const flags[] = {"chat", "bos", "verbose", NULL};
+    static const char *const known[] = {"model", "tokenizer", "prompt", "chat", "system", "max-new-tokens",
+                                        "temperature", "top-k", "top-p", "seed", "stop", "bos",
+                                        "threads", "verbose", NULL};
+    gen_opts o;
+    sl_status st = cli_parse(&a, argc, argv, flags);
+    if (st == SL_OK)
+        st = cli_check_known(&a, known);
+    if (st == SL_OK && a.n_pos > 0)
+        st = sl_errorf(SL_ERR_INVALID, "unexpected argument \"%s\" (the prompt goes in --prompt or stdin)",
+                       a.pos[0]);
+    if (st == SL_OK)
+        st = parse_opts(&a, &o);
+    if (st != SL_OK) {
+        int code = cli_report("generate", st);
+        cmd_generate_usage(stderr);
+        return code;
+    }
+    gen_state g;
+    memset(&g, 0, sizeof g);
+    st = generate(&g, &o);
+    gen_free(&g);
+    return cli_report("generate", st);
+}
