@@ -8,8 +8,9 @@
  * (train.grad_accum micro-steps each): zero grads, forward/backward with
  * grad_scale = 1 / tokens, global-norm clipping, AdamW. The step-0 loss is
  * returned so that a peer implementation started from the same weights can
- * be checked before timing is trusted. The distributed issue extends this
- * driver to FSDP ranks; the command line lives in cmd_bench.c.
+ * be checked before timing is trusted. `shardlm bench --fsdp` (and any run
+ * under mpirun with more than one rank) uses bench_fsdp_main instead; the
+ * command line lives in cmd_bench.c.
  */
 #ifndef SL_LAUNCHER_BENCH_H
 #define SL_LAUNCHER_BENCH_H
@@ -45,5 +46,10 @@ void bench_tokens(uint64_t seed, int64_t index, int B, int T, int V, uint32_t *i
                   int32_t *targets);
 
 sl_status bench_run(const sl_config *cfg, const bench_opts *o, bench_result *r);
+
+/* The FSDP benchmark at any world size (launcher/bench_fsdp.c): initializes
+ * MPI, runs the training job on synthetic tokens, prints medians on rank 0;
+ * returns the process exit code. */
+int bench_fsdp_main(sl_config *cfg, const bench_opts *o, int *argc, char ***argv);
 
 #endif

@@ -13,7 +13,8 @@ void cmd_bench_usage(FILE *out) {
     fprintf(out,
             "usage: shardlm bench comm ...   (collectives; shardlm bench comm --help)\n"
             "       shardlm bench --config run.json [--set k=v]... [--steps N] [--warmup W]\n"
-            "                     [--threads K] [--save-init DIR]\n\n"
+            "                     [--threads K] [--save-init DIR]\n"
+            "       mpirun -np N shardlm bench --fsdp --config run.json [--steps N] [--warmup W]\n\n"
             "Runs 1 + W + N optimizer steps of train.micro_batch x data.seq_len synthetic\n"
             "tokens (train.grad_accum micro-steps each) in one process on the CPU backend and\n"
             "prints the step-0 loss, the median step time and tokens/s over the N timed steps.\n"
@@ -21,15 +22,22 @@ void cmd_bench_usage(FILE *out) {
             "--warmup W      untimed steps after step 0 (default 2)\n"
             "--threads K     CPU threads (default: OMP_NUM_THREADS or all cores)\n"
             "--save-init DIR write the initial weights as a Hugging Face folder (for a peer)\n"
-            "Set model.init_from to start from a Hugging Face or shardlm model folder.\n");
+            "Set model.init_from to start from a Hugging Face or shardlm model folder.\n\n"
+            "--fsdp          the distributed benchmark (implied under mpirun/srun with more than\n"
+            "                one rank): the training job with parallel.fsdp_mode on synthetic\n"
+            "                tokens; prints median step time, tokens/s (global and per rank),\n"
+            "                exposed comm, total comm (the step's collectives without compute)\n"
+            "                and the overlap 1 - exposed/total\n");
+    bench_comm_usage(out);
 }
 
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "comm") == 0)
         return bench_comm_main(argc - 1, argv + 1);
     cli_args a;
-    static const char *const known[] = {"config", "set", "steps", "warmup", "threads", "save-init", NULL};
-    sl_status st = cli_parse(&a, argc, argv, NULL);
+    static const char *const known[] = {"config", "set", "steps", "warmup", "threads", "save-init", "fsdp", NULL};
+    static const char *const flags[] = {"fsdp", NULL};
+    sl_status st = cli_parse(&a, argc, argv, flags);
     if (st == SL_OK)
         st = cli_check_known(&a, known);
     sl_config cfg;
@@ -56,6 +64,11 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "shardlm bench: error: --steps must be >= 1 and --warmup >= 0\n");
         return SL_EXIT_USAGE;
     }
+    const char *np = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!np)
+        np = getenv("SLURM_NTASKS");
+    if (cli_has(&a, "fsdp") || (np && atoi(np) > 1))
+        return bench_fsdp_main(&cfg, &o, &argc, &argv);
     bench_result r;
     st = bench_run(&cfg, &o, &r);
     if (st != SL_OK)
