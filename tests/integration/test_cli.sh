@@ -25,6 +25,15 @@ J
 expect_exit 2 "$SHARDLM" config check --config "$TMP/x.json"
 expect_out "unknown key \"optim.lr_warmpu\" (did you mean \"optim.lr_warmup\"?) in $TMP/x.json"
 
+# the same through `shardlm train`: rejected before MPI starts, exit 2
+expect_exit 2 "$SHARDLM" train --config "$TMP/x.json"
+expect_out "unknown key \"optim.lr_warmpu\" (did you mean \"optim.lr_warmup\"?) in $TMP/x.json"
+printf '{"model": {"n_layer": "two"}}' > "$TMP/ty.json"
+expect_exit 2 "$SHARDLM" train --config "$TMP/ty.json"
+expect_out "\"model.n_layer\" must be an integer, got a string in $TMP/ty.json"
+expect_exit 2 "$SHARDLM" train --config "$TMP/ty.json" --bogus 1
+expect_out "unknown option --bogus"
+
 printf '{"optim": {"lr": "big"}}' > "$TMP/t.json"
 expect_exit 2 "$SHARDLM" config check --config "$TMP/t.json"
 expect_out "\"optim.lr\" must be a number, got a string in $TMP/t.json"
