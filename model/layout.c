@@ -261,8 +261,15 @@ sl_status model_init_unit_range(const model_layout *l, int unit, int64_t start, 
             break;
         case MODEL_ROLE_NORM_BIAS:
         case MODEL_ROLE_LINEAR_BIAS:
+        case MODEL_ROLE_LORA_B:
             memset(d, 0, n * sizeof *d);
             break;
+        case MODEL_ROLE_LORA_A: {
+            rng_stream s = rng_stream_make(seed, RNG_PURPOSE_LORA, (uint32_t)i);
+            float bound = (float)(1.0 / sqrt((double)p->shape[1]));
+            rng_fill_uniform(&s, (uint64_t)(a - p->offset), d, n, -bound, bound);
+            break;
+        }
         default: {
             rng_stream s = rng_stream_make(seed, RNG_PURPOSE_INIT, (uint32_t)i);
             float sd = p->role == MODEL_ROLE_RESID_WEIGHT ? resid_std : std;

@@ -50,6 +50,8 @@ typedef enum {
     MODEL_ROLE_RESID_WEIGHT, /* attn out and mlp proj/down: std / sqrt(2 L) */
     MODEL_ROLE_LINEAR_BIAS,  /* init 0 */
     MODEL_ROLE_HEAD,         /* untied LM head */
+    MODEL_ROLE_LORA_A,       /* LoRA down-projection (r, in): U(-1/sqrt(in), 1/sqrt(in)) */
+    MODEL_ROLE_LORA_B,       /* LoRA up-projection (out, r): zeros */
 } model_role;
 
 typedef struct {
@@ -121,7 +123,9 @@ int model_layout_find_hf(const model_layout *l, const char *hf_name);
  * (seed, p, e) (Philox stream RNG_PURPOSE_INIT, sub = p), so any sharding
  * gives identical weights. Normal(0, init_std) for linear weights and
  * embeddings, init_std / sqrt(2 n_layer) for residual output projections,
- * 1 for norm weights, 0 for biases. dst is host memory. */
+ * 1 for norm weights, 0 for biases. LoRA adapter layouts (model/lora.h):
+ * A is uniform(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming_uniform(a=sqrt(5)))
+ * from stream RNG_PURPOSE_LORA, sub = p; B is zero. dst is host memory. */
 sl_status model_init_unit_range(const model_layout *l, int unit, int64_t start, int64_t count,
                                 float *dst, uint64_t seed);
 

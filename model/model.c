@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/lora.h"
 #include "runtime/check.h"
 
 typedef struct {
@@ -59,6 +60,12 @@ struct model {
     void *dres, *dc;        /* (N, C) */
     void *dq, *dk, *dv;     /* (N, H*D), (N, Hkv*D) x2 */
     void *df;               /* (N, F) */
+    /* LoRA (model_attach_lora); lora NULL = none */
+    const lora_spec *lora;
+    char *lora_arena;
+    size_t lora_bytes;
+    void **lora_t;          /* [layer * LORA_MOD_COUNT + mod] -> (N, r) x A^T; aliased when recompute */
+    void *lora_dt;          /* (N, r) */
 };
 
 /* ---- arena ---- */
@@ -182,12 +189,54 @@ void model_destroy(model *m) {
         return;
     if (m->arena)
         backend_free(m->be, MEM_CATEGORY_ACTIVATIONS, m->arena, m->arena_bytes);
+    if (m->lora_arena)
+        backend_free(m->be, MEM_CATEGORY_ACTIVATIONS, m->lora_arena, m->lora_bytes);
+    free(m->lora_t);
     free(m->res);
     free(m->acts);
     free(m);
 }
 
-int64_t model_activation_bytes(const model *m) { return (int64_t)m->arena_bytes; }
+int64_t model_activation_bytes(const model *m) { return (int64_t)(m->arena_bytes + m->lora_bytes); }
+
+sl_status model_attach_lora(model *m, const lora_spec *spec) {
+    SL_CHECK_ARG(spec && spec->base == m->l, "model_attach_lora: the spec was built for another layout");
+    SL_CHECK_ARG(!m->lora, "model_attach_lora: a LoRA spec is already attached");
+    int L = m->l->cfg.n_layer, distinct = m->recompute ? 1 : L;
+    size_t tb = ((size_t)m->N * (size_t)spec->r * m->esz + 63) & ~(size_t)63;
+    int on = 0;
+    for (int k = 0; k < LORA_MOD_COUNT; k++)
+        on += spec->site[k].on;
+    m->lora_t = calloc((size_t)L * LORA_MOD_COUNT, sizeof *m->lora_t);
+    SL_CHECK_ALLOC(m->lora_t, sizeof *m->lora_t * (size_t)L * LORA_MOD_COUNT);
+    size_t bytes = tb * ((size_t)distinct * (size_t)on + 1);
+    void *arena = NULL;
+    sl_status st = backend_alloc(m->be, MEM_CATEGORY_ACTIVATIONS, bytes, &arena);
+    if (st != SL_OK) {
+        free(m->lora_t);
+        m->lora_t = NULL;
+        return sl_error_wrapf(st, "model_attach_lora: adapter activations (%zu bytes)", bytes);
+    }
+    m->lora_arena = arena;
+    m->lora_bytes = bytes;
+    char *c = arena;
+    m->lora_dt = c;
+    c += tb;
+    for (int i = 0; i < L; i++)
+        for (int k = 0; k < LORA_MOD_COUNT; k++) {
+            size_t idx = (size_t)i * LORA_MOD_COUNT + (size_t)k;
+            if (!spec->site[k].on)
+                continue;
+            if (i < distinct) {
+                m->lora_t[idx] = c;
+                c += tb;
+            } else {
+                m->lora_t[idx] = m->lora_t[k]; /* recompute: one block's worth */
+            }
+        }
+    m->lora = spec;
+    return SL_OK;
+}
 
 /* ---- views ---- */
 
@@ -207,11 +256,12 @@ static sl_tensor W2(const model *m, const float *unit, int64_t off, int64_t r, i
 static sl_tensor W1(const model *m, const float *unit, int64_t off, int64_t n) {
     return off < 0 ? ops_none() : ops_view1(m->be, m->act, PP(m, unit, off), n);
 }
+/* gradient views; g NULL = frozen (no dW) */
 static sl_tensor G2(const model *m, float *g, int64_t off, int64_t r, int64_t c) {
-    return ops_view2(m->be, SL_DTYPE_F32, g + off, r, c);
+    return g ? ops_view2(m->be, SL_DTYPE_F32, g + off, r, c) : ops_none();
 }
 static sl_tensor G1(const model *m, float *g, int64_t off, int64_t n) {
-    return off < 0 ? ops_none() : ops_view1(m->be, SL_DTYPE_F32, g + off, n);
+    return off < 0 || !g ? ops_none() : ops_view1(m->be, SL_DTYPE_F32, g + off, n);
 }
 static sl_tensor Q4(const model *m, const void *p, int64_t h) {
     return ops_view4(m->be, m->act, p, m->B, m->T, h, m->l->head_dim);
@@ -264,7 +314,73 @@ static sl_status lin_bwd(model *m, void *dinp, float *g, const void *dout, const
                                W2(m, p, w, rows, cols), acc);
 }
 
-static sl_status block_forward(model *m, int layer, const float *p) {
+/* ---- LoRA (model/lora.h): y += s (x A^T) B^T on a projection's outputs ----
+ * A module's outputs are split in parts (gpt2 c_attn: q, k, v, rows of B
+ * [0, C), [C, 2C), [2C, 3C); otherwise one part). ap: the block's adapter
+ * unit (params), ag: its gradient buffer. */
+
+typedef struct {
+    int n;
+    void *y[3];       /* (N, rows[i]) outputs (forward) or their gradients (backward) */
+    int64_t rows[3];
+} lora_parts;
+
+static bool lora_on(const model *m, lora_module mod) { return m->lora && m->lora->site[mod].on; }
+
+static void *lora_t(const model *m, int layer, lora_module mod) {
+    return m->lora_t[(size_t)layer * LORA_MOD_COUNT + (size_t)mod];
+}
+
+static sl_status lora_fwd(model *m, int layer, const float *ap, lora_module mod, const void *x,
+                          lora_parts parts) {
+    if (!lora_on(m, mod))
+        return SL_OK;
+    const lora_site *st = &m->lora->site[mod];
+    int64_t r = m->lora->r, N = m->N;
+    void *t = lora_t(m, layer, mod);
+    /* t (N, r) = x A^T */
+    SL_TRY(ops_matmul(m->be, A2(m, t, N, r), A2(m, x, N, st->in), W2(m, ap, st->a, r, st->in),
+                      ops_none(), false, true, 1.0f, 0.0f));
+    int64_t row0 = 0;
+    for (int i = 0; i < parts.n; i++) {
+        /* y_i += s t B_i^T */
+        SL_TRY(ops_matmul(m->be, A2(m, parts.y[i], N, parts.rows[i]), A2(m, t, N, r),
+                          W2(m, ap, st->b + row0 * r, parts.rows[i], r), ops_none(), false, true,
+                          m->lora->scale, 1.0f));
+        row0 += parts.rows[i];
+    }
+    return SL_OK;
+}
+
+/* Given the outputs' gradients dy_i: dB_i += s dy_i^T t, dt = s sum_i dy_i B_i,
+ * dA += dt^T x, dx += dt A (dx already holds the base linear's dinp). */
+static sl_status lora_bwd(model *m, int layer, const float *ap, float *ag, lora_module mod,
+                          const void *x, void *dx, lora_parts dys) {
+    if (!lora_on(m, mod))
+        return SL_OK;
+    const lora_site *st = &m->lora->site[mod];
+    int64_t r = m->lora->r, N = m->N;
+    float s = m->lora->scale;
+    const void *t = lora_t(m, layer, mod);
+    sl_tensor dt = A2(m, m->lora_dt, N, r);
+    int64_t row0 = 0;
+    for (int i = 0; i < dys.n; i++) {
+        sl_tensor dy = A2(m, dys.y[i], N, dys.rows[i]);
+        SL_TRY(ops_matmul(m->be, ops_view2(m->be, SL_DTYPE_F32, ag + st->b + row0 * r, dys.rows[i], r),
+                          dy, A2(m, t, N, r), ops_none(), true, false, s, 1.0f));
+        SL_TRY(ops_matmul(m->be, dt, dy, W2(m, ap, st->b + row0 * r, dys.rows[i], r), ops_none(),
+                          false, false, s, i == 0 ? 0.0f : 1.0f));
+        row0 += dys.rows[i];
+    }
+    SL_TRY(ops_matmul(m->be, ops_view2(m->be, SL_DTYPE_F32, ag + st->a, r, st->in), dt,
+                      A2(m, x, N, st->in), ops_none(), true, false, 1.0f, 1.0f));
+    return ops_matmul(m->be, A2(m, dx, N, st->in), dt, W2(m, ap, st->a, r, st->in), ops_none(),
+                      false, false, 1.0f, 1.0f);
+}
+
+#define PART1(p, rows) ((lora_parts){1, {(p), NULL, NULL}, {(rows), 0, 0}})
+
+static sl_status block_forward(model *m, int layer, const float *p, const float *ap) {
     const cfg_model *c = &m->l->cfg;
     const model_block_offsets *o = &m->l->block;
     block_acts *a = &m->acts[layer];
@@ -275,6 +391,13 @@ static sl_status block_forward(model *m, int layer, const float *p) {
     SL_TRY(lin_fwd(m, a->q, a->ln1, p, o->q_w, o->q_b, H * D, C));
     SL_TRY(lin_fwd(m, a->k, a->ln1, p, o->k_w, o->k_b, KD, C));
     SL_TRY(lin_fwd(m, a->v, a->ln1, p, o->v_w, o->v_b, KD, C));
+    if (m->lora) {
+        SL_TRY(lora_fwd(m, layer, ap, LORA_MOD_QKV, a->ln1,
+                        (lora_parts){3, {a->q, a->k, a->v}, {C, C, C}}));
+        SL_TRY(lora_fwd(m, layer, ap, LORA_MOD_Q, a->ln1, PART1(a->q, H * D)));
+        SL_TRY(lora_fwd(m, layer, ap, LORA_MOD_K, a->ln1, PART1(a->k, KD)));
+        SL_TRY(lora_fwd(m, layer, ap, LORA_MOD_V, a->ln1, PART1(a->v, KD)));
+    }
     if (is_llama(m)) {
         float theta = (float)c->rope_theta;
         SL_TRY(ops_rope_forward(m->be, Q4(m, a->q, H), Q4(m, a->q, H), 0, theta));
@@ -283,24 +406,30 @@ static sl_status block_forward(model *m, int layer, const float *p) {
     SL_TRY(ops_attention_forward(m->be, Q4(m, a->att, H), ops_view3(m->be, SL_DTYPE_F32, a->lse, m->B, H, m->T),
                                  Q4(m, a->q, H), Q4(m, a->k, Hk), Q4(m, a->v, Hk)));
     SL_TRY(lin_fwd(m, a->res2, a->att, p, o->out_w, o->out_b, C, H * D));
+    SL_TRY(lora_fwd(m, layer, ap, LORA_MOD_OUT, a->att, PART1(a->res2, C)));
     SL_TRY(ops_add(m->be, A2(m, a->res2, m->N, C), A2(m, a->res2, m->N, C), A2(m, x, m->N, C)));
     SL_TRY(norm_fwd(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p, o->ln2_w, o->ln2_b));
     SL_TRY(lin_fwd(m, a->fc, a->ln2, p, o->fc_w, o->fc_b, F, C));
+    SL_TRY(lora_fwd(m, layer, ap, LORA_MOD_FC, a->ln2, PART1(a->fc, F)));
     if (is_llama(m)) {
         SL_TRY(lin_fwd(m, a->up, a->ln2, p, o->up_w, -1, F, C));
+        SL_TRY(lora_fwd(m, layer, ap, LORA_MOD_UP, a->ln2, PART1(a->up, F)));
         SL_TRY(ops_swiglu_forward(m->be, A2(m, a->act, m->N, F), A2(m, a->fc, m->N, F), A2(m, a->up, m->N, F)));
     } else {
         SL_TRY(ops_gelu_forward(m->be, A2(m, a->act, m->N, F), A2(m, a->fc, m->N, F)));
     }
     void *y = m->res[layer + 1];
     SL_TRY(lin_fwd(m, y, a->act, p, o->proj_w, o->proj_b, C, F));
+    SL_TRY(lora_fwd(m, layer, ap, LORA_MOD_PROJ, a->act, PART1(y, C)));
     return ops_add(m->be, A2(m, y, m->N, C), A2(m, y, m->N, C), A2(m, a->res2, m->N, C));
 }
 
 /* Given dres = dL/d res[layer+1], accumulates the block's parameter grads
- * into g and leaves dL/d res[layer] in dres. Overwrites the block's
- * activations fc/up/act (they are dead after this). */
-static sl_status block_backward(model *m, int layer, const float *p, float *g) {
+ * into g (NULL: frozen base, no dW) and the adapters' into ag, and leaves
+ * dL/d res[layer] in dres. Overwrites the block's activations fc/up/act
+ * (they are dead after this). */
+static sl_status block_backward(model *m, int layer, const float *p, float *g, const float *ap,
+                                float *ag) {
     const cfg_model *c = &m->l->cfg;
     const model_block_offsets *o = &m->l->block;
     block_acts *a = &m->acts[layer];
@@ -309,19 +438,24 @@ static sl_status block_backward(model *m, int layer, const float *p, float *g) {
     sl_backend *be = m->be;
     /* MLP */
     SL_TRY(lin_bwd(m, m->df, g, m->dres, a->act, p, o->proj_w, o->proj_b, C, F, false));
+    SL_TRY(lora_bwd(m, layer, ap, ag, LORA_MOD_PROJ, a->act, m->df, PART1(m->dres, C)));
     if (is_llama(m)) {
         /* dgate into fc, dup into up (in place; ops.h allows it) */
         SL_TRY(ops_swiglu_backward(be, A2(m, a->fc, m->N, F), A2(m, a->up, m->N, F), A2(m, m->df, m->N, F),
                                    A2(m, a->fc, m->N, F), A2(m, a->up, m->N, F)));
         SL_TRY(lin_bwd(m, m->dc, g, a->fc, a->ln2, p, o->fc_w, -1, F, C, false));
         SL_TRY(lin_bwd(m, m->dc, g, a->up, a->ln2, p, o->up_w, -1, F, C, true));
+        SL_TRY(lora_bwd(m, layer, ap, ag, LORA_MOD_FC, a->ln2, m->dc, PART1(a->fc, F)));
+        SL_TRY(lora_bwd(m, layer, ap, ag, LORA_MOD_UP, a->ln2, m->dc, PART1(a->up, F)));
     } else {
         SL_TRY(ops_gelu_backward(be, A2(m, m->df, m->N, F), A2(m, a->fc, m->N, F), A2(m, m->df, m->N, F)));
         SL_TRY(lin_bwd(m, m->dc, g, m->df, a->ln2, p, o->fc_w, o->fc_b, F, C, false));
+        SL_TRY(lora_bwd(m, layer, ap, ag, LORA_MOD_FC, a->ln2, m->dc, PART1(m->df, F)));
     }
     SL_TRY(norm_bwd(m, m->dres, g, m->dc, a->res2, p, o->ln2_w, o->ln2_b, a->ln2_mean, a->ln2_rstd, true));
     /* attention */
     SL_TRY(lin_bwd(m, m->dc, g, m->dres, a->att, p, o->out_w, o->out_b, C, H * D, false));
+    SL_TRY(lora_bwd(m, layer, ap, ag, LORA_MOD_OUT, a->att, m->dc, PART1(m->dres, C)));
     SL_TRY(ops_attention_backward(be, Q4(m, m->dq, H), Q4(m, m->dk, Hk), Q4(m, m->dv, Hk), Q4(m, m->dc, H),
                                   Q4(m, a->q, H), Q4(m, a->k, Hk), Q4(m, a->v, Hk), Q4(m, a->att, H),
                                   ops_view3(be, SL_DTYPE_F32, a->lse, m->B, H, m->T)));
@@ -333,6 +467,13 @@ static sl_status block_backward(model *m, int layer, const float *p, float *g) {
     SL_TRY(lin_bwd(m, m->dc, g, m->dq, a->ln1, p, o->q_w, o->q_b, H * D, C, false));
     SL_TRY(lin_bwd(m, m->dc, g, m->dk, a->ln1, p, o->k_w, o->k_b, KD, C, true));
     SL_TRY(lin_bwd(m, m->dc, g, m->dv, a->ln1, p, o->v_w, o->v_b, KD, C, true));
+    if (m->lora) {
+        SL_TRY(lora_bwd(m, layer, ap, ag, LORA_MOD_QKV, a->ln1, m->dc,
+                        (lora_parts){3, {m->dq, m->dk, m->dv}, {C, C, C}}));
+        SL_TRY(lora_bwd(m, layer, ap, ag, LORA_MOD_Q, a->ln1, m->dc, PART1(m->dq, H * D)));
+        SL_TRY(lora_bwd(m, layer, ap, ag, LORA_MOD_K, a->ln1, m->dc, PART1(m->dk, KD)));
+        SL_TRY(lora_bwd(m, layer, ap, ag, LORA_MOD_V, a->ln1, m->dc, PART1(m->dv, KD)));
+    }
     return norm_bwd(m, m->dres, g, m->dc, m->res[layer], p, o->ln1_w, o->ln1_b, a->ln1_mean,
                     a->ln1_rstd, true);
 }
@@ -416,7 +557,7 @@ static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, 
         return SL_OK;
     }
     float *hg = NULL;
-    if (kind == PASS_TRAIN)
+    if (kind == PASS_TRAIN && !h->adapter)
         SL_TRY(h->grad_buffer(h->ctx, m->l->fin.head_w < 0 ? 0 : m->l->n_units - 1, &hg));
     if (m->vchunk == V) {
         SL_TRY(logits_chunk(m, hp, hoff, 0, V));
@@ -458,6 +599,11 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
     sl_backend *be = m->be;
     int64_t N = m->N, C = l->cfg.d_model;
     const int FW = MODEL_PHASE_FORWARD, BW = MODEL_PHASE_BACKWARD;
+    const model_unit_hooks *ha = h->adapter; /* LoRA adapters; the base is then frozen */
+    if ((ha != NULL) != (m->lora != NULL))
+        return sl_errorf(SL_ERR_INVALID, "%s",
+                         ha ? "model: adapter hooks given but no LoRA spec attached (model_attach_lora)"
+                            : "model: LoRA attached but the hooks carry no adapter hooks");
     if (loss_sum)
         *loss_sum = 0;
     if (n_valid)
@@ -478,10 +624,20 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
     if (!tied)
         SL_TRY(h->release(h->ctx, 0, FW));
     /* forward: blocks */
+    const float *pa = NULL;
+    if (ha)
+        SL_TRY(h_prefetch(ha, 1, FW));
     for (int u = 1; u <= L; u++) {
         SL_TRY(h_prefetch(h, u + 1, FW));
         SL_TRY(h->acquire(h->ctx, u, FW, &p));
-        SL_TRY(block_forward(m, u - 1, p));
+        if (ha) {
+            if (u + 1 <= L)
+                SL_TRY(h_prefetch(ha, u + 1, FW));
+            SL_TRY(ha->acquire(ha->ctx, u, FW, &pa));
+        }
+        SL_TRY(block_forward(m, u - 1, p, pa));
+        if (ha)
+            SL_TRY(ha->release(ha->ctx, u, FW));
         SL_TRY(h->release(h->ctx, u, FW));
     }
     /* final norm and head */
@@ -496,25 +652,50 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
         return backend_synchronize(be);
     }
 
-    /* backward: final unit (head grads were accumulated by head_pass) */
-    float *g = NULL;
+    /* backward: final unit (head grads were accumulated by head_pass). With
+     * adapters the base is frozen: no base grad buffers, no dW, and the
+     * adapters' grads_ready covers every unit (units 0 and L+1 hold none). */
+    float *g = NULL, *ga = NULL;
     SL_TRY(h_prefetch(h, L, BW));
-    SL_TRY(h->grad_buffer(h->ctx, last, &g));
+    if (ha)
+        SL_TRY(h_prefetch(ha, L, BW));
+    else
+        SL_TRY(h->grad_buffer(h->ctx, last, &g));
     SL_TRY(norm_bwd(m, m->dres, g, m->dc, m->res[L], pl, l->fin.norm_w, l->fin.norm_b, m->lnf_mean,
                     m->lnf_rstd, false));
-    SL_TRY(h->grads_ready(h->ctx, last));
+    SL_TRY(ha ? ha->grads_ready(ha->ctx, last) : h->grads_ready(h->ctx, last));
     SL_TRY(h->release(h->ctx, last, BW));
     /* backward: blocks */
     for (int u = L; u >= 1; u--) {
         if (u - 1 >= 1)
             SL_TRY(h_prefetch(h, u - 1, BW));
         SL_TRY(h->acquire(h->ctx, u, BW, &p));
-        SL_TRY(h->grad_buffer(h->ctx, u, &g));
+        if (ha) {
+            if (u - 1 >= 1)
+                SL_TRY(h_prefetch(ha, u - 1, BW));
+            SL_TRY(ha->acquire(ha->ctx, u, BW, &pa));
+            SL_TRY(ha->grad_buffer(ha->ctx, u, &ga));
+        } else {
+            SL_TRY(h->grad_buffer(h->ctx, u, &g));
+        }
         if (m->recompute)
-            SL_TRY(block_forward(m, u - 1, p));
-        SL_TRY(block_backward(m, u - 1, p, g));
-        SL_TRY(h->grads_ready(h->ctx, u));
+            SL_TRY(block_forward(m, u - 1, p, pa));
+        SL_TRY(block_backward(m, u - 1, p, g, pa, ga));
+        if (ha) {
+            SL_TRY(ha->grads_ready(ha->ctx, u));
+            SL_TRY(ha->release(ha->ctx, u, BW));
+        } else {
+            SL_TRY(h->grads_ready(h->ctx, u));
+        }
         SL_TRY(h->release(h->ctx, u, BW));
+    }
+    if (ha) {
+        /* frozen embeddings: no embedding backward */
+        SL_TRY(backend_synchronize(be));
+        SL_TRY(ha->grads_ready(ha->ctx, 0));
+        if (tied)
+            SL_TRY(h->release(h->ctx, 0, BW));
+        return SL_OK;
     }
     /* backward: embeddings */
     SL_TRY(h->grad_buffer(h->ctx, 0, &g));

@@ -2,7 +2,8 @@
  *
  * defines: model_phase, model_unit_hooks, model, model_create, model_destroy,
  *          model_forward_backward, model_forward_loss, model_forward_logits,
- *          model_activation_bytes, model_local, model_local_init, model_local_free
+ *          model_activation_bytes, model_attach_lora, model_local, model_local_init,
+ *          model_local_free
  *
  * A model owns its activation buffers, sized for (micro_batch B, seq_len T)
  * and allocated on the backend under MEM_CATEGORY_ACTIVATIONS; it owns no
@@ -44,7 +45,20 @@
  * On error the call returns at once: units it acquired are not released and
  * the grad buffers hold a partial sum; the caller discards the step.
  *
- * Not here: KV-cache decoding (absent), LoRA (absent), dropout (none).
+ * LoRA (model_attach_lora, model/lora.h): every targeted block linear adds
+ * s (x A^T) B^T to its output. The adapters come through their own hook set,
+ * hooks->adapter, over the adapter layout's units (same numbering; units 0
+ * and L+1 are empty). When it is present the base is FROZEN: the base hooks'
+ * grad_buffer and grads_ready are never called, no weight-gradient GEMM runs
+ * for base linears, norms, head or embeddings (the embedding backward is
+ * skipped); the adapter hooks follow the protocol above for units 1..L
+ * (prefetch/acquire/release around each block's forward and backward,
+ * grad_buffer before its backward) and get grads_ready for every unit L+1 ..
+ * 0, in that order, unit 0 last. Without an attached spec, hooks->adapter
+ * must be NULL, and the pass is exactly the one without LoRA.
+ *
+ * Not here: KV-cache decoding (model/decode.h, which runs no adapters: merge
+ * them first), dropout (none).
  * One model is used by one thread at a time.
  */
 #ifndef SL_MODEL_MODEL_H
@@ -55,13 +69,14 @@
 
 #include "kernels/ops.h"
 #include "model/layout.h"
+#include "model/lora.h"
 #include "runtime/status.h"
 
 #define MODEL_LOGITS_BUDGET ((int64_t)64 << 20) /* floats of logits held at once */
 
 typedef enum { MODEL_PHASE_FORWARD = 0, MODEL_PHASE_BACKWARD } model_phase;
 
-typedef struct {
+typedef struct model_unit_hooks {
     void *ctx;
     /* Hint that unit will be acquired next (start an async gather). May be NULL. */
     sl_status (*prefetch)(void *ctx, int unit, int phase);
@@ -72,6 +87,8 @@ typedef struct {
     sl_status (*grad_buffer)(void *ctx, int unit, float **grads);
     /* All of this call's contributions to unit's grads are in. */
     sl_status (*grads_ready)(void *ctx, int unit);
+    /* LoRA adapter units (see above); NULL = no adapters, base trainable. */
+    const struct model_unit_hooks *adapter;
 } model_unit_hooks;
 
 typedef struct model model;
@@ -83,8 +100,14 @@ sl_status model_create(const model_layout *layout, sl_backend *be, int micro_bat
                        bool recompute, model **out);
 void model_destroy(model *m); /* NULL is a no-op */
 
-/* Activation bytes model_create allocated. */
+/* Activation bytes model_create (and model_attach_lora) allocated. */
 int64_t model_activation_bytes(const model *m);
+
+/* Runs the model with the adapters of spec (built on this model's layout;
+ * borrowed, must outlive the model): allocates their activations ((B*T, r)
+ * per adapted module per block, one block's worth with recompute). At most
+ * once per model. */
+sl_status model_attach_lora(model *m, const lora_spec *spec);
 
 /* One micro-step: forward, loss, backward. inputs (B*T) host token ids, each
  * < vocab_size; targets (B*T) host, < vocab_size or < 0 (ignored); errors

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Writes the golden data that tests/unit/test_lora_reference.c compares with.
+
+For each configuration: <out>/<name>/hf/ (the base model, a Hugging Face
+folder), <out>/<name>/adapter/ (a PEFT adapter folder: adapter_config.json +
+adapter_model.safetensors, A and B both non-zero so that every gradient is)
+and <out>/<name>/golden.h5:
+  input_ids, targets        (S, B, T) int32, -100 = ignored
+  logits                    (B, T, V) float64 of base + adapter on batch 0
+  loss                      scalar float64
+  grads/<peft tensor name>  float64 gradients of lora_A (r, in) / lora_B (out, r)
+  params_after/<peft name>  float64 after S AdamW steps on the adapters only
+                            (the base frozen; clipping over the adapters' norm)
+  attributes: optimizer settings, scale, clip_active.
+The model is models.py in float64 with PEFT's LoRA formula: every adapted
+weight W (out, in) acts as W + s B A, and for GPT-2's Conv1D weights, stored
+(in, out), as W + s (B A)^T (fan_in_fan_out); s = alpha / r, or alpha / sqrt(r)
+with use_rslora. Gradients of A and B come from autograd through that.
+
+usage: make_lora_reference.py OUT_DIR [NAME ...]
+"""
+import json
+import math
+import os
+import sys
+
+import h5py
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hf_io  # noqa: E402
+import make_reference as mr  # noqa: E402
+import models  # noqa: E402
+
+STEPS = 3
+OPT = dict(lr=5e-3, lr_min=5e-4, lr_warmup=1, total_steps=4, schedule="cosine", beta1=0.9,
+           beta2=0.95, eps=1e-8, weight_decay=0.1, grad_clip=0.05)
+
+CONFIGS = {
+    # gpt2, tied head, "transformer." prefix; c_proj matches attn.c_proj and mlp.c_proj
+    "gpt2": dict(base=dict(mr.CONFIGS["gpt2_tied"]), r=4, alpha=8.0, rslora=False,
+                 targets=["c_attn", "c_proj", "c_fc"]),
+    # llama GQA, untied, every linear, rank-stabilized scaling
+    "llama": dict(base=dict(mr.CONFIGS["llama_gqa"], tied=False), r=3, alpha=5.0, rslora=True,
+                  targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+}
+
+GPT2_MODULES = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
+LLAMA_MODULES = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                 "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+
+
+def matches(path, targets):
+    return any(path == t or path.endswith("." + t) for t in targets)
+
+
+def adapted_modules(kind, L, targets):
+    """PEFT module paths (as in the PEFT-wrapped model) and base weight keys."""
+    out = []
+    for i in range(L):
+        for mod in (GPT2_MODULES if kind == "gpt2" else LLAMA_MODULES):
+            if not matches(mod, targets):
+                continue
+            if kind == "gpt2":
+                out.append((f"transformer.h.{i}.{mod}", f"h.{i}.{mod}.weight"))
+            else:
+                out.append((f"model.layers.{i}.{mod}", f"model.layers.{i}.{mod}.weight"))
+    return out
+
+
+def scale_of(c):
+    return c["alpha"] / math.sqrt(c["r"]) if c["rslora"] else c["alpha"] / c["r"]
+
+
+def effective(P, mods, A, B, s, conv1d):
+    """Base params (HF names, prefix stripped) with W + s B A (Conv1D: + s (B A)^T)."""
+    Q = dict(P)
+    for path, wkey in mods:
+        d = s * (B[path] @ A[path])
+        Q[wkey] = Q[wkey] + (d.t() if conv1d else d)
+    return Q
+
+
+def loss_of(Q, cfg, inp, tgt):
+    lg = models.logits(Q, cfg, inp)
+    V = lg.shape[-1]
+    ls = torch.nn.functional.cross_entropy(lg.reshape(-1, V), tgt.reshape(-1), ignore_index=-100,
+                                           reduction="sum")
+    return lg, ls / (tgt >= 0).sum()
+
+
+def adapter_config(c, conv1d):
+    return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": c["r"], "lora_alpha": c["alpha"],
+            "lora_dropout": 0.0, "target_modules": c["targets"], "use_rslora": c["rslora"],
+            "bias": "none", "fan_in_fan_out": conv1d, "base_model_name_or_path": None,
+            "init_lora_weights": True, "use_dora": False, "rank_pattern": {}, "alpha_pattern": {}}
+
+
+def run(name, c, out):
+    b = c["base"]
+    g = torch.Generator().manual_seed(2000 + sum(map(ord, name)))
+    P32 = mr.make_params(b, g)
+    cfg = mr.hf_config(b)
+    folder = os.path.join(out, name)
+    hf_io.write_folder(os.path.join(folder, "hf"), cfg, P32)
+    conv1d = b["kind"] == "gpt2"
+    mods = adapted_modules(b["kind"], b["L"], c["targets"])
+    P = {k: v.to(torch.float64) for k, v in models.strip(P32).items()}
+    r = c["r"]
+    A32, B32 = {}, {}
+    for path, wkey in mods:
+        w = P[wkey]
+        out_f, in_f = (w.shape[1], w.shape[0]) if conv1d else (w.shape[0], w.shape[1])
+        bound = 1.0 / math.sqrt(in_f)
+        A32[path] = (torch.rand(r, in_f, generator=g) * 2 - 1) * bound
+        B32[path] = torch.randn(out_f, r, generator=g) * 0.05
+    tensors = {}
+    for path in A32:
+        tensors[f"base_model.model.{path}.lora_A.weight"] = A32[path]
+        tensors[f"base_model.model.{path}.lora_B.weight"] = B32[path]
+    ad = os.path.join(folder, "adapter")
+    os.makedirs(ad, exist_ok=True)
+    with open(os.path.join(ad, "adapter_config.json"), "w") as f:
+        json.dump(adapter_config(c, conv1d), f, indent=2)
+    hf_io.write_safetensors(os.path.join(ad, "adapter_model.safetensors"), tensors)
+
+    s = scale_of(c)
+    A = {k: v.to(torch.float64).requires_grad_(True) for k, v in A32.items()}
+    B = {k: v.to(torch.float64).requires_grad_(True) for k, v in B32.items()}
+    inp, tgt = mr.batches(b, g)
+    lg, loss = loss_of(effective(P, mods, A, B, s, conv1d), cfg, inp[0], tgt[0])
+    loss.backward()
+    grads0 = {}
+    for path in A:
+        grads0[f"base_model.model.{path}.lora_A.weight"] = A[path].grad.detach().clone()
+        grads0[f"base_model.model.{path}.lora_B.weight"] = B[path].grad.detach().clone()
+    train = {}
+    for path in A:
+        train[f"base_model.model.{path}.lora_A.weight"] = A[path]
+        train[f"base_model.model.{path}.lora_B.weight"] = B[path]
+    m = {k: torch.zeros_like(v) for k, v in train.items()}
+    v2 = {k: torch.zeros_like(v) for k, v in train.items()}
+    clip_active = []
+    for st in range(1, STEPS + 1):
+        if st > 1:
+            for t in train.values():
+                t.grad = None
+            _, ls = loss_of(effective(P, mods, A, B, s, conv1d), cfg, inp[st - 1], tgt[st - 1])
+            ls.backward()
+        norm = torch.sqrt(sum((t.grad.detach() ** 2).sum() for t in train.values())).item()
+        f = min(1.0, OPT["grad_clip"] / (norm + 1e-6))
+        clip_active.append(f < 1.0)
+        lr = models.lr_at(st, OPT["total_steps"], OPT["lr"], OPT["lr_min"], OPT["lr_warmup"], OPT["schedule"])
+        b1, b2, eps = OPT["beta1"], OPT["beta2"], OPT["eps"]
+        with torch.no_grad():
+            for k, p in train.items():
+                gr = p.grad * f
+                p.mul_(1 - lr * OPT["weight_decay"])
+                m[k].mul_(b1).add_(gr, alpha=1 - b1)
+                v2[k].mul_(b2).addcmul_(gr, gr, value=1 - b2)
+                denom = (v2[k].sqrt() / (1 - b2 ** st) ** 0.5).add_(eps)
+                p.addcdiv_(m[k], denom, value=-lr / (1 - b1 ** st))
+    if not any(clip_active):
+        raise SystemExit(f"{name}: clipping never active ({clip_active}); lower grad_clip")
+    with h5py.File(os.path.join(folder, "golden.h5"), "w") as f:
+        f["input_ids"] = inp.numpy().astype(np.int32)
+        f["targets"] = tgt.numpy().astype(np.int32)
+        f["logits"] = lg.detach().numpy()
+        f["loss"] = loss.item()
+        for k, t in grads0.items():
+            f["grads/" + k] = t.numpy()
+        for k, t in train.items():
+            f["params_after/" + k] = t.detach().numpy()
+        for k, val in OPT.items():
+            f.attrs[k] = val
+        f.attrs["steps"] = STEPS
+        f.attrs["scale"] = s
+        f.attrs["clip_active"] = np.array(clip_active, dtype=np.int32)
+    print(f"{name}: loss {loss.item():.6f}, {len(train)} adapter tensors -> {folder}")
+
+
+def main():
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    torch.set_num_threads(1)
+    out = sys.argv[1]
+    for n in sys.argv[2:] or list(CONFIGS):
+        if n not in CONFIGS:
+            raise SystemExit(f"unknown configuration {n!r}; known: {', '.join(CONFIGS)}")
+        run(n, CONFIGS[n], out)
+
+
+if __name__ == "__main__":
+    main()

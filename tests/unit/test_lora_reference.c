@@ -1,0 +1,440 @@
+/* LoRA against PyTorch: tests/reference/make_lora_reference.py (run here with
+ * Debian's python3-torch) writes a base Hugging Face folder, a PEFT adapter
+ * folder and golden.h5 for a tiny gpt2 (c_attn, c_proj, c_fc) and a tiny
+ * llama (all seven linears, rsLoRA). This test reads the adapter through
+ * lora_peft_read_config/lora_peft_load, runs the frozen base + adapters
+ * (base hooks without grads, adapter hooks with grads) and compares:
+ *   logits (rel. error by norm <= 1e-5), loss (<= 1e-6), every lora_A/lora_B
+ *   gradient (<= 1e-4 each), every adapter after 3 AdamW steps with clipping
+ *   over the adapters (<= 1e-5 each); the base parameters are unchanged.
+ * Then: recomputation gives bitwise the same adapter gradients; the merged
+ * model (lora_merge, no adapters) gives the adapter model's logits (1e-5);
+ * the adapter written by lora_peft_save loads back bit for bit and, applied
+ * by tests/reference/peft_apply.py with PEFT's formula, gives the same
+ * logits (1e-5); fresh adapters (model_init_unit_range) have B = 0 and A in
+ * PEFT's kaiming bound, so the adapted model starts equal to the base; and
+ * bad targets and dropout > 0 are refused. */
+#include <hdf5.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kernels/ops.h"
+#include "model/hf.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "optim/optim.h"
+#include "runtime/fsutil.h"
+
+static char g_dir[512];
+
+#define OK(expr)                                                                              \
+    do {                                                                                      \
+        sl_status st_ = (expr);                                                               \
+        if (st_ != SL_OK)                                                                     \
+            fail_msg("%s -> %s: %s", #expr, sl_status_name(st_), sl_error_message());         \
+    } while (0)
+
+static int group_setup(void **state) {
+    (void)state;
+    const char *py = getenv("PYTHON"), *src = getenv("SRC");
+    if (!py || !src) {
+        fprintf(stderr, "PYTHON and SRC must be set (ctest sets them)\n");
+        return -1;
+    }
+    snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_loraref.XXXXXX");
+    if (!mkdtemp(g_dir))
+        return -1;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/reference/make_lora_reference.py %s",
+             py, src, g_dir);
+    int rc = system(cmd);
+    if (rc != 0) {
+        fprintf(stderr, "make_lora_reference.py failed (status %d): %s\n", rc, cmd);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    fs_remove_tree(g_dir);
+    return 0;
+}
+
+static double *h5_read(hid_t f, const char *name, size_t *n) {
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0)
+        fail_msg("golden file has no dataset %s", name);
+    hid_t s = H5Dget_space(d);
+    hssize_t np = H5Sget_simple_extent_npoints(s);
+    double *buf = malloc((size_t)(np > 0 ? np : 1) * sizeof *buf);
+    assert_non_null(buf);
+    assert_true(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    H5Sclose(s);
+    H5Dclose(d);
+    *n = (size_t)np;
+    return buf;
+}
+
+static int32_t *h5_read_i32(hid_t f, const char *name, size_t *n, hsize_t dims[3]) {
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    assert_true(d >= 0);
+    hid_t s = H5Dget_space(d);
+    assert_int_equal(H5Sget_simple_extent_dims(s, dims, NULL), 3);
+    hssize_t np = H5Sget_simple_extent_npoints(s);
+    int32_t *buf = malloc((size_t)np * sizeof *buf);
+    assert_non_null(buf);
+    assert_true(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    H5Sclose(s);
+    H5Dclose(d);
+    *n = (size_t)np;
+    return buf;
+}
+
+static double h5_attr(hid_t f, const char *name) {
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+    if (a < 0)
+        fail_msg("golden.h5 has no attribute %s", name);
+    double v = 0;
+    assert_true(H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0);
+    H5Aclose(a);
+    return v;
+}
+
+static double rel_err(const float *got, const double *want, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - want[i];
+        num += d * d;
+        den += want[i] * want[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static double rel_err_f(const float *got, const float *want, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - (double)want[i];
+        num += d * d;
+        den += (double)want[i] * want[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Every adapter tensor of buf (adapter layout order) against group/<peft name>. */
+static double compare_adapters(hid_t f, const char *group, const model_layout *al, const float *buf,
+                               char *worst, size_t cap) {
+    double w = 0;
+    int64_t base = 0;
+    int unit = 0;
+    for (int i = 0; i < al->n_params; i++) {
+        const model_param *p = &al->params[i];
+        while (unit < p->unit)
+            base += al->units[unit++].numel;
+        char name[256];
+        snprintf(name, sizeof name, "%s/%s", group, p->hf_name);
+        size_t n = 0;
+        double *want = h5_read(f, name, &n);
+        assert_int_equal(n, (size_t)p->numel);
+        double e = rel_err(buf + base + p->offset, want, n);
+        if (e > w) {
+            w = e;
+            snprintf(worst, cap, "%s", p->hf_name);
+        }
+        free(want);
+    }
+    return w;
+}
+
+typedef struct {
+    model_local base_l, ad_l;
+    model_unit_hooks base_h, ad_h;
+} lora_hooks;
+
+/* base hooks without grads (frozen) carrying the adapter hooks */
+static void hooks_init(lora_hooks *h, const model_layout *l, float *params, const lora_spec *spec,
+                       float *ap, float *ag) {
+    OK(model_local_init(&h->base_l, l, params, NULL, &h->base_h));
+    OK(model_local_init(&h->ad_l, spec->layout, ap, ag, &h->ad_h));
+    h->base_h.adapter = &h->ad_h;
+}
+
+static void hooks_free(lora_hooks *h) {
+    model_local_free(&h->base_l);
+    model_local_free(&h->ad_l);
+}
+
+static int64_t count_valid(const int32_t *tg, int n) {
+    int64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v += tg[i] >= 0;
+    return v;
+}
+
+static void run_config(const char *name) {
+    char dir[700], hf[800], ad[800], h5[800], out[800];
+    snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
+    snprintf(hf, sizeof hf, "%s/hf", dir);
+    snprintf(ad, sizeof ad, "%s/adapter", dir);
+    snprintf(h5, sizeof h5, "%s/golden.h5", dir);
+
+    sl_config cfg;
+    config_defaults(&cfg);
+    OK(model_config_from_dir(hf, &cfg));
+    model_layout *l = NULL;
+    OK(model_layout_create(&cfg.model, false, &l));
+    OK(lora_peft_read_config(ad, cfg.model.arch, &cfg.lora));
+    lora_spec *spec = NULL;
+    OK(lora_create(l, &cfg.lora, &spec));
+    const model_layout *al = spec->layout;
+    sl_backend *be = NULL;
+    OK(backend_create_cpu(2, NULL, &be));
+    size_t P = (size_t)l->total_numel, PA = (size_t)al->total_numel;
+    float *params = malloc(P * sizeof *params), *params0 = malloc(P * sizeof *params);
+    float *ap = calloc(PA, sizeof *ap), *ag = calloc(PA, sizeof *ag), *ag0 = calloc(PA, sizeof *ag);
+    float *am = calloc(PA, sizeof *am), *av = calloc(PA, sizeof *av);
+    assert_true(params && params0 && ap && ag && ag0 && am && av);
+    OK(hf_load_params(hf, l, params, NULL));
+    memcpy(params0, params, P * sizeof *params);
+    OK(lora_peft_load(ad, spec, ap));
+
+    hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hsize_t dims[3];
+    size_t n_ids = 0, n_tg = 0, n_lg = 0, n1 = 0;
+    int32_t *ids = h5_read_i32(f, "input_ids", &n_ids, dims);
+    int32_t *tg = h5_read_i32(f, "targets", &n_tg, dims);
+    double *want_logits = h5_read(f, "logits", &n_lg);
+    double *want_loss = h5_read(f, "loss", &n1);
+    int S = (int)dims[0], B = (int)dims[1], T = (int)dims[2], BT = B * T;
+    assert_true(fabs(h5_attr(f, "scale") - spec->scale) < 1e-6);
+    uint32_t *inp = malloc(n_ids * sizeof *inp);
+    assert_non_null(inp);
+    for (size_t i = 0; i < n_ids; i++)
+        inp[i] = (uint32_t)ids[i];
+
+    model *m = NULL, *mr = NULL, *plain = NULL;
+    OK(model_create(l, be, B, T, false, &m));
+    OK(model_create(l, be, B, T, true, &mr));
+    OK(model_create(l, be, B, T, false, &plain));
+    OK(model_attach_lora(m, spec));
+    OK(model_attach_lora(mr, spec));
+    lora_hooks h;
+    hooks_init(&h, l, params, spec, ap, ag);
+
+    float *logits = malloc(n_lg * sizeof *logits), *logits2 = malloc(n_lg * sizeof *logits);
+    assert_true(logits && logits2);
+    OK(model_forward_logits(m, &h.base_h, inp, logits));
+    double e_logits = rel_err(logits, want_logits, n_lg);
+
+    /* a model with LoRA attached refuses hooks without adapters, and the reverse */
+    model_unit_hooks bare = h.base_h;
+    bare.adapter = NULL;
+    assert_int_equal(model_forward_logits(m, &bare, inp, logits2), SL_ERR_INVALID);
+    assert_int_equal(model_forward_logits(plain, &h.base_h, inp, logits2), SL_ERR_INVALID);
+
+    int64_t nv = count_valid(tg, BT);
+    double loss_sum = 0, loss_sum_r = 0;
+    int64_t n_valid = 0;
+    OK(model_forward_backward(m, &h.base_h, inp, tg, (float)(1.0 / (double)nv), &loss_sum, &n_valid));
+    double e_loss = fabs(loss_sum / (double)n_valid - want_loss[0]) / fabs(want_loss[0]);
+    char worst_g[256] = "", worst_p[256] = "";
+    double e_grads = compare_adapters(f, "grads", al, ag, worst_g, sizeof worst_g);
+    memcpy(ag0, ag, PA * sizeof *ag);
+    memset(ag, 0, PA * sizeof *ag);
+    OK(model_forward_backward(mr, &h.base_h, inp, tg, (float)(1.0 / (double)nv), &loss_sum_r, &n_valid));
+    assert_true(loss_sum_r == loss_sum);
+    assert_memory_equal(ag0, ag, PA * sizeof *ag);
+
+    /* 3 AdamW steps on the adapters; clipping over their norm only */
+    cfg_optim oc = cfg.optim;
+    oc.lr = h5_attr(f, "lr");
+    oc.lr_min = h5_attr(f, "lr_min");
+    oc.lr_warmup = (int)h5_attr(f, "lr_warmup");
+    oc.lr_schedule = LR_SCHEDULE_COSINE;
+    oc.beta1 = h5_attr(f, "beta1");
+    oc.beta2 = h5_attr(f, "beta2");
+    oc.eps = h5_attr(f, "eps");
+    oc.weight_decay = h5_attr(f, "weight_decay");
+    oc.grad_clip = h5_attr(f, "grad_clip");
+    int total = (int)h5_attr(f, "total_steps");
+    for (int s = 1; s <= S; s++) {
+        if (s > 1) {
+            memset(ag, 0, PA * sizeof *ag);
+            size_t o = (size_t)(s - 1) * (size_t)BT;
+            OK(model_forward_backward(m, &h.base_h, inp + o, tg + o,
+                                      (float)(1.0 / (double)count_valid(tg + o, BT)), &loss_sum, &n_valid));
+        }
+        double sq = 0;
+        OK(optim_sq_norm(be, ag, (int64_t)PA, &sq));
+        double clip = optim_clip_factor(sq, oc.grad_clip);
+        float lr = (float)lr_schedule_at(&oc, s, total);
+        for (int u = 0, off = 0; u < al->n_units; off += (int)al->units[u].numel, u++)
+            if (al->units[u].numel > 0)
+                OK(optim_adamw_segments(be, al, u, 0, al->units[u].numel, &oc, s, lr, (float)clip,
+                                        ap + off, ag + off, am + off, av + off));
+    }
+    double e_params = compare_adapters(f, "params_after", al, ap, worst_p, sizeof worst_p);
+    assert_memory_equal(params, params0, P * sizeof *params); /* the base is frozen */
+
+    /* merged model == base + adapters */
+    OK(model_forward_logits(m, &h.base_h, inp, logits));
+    float *merged = malloc(P * sizeof *merged);
+    assert_non_null(merged);
+    memcpy(merged, params, P * sizeof *params);
+    OK(lora_merge(spec, merged, ap));
+    model_local ml;
+    model_unit_hooks mh;
+    OK(model_local_init(&ml, l, merged, NULL, &mh));
+    OK(model_forward_logits(plain, &mh, inp, logits2));
+    double e_merged = rel_err_f(logits2, logits, n_lg);
+    model_local_free(&ml);
+
+    /* export -> load back bitwise; PEFT's formula in PyTorch gives the same logits */
+    snprintf(out, sizeof out, "%s/exported", dir);
+    OK(lora_peft_save(out, spec, ap, "tiny-base"));
+    float *ap2 = calloc(PA, sizeof *ap2);
+    assert_non_null(ap2);
+    cfg_lora lc2 = cfg.lora;
+    OK(lora_peft_read_config(out, cfg.model.arch, &lc2));
+    assert_int_equal(lc2.r, cfg.lora.r);
+    assert_true(lc2.alpha == cfg.lora.alpha && lc2.rslora == cfg.lora.rslora);
+    assert_int_equal(lc2.targets.n, cfg.lora.targets.n);
+    OK(lora_peft_load(out, spec, ap2));
+    assert_memory_equal(ap, ap2, PA * sizeof *ap);
+    char cmd[4096], peft_h5[900];
+    snprintf(peft_h5, sizeof peft_h5, "%s/peft_logits.h5", dir);
+    snprintf(cmd, sizeof cmd,
+             "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/reference/peft_apply.py %s %s %s %s",
+             getenv("PYTHON"), getenv("SRC"), hf, out, h5, peft_h5);
+    assert_int_equal(system(cmd), 0);
+    hid_t pf = H5Fopen(peft_h5, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(pf >= 0);
+    size_t n_pl = 0;
+    double *peft_logits = h5_read(pf, "logits", &n_pl);
+    H5Fclose(pf);
+    assert_int_equal(n_pl, n_lg);
+    double e_peft = rel_err(logits, peft_logits, n_lg);
+
+    /* fresh adapters: B = 0, |A| <= 1/sqrt(in); the model starts as the base */
+    for (int u = 0, off = 0; u < al->n_units; off += (int)al->units[u].numel, u++)
+        OK(model_init_unit_range(al, u, 0, al->units[u].numel, ap + off, 11));
+    int nonzero_a = 0;
+    for (int i = 0; i < al->n_params; i++) {
+        const model_param *p = &al->params[i];
+        int64_t off = 0;
+        for (int u = 0; u < p->unit; u++)
+            off += al->units[u].numel;
+        const float *x = ap + off + p->offset;
+        float bound = 1.0f / sqrtf((float)p->shape[1]);
+        for (int64_t k = 0; k < p->numel; k++) {
+            if (p->role == MODEL_ROLE_LORA_B)
+                assert_true(x[k] == 0.0f);
+            else {
+                assert_true(fabsf(x[k]) <= bound);
+                nonzero_a += x[k] != 0.0f;
+            }
+        }
+    }
+    assert_true(nonzero_a > 0);
+    OK(model_forward_logits(m, &h.base_h, inp, logits));
+    OK(model_local_init(&ml, l, params, NULL, &mh));
+    OK(model_forward_logits(plain, &mh, inp, logits2));
+    model_local_free(&ml);
+    assert_memory_equal(logits, logits2, n_lg * sizeof *logits);
+    H5Fclose(f);
+
+    printf("%-6s logits %.2e  loss %.2e  grads %.2e (worst %s)  adapters after %d steps %.2e (worst %s)  "
+           "merged %.2e  peft %.2e\n",
+           name, e_logits, e_loss, e_grads, worst_g, S, e_params, worst_p, e_merged, e_peft);
+    assert_true(e_logits <= 1e-5);
+    assert_true(e_loss <= 1e-6);
+    assert_true(e_grads <= 1e-4);
+    assert_true(e_params <= 1e-5);
+    assert_true(e_merged <= 1e-5);
+    assert_true(e_peft <= 1e-5);
+
+    hooks_free(&h);
+    free(peft_logits);
+    free(ap2);
+    free(merged);
+    free(logits);
+    free(logits2);
+    free(inp);
+    free(ids);
+    free(tg);
+    free(want_logits);
+    free(want_loss);
+    free(params);
+    free(params0);
+    free(ap);
+    free(ag);
+    free(ag0);
+    free(am);
+    free(av);
+    model_destroy(m);
+    model_destroy(mr);
+    model_destroy(plain);
+    backend_destroy(be);
+    lora_destroy(spec);
+    model_layout_destroy(l);
+}
+
+static void test_gpt2(void **s) { (void)s; run_config("gpt2"); }
+static void test_llama(void **s) { (void)s; run_config("llama"); }
+
+static void test_config_errors(void **s) {
+    (void)s;
+    sl_config cfg;
+    config_defaults(&cfg);
+    cfg.model.arch = MODEL_ARCH_GPT2;
+    cfg.model.n_layer = 2;
+    cfg.model.d_model = 16;
+    cfg.model.n_head = 2;
+    cfg.model.vocab_size = 32;
+    cfg.model.max_seq_len = 8;
+    cfg.data.seq_len = 8;
+    OK(config_finalize(&cfg));
+    model_layout *l = NULL;
+    OK(model_layout_create(&cfg.model, false, &l));
+    lora_spec *spec = NULL;
+    cfg.lora.targets.n = 1;
+    snprintf(cfg.lora.targets.items[0], CFG_STR_MAX, "q_proj"); /* a llama name */
+    assert_int_equal(lora_create(l, &cfg.lora, &spec), SL_ERR_INVALID);
+    assert_null(spec);
+    assert_non_null(strstr(sl_error_message(), "c_attn"));
+    snprintf(cfg.lora.targets.items[0], CFG_STR_MAX, "attn.c_proj");
+    cfg.lora.dropout = 0.1;
+    assert_int_equal(lora_create(l, &cfg.lora, &spec), SL_ERR_INVALID);
+    assert_non_null(strstr(sl_error_message(), "lora.dropout"));
+    cfg.lora.dropout = 0;
+    OK(lora_create(l, &cfg.lora, &spec));
+    /* attn.c_proj alone: one module, not mlp.c_proj */
+    assert_true(spec->site[LORA_MOD_OUT].on);
+    assert_false(spec->site[LORA_MOD_PROJ].on);
+    assert_int_equal(spec->layout->n_params, 2 * cfg.model.n_layer);
+    assert_int_equal(spec->layout->units[0].numel, 0);
+    assert_int_equal(spec->layout->units[cfg.model.n_layer + 1].numel, 0);
+    assert_string_equal(spec->layout->params[0].hf_name,
+                        "base_model.model.transformer.h.0.attn.c_proj.lora_A.weight");
+    lora_destroy(spec);
+    model_layout_destroy(l);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gpt2),
+        cmocka_unit_test(test_llama),
+        cmocka_unit_test(test_config_errors),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
