@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# scripts/gpu_bundle.sh: build the CUDA shardlm here and collect a
+# self-contained bundle for a GPU machine without package access.
+#
+#   bash scripts/gpu_bundle.sh [DIR]   (default: bundle/, git-ignored) -> DIR/shardlm-gpu.tar.xz
+#
+# The bundle holds: bin/ (shardlm, test_cuda_ops, bench_cuda_attention,
+# stripped), lib/ (every shared library those need that is not glibc or
+# CUDA: Open MPI, HDF5, OpenBLAS, cJSON, zstd, PCRE2, utf8proc, xxHash,
+# cmocka, gfortran/gomp), ompi/ (Open MPI's mpirun/orted, its plugin folder
+# and help files, relocated through OPAL_PREFIX-style variables that
+# scripts/gpu_run.sh sets), the GPU test and benchmark scripts, and
+# MANIFEST.txt. CUDA's own libraries (libcudart, libcublasLt ~500 MB,
+# libnccl) are NOT carried: the GPU machine has CUDA 13 (toolkit or the
+# PyTorch wheels' nvidia-* packages); gpu_run.sh finds them there.
+# Single-GPU runs need no mpirun: shardlm runs as an MPI singleton.
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+DEST=${1:-$SRC/bundle}
+OUT=$DEST/stage
+BUILD=${BUILD:-$SRC/build-cuda}
+cmake -S "$SRC" -B "$BUILD" -DSHARDLM_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j"${JOBS:-2}" --target shardlm test_cuda_ops bench_cuda_attention
+rm -rf "$DEST"
+mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/ompi" "$OUT/scripts" "$OUT/peers"
+for b in "$BUILD/shardlm" "$BUILD/tests/test_cuda_ops" "$BUILD/benchmarks/bench_cuda_attention"; do
+  cp "$b" "$OUT/bin/"
+done
+strip --strip-unneeded "$OUT"/bin/*
+
+# glibc, the dynamic loader and CUDA/driver libraries stay on the target.
+skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|libresolv\.so|libcuda\.so|libcudart\.so|libcublas|libnccl\.so|libnvidia)'
+collect() { # ldd of $1, copy what is not skipped (dereferenced, stripped)
+  ldd "$1" | awk '/=> \//{print $1" "$3}' | while read -r name path; do
+    if [[ ! $name =~ $skip ]] && [[ ! -e $OUT/lib/$name ]]; then
+      cp -L "$path" "$OUT/lib/$name"
+      strip --strip-unneeded "$OUT/lib/$name" 2>/dev/null || true
+    fi
+  done
+}
+for b in "$OUT"/bin/*; do collect "$b"; done
+
+# Open MPI runtime pieces (Debian layout), for multi-rank runs.
+OMPI_LIBDIR=$(dirname "$(readlink -f "$(ldconfig -p | awk '/libmpi.so.40 /{print $NF; exit}')")")
+OMPI_PKGLIB=$(ls -d "$OMPI_LIBDIR"/openmpi/lib/openmpi3 2>/dev/null || ls -d "$OMPI_LIBDIR"/openmpi 2>/dev/null || true)
+mkdir -p "$OUT/ompi/bin" "$OUT/ompi/lib/openmpi" "$OUT/ompi/share/openmpi" "$OUT/ompi/etc"
+for t in mpirun orterun orted; do
+  p=$(command -v $t || true)
+  [[ -n $p ]] && cp -L "$p" "$OUT/ompi/bin/$t" && collect "$OUT/ompi/bin/$t"
+done
+if [[ -n $OMPI_PKGLIB && -d $OMPI_PKGLIB ]]; then
+  cp -L "$OMPI_PKGLIB"/mca_*.so "$OUT/ompi/lib/openmpi/" 2>/dev/null || true
+  for m in "$OUT"/ompi/lib/openmpi/*.so; do collect "$m"; done
+fi
+cp -r /usr/share/openmpi/. "$OUT/ompi/share/openmpi/" 2>/dev/null || true
+cp -L /etc/openmpi/openmpi-mca-params.conf "$OUT/ompi/etc/" 2>/dev/null || true
+strip --strip-unneeded "$OUT"/ompi/bin/* "$OUT"/ompi/lib/openmpi/*.so 2>/dev/null || true
+
+cp "$SRC/scripts/gpu_run.sh" "$OUT/scripts/"
+cp "$SRC/benchmarks/peers/torch_gpu_bench.py" "$SRC/benchmarks/peers/torch_attention_bench.py" "$OUT/peers/"
+{
+  echo "shardlm GPU bundle, git $(git -C "$SRC" rev-parse --short=12 HEAD), built $(date -u +%FT%TZ) on $(. /etc/os-release; echo "$PRETTY_NAME")"
+  echo "nvcc: $(nvcc --version | tail -1)"
+  echo "CUDA archs: $(grep CMAKE_CUDA_ARCHITECTURES: "$BUILD/CMakeCache.txt" | cut -d= -f2)"
+  echo "needs on the target: glibc >= $(ldd --version | head -1 | awk '{print $NF}'), CUDA 13 runtime, cuBLASLt and NCCL (toolkit or pip nvidia-* wheels)"
+  (cd "$OUT" && find . -type f | sort | xargs ls -l | awk '{print $5"\t"$9}')
+} > "$OUT/MANIFEST.txt"
+# The unpacked bundle is ~90 MB (OpenBLAS alone 36 MB) and the device tool
+# carries 64 MiB: ship one xz archive that gpu_run.sh unpacks on the target.
+tar -C "$OUT" -cJf "$DEST/shardlm-gpu.tar.xz" .
+cp "$OUT/MANIFEST.txt" "$DEST/"
+rm -rf "$OUT"
+du -sh "$DEST"/*
