@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "launcher/train_lora.h"
 #include "model/hf.h"
 #include "optim/optim.h"
 #include "runtime/check.h"
@@ -128,12 +129,15 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
                     .shard_comm = j->shard,
                     .replicate_comm = j->replicate,
                     .gather_buffers = cfg->parallel.gather_buffers,
-                    .overlap = cfg->parallel.overlap};
+                    .overlap = cfg->parallel.overlap,
+                    .frozen = cfg->lora.enabled};
     SL_TRY(fsdp_create(&fo, &j->fs));
     if (cfg->model.init_from[0])
         SL_TRY(load_init_weights(j));
     else
         SL_TRY(fsdp_init_params(j->fs, (uint64_t)cfg->train.seed));
+    if (cfg->lora.enabled)
+        SL_TRY(train_lora_setup(j, &fo));
     if (!synthetic) {
         if (!cfg->data.train[0])
             return sl_errorf(SL_ERR_INVALID, "\"data.train\" is empty: set it to the shards written by shardlm prepare");
@@ -143,6 +147,8 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
     }
     SL_TRY(model_create(j->layout, j->be, cfg->train.micro_batch, cfg->data.seq_len,
                         cfg->train.recompute, &j->mdl));
+    if (j->lora)
+        SL_TRY(model_attach_lora(j->mdl, j->lora));
     size_t n = (size_t)cfg->train.grad_accum * (size_t)cfg->train.micro_batch * (size_t)cfg->data.seq_len;
     j->inputs = malloc(n * sizeof *j->inputs);
     j->targets = malloc(n * sizeof *j->targets);
@@ -157,6 +163,7 @@ void train_job_teardown(train_job *j) {
     loader_destroy(j->train_loader);
     loader_destroy(j->eval_loader);
     model_destroy(j->mdl);
+    train_lora_teardown(j);
     fsdp_destroy(j->fs);
     if (j->replicate && j->replicate != j->world)
         comm_destroy(j->replicate);
@@ -361,6 +368,8 @@ static sl_status export_final(train_job *j) {
     const model_layout *l = j->layout;
     char dir[CFG_STR_MAX + 16];
     snprintf(dir, sizeof dir, "%s/export", j->cfg->train.run_dir);
+    if (j->lora)
+        return train_lora_export(j, dir);
     float *host = malloc((size_t)l->total_numel * sizeof(float));
     SL_CHECK_ALLOC(host, (size_t)l->total_numel * sizeof(float));
     sl_status st = SL_OK;

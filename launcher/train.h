@@ -23,6 +23,7 @@
 #include "data/loader.h"
 #include "kernels/ops.h"
 #include "model/layout.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "parallel/comm.h"
 #include "parallel/fsdp.h"
@@ -40,7 +41,9 @@ typedef struct {
     model_layout *layout;
     sl_backend *be;
     comm *world, *shard, *replicate;
-    fsdp *fs;
+    fsdp *fs;        /* frozen when lora.enabled (launcher/train_lora.h) */
+    lora_spec *lora; /* lora.enabled: the adapters and their fsdp; else NULL */
+    fsdp *lora_fs;
     model *mdl;
     loader *train_loader, *eval_loader;
     metrics_writer *metrics;

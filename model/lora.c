@@ -278,9 +278,6 @@ sl_status lora_peft_read_config(const char *dir, model_arch arch, cfg_lora *cfg)
         BAD("%s: \"lora_alpha\" must be a number", path);
     else if (st == SL_OK)
         cfg->alpha = x->valuedouble;
-    x = cJSON_GetObjectItemCaseSensitive(j, "lora_dropout");
-    if (st == SL_OK)
-        cfg->dropout = cJSON_IsNumber(x) ? x->valuedouble : 0.0;
     x = cJSON_GetObjectItemCaseSensitive(j, "use_rslora");
     if (st == SL_OK)
         cfg->rslora = cJSON_IsTrue(x);

@@ -106,8 +106,9 @@ const char *lora_module_path(const model_layout *base, lora_module m, int layer,
  * adapter_host: s->layout->total_numel floats (same order). */
 sl_status lora_merge(const lora_spec *s, float *base_host, const float *adapter_host);
 
-/* Reads dir/adapter_config.json into cfg's r, alpha, dropout, targets and
- * rslora (enabled and init_from untouched), checking peft_type "LORA",
+/* Reads dir/adapter_config.json into cfg's r, alpha, targets and rslora
+ * (enabled, dropout and init_from untouched: lora_dropout is a training
+ * setting of the run that wrote the adapter, not part of it), checking peft_type "LORA",
  * bias "none", no DoRA and no rank/alpha patterns; errors name the file and
  * key. arch: the base model's, to check fan_in_fan_out (true only for gpt2). */
 sl_status lora_peft_read_config(const char *dir, model_arch arch, cfg_lora *cfg);

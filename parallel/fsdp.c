@@ -37,6 +37,7 @@ struct fsdp {
     int next_ar_unit;  /* replicate all-reduces are submitted in descending unit order */
     double exposed_s;
     model_unit_hooks hooks;
+    fsdp *adapter;     /* frozen base only: the trainable LoRA adapters (fsdp_attach_adapter) */
 };
 
 static bool last_micro(const fsdp *f) { return f->micro == f->n_micro - 1; }
@@ -162,6 +163,8 @@ static sl_status hook_release(void *ctx, int unit, int phase) {
 
 static sl_status hook_grad_buffer(void *ctx, int unit, float **grads) {
     fsdp *f = ctx;
+    if (f->o.frozen)
+        return sl_errorf(SL_ERR_INTERNAL, "fsdp: gradients of unit %d requested from a frozen instance", unit);
     *grads = f->units[unit].grad_full;
     return SL_OK;
 }
@@ -197,6 +200,8 @@ static sl_status submit_ready_all_reduces(fsdp *f, bool block) {
 
 static sl_status hook_grads_ready(void *ctx, int unit) {
     fsdp *f = ctx;
+    if (f->o.frozen)
+        return sl_errorf(SL_ERR_INTERNAL, "fsdp: grads_ready(%d) on a frozen instance", unit);
     if (!last_micro(f))
         return SL_OK; /* accumulate in grad_full; reduce once per step */
     fsdp_unit *u = &f->units[unit];
@@ -270,13 +275,15 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
         if (u->padded > max_padded)
             max_padded = u->padded;
         st = alloc_f32(f, MEM_CATEGORY_PARAMS, u->len, &u->param);
-        if (st == SL_OK)
+        if (o->frozen) {
+            /* no optimizer state, no gradients */
+        } else if (st == SL_OK)
             st = alloc_f32(f, MEM_CATEGORY_OPTIMIZER, u->len, &u->m);
-        if (st == SL_OK)
+        if (st == SL_OK && !o->frozen)
             st = alloc_f32(f, MEM_CATEGORY_OPTIMIZER, u->len, &u->v);
-        if (st == SL_OK)
+        if (st == SL_OK && !o->frozen)
             st = alloc_f32(f, MEM_CATEGORY_GRADS, u->padded, &u->grad_full);
-        if (st == SL_OK) {
+        if (st == SL_OK && !o->frozen) {
             if (f->k == 1)
                 u->grad_shard = u->grad_full;
             else
@@ -313,6 +320,17 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
 }
 
 const model_unit_hooks *fsdp_hooks(fsdp *f) { return &f->hooks; }
+
+sl_status fsdp_attach_adapter(fsdp *base, fsdp *adapter) {
+    SL_CHECK_ARG(base->o.frozen && !adapter->o.frozen && !base->adapter,
+                 "fsdp_attach_adapter: needs a frozen base without an adapter and a trainable adapter");
+    SL_CHECK_ARG(base->n_units == adapter->n_units && base->k == adapter->k,
+                 "fsdp_attach_adapter: base has %d units over %d ranks, adapter %d over %d",
+                 base->n_units, base->k, adapter->n_units, adapter->k);
+    base->adapter = adapter;
+    base->hooks.adapter = &adapter->hooks;
+    return SL_OK;
+}
 
 /* SHARD_GRAD_OP keeps gathered units until their backward; a unit the
  * backward never acquires (an untied unit 0) or a forward-only pass (eval)
@@ -366,7 +384,9 @@ sl_status fsdp_begin_step(fsdp *f, int n_micro) {
     SL_CHECK_ARG(n_micro >= 1, "fsdp_begin_step: n_micro must be >= 1");
     f->n_micro = n_micro;
     f->micro = 0;
-    for (int i = 0; i < f->n_units; i++) {
+    if (f->adapter)
+        SL_TRY(fsdp_begin_step(f->adapter, n_micro));
+    for (int i = 0; i < f->n_units && !f->o.frozen; i++) {
         f->units[i].ready = false;
         SL_TRY(backend_memset_zero(f->o.be, f->units[i].grad_full,
                                    (size_t)f->units[i].padded * sizeof(float)));
@@ -378,10 +398,12 @@ sl_status fsdp_begin_step(fsdp *f, int n_micro) {
 sl_status fsdp_begin_micro(fsdp *f, int i) {
     SL_CHECK_ARG(i >= 0 && i < f->n_micro, "fsdp_begin_micro: micro-step %d of %d", i, f->n_micro);
     f->micro = i;
-    return SL_OK;
+    return f->adapter ? fsdp_begin_micro(f->adapter, i) : SL_OK;
 }
 
 sl_status fsdp_finish_grads(fsdp *f) {
+    if (f->o.frozen)
+        return f->adapter ? fsdp_finish_grads(f->adapter) : SL_OK;
     /* model order is L+1 .. 0; wait in the same order */
     for (int i = f->n_units - 1; i >= 0; i--) {
         if (!f->units[i].ready)
@@ -397,6 +419,13 @@ sl_status fsdp_finish_grads(fsdp *f) {
 sl_status fsdp_optimizer_step(fsdp *f, const cfg_optim *cfg, int step, int total_steps,
                               fsdp_step_stats *stats) {
     memset(stats, 0, sizeof *stats);
+    if (f->adapter)
+        return fsdp_optimizer_step(f->adapter, cfg, step, total_steps, stats);
+    if (f->o.frozen) {
+        stats->lr = lr_schedule_at(cfg, step, total_steps);
+        stats->clip_factor = 1.0;
+        return SL_OK;
+    }
     double sq = 0;
     for (int i = 0; i < f->n_units; i++) {
         fsdp_unit *u = &f->units[i];
@@ -444,8 +473,14 @@ fsdp_unit_shard fsdp_shard(fsdp *f, int unit) {
 
 int64_t fsdp_padded_numel(const fsdp *f, int unit) { return f->units[unit].padded; }
 
-double fsdp_exposed_comm_s(const fsdp *f) { return f->exposed_s; }
-void fsdp_reset_comm_timer(fsdp *f) { f->exposed_s = 0; }
+double fsdp_exposed_comm_s(const fsdp *f) {
+    return f->exposed_s + (f->adapter ? fsdp_exposed_comm_s(f->adapter) : 0.0);
+}
+void fsdp_reset_comm_timer(fsdp *f) {
+    f->exposed_s = 0;
+    if (f->adapter)
+        fsdp_reset_comm_timer(f->adapter);
+}
 
 sl_status fsdp_comm_only_step(fsdp *f, double *seconds) {
     double t0 = sl_now();
@@ -462,16 +497,16 @@ sl_status fsdp_comm_only_step(fsdp *f, double *seconds) {
                 st = comm_all_gather(f->o.shard_comm, f->units[i].param, buf,
                                      (size_t)f->units[i].len, COMM_DTYPE_F32);
         float *scratch = NULL;
-        if (st == SL_OK)
+        if (st == SL_OK && !f->o.frozen)
             st = alloc_f32(f, MEM_CATEGORY_COMM, n, &scratch);
-        for (int i = f->n_units - 1; i >= 0 && st == SL_OK; i--)
+        for (int i = f->n_units - 1; i >= 0 && st == SL_OK && !f->o.frozen; i--)
             st = comm_reduce_scatter(f->o.shard_comm, buf, scratch, (size_t)f->units[i].len,
                                      COMM_DTYPE_F32, COMM_REDOP_SUM);
         free_f32(f, MEM_CATEGORY_COMM, scratch, n);
         free_f32(f, MEM_CATEGORY_COMM, buf, n);
         SL_TRY(st);
     }
-    if (f->o.replicate_comm) {
+    if (f->o.replicate_comm && !f->o.frozen) {
         int64_t n = 0;
         for (int i = 0; i < f->n_units; i++)
             n = f->units[i].len > n ? f->units[i].len : n;

@@ -4,7 +4,7 @@
  *          fsdp_destroy, fsdp_hooks, fsdp_init_params, fsdp_load_unit,
  *          fsdp_gather_unit, fsdp_begin_step, fsdp_begin_micro,
  *          fsdp_finish_grads, fsdp_optimizer_step, fsdp_shard,
- *          fsdp_exposed_comm_s, fsdp_comm_only_step
+ *          fsdp_exposed_comm_s, fsdp_comm_only_step, fsdp_attach_adapter
  *
  * Each unit u of the layout (numel N_u) is padded to P_u = ceil(N_u / k) * k
  * with k = the shard group size, and rank r of the group owns elements
@@ -33,6 +33,19 @@
  * same order. fsdp_exposed_comm_s counts the time the main thread spent
  * blocked on communication; fsdp_comm_only_step replays one step's
  * collectives without compute, which is the total comm time to compare.
+ *
+ * Frozen instances and LoRA (DESIGN section 5). With opts.frozen the
+ * instance holds parameter shards only: no m, v or gradient buffers, its
+ * hooks' grad_buffer/grads_ready are errors, its optimizer step changes
+ * nothing and its comm-only step has no reduce-scatters. LoRA runs a frozen
+ * base and a trainable instance over the adapter layout (model/lora.h),
+ * joined by fsdp_attach_adapter: the base's hooks then carry the adapter's
+ * (model_unit_hooks.adapter), and fsdp_begin_step, fsdp_begin_micro,
+ * fsdp_finish_grads, fsdp_optimizer_step (norm and clipping over the
+ * adapters only; its stats are the adapter's), fsdp_exposed_comm_s and
+ * fsdp_reset_comm_timer called on the base act on both, so a training loop
+ * drives one object. The adapters are gathered, prefetched and
+ * reduce-scattered like any unit, on the same comm, in the model's call order.
  *
  * Ownership: fsdp owns every buffer above (backend memory recorded in
  * be->acct: params/grads/optimizer/comm categories). layout, be, the comms
@@ -64,6 +77,7 @@ typedef struct {
     comm *replicate_comm; /* across shard groups; NULL when plan->replicate_size == 1 */
     int gather_buffers;   /* pool slots (>= 2) */
     bool overlap;         /* false: every collective is waited at once */
+    bool frozen;          /* parameters only: no optimizer state, no grads (LoRA base) */
 } fsdp_opts;
 
 typedef struct {
@@ -90,6 +104,11 @@ void fsdp_destroy(fsdp *f); /* NULL is a no-op */
 /* Hooks for model_forward_backward / model_forward_loss. Valid while f lives. */
 const model_unit_hooks *fsdp_hooks(fsdp *f);
 
+/* Joins a trainable adapter instance to a frozen base (see "Frozen
+ * instances and LoRA"); both borrowed; adapter must outlive base's use and
+ * have the same unit count and shard group size. */
+sl_status fsdp_attach_adapter(fsdp *base, fsdp *adapter);
+
 /* Deterministic init of this rank's shards (model_init_unit_range): every
  * world size and mode gives the same weights. */
 sl_status fsdp_init_params(fsdp *f, uint64_t seed);
@@ -113,7 +132,8 @@ sl_status fsdp_finish_grads(fsdp *f);
 sl_status fsdp_optimizer_step(fsdp *f, const cfg_optim *cfg, int step, int total_steps,
                               fsdp_step_stats *stats);
 
-/* Direct access to this rank's shard of unit u (checkpoints, tests). */
+/* Direct access to this rank's shard of unit u (checkpoints, tests); m, v
+ * and grad are NULL on a frozen instance. */
 fsdp_unit_shard fsdp_shard(fsdp *f, int unit);
 /* Padded size P_u of unit u. */
 int64_t fsdp_padded_numel(const fsdp *f, int unit);

@@ -3,7 +3,9 @@
 metrics.jsonl and the final parameters from export/model.safetensors, as
 relative errors by norm. Exits non-zero naming the run, step or tensor.
 
-usage: compare_runs.py [--tol 1e-5] REF_RUN_DIR RUN_DIR...
+usage: compare_runs.py [--tol 1e-5] [--file export/model.safetensors] REF_RUN_DIR RUN_DIR...
+  --file: the safetensors file of each run to compare (e.g. a LoRA run's
+  export/adapter_model.safetensors)
 """
 import json
 import struct
@@ -21,8 +23,8 @@ def losses(run):
     return out
 
 
-def tensors(run):
-    path = f"{run}/export/model.safetensors"
+def tensors(run, rel_path="export/model.safetensors"):
+    path = f"{run}/{rel_path}"
     data = open(path, "rb").read()
     (n,) = struct.unpack_from("<Q", data, 0)
     header = json.loads(data[8:8 + n])
@@ -46,12 +48,15 @@ def rel(a, b):
 
 def main():
     args = sys.argv[1:]
-    tol = 1e-5
-    if args and args[0] == "--tol":
-        tol = float(args[1])
+    tol, rel_path = 1e-5, "export/model.safetensors"
+    while args and args[0] in ("--tol", "--file"):
+        if args[0] == "--tol":
+            tol = float(args[1])
+        else:
+            rel_path = args[1]
         args = args[2:]
     ref, runs = args[0], args[1:]
-    ref_l, ref_t = losses(ref), tensors(ref)
+    ref_l, ref_t = losses(ref), tensors(ref, rel_path)
     worst = 0.0
     for run in runs:
         l = losses(run)
@@ -62,7 +67,7 @@ def main():
             worst = max(worst, e)
             if e > tol:
                 sys.exit(f"{run}: step {s} loss {l[s]!r} vs reference {ref_l[s]!r}: relative error {e:.3e} > {tol}")
-        t = tensors(run)
+        t = tensors(run, rel_path)
         if sorted(t) != sorted(ref_t):
             sys.exit(f"{run}: tensor names differ from the reference")
         for name in sorted(ref_t):
