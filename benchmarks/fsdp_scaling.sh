@@ -15,7 +15,7 @@ CFG=$SRC/configs/bench-fsdp.json
 MPI=(mpirun --oversubscribe --bind-to none)
 [ "$(id -u)" -eq 0 ] && MPI+=(--allow-run-as-root)
 export OMP_NUM_THREADS=1
-echo "device: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "device: $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 row() { # np mode overlap
   local out
   out=$("${MPI[@]}" -np "$1" "$BUILD/shardlm" bench --fsdp --config "$CFG" \
