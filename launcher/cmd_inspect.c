@@ -6,19 +6,23 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "data/ckpt_file.h"
 #include "data/h5io.h"
 #include "data/shard.h"
+#include "launcher/checkpoint.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "runtime/log.h"
 
 void cmd_inspect_usage(FILE *out) {
     fprintf(out,
-            "usage: shardlm inspect FILE.h5...\n\n"
+            "usage: shardlm inspect FILE.h5|CHECKPOINT_DIR...\n\n"
             "Prints each file's attributes and statistics and reads every chunk, verifying\n"
             "checksums and token ids (< vocab_size). Exit 1 when any file fails, naming the\n"
-            "file and the chunk. Knows: token shards (format \"%s\").\n",
-            SHARD_FORMAT_NAME);
+            "file and the chunk. Knows: token shards (format \"%s\"), checkpoint rank files\n"
+            "(\"%s\"), checkpoint step folders (meta.json + rank files) and checkpoints folders\n"
+            "(lists them, describes the latest).\n",
+            SHARD_FORMAT_NAME, CKPT_FILE_FORMAT_NAME);
 }
 
 static sl_status inspect_token_shard(const char *path) {
@@ -60,16 +64,19 @@ typedef struct {
 
 static const inspector inspectors[] = {
     {SHARD_FORMAT_NAME, inspect_token_shard},
+    {CKPT_FILE_FORMAT_NAME, ckpt_describe},
 };
 
 static sl_status inspect_file(const char *path) {
+    if (ckpt_looks_like(path)) /* a checkpoint folder (launcher/checkpoint.h) */
+        return ckpt_describe(path);
     char format[128];
     SL_TRY(h5io_read_format(path, format, sizeof format));
     for (size_t i = 0; i < sizeof inspectors / sizeof inspectors[0]; i++)
         if (strcmp(format, inspectors[i].format) == 0)
             return inspectors[i].inspect(path);
-    return sl_errorf(SL_ERR_UNSUPPORTED, "%s: format \"%s\" is not one shardlm inspect knows (%s)",
-                     path, format, SHARD_FORMAT_NAME);
+    return sl_errorf(SL_ERR_UNSUPPORTED, "%s: format \"%s\" is not one shardlm inspect knows (%s, %s)",
+                     path, format, SHARD_FORMAT_NAME, CKPT_FILE_FORMAT_NAME);
 }
 
 int cmd_inspect(int argc, char **argv) {

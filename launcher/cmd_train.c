@@ -7,18 +7,24 @@
 #include "launcher/commands.h"
 #include "launcher/train.h"
 #include "runtime/log.h"
+#include "runtime/preempt.h"
 
 void cmd_train_usage(FILE *out) {
     fprintf(out,
-            "usage: [mpirun -np N | srun] shardlm train --config FILE [--config FILE]... [--set KEY=VALUE]...\n\n"
+            "usage: [mpirun -np N | srun] shardlm train --config FILE [--config FILE]... [--set KEY=VALUE]...\n"
+            "                                          [--resume auto|none|PATH]\n\n"
             "Trains the model of the config on data.train (shards from shardlm prepare), FSDP-sharded\n"
             "over the ranks (parallel.fsdp_mode), evaluating on data.eval, and exports the final model\n"
-            "to <train.run_dir>/export. Every config key: shardlm config keys.\n");
+            "to <train.run_dir>/export. Every config key: shardlm config keys.\n"
+            "Checkpoints go to <train.run_dir>/checkpoints every checkpoint.every steps and at the end;\n"
+            "--resume (checkpoint.resume) continues from the latest one (auto) or a step folder, at any\n"
+            "world size. SIGTERM or SIGUSR1 saves at the next step boundary and exits %d.\n",
+            SL_EXIT_PREEMPTED);
 }
 
 int cmd_train(int argc, char **argv) {
     cli_args a;
-    static const char *const known[] = {"config", "set", NULL};
+    static const char *const known[] = {"config", "set", "resume", NULL};
     sl_status st = cli_parse(&a, argc, argv, NULL);
     if (st == SL_OK)
         st = cli_check_known(&a, known);
@@ -34,6 +40,12 @@ int cmd_train(int argc, char **argv) {
         return cli_report("train", sl_errorf(SL_ERR_NOMEM, "out of memory"));
     /* The config is checked before MPI starts, so a typo costs no job launch. */
     st = cli_load_config(&a, cfg);
+    const char *resume = cli_get(&a, "resume");
+    if (st == SL_OK && resume) {
+        int n = snprintf(cfg->checkpoint.resume, sizeof cfg->checkpoint.resume, "%s", resume);
+        if (n < 0 || (size_t)n >= sizeof cfg->checkpoint.resume)
+            st = sl_errorf(SL_ERR_INVALID, "--resume: path longer than %d bytes", CFG_STR_MAX - 1);
+    }
     if (st != SL_OK) {
         free(cfg);
         return cli_report("train", st);
@@ -43,6 +55,9 @@ int cmd_train(int argc, char **argv) {
     log_level lv = LOG_LEVEL_INFO;
     log_level_parse(cfg->logging.level, &lv);
     log_init(t.rank, t.host, lv);
+    /* After MPI_Init, so that these handlers are the ones in place. */
+    if (st == SL_OK)
+        st = preempt_install();
     train_job *j = calloc(1, sizeof *j);
     if (st == SL_OK && !j)
         st = sl_errorf(SL_ERR_NOMEM, "out of memory");
@@ -51,8 +66,10 @@ int cmd_train(int argc, char **argv) {
     if (st == SL_OK)
         st = train_job_run(j);
     int code = cli_report("train", st);
-    if (code != SL_EXIT_OK && t.world > 1)
-        topology_abort(&t, code); /* the others may be blocked in a collective */
+    /* The others may be blocked in a collective, unless every rank stopped
+     * at the same point (preemption, a fatal non-finite step). */
+    if (code != SL_EXIT_OK && t.world > 1 && !(j && j->stop_agreed))
+        topology_abort(&t, code);
     if (j)
         train_job_teardown(j);
     free(j);

@@ -1,16 +1,20 @@
 #include "launcher/train.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/shard.h"
+#include "launcher/checkpoint.h"
 #include "launcher/train_lora.h"
 #include "model/hf.h"
 #include "optim/optim.h"
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
 #include "runtime/log.h"
+#include "runtime/preempt.h"
 #include "runtime/rng.h"
 
 /* ---- setup ---- */
@@ -106,11 +110,47 @@ static sl_status open_loader(train_job *j, const char *spec, bool eval, loader *
     return SL_OK;
 }
 
+/* The tokenizer hash of data.train (the loader checks its shards agree). */
+static sl_status data_tokenizer_hash(const char *spec, char *out, size_t cap) {
+    char **paths = NULL;
+    int n = 0;
+    SL_TRY(loader_expand_paths(spec, &paths, &n));
+    shard_reader *r = NULL;
+    sl_status st = shard_open(paths[0], &r);
+    if (st == SL_OK)
+        snprintf(out, cap, "%s", shard_info_get(r)->meta.tokenizer_hash);
+    shard_close(r);
+    loader_free_paths(paths, n);
+    return st;
+}
+
+/* Test-only fault injection from the environment (README "Testing hooks"). */
+static sl_status parse_faults(train_job *j) {
+    j->fault_nan_rank = j->fault_nan_step = j->fault_kill_save_step = -1;
+    const char *e = getenv("SHARDLM_FAULT_NAN_GRAD");
+    if (e && e[0]) {
+        if (sscanf(e, "%d:%d", &j->fault_nan_rank, &j->fault_nan_step) != 2)
+            return sl_errorf(SL_ERR_INVALID, "SHARDLM_FAULT_NAN_GRAD=%s: expected RANK:STEP", e);
+        LOG_WARN0("test hook SHARDLM_FAULT_NAN_GRAD: rank %d writes a NaN into its gradient at step %d",
+                  j->fault_nan_rank, j->fault_nan_step);
+    }
+    e = getenv("SHARDLM_FAULT_KILL_IN_SAVE");
+    if (e && e[0]) {
+        if (sscanf(e, "%d", &j->fault_kill_save_step) != 1)
+            return sl_errorf(SL_ERR_INVALID, "SHARDLM_FAULT_KILL_IN_SAVE=%s: expected STEP", e);
+        LOG_WARN0("test hook SHARDLM_FAULT_KILL_IN_SAVE: rank 0 kills itself while saving step %d",
+                  j->fault_kill_save_step);
+    }
+    return SL_OK;
+}
+
 sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool synthetic) {
     memset(j, 0, sizeof *j);
     j->cfg = cfg;
     j->topo = topo;
     j->synthetic = synthetic;
+    j->saved_step = -1;
+    SL_TRY(parse_faults(j));
     mem_accountant_init(&j->acct);
     SL_TRY(resolve_init_model(cfg));
     SL_TRY(parallel_plan_make(cfg, topo, &j->plan));
@@ -132,9 +172,15 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
                     .overlap = cfg->parallel.overlap,
                     .frozen = cfg->lora.enabled};
     SL_TRY(fsdp_create(&fo, &j->fs));
-    if (cfg->model.init_from[0])
+    char resume_dir[1100];
+    bool resume = false;
+    if (!synthetic)
+        SL_TRY(ckpt_find_resume(j, resume_dir, sizeof resume_dir, &resume));
+    /* A resumed run takes its weights from the checkpoint, except a LoRA
+     * run's frozen base, which checkpoints do not hold. */
+    if (cfg->model.init_from[0] && (!resume || cfg->lora.enabled))
         SL_TRY(load_init_weights(j));
-    else
+    else if (!resume)
         SL_TRY(fsdp_init_params(j->fs, (uint64_t)cfg->train.seed));
     if (cfg->lora.enabled)
         SL_TRY(train_lora_setup(j, &fo));
@@ -142,6 +188,7 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
         if (!cfg->data.train[0])
             return sl_errorf(SL_ERR_INVALID, "\"data.train\" is empty: set it to the shards written by shardlm prepare");
         SL_TRY(open_loader(j, cfg->data.train, false, &j->train_loader));
+        SL_TRY(data_tokenizer_hash(cfg->data.train, j->tokenizer_hash, sizeof j->tokenizer_hash));
         if (cfg->data.eval[0])
             SL_TRY(open_loader(j, cfg->data.eval, true, &j->eval_loader));
     }
@@ -155,6 +202,8 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
     SL_CHECK_ALLOC(j->inputs && j->targets ? j->inputs : NULL, n * 8);
     j->flops_per_token = model_layout_flops_per_token(j->layout, cfg->data.seq_len);
     j->peak_flops = 0; /* CPU: no datasheet peak, so no MFU */
+    if (resume)
+        SL_TRY(ckpt_load(j, resume_dir));
     return SL_OK;
 }
 
@@ -199,6 +248,35 @@ static void synthetic_batch(train_job *j, int micro, uint32_t *in, int32_t *tg) 
     }
 }
 
+/* Whether this rank's gradient shards hold a NaN or an infinity: 0 * x is
+ * NaN exactly for non-finite x, so one sum answers. */
+static bool grads_nonfinite(const train_job *j, fsdp *f) {
+    for (int u = 0; u < j->layout->n_units; u++) {
+        fsdp_unit_shard s = fsdp_shard(f, u);
+        if (!s.grad)
+            continue;
+        float acc = 0.0f;
+        for (int64_t i = 0; i < s.valid; i++)
+            acc += s.grad[i] * 0.0f;
+        if (acc != acc)
+            return true;
+    }
+    return false;
+}
+
+/* SHARDLM_FAULT_NAN_GRAD: a NaN in this rank's first non-empty gradient shard. */
+static void inject_nan_grad(const train_job *j, fsdp *f) {
+    for (int u = 0; u < j->layout->n_units; u++) {
+        fsdp_unit_shard s = fsdp_shard(f, u);
+        if (s.grad && s.valid > 0) {
+            LOG_WARN("SHARDLM_FAULT_NAN_GRAD: writing a NaN into the gradient of unit %d at step %d", u,
+                     j->step + 1);
+            s.grad[0] = NAN;
+            return;
+        }
+    }
+}
+
 sl_status train_job_step(train_job *j, train_step_result *r) {
     const sl_config *c = j->cfg;
     memset(r, 0, sizeof *r);
@@ -233,37 +311,53 @@ sl_status train_job_step(train_job *j, train_step_result *r) {
         loss_sum += ls;
     }
     SL_TRY(fsdp_finish_grads(j->fs));
-    /* Loss and a per-rank non-finite flag, so a NaN names its rank. */
-    int32_t bad = !isfinite(loss_sum);
+    fsdp *trainable = j->lora_fs ? j->lora_fs : j->fs;
+    if (j->fault_nan_rank == j->topo->rank && j->fault_nan_step == j->step + 1)
+        inject_nan_grad(j, trainable);
+    /* Per-rank non-finite flags (1: loss, 2: this rank's gradient shard), so
+     * the step is skipped everywhere or the fatal error names the ranks. */
+    int32_t bad = (isfinite(loss_sum) ? 0 : 1) | (grads_nonfinite(j, trainable) ? 2 : 0);
     int32_t *flags = malloc(sizeof(int32_t) * (size_t)j->topo->world);
     SL_CHECK_ALLOC(flags, sizeof(int32_t) * (size_t)j->topo->world);
     sl_status st = comm_all_gather(j->world, &bad, flags, 1, COMM_DTYPE_I32);
     if (st == SL_OK)
         st = comm_all_reduce(j->world, &loss_sum, &loss_sum, 1, COMM_DTYPE_F64, COMM_REDOP_SUM);
-    char bad_ranks[256] = "";
-    for (int i = 0; i < j->topo->world && st == SL_OK; i++)
-        if (flags[i])
-            snprintf(bad_ranks + strlen(bad_ranks), sizeof bad_ranks - strlen(bad_ranks), "%s%d",
-                     bad_ranks[0] ? ", " : "", i);
+    char bad_loss[256] = "", bad_grad[256] = "";
+    for (int i = 0; i < j->topo->world && st == SL_OK; i++) {
+        if (flags[i] & 1)
+            snprintf(bad_loss + strlen(bad_loss), sizeof bad_loss - strlen(bad_loss), "%s%d",
+                     bad_loss[0] ? ", " : "", i);
+        if (flags[i] & 2)
+            snprintf(bad_grad + strlen(bad_grad), sizeof bad_grad - strlen(bad_grad), "%s%d",
+                     bad_grad[0] ? ", " : "", i);
+    }
     free(flags);
     SL_TRY(st);
     r->loss = global_valid > 0 ? loss_sum / (double)global_valid : 0.0;
     r->tokens = global_valid;
     int step = j->step + 1;
     fsdp_step_stats fst;
-    if (bad_ranks[0]) {
-        if (c->train.nonfinite == NONFINITE_FATAL)
-            return sl_errorf(SL_ERR_INVALID, "step %d: non-finite loss on rank(s) %s (train.nonfinite = fatal)",
-                             step, bad_ranks);
+    if (bad_loss[0] || bad_grad[0]) {
+        char what[600];
+        snprintf(what, sizeof what, "%s%s%s%s%s", bad_loss[0] ? "loss on rank(s) " : "", bad_loss,
+                 bad_loss[0] && bad_grad[0] ? "; " : "", bad_grad[0] ? "local gradient norm on rank(s) " : "",
+                 bad_grad);
+        if (c->train.nonfinite == NONFINITE_FATAL) {
+            j->stop_agreed = true; /* every rank saw the same flags */
+            return sl_errorf(SL_ERR_INVALID, "step %d: non-finite %s (train.nonfinite = fatal)", step, what);
+        }
+        LOG_WARN0("step %d: non-finite %s: skipping the step on every rank", step, what);
         memset(&fst, 0, sizeof fst);
         fst.skipped = true;
         fst.grad_norm = NAN;
         fst.lr = lr_schedule_at(&c->optim, step, c->train.steps);
     } else {
         SL_TRY(fsdp_optimizer_step(j->fs, &c->optim, step, c->train.steps, &fst));
-        if (fst.skipped && c->train.nonfinite == NONFINITE_FATAL)
+        if (fst.skipped && c->train.nonfinite == NONFINITE_FATAL) {
+            j->stop_agreed = true; /* the norm is all-reduced: every rank sees it */
             return sl_errorf(SL_ERR_INVALID,
-                             "step %d: non-finite gradient norm (train.nonfinite = fatal)", step);
+                             "step %d: non-finite global gradient norm (train.nonfinite = fatal)", step);
+        }
     }
     j->step = step;
     if (fst.skipped)
@@ -400,6 +494,26 @@ static sl_status export_final(train_job *j) {
     return st;
 }
 
+/* Step boundary: if any rank got SIGTERM/SIGUSR1 (runtime/preempt.h),
+ * every rank saves and returns SL_ERR_INTERRUPTED (exit 75). */
+static sl_status check_preempt(train_job *j) {
+    int32_t sig = preempt_signal();
+    SL_TRY(comm_all_reduce(j->world, &sig, &sig, 1, COMM_DTYPE_I32, COMM_REDOP_MAX));
+    if (sig == 0)
+        return SL_OK;
+    const char *name = sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";
+    LOG_WARN0("%s (%d) received: saving a checkpoint at step %d and stopping", name, sig, j->step);
+    if (j->saved_step != j->step)
+        SL_TRY(ckpt_save(j));
+    j->stop_agreed = true;
+    char root[CFG_STR_MAX + 32];
+    SL_TRY(ckpt_root(j->cfg, root, sizeof root));
+    return sl_errorf(SL_ERR_INTERRUPTED,
+                     "stopped by %s at step %d; checkpoint %s/step_%08d is saved: relaunch with --resume auto "
+                     "to continue",
+                     name, j->step, root, j->step);
+}
+
 sl_status train_job_run(train_job *j) {
     const sl_config *c = j->cfg;
     char plan[256];
@@ -418,8 +532,10 @@ sl_status train_job_run(train_job *j) {
         SL_TRY(config_write_file(c, path));
         SL_TRY(metrics_open(c->train.run_dir, c->logging.tensorboard, &j->metrics));
     }
-    SL_TRY(run_eval(j, "before training"));
+    if (j->step == 0)
+        SL_TRY(run_eval(j, "before training"));
     while (j->step < c->train.steps) {
+        SL_TRY(check_preempt(j));
         train_step_result r;
         SL_TRY(train_job_step(j, &r));
         if (j->step % c->logging.log_every == 0 || j->step == c->train.steps || r.skipped)
@@ -427,7 +543,11 @@ sl_status train_job_run(train_job *j) {
         SL_TRY(log_metrics(j, &r));
         if (c->train.eval_every > 0 && j->step % c->train.eval_every == 0 && j->step < c->train.steps)
             SL_TRY(run_eval(j, "during training"));
+        if (c->checkpoint.every > 0 && j->step % c->checkpoint.every == 0)
+            SL_TRY(ckpt_save(j));
     }
+    if (j->saved_step != j->step)
+        SL_TRY(ckpt_save(j));
     SL_TRY(run_eval(j, "after training"));
     if (c->train.export_final)
         SL_TRY(export_final(j));

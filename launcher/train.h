@@ -6,10 +6,13 @@
  * This is where the modules meet (DESIGN section 8):
  *   config -> topology -> parallel plan -> layout -> backend -> comms
  *   -> fsdp shards (init or Hugging Face import) -> loader -> model
- *   loop: grad_accum micro-batches -> forward/backward through the FSDP hooks
- *         -> reduce-scatter -> loss/flags all-reduce -> clip + AdamW on shards
- *         -> step line, metrics.jsonl, TensorBoard -> eval -> checkpoint
- *   end:  eval, export of the final model (Hugging Face folder).
+ *   -> resume (launcher/checkpoint.h: checkpoint.resume / --resume)
+ *   loop: preemption check (SIGTERM/SIGUSR1 on any rank: save, exit 75)
+ *         -> grad_accum micro-batches -> forward/backward through the FSDP hooks
+ *         -> reduce-scatter -> loss/non-finite flags all-gather -> clip +
+ *         AdamW on shards (or skip the step everywhere) -> step line,
+ *         metrics.jsonl, TensorBoard -> eval -> checkpoint every N steps
+ *   end:  checkpoint, eval, export of the final model (Hugging Face folder).
  * `shardlm train` and `shardlm bench` (synthetic data) both drive it.
  * Every rank runs the same code; only rank 0 prints the step line and writes
  * metrics and exports.
@@ -52,6 +55,15 @@ typedef struct {
     int32_t *targets;
     int step;        /* last completed optimizer step */
     int n_skipped;   /* steps skipped for non-finite values */
+    int saved_step;  /* step of the last checkpoint saved or resumed from; -1 none */
+    bool stop_agreed; /* every rank returns the same error at the same point
+                       * (preemption, train.nonfinite = fatal, a failed
+                       * checkpoint): no MPI_Abort needed */
+    char tokenizer_hash[32]; /* of data.train's shards ("" for synthetic data) */
+    /* Test-only fault injection (README "Testing hooks"), from the
+     * environment at setup; -1 = off. */
+    int fault_nan_rank, fault_nan_step; /* SHARDLM_FAULT_NAN_GRAD=rank:step */
+    int fault_kill_save_step;           /* SHARDLM_FAULT_KILL_IN_SAVE=step */
     double flops_per_token;
     double peak_flops; /* device peak for MFU; 0 when unknown */
 } train_job;

@@ -1,0 +1,55 @@
+# Helpers for the checkpoint integration tests (sourced after lib.sh): a
+# tiny Llama, data from Debian's fortunes, and launch/kill helpers.
+FORT=/usr/share/games/fortunes
+[ -f "$FORT/fortunes" ] || fail "Debian package fortunes is missing: run make setup"
+
+ckpt_data() { # tokenizer + shards in $TMP, config in $TMP/run.json
+  cat "$FORT/fortunes" "$FORT/literature" "$FORT/riddles" > "$TMP/corpus.txt"
+  expect_exit 0 "$SHARDLM" tokenizer train --vocab-size 320 --input "$TMP/corpus.txt" \
+    --output "$TMP/tok.json" --special '<|endoftext|>'
+  expect_exit 0 "$SHARDLM" prepare --input "$TMP/corpus.txt" --output "$TMP/shards" \
+    --tokenizer "$TMP/tok.json" --set prepare.dedup_near=false
+  cat > "$TMP/run.json" <<J
+{
+  "model": {"arch": "llama", "n_layer": 2, "d_model": 48, "n_head": 6, "n_kv_head": 2,
+            "d_ff": 80, "vocab_size": 320, "max_seq_len": 64, "tie_embeddings": false},
+  "data": {"train": "$TMP/shards", "seq_len": 24},
+  "train": {"steps": 14, "seed": 7, "micro_batch": 2, "export_final": false},
+  "optim": {"lr": 3e-3, "lr_warmup": 3, "lr_min": 3e-4, "grad_clip": 0.5, "weight_decay": 0.1},
+  "checkpoint": {"every": 5, "keep": 10},
+  "logging": {"log_every": 1}
+}
+J
+}
+
+# train NP RUN_DIR [ARGS...]: one training run, expected to exit 0.
+train() {
+  local np=$1 dir=$2; shift 2
+  expect_exit 0 $MPIRUN -np "$np" "$SHARDLM" train --config "$TMP/run.json" --set train.run_dir="$dir" "$@"
+}
+
+# Steps in RUN_DIR/metrics.jsonl so far.
+metric_steps() { [ -f "$1/metrics.jsonl" ] && grep -c '"loss"' "$1/metrics.jsonl" || echo 0; }
+
+# wait_steps RUN_DIR N PID: polls until N step lines exist; fails if PID ends first.
+wait_steps() {
+  local dir=$1 n=$2 pid=$3 i
+  for i in $(seq 1 3000); do
+    [ "$(metric_steps "$dir")" -ge "$n" ] && return 0
+    kill -0 "$pid" 2>/dev/null || fail "the run in $dir ended before step $n: $(cat "$dir.log" 2>/dev/null | tail -5)"
+    sleep 0.01
+  done
+  fail "the run in $dir did not reach step $n in 30 s"
+}
+
+# Pids of the rank processes (not mpirun) of the run whose run_dir is DIR.
+rank_pids() { pgrep -f -- "^$SHARDLM train .*train.run_dir=$1( |\$)" | tr '\n' ' '; }
+
+ckpt_compare() { expect_exit "$1" "$PYTHON" "$SRC/tests/tools/ckpt_compare.py" "${@:2}"; echo "$OUT"; }
+
+# loss_at RUN_DIR STEP: the last logged loss of that step.
+loss_at() {
+  "$PYTHON" -c 'import json,sys
+v=[json.loads(l)["loss"] for l in open(sys.argv[1]+"/metrics.jsonl") if "\"loss\"" in l and json.loads(l)["step"]==int(sys.argv[2])]
+print(repr(v[-1]) if v else "none")' "$1" "$2"
+}
