@@ -753,6 +753,21 @@ static sl_status load_part(train_job *j, const ckpt_part *p, old_run *o, int64_t
     return st;
 }
 
+/* Whether step folder dir lies in this run's checkpoint folder (then the
+ * step is already saved there; a checkpoint taken from elsewhere is saved
+ * again at the next save point, at this run's world size). */
+static bool in_own_root(const sl_config *cfg, const char *dir) {
+    char root[CKPT_PATH_MAX], parent[CKPT_PATH_MAX];
+    if (ckpt_root(cfg, root, sizeof root) != SL_OK ||
+        snprintf(parent, sizeof parent, "%s/..", dir) >= (int)sizeof parent)
+        return false;
+    char *a = realpath(root, NULL), *b = realpath(parent, NULL);
+    bool same = a && b && strcmp(a, b) == 0;
+    free(a);
+    free(b);
+    return same;
+}
+
 static sl_status load_local(train_job *j, const char *dir, int64_t *bytes_read) {
     cJSON *meta;
     SL_TRY(meta_read(dir, &meta));
@@ -790,7 +805,7 @@ static sl_status load_local(train_job *j, const char *dir, int64_t *bytes_read) 
     if (st == SL_OK) {
         j->step = (int)o.step;
         j->n_skipped = (int)skipped;
-        j->saved_step = j->step;
+        j->saved_step = in_own_root(j->cfg, dir) ? j->step : -1;
         if (o.world != j->topo->world || strcmp(meta_str(meta, "fsdp_mode"),
                                                 config_enum_name("parallel.fsdp_mode", j->plan.mode)) != 0)
             LOG_INFO0("resharded checkpoint from world %d (%s, shard %d) to world %d (%s, shard %d)", o.world,
