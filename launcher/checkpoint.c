@@ -900,10 +900,10 @@ static sl_status describe_rank_file(const char *path, bool verbose, int64_t *byt
             valid += rg.valid;
         }
         if (st == SL_OK)
-            printf("  %s%-12s  %s: %d units, %" PRId64 " elements (%" PRId64 " valid), %s; %" PRId64
+            printf("  %-15s %s: %d units, %" PRId64 " elements (%" PRId64 " valid), %s; %" PRId64
                    " datasets verified (Fletcher32 + XXH3)\n",
-                   verbose ? "" : "  ", verbose ? "" : strrchr(path, '/') ? strrchr(path, '/') + 1 : path,
-                   part_names[pi], nu, elems, valid, has_opt ? "params + AdamW m, v" : "params", n_ds);
+                   verbose ? "verified" : strrchr(path, '/') ? strrchr(path, '/') + 1 : path, part_names[pi],
+                   nu, elems, valid, has_opt ? "params + AdamW m, v" : "params", n_ds);
     }
     ckpt_reader_close(r);
     return st;
