@@ -32,102 +32,20 @@
 #include "model/model.h"
 #include "optim/optim.h"
 #include "runtime/fsutil.h"
+#include "support/golden.h"
 
 static char g_dir[512];
 
-#define OK(expr)                                                                              \
-    do {                                                                                      \
-        sl_status st_ = (expr);                                                               \
-        if (st_ != SL_OK)                                                                     \
-            fail_msg("%s -> %s: %s", #expr, sl_status_name(st_), sl_error_message());         \
-    } while (0)
-
 static int group_setup(void **state) {
     (void)state;
-    const char *py = getenv("PYTHON"), *src = getenv("SRC");
-    if (!py || !src) {
-        fprintf(stderr, "PYTHON and SRC must be set (ctest sets them)\n");
-        return -1;
-    }
     snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_loraref.XXXXXX");
-    if (!mkdtemp(g_dir))
-        return -1;
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/reference/make_lora_reference.py %s",
-             py, src, g_dir);
-    int rc = system(cmd);
-    if (rc != 0) {
-        fprintf(stderr, "make_lora_reference.py failed (status %d): %s\n", rc, cmd);
-        return -1;
-    }
-    return 0;
+    return golden_make(g_dir, "make_lora_reference.py");
 }
 
 static int group_teardown(void **state) {
     (void)state;
     fs_remove_tree(g_dir);
     return 0;
-}
-
-static double *h5_read(hid_t f, const char *name, size_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0)
-        fail_msg("golden file has no dataset %s", name);
-    hid_t s = H5Dget_space(d);
-    hssize_t np = H5Sget_simple_extent_npoints(s);
-    double *buf = malloc((size_t)(np > 0 ? np : 1) * sizeof *buf);
-    assert_non_null(buf);
-    assert_true(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
-    H5Sclose(s);
-    H5Dclose(d);
-    *n = (size_t)np;
-    return buf;
-}
-
-static int32_t *h5_read_i32(hid_t f, const char *name, size_t *n, hsize_t dims[3]) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    assert_true(d >= 0);
-    hid_t s = H5Dget_space(d);
-    assert_int_equal(H5Sget_simple_extent_dims(s, dims, NULL), 3);
-    hssize_t np = H5Sget_simple_extent_npoints(s);
-    int32_t *buf = malloc((size_t)np * sizeof *buf);
-    assert_non_null(buf);
-    assert_true(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
-    H5Sclose(s);
-    H5Dclose(d);
-    *n = (size_t)np;
-    return buf;
-}
-
-static double h5_attr(hid_t f, const char *name) {
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    if (a < 0)
-        fail_msg("golden.h5 has no attribute %s", name);
-    double v = 0;
-    assert_true(H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0);
-    H5Aclose(a);
-    return v;
-}
-
-static double rel_err(const float *got, const double *want, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - want[i];
-        num += d * d;
-        den += want[i] * want[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
-static double rel_err_f(const float *got, const float *want, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - (double)want[i];
-        num += d * d;
-        den += (double)want[i] * want[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 /* Every adapter tensor of buf (adapter layout order) against group/<peft name>. */
@@ -143,9 +61,9 @@ static double compare_adapters(hid_t f, const char *group, const model_layout *a
         char name[256];
         snprintf(name, sizeof name, "%s/%s", group, p->hf_name);
         size_t n = 0;
-        double *want = h5_read(f, name, &n);
+        double *want = golden_read(f, name, &n);
         assert_int_equal(n, (size_t)p->numel);
-        double e = rel_err(buf + base + p->offset, want, n);
+        double e = golden_rel_err(buf + base + p->offset, want, n);
         if (e > w) {
             w = e;
             snprintf(worst, cap, "%s", p->hf_name);
@@ -171,13 +89,6 @@ static void hooks_init(lora_hooks *h, const model_layout *l, float *params, cons
 static void hooks_free(lora_hooks *h) {
     model_local_free(&h->base_l);
     model_local_free(&h->ad_l);
-}
-
-static int64_t count_valid(const int32_t *tg, int n) {
-    int64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v += tg[i] >= 0;
-    return v;
 }
 
 static void run_config(const char *name) {
@@ -211,12 +122,12 @@ static void run_config(const char *name) {
     assert_true(f >= 0);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_lg = 0, n1 = 0;
-    int32_t *ids = h5_read_i32(f, "input_ids", &n_ids, dims);
-    int32_t *tg = h5_read_i32(f, "targets", &n_tg, dims);
-    double *want_logits = h5_read(f, "logits", &n_lg);
-    double *want_loss = h5_read(f, "loss", &n1);
+    int32_t *ids = golden_read_i32(f, "input_ids", &n_ids, dims);
+    int32_t *tg = golden_read_i32(f, "targets", &n_tg, dims);
+    double *want_logits = golden_read(f, "logits", &n_lg);
+    double *want_loss = golden_read(f, "loss", &n1);
     int S = (int)dims[0], B = (int)dims[1], T = (int)dims[2], BT = B * T;
-    assert_true(fabs(h5_attr(f, "scale") - spec->scale) < 1e-6);
+    assert_true(fabs(golden_attr(f, "scale") - spec->scale) < 1e-6);
     uint32_t *inp = malloc(n_ids * sizeof *inp);
     assert_non_null(inp);
     for (size_t i = 0; i < n_ids; i++)
@@ -234,7 +145,7 @@ static void run_config(const char *name) {
     float *logits = malloc(n_lg * sizeof *logits), *logits2 = malloc(n_lg * sizeof *logits);
     assert_true(logits && logits2);
     OK(model_forward_logits(m, &h.base_h, inp, logits));
-    double e_logits = rel_err(logits, want_logits, n_lg);
+    double e_logits = golden_rel_err(logits, want_logits, n_lg);
 
     /* a model with LoRA attached refuses hooks without adapters, and the reverse */
     model_unit_hooks bare = h.base_h;
@@ -242,7 +153,7 @@ static void run_config(const char *name) {
     assert_int_equal(model_forward_logits(m, &bare, inp, logits2), SL_ERR_INVALID);
     assert_int_equal(model_forward_logits(plain, &h.base_h, inp, logits2), SL_ERR_INVALID);
 
-    int64_t nv = count_valid(tg, BT);
+    int64_t nv = golden_count_valid(tg, (size_t)BT);
     double loss_sum = 0, loss_sum_r = 0;
     int64_t n_valid = 0;
     OK(model_forward_backward(m, &h.base_h, inp, tg, (float)(1.0 / (double)nv), &loss_sum, &n_valid));
@@ -257,22 +168,13 @@ static void run_config(const char *name) {
 
     /* 3 AdamW steps on the adapters; clipping over their norm only */
     cfg_optim oc = cfg.optim;
-    oc.lr = h5_attr(f, "lr");
-    oc.lr_min = h5_attr(f, "lr_min");
-    oc.lr_warmup = (int)h5_attr(f, "lr_warmup");
-    oc.lr_schedule = LR_SCHEDULE_COSINE;
-    oc.beta1 = h5_attr(f, "beta1");
-    oc.beta2 = h5_attr(f, "beta2");
-    oc.eps = h5_attr(f, "eps");
-    oc.weight_decay = h5_attr(f, "weight_decay");
-    oc.grad_clip = h5_attr(f, "grad_clip");
-    int total = (int)h5_attr(f, "total_steps");
+    int total = golden_read_optim(f, &oc);
     for (int s = 1; s <= S; s++) {
         if (s > 1) {
             memset(ag, 0, PA * sizeof *ag);
             size_t o = (size_t)(s - 1) * (size_t)BT;
-            OK(model_forward_backward(m, &h.base_h, inp + o, tg + o,
-                                      (float)(1.0 / (double)count_valid(tg + o, BT)), &loss_sum, &n_valid));
+            double nvs = (double)golden_count_valid(tg + o, (size_t)BT);
+            OK(model_forward_backward(m, &h.base_h, inp + o, tg + o, (float)(1.0 / nvs), &loss_sum, &n_valid));
         }
         double sq = 0;
         OK(optim_sq_norm(be, ag, (int64_t)PA, &sq));
@@ -296,7 +198,7 @@ static void run_config(const char *name) {
     model_unit_hooks mh;
     OK(model_local_init(&ml, l, merged, NULL, &mh));
     OK(model_forward_logits(plain, &mh, inp, logits2));
-    double e_merged = rel_err_f(logits2, logits, n_lg);
+    double e_merged = golden_rel_err_f(logits2, logits, n_lg);
     model_local_free(&ml);
 
     /* export -> load back bitwise; PEFT's formula in PyTorch gives the same logits */
@@ -320,10 +222,10 @@ static void run_config(const char *name) {
     hid_t pf = H5Fopen(peft_h5, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(pf >= 0);
     size_t n_pl = 0;
-    double *peft_logits = h5_read(pf, "logits", &n_pl);
+    double *peft_logits = golden_read(pf, "logits", &n_pl);
     H5Fclose(pf);
     assert_int_equal(n_pl, n_lg);
-    double e_peft = rel_err(logits, peft_logits, n_lg);
+    double e_peft = golden_rel_err(logits, peft_logits, n_lg);
 
     /* fresh adapters: B = 0, |A| <= 1/sqrt(in); the model starts as the base */
     for (int u = 0, off = 0; u < al->n_units; off += (int)al->units[u].numel, u++)

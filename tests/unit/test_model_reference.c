@@ -25,35 +25,14 @@
 #include "optim/trainer.h"
 #include "runtime/fsutil.h"
 #include "runtime/safetensors.h"
+#include "support/golden.h"
 
 static char g_dir[512];
 
-#define OK(expr)                                                                              \
-    do {                                                                                      \
-        sl_status st_ = (expr);                                                               \
-        if (st_ != SL_OK)                                                                     \
-            fail_msg("%s -> %s: %s", #expr, sl_status_name(st_), sl_error_message());         \
-    } while (0)
-
 static int group_setup(void **state) {
     (void)state;
-    const char *py = getenv("PYTHON"), *src = getenv("SRC");
-    if (!py || !src) {
-        fprintf(stderr, "PYTHON and SRC must be set (ctest sets them)\n");
-        return -1;
-    }
     snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_modelref.XXXXXX");
-    if (!mkdtemp(g_dir))
-        return -1;
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/reference/make_reference.py %s",
-             py, src, g_dir);
-    int rc = system(cmd);
-    if (rc != 0) {
-        fprintf(stderr, "make_reference.py failed (status %d): %s\n", rc, cmd);
-        return -1;
-    }
-    return 0;
+    return golden_make(g_dir, "make_reference.py");
 }
 
 static int group_teardown(void **state) {
@@ -62,58 +41,7 @@ static int group_teardown(void **state) {
     return 0;
 }
 
-/* ---- HDF5 ---- */
-
-static double *h5_read(hid_t f, const char *name, size_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0)
-        fail_msg("golden.h5 has no dataset %s", name);
-    hid_t s = H5Dget_space(d);
-    hssize_t np = H5Sget_simple_extent_npoints(s);
-    double *buf = malloc((size_t)(np > 0 ? np : 1) * sizeof *buf);
-    assert_non_null(buf);
-    assert_true(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
-    H5Sclose(s);
-    H5Dclose(d);
-    *n = (size_t)np;
-    return buf;
-}
-
-static int32_t *h5_read_i32(hid_t f, const char *name, size_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    assert_true(d >= 0);
-    hid_t s = H5Dget_space(d);
-    hssize_t np = H5Sget_simple_extent_npoints(s);
-    int32_t *buf = malloc((size_t)np * sizeof *buf);
-    assert_non_null(buf);
-    assert_true(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
-    H5Sclose(s);
-    H5Dclose(d);
-    *n = (size_t)np;
-    return buf;
-}
-
-static double h5_attr(hid_t f, const char *name) {
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    if (a < 0)
-        fail_msg("golden.h5 has no attribute %s", name);
-    double v = 0;
-    assert_true(H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0);
-    H5Aclose(a);
-    return v;
-}
-
 /* ---- comparisons ---- */
-
-static double rel_err(const float *got, const double *want, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - want[i];
-        num += d * d;
-        den += want[i] * want[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 /* Each parameter of buf (model_local order) against group/<prefix><hf_name>
  * (HF layout); returns the worst relative error and names it. */
@@ -130,7 +58,7 @@ static double compare_params(hid_t f, const char *group, const model_layout *l, 
         char name[256];
         snprintf(name, sizeof name, "%s/%s%s", group, prefix, p->hf_name);
         size_t n = 0;
-        double *want = h5_read(f, name, &n);
+        double *want = golden_read(f, name, &n);
         assert_int_equal(n, (size_t)p->numel);
         const float *got = buf + base + p->offset;
         if (p->hf_transposed) { /* golden (in, out); ours (out, in) */
@@ -141,7 +69,7 @@ static double compare_params(hid_t f, const char *group, const model_layout *l, 
                     tmp[c * p->shape[0] + r] = got[r * p->shape[1] + c];
             got = tmp;
         }
-        double e = rel_err(got, want, n);
+        double e = golden_rel_err(got, want, n);
         if (e > max_err || isnan(e)) {
             max_err = e;
             snprintf(worst, worst_cap, "%s", name);
@@ -201,21 +129,16 @@ static void run_config(const char *name) {
 
     hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(f >= 0);
+    hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_lg = 0, n1 = 0;
-    int32_t *ids = h5_read_i32(f, "input_ids", &n_ids);
-    int32_t *tg = h5_read_i32(f, "targets", &n_tg);
-    double *want_logits = h5_read(f, "logits", &n_lg);
-    double *want_loss = h5_read(f, "loss", &n1);
-    int S = (int)h5_attr(f, "steps");
+    int32_t *ids = golden_read_i32(f, "input_ids", &n_ids, dims);
+    int32_t *tg = golden_read_i32(f, "targets", &n_tg, NULL);
+    double *want_logits = golden_read(f, "logits", &n_lg);
+    double *want_loss = golden_read(f, "loss", &n1);
+    int S = (int)golden_attr(f, "steps");
     int V = cfg.model.vocab_size;
     int BT = (int)(n_lg / (size_t)V);
     assert_int_equal(n_ids, (size_t)S * BT);
-    hid_t d = H5Dopen2(f, "input_ids", H5P_DEFAULT);
-    hid_t sp = H5Dget_space(d);
-    hsize_t dims[3];
-    assert_int_equal(H5Sget_simple_extent_dims(sp, dims, NULL), 3);
-    H5Sclose(sp);
-    H5Dclose(d);
     int B = (int)dims[1], T = (int)dims[2];
     uint32_t *inp = malloc(n_ids * sizeof *inp);
     assert_non_null(inp);
@@ -229,12 +152,10 @@ static void run_config(const char *name) {
     float *logits = malloc(n_lg * sizeof *logits);
     assert_non_null(logits);
     OK(model_forward_logits(m, trainer_hooks(t), inp, logits));
-    double e_logits = rel_err(logits, want_logits, n_lg);
+    double e_logits = golden_rel_err(logits, want_logits, n_lg);
 
     /* loss and grads on batch 0 */
-    int64_t nv = 0;
-    for (int i = 0; i < BT; i++)
-        nv += tg[i] >= 0;
+    int64_t nv = golden_count_valid(tg, (size_t)BT);
     double loss_sum = 0;
     int64_t n_valid = 0;
     OK(trainer_zero_grads(t));
@@ -257,22 +178,11 @@ static void run_config(const char *name) {
 
     /* 3 AdamW steps: step 1 on batch 0's grads (already accumulated) */
     cfg_optim oc = cfg.optim;
-    oc.lr = h5_attr(f, "lr");
-    oc.lr_min = h5_attr(f, "lr_min");
-    oc.lr_warmup = (int)h5_attr(f, "lr_warmup");
-    oc.lr_schedule = LR_SCHEDULE_COSINE; /* make_reference.py's OPT["schedule"] */
-    oc.beta1 = h5_attr(f, "beta1");
-    oc.beta2 = h5_attr(f, "beta2");
-    oc.eps = h5_attr(f, "eps");
-    oc.weight_decay = h5_attr(f, "weight_decay");
-    oc.grad_clip = h5_attr(f, "grad_clip");
-    int total = (int)h5_attr(f, "total_steps");
+    int total = golden_read_optim(f, &oc);
     for (int s = 1; s <= S; s++) {
         if (s > 1) {
             OK(trainer_zero_grads(t));
-            int64_t nvs = 0;
-            for (int i = 0; i < BT; i++)
-                nvs += tg[(size_t)(s - 1) * BT + i] >= 0;
+            int64_t nvs = golden_count_valid(tg + (size_t)(s - 1) * BT, (size_t)BT);
             OK(model_forward_backward(m, trainer_hooks(t), inp + (size_t)(s - 1) * BT,
                                       tg + (size_t)(s - 1) * BT, (float)(1.0 / (double)nvs), &loss_sum,
                                       &n_valid));
