@@ -24,11 +24,10 @@ import math
 import os
 import sys
 
-import h5py
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import golden  # noqa: E402
 import hf_io  # noqa: E402
 import make_reference as mr  # noqa: E402
 import models  # noqa: E402
@@ -82,14 +81,6 @@ def effective(P, mods, A, B, s, conv1d):
     return Q
 
 
-def loss_of(Q, cfg, inp, tgt):
-    lg = models.logits(Q, cfg, inp)
-    V = lg.shape[-1]
-    ls = torch.nn.functional.cross_entropy(lg.reshape(-1, V), tgt.reshape(-1), ignore_index=-100,
-                                           reduction="sum")
-    return lg, ls / (tgt >= 0).sum()
-
-
 def adapter_config(c, conv1d):
     return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": c["r"], "lora_alpha": c["alpha"],
             "lora_dropout": 0.0, "target_modules": c["targets"], "use_rslora": c["rslora"],
@@ -129,7 +120,7 @@ def run(name, c, out):
     A = {k: v.to(torch.float64).requires_grad_(True) for k, v in A32.items()}
     B = {k: v.to(torch.float64).requires_grad_(True) for k, v in B32.items()}
     inp, tgt = mr.batches(b, g)
-    lg, loss = loss_of(effective(P, mods, A, B, s, conv1d), cfg, inp[0], tgt[0])
+    lg, loss = golden.loss_of(effective(P, mods, A, B, s, conv1d), cfg, inp[0], tgt[0])
     loss.backward()
     grads0 = {}
     for path in A:
@@ -146,50 +137,16 @@ def run(name, c, out):
         if st > 1:
             for t in train.values():
                 t.grad = None
-            _, ls = loss_of(effective(P, mods, A, B, s, conv1d), cfg, inp[st - 1], tgt[st - 1])
+            _, ls = golden.loss_of(effective(P, mods, A, B, s, conv1d), cfg, inp[st - 1], tgt[st - 1])
             ls.backward()
-        norm = torch.sqrt(sum((t.grad.detach() ** 2).sum() for t in train.values())).item()
-        f = min(1.0, OPT["grad_clip"] / (norm + 1e-6))
-        clip_active.append(f < 1.0)
-        lr = models.lr_at(st, OPT["total_steps"], OPT["lr"], OPT["lr_min"], OPT["lr_warmup"], OPT["schedule"])
-        b1, b2, eps = OPT["beta1"], OPT["beta2"], OPT["eps"]
-        with torch.no_grad():
-            for k, p in train.items():
-                gr = p.grad * f
-                p.mul_(1 - lr * OPT["weight_decay"])
-                m[k].mul_(b1).add_(gr, alpha=1 - b1)
-                v2[k].mul_(b2).addcmul_(gr, gr, value=1 - b2)
-                denom = (v2[k].sqrt() / (1 - b2 ** st) ** 0.5).add_(eps)
-                p.addcdiv_(m[k], denom, value=-lr / (1 - b1 ** st))
+        # PEFT's adapters all decay (torch.optim.AdamW over the trainable tensors)
+        clip_active.append(golden.adamw_step(train, m, v2, st, OPT, lambda k: True) < 1.0)
     if not any(clip_active):
         raise SystemExit(f"{name}: clipping never active ({clip_active}); lower grad_clip")
-    with h5py.File(os.path.join(folder, "golden.h5"), "w") as f:
-        f["input_ids"] = inp.numpy().astype(np.int32)
-        f["targets"] = tgt.numpy().astype(np.int32)
-        f["logits"] = lg.detach().numpy()
-        f["loss"] = loss.item()
-        for k, t in grads0.items():
-            f["grads/" + k] = t.numpy()
-        for k, t in train.items():
-            f["params_after/" + k] = t.detach().numpy()
-        for k, val in OPT.items():
-            f.attrs[k] = val
-        f.attrs["steps"] = STEPS
-        f.attrs["scale"] = s
-        f.attrs["clip_active"] = np.array(clip_active, dtype=np.int32)
+    golden.write(os.path.join(folder, "golden.h5"), inp, tgt, lg, loss, grads0, train, OPT, STEPS, clip_active,
+                 scale=s)
     print(f"{name}: loss {loss.item():.6f}, {len(train)} adapter tensors -> {folder}")
 
 
-def main():
-    if len(sys.argv) < 2:
-        raise SystemExit(__doc__)
-    torch.set_num_threads(1)
-    out = sys.argv[1]
-    for n in sys.argv[2:] or list(CONFIGS):
-        if n not in CONFIGS:
-            raise SystemExit(f"unknown configuration {n!r}; known: {', '.join(CONFIGS)}")
-        run(n, CONFIGS[n], out)
-
-
 if __name__ == "__main__":
-    main()
+    golden.main(__doc__, CONFIGS, run)

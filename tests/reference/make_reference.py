@@ -13,7 +13,7 @@ model.safetensors, F32, GPT-2 in Conv1D layout) and <out>/<name>/golden.h5:
   attributes: the optimizer settings, and clip_active (steps where clipping
   scaled the gradients)
 The model runs in float64 (weights are float32 values) with the plain PyTorch
-definitions of models.py; AdamW is written out (torch.optim.AdamW semantics)
+definitions of models.py; AdamW is written out in golden.py (torch.optim.AdamW semantics)
 with torch's clip_grad_norm_ factor.
 
 usage: make_reference.py OUT_DIR [NAME ...]
@@ -21,11 +21,10 @@ usage: make_reference.py OUT_DIR [NAME ...]
 import os
 import sys
 
-import h5py
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import golden  # noqa: E402
 import hf_io  # noqa: E402
 import models  # noqa: E402
 
@@ -125,14 +124,6 @@ def batches(c, g):
     return inp, tgt
 
 
-def loss_of(P, cfg, inp, tgt):
-    lg = models.logits(P, cfg, inp)
-    V = lg.shape[-1]
-    s = torch.nn.functional.cross_entropy(lg.reshape(-1, V), tgt.reshape(-1), ignore_index=-100,
-                                          reduction="sum")
-    return lg, s / (tgt >= 0).sum()
-
-
 def run(name, c, out):
     g = torch.Generator().manual_seed(1000 + sum(map(ord, name)))
     P32 = make_params(c, g)
@@ -141,7 +132,7 @@ def run(name, c, out):
     hf_io.write_folder(os.path.join(folder, "hf"), cfg, P32)
     inp, tgt = batches(c, g)
     P = {k: v.to(torch.float64).requires_grad_(True) for k, v in P32.items()}
-    lg, loss = loss_of(P, cfg, inp[0], tgt[0])
+    lg, loss = golden.loss_of(P, cfg, inp[0], tgt[0])
     loss.backward()
     grads0 = {k: v.grad.detach().clone() for k, v in P.items()}
     m = {k: torch.zeros_like(v) for k, v in P.items()}
@@ -151,52 +142,15 @@ def run(name, c, out):
         if s > 1:
             for t in P.values():
                 t.grad = None
-            _, ls = loss_of(P, cfg, inp[s - 1], tgt[s - 1])
+            _, ls = golden.loss_of(P, cfg, inp[s - 1], tgt[s - 1])
             ls.backward()
-        norm = torch.sqrt(sum((t.grad.detach() ** 2).sum() for t in P.values())).item()
-        f = min(1.0, OPT["grad_clip"] / (norm + 1e-6))
-        clip_active.append(f < 1.0)
-        lr = models.lr_at(s, OPT["total_steps"], OPT["lr"], OPT["lr_min"], OPT["lr_warmup"], OPT["schedule"])
-        b1, b2, eps = OPT["beta1"], OPT["beta2"], OPT["eps"]
-        with torch.no_grad():
-            for k, p in P.items():
-                gr = p.grad * f
-                wd = OPT["weight_decay"] if models.decays(k) else 0.0
-                p.mul_(1 - lr * wd)
-                m[k].mul_(b1).add_(gr, alpha=1 - b1)
-                v2[k].mul_(b2).addcmul_(gr, gr, value=1 - b2)
-                denom = (v2[k].sqrt() / (1 - b2 ** s) ** 0.5).add_(eps)
-                p.addcdiv_(m[k], denom, value=-lr / (1 - b1 ** s))
+        clip_active.append(golden.adamw_step(P, m, v2, s, OPT, models.decays) < 1.0)
     if not all(clip_active):
         raise SystemExit(f"{name}: clipping was not active at every step ({clip_active}); lower grad_clip")
-    with h5py.File(os.path.join(folder, "golden.h5"), "w") as f:
-        f["input_ids"] = inp.numpy().astype(np.int32)
-        f["targets"] = tgt.numpy().astype(np.int32)
-        f["logits"] = lg.detach().numpy()
-        f["loss"] = loss.item()
-        for k, t in grads0.items():
-            f["grads/" + k] = t.numpy()
-        for k, t in P.items():
-            f["params_after/" + k] = t.detach().numpy()
-        for k, val in OPT.items():
-            f.attrs[k] = val
-        f.attrs["steps"] = STEPS
-        f.attrs["name"] = name
-        f.attrs["clip_active"] = np.array(clip_active, dtype=np.int32)
+    golden.write(os.path.join(folder, "golden.h5"), inp, tgt, lg, loss, grads0, P, OPT, STEPS, clip_active,
+                 name=name)
     print(f"{name}: loss {loss.item():.6f}, {len(P)} tensors -> {folder}")
 
 
-def main():
-    if len(sys.argv) < 2:
-        raise SystemExit(__doc__)
-    torch.set_num_threads(1)
-    out = sys.argv[1]
-    names = sys.argv[2:] or list(CONFIGS)
-    for n in names:
-        if n not in CONFIGS:
-            raise SystemExit(f"unknown configuration {n!r}; known: {', '.join(CONFIGS)}")
-        run(n, CONFIGS[n], out)
-
-
 if __name__ == "__main__":
-    main()
+    golden.main(__doc__, CONFIGS, run)
