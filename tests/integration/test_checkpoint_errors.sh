@@ -23,9 +23,9 @@ expect_out "1 complete checkpoint: step_00000003"
 
 # bad COPY_NAME: a copy of the good checkpoint to damage
 bad() { rm -rf "$TMP/$1"; cp -r "$GOOD" "$TMP/$1"; B="$TMP/$1"; }
-resume() { # resume EXIT PATH [ARGS...]: np 1 resume from PATH
+resume() { # resume EXIT PATH [ARGS...]: resume from PATH in one process (MPI singleton)
   local want=$1 path=$2; shift 2
-  expect_exit "$want" $MPIRUN -np 1 "$SHARDLM" train --config "$TMP/run.json" --set train.run_dir="$TMP/r" \
+  expect_exit "$want" "$SHARDLM" train --config "$TMP/run.json" --set train.run_dir="$TMP/r" \
     --set train.micro_batch=4 --resume "$path" "$@"
 }
 resume 0 "$GOOD" --set train.steps=4
