@@ -181,7 +181,10 @@ sl_status ckpt_writer_open(const char *path, const ckpt_file_info *info, ckpt_wr
 
 static sl_status write_dataset_locked(hid_t g, const char *name, const float *data, int64_t len) {
     hsize_t dims = (hsize_t)len;
-    hsize_t chunk = len < CKPT_FILE_CHUNK ? (hsize_t)len : (hsize_t)CKPT_FILE_CHUNK;
+    /* Equal chunks of at most CKPT_FILE_CHUNK: HDF5 stores a partial last
+     * chunk at full size, so an uneven split would waste up to a chunk. */
+    int64_t n_chunks = (len + CKPT_FILE_CHUNK - 1) / CKPT_FILE_CHUNK;
+    hsize_t chunk = (hsize_t)((len + n_chunks - 1) / n_chunks);
     hid_t sp = H5Screate_simple(1, &dims, NULL);
     SL_CHECK_HDF5(sp);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);

@@ -13,7 +13,8 @@
  *       attributes start, len, valid, numel (int64): this rank owns elements
  *       [start, start + len) of the unit's padded flat buffer, of which the
  *       first `valid` are below numel (the rest is zero padding)
- *       param, m, v           float32 [len]; chunked (CKPT_FILE_CHUNK floats),
+ *       param, m, v           float32 [len]; chunked (equal chunks of at most
+ *                             CKPT_FILE_CHUNK floats),
  *                             Fletcher32 per chunk, and an "xxh3" attribute
  *                             (uint64, XXH3-64 of the len floats as stored)
  *                             checked after every full read. m and v are

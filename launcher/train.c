@@ -180,7 +180,7 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
      * run's frozen base, which checkpoints do not hold. */
     if (cfg->model.init_from[0] && (!resume || cfg->lora.enabled))
         SL_TRY(load_init_weights(j));
-    else if (!resume)
+    else if (!resume || cfg->lora.enabled)
         SL_TRY(fsdp_init_params(j->fs, (uint64_t)cfg->train.seed));
     if (cfg->lora.enabled)
         SL_TRY(train_lora_setup(j, &fo));

@@ -56,4 +56,19 @@ ckpt_compare 0 bitwise "$TMP/ref2/checkpoints/step_000000$STEPS" "$dir/checkpoin
 # retention: checkpoint.keep = 2 keeps the newest two complete ones
 [ "$(ls "$dir/checkpoints" | tr '\n' ' ')" = "latest step_00000025 step_00000030 " ] ||
   fail "checkpoint.keep=2 left: $(ls "$dir/checkpoints" | tr '\n' ' ')"
+
+# LoRA (random base from the seed, as for benchmarks): the checkpoint holds
+# the adapters ("lora" part) and no frozen base; resume from step 5 of a
+# 10-step run ends bitwise equal to the uninterrupted run.
+LORA=(--set lora.enabled=true --set lora.r=4 --set lora.alpha=8 --set lora.targets=q_proj,v_proj,down_proj
+      --set train.steps=10 --set train.micro_batch=3)
+train 2 "$TMP/lora_ref" "${LORA[@]}"
+mkdir -p "$TMP/lora_res/checkpoints"
+cp -r "$TMP/lora_ref/checkpoints/step_00000005" "$TMP/lora_res/checkpoints/"
+train 2 "$TMP/lora_res" "${LORA[@]}" --resume auto
+expect_out "resumed from $TMP/lora_res/checkpoints/step_00000005 at step 5"
+ckpt_compare 0 bitwise "$TMP/lora_ref/checkpoints/step_00000010" "$TMP/lora_res/checkpoints/step_00000010"
+expect_exit 0 "$SHARDLM" inspect "$TMP/lora_res/checkpoints/step_00000010/rank_00000.h5"
+expect_out "lora: 4 units"
+printf '%s' "$OUT" | grep -q "model:" && fail "a LoRA checkpoint holds the frozen base: $OUT"
 echo "ok"
