@@ -2,15 +2,19 @@
 
 #include <cblas.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <hdf5.h>
+#include <math.h>
 #include <mpi.h>
 #include <pcre2.h>
+#include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 #include <xxhash.h>
 #include <zstd.h>
 
 #include "kernels/device_info.h"
+#include "runtime/check.h"
 #include "runtime/log.h"
 
 static bool is_flag(const char *name, const char *const *flags) {
@@ -84,6 +88,60 @@ sl_status cli_check_known(const cli_args *a, const char *const *known) {
         if (!ok)
             return sl_errorf(SL_ERR_INVALID, "unknown option --%s", a->opts[i].name);
     }
+    return SL_OK;
+}
+
+sl_status cli_get_int(const cli_args *a, const char *name, long long lo, long long hi, long long *v) {
+    const char *s = cli_get(a, name);
+    if (!s)
+        return SL_OK;
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (errno || end == s || *end || x < lo || x > hi)
+        return sl_errorf(SL_ERR_INVALID, "--%s \"%s\": expected an integer in [%lld, %lld]", name, s, lo, hi);
+    *v = x;
+    return SL_OK;
+}
+
+sl_status cli_get_float(const cli_args *a, const char *name, float *v) {
+    const char *s = cli_get(a, name);
+    if (!s)
+        return SL_OK;
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(x))
+        return sl_errorf(SL_ERR_INVALID, "--%s \"%s\": expected a number", name, s);
+    *v = (float)x;
+    return SL_OK;
+}
+
+sl_status cli_read_stream(FILE *f, const char *what, char **out, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    SL_CHECK_ALLOC(buf, cap);
+    for (;;) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return sl_errorf(SL_ERR_NOMEM, "out of memory reading %s (%zu bytes)", what, cap * 2);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        return sl_errorf(SL_ERR_IO, "error reading %s", what);
+    }
+    *out = buf;
+    *len = n;
     return SL_OK;
 }
 

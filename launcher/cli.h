@@ -1,7 +1,8 @@
 /* launcher/cli.h: option parsing and error reporting shared by commands.
  *
- * defines: cli_args, cli_parse, cli_opt, cli_load_config, cli_exit_code,
- *          cli_report, cli_print_version
+ * defines: cli_args, cli_parse, cli_opt, cli_get_int, cli_get_float,
+ *          cli_read_stream, cli_load_config, cli_exit_code, cli_report,
+ *          cli_print_version
  *
  * Options are "--name value" or "--name=value"; flags are "--name".
  * cli_load_config applies the --config files in order, then the --set
@@ -40,6 +41,16 @@ bool cli_has(const cli_args *a, const char *name);
 /* Rejects options not in `known` (NULL-terminated), suggesting none: the
  * usage text follows the error. */
 sl_status cli_check_known(const cli_args *a, const char *const *known);
+/* The value of --name as an integer in [lo, hi] into *v; *v is left as it
+ * is (the caller's default) when the option is absent. SL_ERR_INVALID
+ * naming the option and the range otherwise. */
+sl_status cli_get_int(const cli_args *a, const char *name, long long lo, long long hi, long long *v);
+/* The same for a finite number (no range). */
+sl_status cli_get_float(const cli_args *a, const char *name, float *v);
+
+/* Reads f to its end into a malloc'd buffer (*out, caller frees; not
+ * NUL-terminated) of *len bytes. `what` names the stream in errors ("stdin"). */
+sl_status cli_read_stream(FILE *f, const char *what, char **out, size_t *len);
 
 sl_status cli_load_config(const cli_args *a, sl_config *cfg);
 

@@ -6,7 +6,6 @@
  * batches are those of the loader's epoch-0 order for --batch G samples, so
  * the set of evaluated samples, and the result, do not depend on the number
  * of ranks or on --micro-batch. */
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
@@ -52,19 +51,6 @@ typedef struct {
     bool json;
 } eval_opts;
 
-static sl_status opt_int(const cli_args *a, const char *name, long long lo, long long hi, long long *v) {
-    const char *s = cli_get(a, name);
-    if (!s)
-        return SL_OK;
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (errno || end == s || *end || x < lo || x > hi)
-        return sl_errorf(SL_ERR_INVALID, "--%s \"%s\": expected an integer in [%lld, %lld]", name, s, lo, hi);
-    *v = x;
-    return SL_OK;
-}
-
 static sl_status parse_opts(const cli_args *a, eval_opts *o) {
     memset(o, 0, sizeof *o);
     o->model_dir = cli_get(a, "model");
@@ -73,22 +59,22 @@ static sl_status parse_opts(const cli_args *a, eval_opts *o) {
     if (!o->model_dir || !o->data)
         return sl_errorf(SL_ERR_INVALID, "--model DIR and --data SHARDS are required");
     long long v = 0;
-    SL_TRY(opt_int(a, "seq-len", 1, 1 << 24, &v));
+    SL_TRY(cli_get_int(a, "seq-len", 1, 1 << 24, &v));
     o->seq_len = (int)v;
     v = 8;
-    SL_TRY(opt_int(a, "batch", 1, 1 << 24, &v));
+    SL_TRY(cli_get_int(a, "batch", 1, 1 << 24, &v));
     o->batch = (int)v;
     v = 0;
-    SL_TRY(opt_int(a, "micro-batch", 1, 1 << 24, &v));
+    SL_TRY(cli_get_int(a, "micro-batch", 1, 1 << 24, &v));
     o->micro_batch = (int)v;
     v = 0;
-    SL_TRY(opt_int(a, "batches", 1, INT64_MAX, &v));
+    SL_TRY(cli_get_int(a, "batches", 1, INT64_MAX, &v));
     o->batches = v;
     v = 0;
-    SL_TRY(opt_int(a, "seed", 0, INT64_MAX, &v));
+    SL_TRY(cli_get_int(a, "seed", 0, INT64_MAX, &v));
     o->seed = (uint64_t)v;
     v = 0;
-    SL_TRY(opt_int(a, "threads", 0, 4096, &v));
+    SL_TRY(cli_get_int(a, "threads", 0, 4096, &v));
     o->threads = (int)v;
     const char *m = cli_get(a, "mode");
     o->mode = DATA_MODE_PRETRAIN;

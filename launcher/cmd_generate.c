@@ -1,7 +1,6 @@
 /* shardlm generate: text from a model folder with a KV cache (model/decode.h)
  * and a sampler (model/sample.h), streamed to stdout as it is produced.
  * One process, CPU backend; no MPI. */
-#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -57,32 +56,6 @@ typedef struct {
 
 /* ---- option parsing ---- */
 
-static sl_status opt_long(const cli_args *a, const char *name, long long lo, long long hi, long long *v) {
-    const char *s = cli_get(a, name);
-    if (!s)
-        return SL_OK;
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (errno || end == s || *end || x < lo || x > hi)
-        return sl_errorf(SL_ERR_INVALID, "--%s \"%s\": expected an integer in [%lld, %lld]", name, s, lo, hi);
-    *v = x;
-    return SL_OK;
-}
-
-static sl_status opt_float(const cli_args *a, const char *name, float *v) {
-    const char *s = cli_get(a, name);
-    if (!s)
-        return SL_OK;
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(x))
-        return sl_errorf(SL_ERR_INVALID, "--%s \"%s\": expected a number", name, s);
-    *v = (float)x;
-    return SL_OK;
-}
-
 static sl_status parse_opts(const cli_args *a, gen_opts *o) {
     memset(o, 0, sizeof *o);
     o->model_dir = cli_get(a, "model");
@@ -102,19 +75,19 @@ static sl_status parse_opts(const cli_args *a, gen_opts *o) {
     if (o->stop && !o->stop[0])
         return sl_errorf(SL_ERR_INVALID, "--stop needs a non-empty text");
     long long v = 128;
-    SL_TRY(opt_long(a, "max-new-tokens", 1, 1 << 24, &v));
+    SL_TRY(cli_get_int(a, "max-new-tokens", 1, 1 << 24, &v));
     o->max_new = (int)v;
     v = 0;
-    SL_TRY(opt_long(a, "top-k", 0, 1 << 30, &v));
+    SL_TRY(cli_get_int(a, "top-k", 0, 1 << 30, &v));
     o->top_k = (int)v;
     v = 0;
-    SL_TRY(opt_long(a, "threads", 0, 4096, &v));
+    SL_TRY(cli_get_int(a, "threads", 0, 4096, &v));
     o->threads = (int)v;
     v = 0;
-    SL_TRY(opt_long(a, "seed", 0, INT64_MAX, &v));
+    SL_TRY(cli_get_int(a, "seed", 0, INT64_MAX, &v));
     o->seed = (uint64_t)v;
-    SL_TRY(opt_float(a, "temperature", &o->temperature));
-    SL_TRY(opt_float(a, "top-p", &o->top_p));
+    SL_TRY(cli_get_float(a, "temperature", &o->temperature));
+    SL_TRY(cli_get_float(a, "top-p", &o->top_p));
     if (o->temperature < 0)
         return sl_errorf(SL_ERR_INVALID, "--temperature %g: expected >= 0 (0 = greedy)", (double)o->temperature);
     if (!(o->top_p > 0 && o->top_p <= 1))
@@ -124,34 +97,14 @@ static sl_status parse_opts(const cli_args *a, gen_opts *o) {
 
 /* ---- prompt ---- */
 
+/* stdin, less one trailing newline (CRLF or LF). */
 static sl_status read_stdin(char **out, size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    SL_CHECK_ALLOC(buf, cap);
-    for (;;) {
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return sl_errorf(SL_ERR_NOMEM, "out of memory reading the prompt from stdin");
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, stdin);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(stdin)) {
-        free(buf);
-        return sl_errorf(SL_ERR_IO, "error reading the prompt from stdin");
-    }
-    if (n > 0 && buf[n - 1] == '\n')
+    SL_TRY(cli_read_stream(stdin, "the prompt from stdin", out, len));
+    size_t n = *len;
+    if (n > 0 && (*out)[n - 1] == '\n')
         n--;
-    if (n > 0 && buf[n - 1] == '\r')
+    if (n > 0 && (*out)[n - 1] == '\r')
         n--;
-    *out = buf;
     *len = n;
     return SL_OK;
 }

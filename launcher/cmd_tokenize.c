@@ -26,35 +26,6 @@ void cmd_tokenize_usage(FILE *out) {
             "--bench    encode FILE N times (default 5) on one thread; print the median MB/s\n");
 }
 
-static sl_status read_stream(FILE *f, char **out, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    SL_CHECK_ALLOC(buf, cap);
-    for (;;) {
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return sl_errorf(SL_ERR_NOMEM, "out of memory reading stdin (%zu bytes)", cap * 2);
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                free(buf);
-                return sl_errorf(SL_ERR_IO, "error reading stdin");
-            }
-            break;
-        }
-    }
-    *out = buf;
-    *len = n;
-    return SL_OK;
-}
-
 /* Encodes into a buffer grown to fit; the caller frees *ids. */
 static sl_status encode_all(const tokenizer *t, const char *text, size_t len, int special,
                             uint32_t **ids, size_t *n) {
@@ -81,7 +52,7 @@ static sl_status encode_all(const tokenizer *t, const char *text, size_t len, in
 static sl_status run_encode(const tokenizer *t, int special) {
     char *text;
     size_t len;
-    SL_TRY(read_stream(stdin, &text, &len));
+    SL_TRY(cli_read_stream(stdin, "stdin", &text, &len));
     uint32_t *ids = NULL;
     size_t n = 0;
     sl_status st = encode_all(t, text, len, special, &ids, &n);
@@ -97,7 +68,7 @@ static sl_status run_encode(const tokenizer *t, int special) {
 static sl_status run_decode(const tokenizer *t) {
     char *text;
     size_t len;
-    SL_TRY(read_stream(stdin, &text, &len));
+    SL_TRY(cli_read_stream(stdin, "stdin", &text, &len));
     size_t n = 0, cap = len / 2 + 1;
     uint32_t *ids = malloc(cap * sizeof *ids);
     if (!ids) {
