@@ -3,7 +3,7 @@
 # against a PyTorch peer (torch.save + fsync / torch.load of the same tensors)
 # in the same invocation.
 #   bash benchmarks/ckpt_bench.sh [BUILD_DIR] [REPS]
-# Model: llama d_model 512, 8 layers, d_ff 1408, vocab 320 (~23.6 M params):
+# Model: llama d_model 512, 8 layers, d_ff 1408, vocab 320 (23.9 M params):
 # each checkpoint holds params + AdamW m + v in fp32 (~280 MB). For world
 # sizes 1 and 2: a 1-step run saves at its end (write), then a run resumes
 # from that folder and saves it again (read). Validation before the numbers
