@@ -211,3 +211,17 @@ void comm_destroy(comm *c) {
 }
 
 uint64_t comm_last_seq(const comm *c) { return c->seq; }
+
+#ifndef SHARDLM_HAVE_CUDA
+/* The NCCL backend (parallel/cuda/comm_nccl.c) is compiled only with CUDA. */
+sl_status comm_create_nccl(comm *group, void *compute_stream, const comm_opts *o, comm **out) {
+    (void)group;
+    (void)compute_stream;
+    (void)o;
+    *out = NULL;
+    return sl_errorf(SL_ERR_UNSUPPORTED,
+                     "comm_create_nccl: shardlm was built without CUDA, so there is no NCCL backend; "
+                     "rebuild with -DSHARDLM_CUDA=ON on a machine with the CUDA toolkit and NCCL, or use "
+                     "the MPI backend");
+}
+#endif

@@ -2,7 +2,7 @@
  *
  * defines: comm, comm_work, comm_opts, comm_dtype, comm_redop, comm_op_kind,
  *          comm_request, struct comm_ops, comm_opts_default, comm_create_mpi,
- *          comm_split, comm_destroy, comm_rank, comm_size, comm_name,
+ *          comm_create_nccl, comm_split, comm_destroy, comm_rank, comm_size, comm_name,
  *          comm_all_gather[_async], comm_reduce_scatter[_async],
  *          comm_all_reduce[_async], comm_broadcast[_async], comm_barrier[_async],
  *          comm_work_wait, comm_work_test, comm_last_seq, comm_dtype_size,
@@ -183,6 +183,16 @@ struct comm {
  * initialized with MPI_THREAD_MULTIPLE (topology_init). On error *out is
  * NULL and nothing is left allocated. */
 sl_status comm_create_mpi(MPI_Comm base, const comm_opts *o, comm **out);
+/* Collective over group (an MPI-backed comm: comm_create_mpi or comm_split of
+ * one): an NCCL communicator over the same ranks in the same order, on the
+ * calling process's current CUDA device, with its own comm stream.
+ * compute_stream (cudaStream_t of the backend, may be NULL = the legacy
+ * default stream) is the stream ops are ordered against (see "The NCCL
+ * backend"). o as comm_create_mpi (name, timeout_s, mem; scratch_bytes is
+ * unused). group stays the caller's and must outlive the result (timeout
+ * reports ask the peers over it). Without CUDA in the build:
+ * SL_ERR_UNSUPPORTED "built without CUDA". On error *out is NULL. */
+sl_status comm_create_nccl(comm *group, void *compute_stream, const comm_opts *o, comm **out);
 /* Collective over c (submitted ops need not be finished): ranks with the
  * same color form a new comm, ordered by key then rank. o may be NULL (c's
  * options, with name). The new comm is independent: destroy it before or
