@@ -64,6 +64,17 @@ static sl_status submit(comm *c, comm_request *rq, comm_work **work) {
     SL_CHECK_ARG(rq->count <= SIZE_MAX / es / k, "comm %s: count %zu overflows", op, rq->count);
     size_t bytes = rq->count * es;
     bool has_data = rq->count > 0;
+    bool reduces = rq->kind == COMM_OP_REDUCE_SCATTER || rq->kind == COMM_OP_ALL_REDUCE;
+    if (reduces && !(c->ops->reduce_dtypes & (1u << rq->dtype))) {
+        char can[64] = "";
+        for (int d = 0; d < COMM_DTYPE_COUNT; d++)
+            if (c->ops->reduce_dtypes & (1u << d))
+                snprintf(can + strlen(can), sizeof can - strlen(can), "%s%s", can[0] ? ", " : "",
+                         comm_dtype_name((comm_dtype)d));
+        return sl_errorf(SL_ERR_UNSUPPORTED,
+                         "comm %s on %s: the %s backend reduces %s, not %s (convert to f32 first)", op,
+                         c->name, c->ops->name, can, comm_dtype_name(rq->dtype));
+    }
     switch (rq->kind) {
     case COMM_OP_ALL_GATHER:
         SL_CHECK_ARG(!has_data || rq->recv, "comm all_gather: recv is NULL");
@@ -169,8 +180,7 @@ static size_t request_bytes(const comm *c, const comm_request *rq) {
     return rq->kind == COMM_OP_ALL_GATHER || rq->kind == COMM_OP_REDUCE_SCATTER ? b * (size_t)c->size : b;
 }
 
-static void timeout_abort(comm *c, const comm_request *rq, double timeout_s) __attribute__((noreturn));
-static void timeout_abort(comm *c, const comm_request *rq, double timeout_s) {
+void comm_timeout_abort(comm *c, const comm_request *rq, double timeout_s) {
     char why[1536];
     c->ops->describe_stall(c, rq, why, sizeof why);
     LOG_ERROR("collective %s #%llu on %s (%zu bytes, group of %d ranks) did not complete in %.1f s; %s. "
@@ -180,6 +190,8 @@ static void timeout_abort(comm *c, const comm_request *rq, double timeout_s) {
               c->size, timeout_s, why, SL_EXIT_TIMEOUT);
     fflush(stdout);
     fflush(stderr);
+    if (c->ops->abort)
+        c->ops->abort(c);
     MPI_Abort(MPI_COMM_WORLD, SL_EXIT_TIMEOUT);
     /* MPI_Abort does not return under mpirun; a singleton exits here. */
     _Exit(SL_EXIT_TIMEOUT);
@@ -190,7 +202,7 @@ sl_status comm_work_wait(comm_work *w, double timeout_s) {
     double t = timeout_s > 0 ? timeout_s : c->opts.timeout_s;
     sl_status st = c->ops->wait(c, w, t);
     if (st == SL_ERR_TIMEOUT)
-        timeout_abort(c, &w->rq, t);
+        comm_timeout_abort(c, &w->rq, t);
     c->ops->release(c, w);
     return st;
 }

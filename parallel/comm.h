@@ -5,7 +5,7 @@
  *          comm_create_nccl, comm_split, comm_destroy, comm_rank, comm_size, comm_name,
  *          comm_all_gather[_async], comm_reduce_scatter[_async],
  *          comm_all_reduce[_async], comm_broadcast[_async], comm_barrier[_async],
- *          comm_work_wait, comm_work_test, comm_last_seq, comm_dtype_size,
+ *          comm_work_wait, comm_work_test, comm_timeout_abort, comm_last_seq, comm_dtype_size,
  *          comm_dtype_name, comm_op_name
  *
  * Does not: pad buffers (FSDP pads units to a multiple of the group size),
@@ -150,7 +150,10 @@ typedef struct comm_work {
 /* The backend table. Callers never use it directly nor test which backend a
  * comm has. Arguments were checked by comm.c (ranks, aliasing, sizes). */
 struct comm_ops {
-    const char *name; /* "mpi" */
+    const char *name; /* "mpi", "nccl" */
+    /* Bit (1u << dtype) for each dtype this backend reduces (reduce_scatter,
+     * all_reduce); comm.c refuses the others with SL_ERR_UNSUPPORTED. */
+    unsigned reduce_dtypes;
     /* Queues rq (assigning rq.seq) and returns its work. */
     sl_status (*submit)(comm *c, const comm_request *rq, comm_work **work);
     /* SL_OK when done (its status otherwise); SL_ERR_TIMEOUT leaves w pending. */
@@ -165,6 +168,9 @@ struct comm_ops {
     sl_status (*split)(comm *c, int color, int key, const comm_opts *o, comm **out);
     /* Waits for submitted ops, stops the comm thread, frees everything. */
     void (*destroy)(comm *c);
+    /* After a timeout, just before MPI_Abort: stops what the backend still
+     * runs (ncclCommAbort). NULL: nothing to stop. */
+    void (*abort)(comm *c);
 };
 
 struct comm {
@@ -231,6 +237,10 @@ sl_status comm_barrier_async(comm *c, comm_work **work);
 sl_status comm_work_wait(comm_work *w, double timeout_s);
 /* *done = whether w has finished; w stays owned by the caller's wait. */
 sl_status comm_work_test(comm_work *w, bool *done);
+/* For backends whose own thread sees an op stall (the NCCL watchdog): logs
+ * the timeout report of "Timeouts" for rq (describe_stall, then abort) and
+ * ends the job with SL_EXIT_TIMEOUT. Does not return. */
+void comm_timeout_abort(comm *c, const comm_request *rq, double timeout_s) __attribute__((noreturn));
 
 size_t comm_dtype_size(comm_dtype dt);
 const char *comm_dtype_name(comm_dtype dt);

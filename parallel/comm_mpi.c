@@ -367,13 +367,6 @@ static sl_status mpi_submit(comm *c, const comm_request *rq, comm_work **work) {
                          rq->kind == COMM_OP_ALL_GATHER || rq->kind == COMM_OP_REDUCE_SCATTER ? "chunk"
                                                                                              : "buffer",
                          INT_MAX);
-    bool reduces = rq->kind == COMM_OP_REDUCE_SCATTER || rq->kind == COMM_OP_ALL_REDUCE;
-    if (reduces && rq->dtype != COMM_DTYPE_F32 && rq->dtype != COMM_DTYPE_F64 &&
-        rq->dtype != COMM_DTYPE_I32 && rq->dtype != COMM_DTYPE_I64)
-        return sl_errorf(SL_ERR_UNSUPPORTED,
-                         "comm %s on %s: the MPI backend reduces f32, f64, i32 and i64, not %s "
-                         "(convert to f32 first)",
-                         op, c->name, comm_dtype_name(rq->dtype));
     pthread_mutex_lock(&s->mu);
     if (s->failed) {
         sl_status st = sl_errorf(SL_ERR_COMM, "comm %s on %s: the comm failed earlier (%s); the job cannot "
@@ -582,6 +575,7 @@ static void mpi_destroy(comm *c) {
 
 static const struct comm_ops mpi_ops = {
     .name = "mpi",
+    .reduce_dtypes = 1u << COMM_DTYPE_F32 | 1u << COMM_DTYPE_F64 | 1u << COMM_DTYPE_I32 | 1u << COMM_DTYPE_I64,
     .submit = mpi_submit,
     .wait = mpi_wait,
     .test = mpi_test,
