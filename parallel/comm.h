@@ -10,9 +10,11 @@
  *
  * Does not: pad buffers (FSDP pads units to a multiple of the group size),
  * pick groups (parallel/plan and parallel/fsdp decide who shards with whom),
- * or move data between host and device. The NCCL backend (device buffers on a
- * comm stream, ordered against the compute stream with events) is not built
- * yet; it fills the same struct comm_ops, so callers do not change.
+ * or move data between host and device (the NCCL backend stages host
+ * buffers for its own use only). Two backends fill struct comm_ops: MPI
+ * (host buffers, comm_create_mpi) and NCCL (device buffers, comm_create_nccl,
+ * built with CUDA only; see "The NCCL backend" at the end); callers do not
+ * test which one they have.
  *
  * Ops. Counts are in elements of `dtype`; k = comm_size(c), r = comm_rank(c).
  *   all_gather(send, recv, count):   recv (k*count) = concat over ranks of send (count).
@@ -24,12 +26,15 @@
  *                                    In place: send == recv. Any count (odd, < k).
  *   broadcast(buf, count, root):     buf on every rank = buf of root.
  *   barrier:                         returns once every rank of the group entered it.
- * Reductions: SUM, MAX, MIN on F32, F64, I32, I64. BF16 and U8 move but do
- * not reduce on the MPI backend (SL_ERR_UNSUPPORTED). A chunk (all_gather,
- * reduce_scatter) or a whole buffer (all_reduce, broadcast) is at most
- * 2^31-1 bytes on the MPI backend (MPI counts are int); callers split larger.
+ * Reductions: SUM, MAX, MIN. Which dtypes reduce is a backend capability
+ * (struct comm_ops.reduce_dtypes, checked in comm.c): MPI reduces F32, F64,
+ * I32, I64 (BF16 and U8 move but do not reduce: SL_ERR_UNSUPPORTED); NCCL
+ * reduces all six. A chunk (all_gather, reduce_scatter) or a whole buffer
+ * (all_reduce, broadcast) is at most 2^31-1 bytes on the MPI backend (MPI
+ * counts are int); callers split larger. NCCL takes size_t counts: no such
+ * limit.
  *
- * Determinism. reduce_scatter and all_reduce sum in rank order:
+ * Determinism (MPI backend). reduce_scatter and all_reduce sum in rank order:
  * out[i] = ((x_0[i] + x_1[i]) + x_2[i]) + ... in the element type, computed by
  * the one rank that owns element i's chunk, then (all_reduce) all-gathered.
  * So the result is bitwise identical on every rank, the same run to run, and
@@ -83,6 +88,67 @@
  * cannot cancel a pending collective, and MPI would still write into the
  * caller's buffers. Other failures (an MPI error) return SL_ERR_COMM with
  * MPI's message; the comm is then failed and later ops return SL_ERR_COMM.
+ *
+ * The NCCL backend (parallel/cuda/comm_nccl.c; verified by compiling only
+ * until tests/gpu/test_nccl_comm runs on a GPU machine).
+ * - Setup (comm_create_nccl, collective over `group`): the ranks all-gather
+ *   their GPU's PCI bus id and host name over group and refuse, on every
+ *   rank, two ranks on one GPU (SL_ERR_COMM naming both world ranks: one GPU
+ *   per rank, CUDA_VISIBLE_DEVICES per local rank); rank 0 calls
+ *   ncclGetUniqueId and broadcasts it over group; every rank calls
+ *   ncclCommInitRankConfig with blocking = 0, so that init (and finalize)
+ *   give up after timeout_s instead of hanging. A failure on one rank fails
+ *   comm_create_nccl on every rank (an all_reduce over group agrees first).
+ * - Buffers: device (or managed) memory of the comm's device. Host memory
+ *   (cudaPointerGetAttributes says neither) is staged through one device
+ *   scratch buffer, grown on demand and recorded under MEM_CATEGORY_COMM,
+ *   and that op is synchronous for the host: it has finished, its result
+ *   copied back, when the call (blocking or _async) returns. So small
+ *   control reductions on host variables (a grad-norm sum, a flag) work as
+ *   on the MPI backend.
+ * - Ordering (device buffers). Submitting an op records an event on
+ *   compute_stream, makes the comm stream wait on it, enqueues the NCCL
+ *   call on the comm stream and records a `done` event: the op sees all
+ *   compute work enqueued before its submission, and compute keeps running
+ *   meanwhile. comm_work_wait does not block the host: it checks
+ *   ncclCommGetAsyncError, then makes compute_stream wait on `done`, so work
+ *   enqueued on compute_stream after the wait sees the result (the host sees
+ *   it after synchronizing compute_stream). The blocking forms are submit +
+ *   wait, hence stream-ordered in the same way: the host does NOT see
+ *   results when they return (device buffers are read through the compute
+ *   stream anyway). The exception is barrier: its wait blocks the host until
+ *   every rank reached it (bounded by the timeout). comm_work_test reports
+ *   whether `done` completed (cudaEventQuery). The caller must not write
+ *   send buffers on any stream before the op is done, nor read recv on a
+ *   stream other than compute_stream before a wait.
+ * - In place: as under "Ops"; NCCL supports those forms directly.
+ * - Determinism: NCCL sums in its own algorithm's order (ring or tree, split
+ *   over channels), not in rank order: results are reproducible run to run
+ *   on the same topology, NCCL version and environment (NCCL_ALGO and
+ *   NCCL_PROTO fixed), but not bitwise equal to the MPI backend's, and
+ *   all_reduce results are identical on every rank.
+ * - Failures: a thread per comm (the watchdog) follows the ops in flight.
+ *   When ncclCommGetAsyncError reports an error, the comm is failed: the
+ *   NCCL communicator is aborted (its kernels exit, so streams waiting on
+ *   them move on with undefined buffer contents) and the op's wait, or the
+ *   next op on the comm, returns SL_ERR_COMM with NCCL's error string and
+ *   last error. An error that happens after a wait returned is reported by
+ *   the next op or wait on the comm. An op whose inputs have been ready
+ *   (its compute event completed) for longer than timeout_s is reported
+ *   like an MPI timeout ("collective <op> #<seq> ... did not complete"),
+ *   then ncclCommAbort, then MPI_Abort(MPI_COMM_WORLD, SL_EXIT_TIMEOUT).
+ *   NCCL cannot be asked which peers arrived, so the report gives this
+ *   rank's own position (submitted and finished sequence numbers); every
+ *   rank that is stuck logs the same way, and a rank that logs nothing did
+ *   not reach the op.
+ * - comm_split: splits the MPI group (same color/key rule) and creates a
+ *   fresh NCCL comm over the new group, which it owns; the result is an
+ *   NCCL comm on the same device and compute stream.
+ * - comm_destroy: waits for the ops in flight (the watchdog bounds that),
+ *   stops the watchdog, ncclCommFinalize + ncclCommDestroy (abort if
+ *   finalize times out), destroys the stream and events, frees the scratch.
+ * - Threads: ops are submitted by one thread at a time, as for MPI; that
+ *   thread's current CUDA device must be the comm's device.
  */
 #ifndef SL_PARALLEL_COMM_H
 #define SL_PARALLEL_COMM_H
