@@ -195,14 +195,29 @@ static sl_status write_rank_file(train_job *j, const char *dir, int64_t *bytes) 
     SL_TRY(ckpt_writer_open(path, &info, &w));
     ckpt_part parts[2];
     int np = job_parts(j, parts);
-    sl_status st = SL_OK;
+    /* the shards are backend memory (device on CUDA): stage them on the host,
+     * so the files are the same whatever the backend (fp32 master, m, v) */
+    int64_t max_len = 1;
+    for (int i = 0; i < np; i++)
+        for (int u = 0; u < parts[i].layout->n_units; u++) {
+            int64_t len = fsdp_shard(parts[i].fs, u).len;
+            max_len = len > max_len ? len : max_len;
+        }
+    float *host = malloc((size_t)max_len * 3 * sizeof(float));
+    sl_status st = host ? SL_OK : sl_errorf(SL_ERR_NOMEM, "checkpoint: out of memory staging %lld floats",
+                                            (long long)max_len * 3);
     for (int i = 0; i < np && st == SL_OK; i++) {
         for (int u = 0; u < parts[i].layout->n_units && st == SL_OK; u++) {
             fsdp_unit_shard s = fsdp_shard(parts[i].fs, u);
             ckpt_range r = {s.start, s.len, s.valid, parts[i].layout->units[u].numel};
-            st = ckpt_writer_add_unit(w, parts[i].name, u, &r, s.param, s.m, s.v);
+            float *hb[3] = {host, host + max_len, host + 2 * max_len};
+            for (int d = 0; d < 3 && st == SL_OK; d++)
+                st = fsdp_shard_read(parts[i].fs, u, (fsdp_buf)d, hb[d]);
+            if (st == SL_OK)
+                st = ckpt_writer_add_unit(w, parts[i].name, u, &r, hb[0], hb[1], hb[2]);
         }
     }
+    free(host);
     if (st != SL_OK) {
         ckpt_writer_abort(w);
         return st;
@@ -704,14 +719,28 @@ static sl_status load_part(train_job *j, const ckpt_part *p, old_run *o, int64_t
         int64_t L = (l->units[u].numel + k - 1) / k;
         scratch_len = L > scratch_len ? L : scratch_len;
     }
+    /* this rank's shards are backend memory: assemble them on the host
+     * (dst, 3 x the largest shard), then upload (fsdp_shard_write, which
+     * also refreshes the act-dtype copy of the parameters) */
+    int64_t dst_len = 1;
+    for (int u = 0; u < l->n_units; u++) {
+        int64_t len = fsdp_shard(p->fs, u).len;
+        dst_len = len > dst_len ? len : dst_len;
+    }
     float *scratch = malloc((size_t)(scratch_len > 0 ? scratch_len : 1) * sizeof(float));
-    SL_CHECK_ALLOC(scratch, (size_t)scratch_len * sizeof(float));
+    float *staging = malloc((size_t)dst_len * 3 * sizeof(float));
+    if (!scratch || !staging) {
+        free(scratch);
+        free(staging);
+        return sl_errorf(SL_ERR_NOMEM, "checkpoint: out of memory staging %lld floats",
+                         (long long)(scratch_len + 3 * dst_len));
+    }
     sl_status st = SL_OK;
     for (int u = 0; u < l->n_units && st == SL_OK; u++) {
         fsdp_unit_shard s = fsdp_shard(p->fs, u);
         int64_t numel = l->units[u].numel;
         ckpt_range nr = {s.start, s.len, s.valid, numel};
-        float *dst[3] = {s.param, s.m, s.v};
+        float *dst[3] = {staging, s.m ? staging + dst_len : NULL, s.v ? staging + 2 * dst_len : NULL};
         static const char *const names[3] = {"param", "m", "v"};
         for (int d = 0; d < 3; d++)
             if (dst[d])
@@ -748,8 +777,12 @@ static sl_status load_part(train_job *j, const ckpt_part *p, old_run *o, int64_t
                 *bytes_read += got.len * (int64_t)sizeof(float);
             }
         }
+        for (int d = 0; d < 3 && st == SL_OK; d++)
+            if (dst[d])
+                st = fsdp_shard_write(p->fs, u, (fsdp_buf)d, dst[d]);
     }
     free(scratch);
+    free(staging);
     return st;
 }
 

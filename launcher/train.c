@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "data/shard.h"
+#include "kernels/device_info.h"
 #include "launcher/checkpoint.h"
 #include "launcher/train_lora.h"
 #include "model/hf.h"
@@ -43,6 +44,55 @@ static sl_status make_comms(train_job *j) {
                               &j->replicate));
         break;
     }
+    if (!j->use_cuda)
+        return SL_OK;
+    /* CUDA: the FSDP collectives move device memory, so they run on NCCL
+     * communicators over the same groups; the MPI world comm stays for the
+     * host-side control traffic (flags, loss sums, checkpoint coordination). */
+    co.name = "shard";
+    SL_TRY(comm_create_nccl(j->shard, j->be->stream, &co, &j->dev_shard));
+    if (j->replicate) {
+        co.name = "replicate";
+        SL_TRY(comm_create_nccl(j->replicate, j->be->stream, &co, &j->dev_replicate));
+    }
+    return SL_OK;
+}
+
+/* The backend train.backend and train.dtype ask for: one GPU per local rank
+ * on CUDA (which computes in bf16), the CPU otherwise (fp32). auto picks
+ * CUDA when train.dtype = bf16 and this build sees a GPU. */
+static sl_status make_backend(train_job *j) {
+    const sl_config *cfg = j->cfg;
+    device_info di;
+    device_info_query(&di);
+    int kind = cfg->train.backend;
+    if (kind == BACKEND_KIND_AUTO)
+        kind = cfg->train.dtype == COMPUTE_DTYPE_BF16 && di.count > 0 ? BACKEND_KIND_CUDA : BACKEND_KIND_CPU;
+    j->use_cuda = kind == BACKEND_KIND_CUDA;
+    if (!j->use_cuda) {
+        if (cfg->train.dtype != COMPUTE_DTYPE_F32)
+            return sl_errorf(SL_ERR_UNSUPPORTED, "train.dtype = bf16 needs the CUDA backend (train.backend = "
+                                                 "cuda or auto on a GPU machine); the CPU backend computes in fp32");
+        return backend_create_cpu(0, &j->acct, &j->be);
+    }
+    if (cfg->train.dtype != COMPUTE_DTYPE_BF16)
+        return sl_errorf(SL_ERR_UNSUPPORTED,
+                         "train.backend = cuda with train.dtype = fp32: the CUDA kernels compute in bf16 "
+                         "(activations and gathered weights bf16, fp32 master weights, gradients and "
+                         "optimizer state); set train.dtype = bf16, or train.backend = cpu for fp32");
+    if (di.count <= 0)
+        return sl_errorf(SL_ERR_UNSUPPORTED, "train.backend = cuda on rank %d (%s): no usable GPU (%s)",
+                         j->topo->rank, j->topo->host, di.note);
+    if (j->topo->local_world > di.count)
+        return sl_errorf(SL_ERR_INVALID,
+                         "train.backend = cuda: %d ranks run on node %s but %d GPU(s) are visible there; "
+                         "shardlm uses one GPU per local rank: start at most %d ranks per node (mpirun "
+                         "-npernode, srun --ntasks-per-node) or check CUDA_VISIBLE_DEVICES",
+                         j->topo->local_world, j->topo->host, di.count, di.count);
+    sl_status st = backend_create_cuda(j->topo->local_rank, 0, &j->acct, &j->be);
+    if (st != SL_OK)
+        return sl_error_wrapf(st, "rank %d (local rank %d on %s)", j->topo->rank, j->topo->local_rank,
+                              j->topo->host);
     return SL_OK;
 }
 
@@ -155,19 +205,13 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
     SL_TRY(resolve_init_model(cfg));
     SL_TRY(parallel_plan_make(cfg, topo, &j->plan));
     SL_TRY(model_layout_create(&cfg->model, cfg->optim.decay_embeddings, &j->layout));
-    if (cfg->train.backend == BACKEND_KIND_CUDA)
-        return sl_errorf(SL_ERR_UNSUPPORTED,
-                         "train.backend = cuda: distributed training on the CUDA backend needs the "
-                         "NCCL comm, which is not built yet; use train.backend = cpu");
-    if (cfg->train.dtype != COMPUTE_DTYPE_F32)
-        return sl_errorf(SL_ERR_UNSUPPORTED, "train.dtype = bf16 needs the CUDA backend; the CPU backend computes in fp32");
-    SL_TRY(backend_create_cpu(0, &j->acct, &j->be));
+    SL_TRY(make_backend(j));
     SL_TRY(make_comms(j));
     fsdp_opts fo = {.layout = j->layout,
                     .be = j->be,
                     .plan = &j->plan,
-                    .shard_comm = j->shard,
-                    .replicate_comm = j->replicate,
+                    .shard_comm = j->dev_shard ? j->dev_shard : j->shard,
+                    .replicate_comm = j->dev_replicate ? j->dev_replicate : j->replicate,
                     .gather_buffers = cfg->parallel.gather_buffers,
                     .overlap = cfg->parallel.overlap,
                     .frozen = cfg->lora.enabled};
@@ -201,7 +245,7 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
     j->targets = malloc(n * sizeof *j->targets);
     SL_CHECK_ALLOC(j->inputs && j->targets ? j->inputs : NULL, n * 8);
     j->flops_per_token = model_layout_flops_per_token(j->layout, cfg->data.seq_len);
-    j->peak_flops = 0; /* CPU: no datasheet peak, so no MFU */
+    j->peak_flops = 0; /* no datasheet peak table yet, so no MFU */
     if (resume)
         SL_TRY(ckpt_load(j, resume_dir));
     return SL_OK;
@@ -214,6 +258,8 @@ void train_job_teardown(train_job *j) {
     model_destroy(j->mdl);
     train_lora_teardown(j);
     fsdp_destroy(j->fs);
+    comm_destroy(j->dev_replicate); /* before the MPI groups they were made over */
+    comm_destroy(j->dev_shard);
     if (j->replicate && j->replicate != j->world)
         comm_destroy(j->replicate);
     if (j->shard && j->shard != j->world)
@@ -248,33 +294,36 @@ static void synthetic_batch(train_job *j, int micro, uint32_t *in, int32_t *tg) 
     }
 }
 
-/* Whether this rank's gradient shards hold a NaN or an infinity: 0 * x is
- * NaN exactly for non-finite x, so one sum answers. */
-static bool grads_nonfinite(const train_job *j, fsdp *f) {
-    for (int u = 0; u < j->layout->n_units; u++) {
+/* Whether this rank's gradient shards (backend memory) hold a NaN or an
+ * infinity: the squared norm, accumulated in double, is non-finite exactly
+ * then (squares of finite floats cannot overflow a double sum). */
+static sl_status grads_nonfinite(const train_job *j, fsdp *f, bool *bad) {
+    *bad = false;
+    sl_backend *be = j->be;
+    for (int u = 0; u < fsdp_n_units(f) && !*bad; u++) {
         fsdp_unit_shard s = fsdp_shard(f, u);
-        if (!s.grad)
+        if (!s.grad || s.valid == 0)
             continue;
-        float acc = 0.0f;
-        for (int64_t i = 0; i < s.valid; i++)
-            acc += s.grad[i] * 0.0f;
-        if (acc != acc)
-            return true;
+        double sq = 0;
+        SL_TRY(ops_sq_norm(be, ops_view1(be, SL_DTYPE_F32, s.grad, s.valid), &sq));
+        *bad = !isfinite(sq);
     }
-    return false;
+    return SL_OK;
 }
 
 /* SHARDLM_FAULT_NAN_GRAD: a NaN in this rank's first non-empty gradient shard. */
-static void inject_nan_grad(const train_job *j, fsdp *f) {
-    for (int u = 0; u < j->layout->n_units; u++) {
+static sl_status inject_nan_grad(const train_job *j, fsdp *f) {
+    for (int u = 0; u < fsdp_n_units(f); u++) {
         fsdp_unit_shard s = fsdp_shard(f, u);
         if (s.grad && s.valid > 0) {
             LOG_WARN("SHARDLM_FAULT_NAN_GRAD: writing a NaN into the gradient of unit %d at step %d", u,
                      j->step + 1);
-            s.grad[0] = NAN;
-            return;
+            const float nan_value = NAN;
+            SL_TRY(backend_memcpy(j->be, s.grad, &nan_value, sizeof nan_value, BACKEND_COPY_H2D));
+            return backend_synchronize(j->be);
         }
     }
+    return SL_OK;
 }
 
 sl_status train_job_step(train_job *j, train_step_result *r) {
@@ -313,10 +362,12 @@ sl_status train_job_step(train_job *j, train_step_result *r) {
     SL_TRY(fsdp_finish_grads(j->fs));
     fsdp *trainable = j->lora_fs ? j->lora_fs : j->fs;
     if (j->fault_nan_rank == j->topo->rank && j->fault_nan_step == j->step + 1)
-        inject_nan_grad(j, trainable);
+        SL_TRY(inject_nan_grad(j, trainable));
     /* Per-rank non-finite flags (1: loss, 2: this rank's gradient shard), so
      * the step is skipped everywhere or the fatal error names the ranks. */
-    int32_t bad = (isfinite(loss_sum) ? 0 : 1) | (grads_nonfinite(j, trainable) ? 2 : 0);
+    bool grad_bad = false;
+    SL_TRY(grads_nonfinite(j, trainable, &grad_bad));
+    int32_t bad = (isfinite(loss_sum) ? 0 : 1) | (grad_bad ? 2 : 0);
     int32_t *flags = malloc(sizeof(int32_t) * (size_t)j->topo->world);
     SL_CHECK_ALLOC(flags, sizeof(int32_t) * (size_t)j->topo->world);
     sl_status st = comm_all_gather(j->world, &bad, flags, 1, COMM_DTYPE_I32);

@@ -4,7 +4,9 @@
  *          train_step_result, train_job_eval
  *
  * This is where the modules meet (DESIGN section 8):
- *   config -> topology -> parallel plan -> layout -> backend -> comms
+ *   config -> topology -> parallel plan -> layout -> backend (train.backend:
+ *   CPU fp32, or CUDA bf16 on the GPU of the local rank) -> comms (MPI; on
+ *   CUDA the FSDP groups also get NCCL comms over them)
  *   -> fsdp shards (init or Hugging Face import) -> loader -> model
  *   -> resume (launcher/checkpoint.h: checkpoint.resume / --resume)
  *   loop: preemption check (SIGTERM/SIGUSR1 on any rank: save, exit 75)
@@ -43,7 +45,9 @@ typedef struct {
     mem_accountant acct;
     model_layout *layout;
     sl_backend *be;
-    comm *world, *shard, *replicate;
+    comm *world, *shard, *replicate; /* MPI (host memory); world carries host-side control */
+    comm *dev_shard, *dev_replicate; /* CUDA: NCCL over shard/replicate, what FSDP uses; else NULL */
+    bool use_cuda;   /* train.backend resolved (auto: CUDA for bf16 when a GPU is visible) */
     fsdp *fs;        /* frozen when lora.enabled (launcher/train_lora.h) */
     lora_spec *lora; /* lora.enabled: the adapters and their fsdp; else NULL */
     fsdp *lora_fs;

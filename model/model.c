@@ -247,13 +247,13 @@ static sl_tensor F1(const model *m, const float *p, int64_t n) {
     return ops_view1(m->be, SL_DTYPE_F32, p, n);
 }
 /* parameter view at element offset off of a unit buffer (act dtype) */
-static const void *PP(const model *m, const float *unit, int64_t off) {
+static const void *PP(const model *m, const void *unit, int64_t off) {
     return (const char *)unit + (size_t)off * m->esz;
 }
-static sl_tensor W2(const model *m, const float *unit, int64_t off, int64_t r, int64_t c) {
+static sl_tensor W2(const model *m, const void *unit, int64_t off, int64_t r, int64_t c) {
     return ops_view2(m->be, m->act, PP(m, unit, off), r, c);
 }
-static sl_tensor W1(const model *m, const float *unit, int64_t off, int64_t n) {
+static sl_tensor W1(const model *m, const void *unit, int64_t off, int64_t n) {
     return off < 0 ? ops_none() : ops_view1(m->be, m->act, PP(m, unit, off), n);
 }
 /* gradient views; g NULL = frozen (no dW) */
@@ -278,7 +278,7 @@ static sl_status h_prefetch(const model_unit_hooks *h, int unit, int phase) {
 static bool is_llama(const model *m) { return m->l->cfg.arch == MODEL_ARCH_LLAMA; }
 
 static sl_status norm_fwd(model *m, void *out, float *mean, float *rstd, const void *inp,
-                          const float *p, int64_t w, int64_t b) {
+                          const void *p, int64_t w, int64_t b) {
     int64_t C = m->l->cfg.d_model;
     float eps = (float)m->l->cfg.norm_eps;
     if (is_llama(m))
@@ -289,7 +289,7 @@ static sl_status norm_fwd(model *m, void *out, float *mean, float *rstd, const v
 }
 
 static sl_status norm_bwd(model *m, void *dinp, float *g, const void *dout, const void *inp,
-                          const float *p, int64_t w, int64_t b, const float *mean,
+                          const void *p, int64_t w, int64_t b, const float *mean,
                           const float *rstd, bool acc) {
     int64_t C = m->l->cfg.d_model;
     if (is_llama(m))
@@ -301,14 +301,14 @@ static sl_status norm_bwd(model *m, void *dinp, float *g, const void *dout, cons
 }
 
 /* out (N, rows) = inp (N, cols) W[w]^T + b[b] */
-static sl_status lin_fwd(model *m, void *out, const void *inp, const float *p, int64_t w, int64_t b,
+static sl_status lin_fwd(model *m, void *out, const void *inp, const void *p, int64_t w, int64_t b,
                          int64_t rows, int64_t cols) {
     return ops_linear_forward(m->be, A2(m, out, m->N, rows), A2(m, inp, m->N, cols),
                               W2(m, p, w, rows, cols), W1(m, p, b, rows));
 }
 
 static sl_status lin_bwd(model *m, void *dinp, float *g, const void *dout, const void *inp,
-                         const float *p, int64_t w, int64_t b, int64_t rows, int64_t cols, bool acc) {
+                         const void *p, int64_t w, int64_t b, int64_t rows, int64_t cols, bool acc) {
     return ops_linear_backward(m->be, A2(m, dinp, m->N, cols), G2(m, g, w, rows, cols),
                                G1(m, g, b, rows), A2(m, dout, m->N, rows), A2(m, inp, m->N, cols),
                                W2(m, p, w, rows, cols), acc);
@@ -331,7 +331,7 @@ static void *lora_t(const model *m, int layer, lora_module mod) {
     return m->lora_t[(size_t)layer * LORA_MOD_COUNT + (size_t)mod];
 }
 
-static sl_status lora_fwd(model *m, int layer, const float *ap, lora_module mod, const void *x,
+static sl_status lora_fwd(model *m, int layer, const void *ap, lora_module mod, const void *x,
                           lora_parts parts) {
     if (!lora_on(m, mod))
         return SL_OK;
@@ -354,7 +354,7 @@ static sl_status lora_fwd(model *m, int layer, const float *ap, lora_module mod,
 
 /* Given the outputs' gradients dy_i: dB_i += s dy_i^T t, dt = s sum_i dy_i B_i,
  * dA += dt^T x, dx += dt A (dx already holds the base linear's dinp). */
-static sl_status lora_bwd(model *m, int layer, const float *ap, float *ag, lora_module mod,
+static sl_status lora_bwd(model *m, int layer, const void *ap, float *ag, lora_module mod,
                           const void *x, void *dx, lora_parts dys) {
     if (!lora_on(m, mod))
         return SL_OK;
@@ -380,7 +380,7 @@ static sl_status lora_bwd(model *m, int layer, const float *ap, float *ag, lora_
 
 #define PART1(p, rows) ((lora_parts){1, {(p), NULL, NULL}, {(rows), 0, 0}})
 
-static sl_status block_forward(model *m, int layer, const float *p, const float *ap) {
+static sl_status block_forward(model *m, int layer, const void *p, const void *ap) {
     const cfg_model *c = &m->l->cfg;
     const model_block_offsets *o = &m->l->block;
     block_acts *a = &m->acts[layer];
@@ -428,7 +428,7 @@ static sl_status block_forward(model *m, int layer, const float *p, const float 
  * into g (NULL: frozen base, no dW) and the adapters' into ag, and leaves
  * dL/d res[layer] in dres. Overwrites the block's activations fc/up/act
  * (they are dead after this). */
-static sl_status block_backward(model *m, int layer, const float *p, float *g, const float *ap,
+static sl_status block_backward(model *m, int layer, const void *p, float *g, const void *ap,
                                 float *ag) {
     const cfg_model *c = &m->l->cfg;
     const model_block_offsets *o = &m->l->block;
@@ -500,7 +500,7 @@ static sl_status check_ids(const model *m, const uint32_t *inputs, const int32_t
 }
 
 /* Head weight: unit 0's wte when tied, else unit L+1's head. */
-static const float *head_unit(const model *m, const float *p0, const float *pl, int64_t *off) {
+static const void *head_unit(const model *m, const void *p0, const void *pl, int64_t *off) {
     if (m->l->fin.head_w < 0) {
         *off = m->l->fin.wte;
         return p0;
@@ -509,7 +509,7 @@ static const float *head_unit(const model *m, const float *p0, const float *pl, 
     return pl;
 }
 
-static sl_status logits_chunk(model *m, const float *hp, int64_t hoff, int64_t v0, int64_t vc) {
+static sl_status logits_chunk(model *m, const void *hp, int64_t hoff, int64_t v0, int64_t vc) {
     int64_t C = m->l->cfg.d_model;
     return ops_linear_forward(m->be, A2(m, m->logits, m->N, vc), A2(m, m->lnf, m->N, C),
                               W2(m, hp, hoff + v0 * C, vc, C), ops_none());
@@ -540,12 +540,12 @@ static sl_status copy_logits_out(model *m, float *host, int64_t v0, int64_t vc) 
 
 /* Head forward (and, for PASS_TRAIN, its backward into dc = dL/d lnf and the
  * head weight's grads). */
-static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, const float *p0,
-                           const float *pl, float grad_scale, float *logits_host, double *loss_sum,
+static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, const void *p0,
+                           const void *pl, float grad_scale, float *logits_host, double *loss_sum,
                            int64_t *n_valid) {
     int64_t V = m->l->cfg.vocab_size, C = m->l->cfg.d_model, N = m->N;
     int64_t hoff;
-    const float *hp = head_unit(m, p0, pl, &hoff);
+    const void *hp = head_unit(m, p0, pl, &hoff);
     sl_backend *be = m->be;
     sl_tensor tg = ops_view1(be, SL_DTYPE_I32, m->targets, N);
     if (kind == PASS_LOGITS) {
@@ -614,7 +614,7 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
         SL_TRY(backend_memcpy(be, m->targets, targets, (size_t)N * sizeof(int32_t), BACKEND_COPY_H2D));
 
     /* forward: embeddings */
-    const float *p0 = NULL, *p = NULL;
+    const void *p0 = NULL, *p = NULL;
     SL_TRY(h_prefetch(h, 1, FW));
     SL_TRY(h->acquire(h->ctx, 0, FW, &p0));
     sl_tensor wpe = l->fin.wpe < 0 ? ops_none() : W2(m, p0, l->fin.wpe, l->cfg.max_seq_len, C);
@@ -624,7 +624,7 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
     if (!tied)
         SL_TRY(h->release(h->ctx, 0, FW));
     /* forward: blocks */
-    const float *pa = NULL;
+    const void *pa = NULL;
     if (ha)
         SL_TRY(h_prefetch(ha, 1, FW));
     for (int u = 1; u <= L; u++) {
@@ -641,7 +641,7 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
         SL_TRY(h->release(h->ctx, u, FW));
     }
     /* final norm and head */
-    const float *pl = NULL;
+    const void *pl = NULL;
     SL_TRY(h->acquire(h->ctx, last, FW, &pl));
     SL_TRY(norm_fwd(m, m->lnf, m->lnf_mean, m->lnf_rstd, m->res[L], pl, l->fin.norm_w, l->fin.norm_b));
     SL_TRY(head_pass(m, kind, h, p0, pl, grad_scale, logits_host, loss_sum, n_valid));
@@ -728,10 +728,10 @@ sl_status model_forward_logits(model *m, const model_unit_hooks *hooks, const ui
 
 /* ---- local hooks ---- */
 
-static sl_status local_acquire(void *ctx, int unit, int phase, const float **params) {
+static sl_status local_acquire(void *ctx, int unit, int phase, const void **params) {
     (void)phase;
     model_local *lh = ctx;
-    *params = lh->params + lh->unit_offset[unit];
+    *params = (const char *)lh->params + (size_t)lh->unit_offset[unit] * dtype_size(lh->param_dtype);
     return SL_OK;
 }
 
@@ -755,9 +755,15 @@ static sl_status local_grads_ready(void *ctx, int unit) {
 
 sl_status model_local_init(model_local *lh, const model_layout *layout, float *params, float *grads,
                            model_unit_hooks *hooks) {
+    return model_local_init_typed(lh, layout, SL_DTYPE_F32, params, grads, hooks);
+}
+
+sl_status model_local_init_typed(model_local *lh, const model_layout *layout, sl_dtype param_dtype,
+                                 const void *params, float *grads, model_unit_hooks *hooks) {
     memset(lh, 0, sizeof *lh);
     lh->layout = layout;
     lh->params = params;
+    lh->param_dtype = param_dtype;
     lh->grads = grads;
     lh->unit_offset = calloc((size_t)layout->n_units + 1, sizeof *lh->unit_offset);
     SL_CHECK_ALLOC(lh->unit_offset, sizeof *lh->unit_offset * ((size_t)layout->n_units + 1));

@@ -28,7 +28,11 @@
  *   grads_ready(u) is called exactly once per unit per call, unit 0 last.
  *   grad_buffer(0) may be asked for during unit L+1's backward (tied head).
  * Parameters and grad buffers are backend memory (host on CPU, device on
- * CUDA), fp32, each the unit's full flat buffer (layout.h).
+ * CUDA), each the unit's full flat buffer (layout.h). Parameters are in the
+ * backend's act dtype (be->act_dtype: F32 on CPU, BF16 on CUDA; element
+ * offsets of the layout scale by its size); gradient buffers are F32 on
+ * every backend (kernels/ops.h). The model reads device memory on the host
+ * only through backend_memcpy.
  *
  * Losses are sums over non-ignored targets (target < 0 = ignore); the
  * backward computes d(loss_sum * grad_scale) and ACCUMULATES into the grad
@@ -80,8 +84,9 @@ typedef struct model_unit_hooks {
     void *ctx;
     /* Hint that unit will be acquired next (start an async gather). May be NULL. */
     sl_status (*prefetch)(void *ctx, int unit, int phase);
-    /* Full fp32 params of unit, valid until release(unit). */
-    sl_status (*acquire)(void *ctx, int unit, int phase, const float **params);
+    /* Full params of unit in be->act_dtype (backend memory), valid until
+     * release(unit). */
+    sl_status (*acquire)(void *ctx, int unit, int phase, const void **params);
     sl_status (*release)(void *ctx, int unit, int phase);
     /* Full-size fp32 gradient buffer of unit to accumulate into (+=). */
     sl_status (*grad_buffer)(void *ctx, int unit, float **grads);
@@ -127,20 +132,26 @@ sl_status model_forward_logits(model *m, const model_unit_hooks *hooks, const ui
 
 /* ---- local hooks: one process, every unit in one contiguous buffer ---- */
 
-/* params and grads are backend buffers of layout->total_numel floats, unit u
- * at offset unit_offset[u] (the prefix sum of unit sizes). grads may be NULL
- * for forward-only use. */
+/* params and grads are backend buffers of layout->total_numel elements, unit
+ * u at element offset unit_offset[u] (the prefix sum of unit sizes). params
+ * are of param_dtype (which must be the model's be->act_dtype), grads F32;
+ * grads may be NULL for forward-only use. */
 typedef struct {
     const model_layout *layout;
-    float *params;           /* not owned */
+    const void *params;      /* not owned */
+    sl_dtype param_dtype;
     float *grads;            /* not owned; NULL = no backward */
     int64_t *unit_offset;    /* owned by this struct: n_units + 1 entries */
 } model_local;
 
 /* Fills lh (unit offsets allocated; free with model_local_free) and hooks
- * (hooks->ctx = lh). */
+ * (hooks->ctx = lh) for F32 params (the CPU backend). */
 sl_status model_local_init(model_local *lh, const model_layout *layout, float *params, float *grads,
                            model_unit_hooks *hooks);
+/* The same for params of dtype param_dtype (e.g. BF16 device memory for the
+ * CUDA backend). */
+sl_status model_local_init_typed(model_local *lh, const model_layout *layout, sl_dtype param_dtype,
+                                 const void *params, float *grads, model_unit_hooks *hooks);
 void model_local_free(model_local *lh);
 
 #endif

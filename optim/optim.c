@@ -75,7 +75,7 @@ sl_status optim_sq_norm(sl_backend *be, const float *x, int64_t n, double *out) 
 sl_status optim_adamw_segments(sl_backend *be, const model_layout *l, int unit, int64_t start,
                                int64_t count, const cfg_optim *cfg, int64_t step, float lr,
                                float grad_scale, float *params, const float *grads, float *m,
-                               float *v) {
+                               float *v, void *param_copy) {
     int n = 0;
     SL_TRY(model_layout_decay_segments(l, unit, NULL, 0, &n));
     model_decay_segment *segs = calloc((size_t)n, sizeof *segs);
@@ -92,7 +92,11 @@ sl_status optim_adamw_segments(sl_backend *be, const model_layout *l, int unit, 
         int64_t k = s0 - start, len = s1 - s0;
         st = ops_adamw(be, ops_view1(be, SL_DTYPE_F32, params + k, len),
                        ops_view1(be, SL_DTYPE_F32, grads + k, len), ops_view1(be, SL_DTYPE_F32, m + k, len),
-                       ops_view1(be, SL_DTYPE_F32, v + k, len), ops_none(), &a);
+                       ops_view1(be, SL_DTYPE_F32, v + k, len),
+                       param_copy ? ops_view1(be, be->act_dtype,
+                                              (char *)param_copy + (size_t)k * dtype_size(be->act_dtype), len)
+                                  : ops_none(),
+                       &a);
     }
     free(segs);
     return st;

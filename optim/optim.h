@@ -57,10 +57,12 @@ sl_status optim_sq_norm(sl_backend *be, const float *x, int64_t n, double *out);
 /* AdamW over unit `unit`'s flat buffers (params, grads, m, v all backend
  * memory of the unit's numel floats, or of a sub-range: [start, start+count)
  * of the unit, the pointers addressing element `start`). Weight decay
- * (cfg->weight_decay) applies on the layout's decay segments only. */
+ * (cfg->weight_decay) applies on the layout's decay segments only.
+ * param_copy (same range, be->act_dtype, or NULL) receives the updated
+ * params in the compute dtype (ops_adamw's param_copy: the bf16 shard). */
 sl_status optim_adamw_segments(sl_backend *be, const model_layout *l, int unit, int64_t start,
                                int64_t count, const cfg_optim *cfg, int64_t step, float lr,
                                float grad_scale, float *params, const float *grads, float *m,
-                               float *v);
+                               float *v, void *param_copy);
 
 #endif

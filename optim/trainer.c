@@ -98,7 +98,7 @@ sl_status trainer_optimizer_step(trainer *t, const cfg_optim *cfg, int step, int
         int64_t o = t->local.unit_offset[u];
         SL_TRY(optim_adamw_segments(t->be, t->l, u, 0, t->l->units[u].numel, cfg, t->step_count,
                                     (float)stats->lr, (float)stats->clip_factor, t->params + o,
-                                    t->grads + o, t->m + o, t->v + o));
+                                    t->grads + o, t->m + o, t->v + o, NULL));
     }
     return SL_OK;
 }

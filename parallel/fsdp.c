@@ -14,9 +14,11 @@ typedef struct {
     int64_t len;    /* L_u = P_u / k */
     int64_t start;  /* r * L_u */
     int64_t valid;  /* owned elements below N_u */
-    float *param, *m, *v, *grad_shard; /* len each; grad_shard == grad_full when k == 1 */
+    float *param;   /* len F32: the master; NULL on a frozen instance with act != F32 */
+    void *param_act; /* len act dtype: what is gathered; == param when act is F32 */
+    float *m, *v, *grad_shard;         /* len each; grad_shard == grad_full when k == 1 */
     float *grad_full;                  /* padded */
-    float *kept;        /* SHARD_GRAD_OP: gathered from forward to backward (padded) */
+    void *kept;         /* SHARD_GRAD_OP: gathered from forward to backward (padded, act) */
     int slot;           /* pool slot holding the gathered unit, -1 if none */
     comm_work *gather;  /* pending gather into that slot */
     comm_work *rs;      /* pending reduce-scatter (last micro-step) */
@@ -27,11 +29,15 @@ typedef struct {
 struct fsdp {
     fsdp_opts o;
     int k, r;          /* shard group size and rank */
+    sl_dtype act;      /* be->act_dtype: gathered parameters */
+    size_t esz;        /* its size */
+    comm_dtype act_comm; /* the same as a comm dtype */
+    bool act_is_master; /* act == F32: param_act is the master itself */
     int n_units;
     fsdp_unit *units;
     int n_slots;
     int64_t slot_numel;
-    float **slots;
+    void **slots;       /* act dtype, slot_numel each */
     int *slot_owner;   /* unit or -1 */
     int n_micro, micro;
     int next_ar_unit;  /* replicate all-reduces are submitted in descending unit order */
@@ -64,6 +70,15 @@ static void free_f32(fsdp *f, mem_category cat, float *p, int64_t n) {
         backend_free(f->o.be, cat, p, (size_t)n * sizeof(float));
 }
 
+static sl_status alloc_act(fsdp *f, mem_category cat, int64_t n, void **out) {
+    return backend_alloc(f->o.be, cat, (size_t)n * f->esz, out);
+}
+
+static void free_act(fsdp *f, mem_category cat, void *p, int64_t n) {
+    if (p)
+        backend_free(f->o.be, cat, p, (size_t)n * f->esz);
+}
+
 /* ---- hooks ---- */
 
 static sl_status take_slot(fsdp *f, int unit, int *slot) {
@@ -78,7 +93,7 @@ static sl_status take_slot(fsdp *f, int unit, int *slot) {
     return SL_OK;
 }
 
-static float *gather_dst(fsdp *f, fsdp_unit *u, int unit) {
+static void *gather_dst(fsdp *f, fsdp_unit *u, int unit) {
     if (f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP)
         return u->kept;
     (void)unit;
@@ -94,8 +109,8 @@ static sl_status start_gather(fsdp *f, int unit, bool *started) {
         if (u->slot < 0)
             return SL_OK;
     }
-    float *dst = gather_dst(f, u, unit);
-    SL_TRY(comm_all_gather_async(f->o.shard_comm, u->param, dst, (size_t)u->len, COMM_DTYPE_F32,
+    void *dst = gather_dst(f, u, unit);
+    SL_TRY(comm_all_gather_async(f->o.shard_comm, u->param_act, dst, (size_t)u->len, f->act_comm,
                                  &u->gather));
     *started = true;
     return SL_OK;
@@ -119,12 +134,12 @@ static sl_status hook_prefetch(void *ctx, int unit, int phase) {
     return start_gather(f, unit, &started);
 }
 
-static sl_status hook_acquire(void *ctx, int unit, int phase, const float **params) {
+static sl_status hook_acquire(void *ctx, int unit, int phase, const void **params) {
     (void)phase;
     fsdp *f = ctx;
     fsdp_unit *u = &f->units[unit];
     if (f->k == 1) {
-        *params = u->param;
+        *params = u->param_act;
         return SL_OK;
     }
     if (!is_gathered(f, u)) {
@@ -226,16 +241,18 @@ void fsdp_destroy(fsdp *f) {
         for (int p = 0; p < 3; p++)
             if (*pend[p])
                 (void)comm_work_wait(*pend[p], 0);
+        if (u->param_act != (void *)u->param)
+            free_act(f, MEM_CATEGORY_PARAMS, u->param_act, u->len);
         free_f32(f, MEM_CATEGORY_PARAMS, u->param, u->len);
         free_f32(f, MEM_CATEGORY_OPTIMIZER, u->m, u->len);
         free_f32(f, MEM_CATEGORY_OPTIMIZER, u->v, u->len);
         if (u->grad_shard != u->grad_full)
             free_f32(f, MEM_CATEGORY_GRADS, u->grad_shard, u->len);
         free_f32(f, MEM_CATEGORY_GRADS, u->grad_full, u->padded);
-        free_f32(f, MEM_CATEGORY_PARAMS, u->kept, u->padded);
+        free_act(f, MEM_CATEGORY_PARAMS, u->kept, u->padded);
     }
     for (int s = 0; s < f->n_slots && f->slots; s++)
-        free_f32(f, MEM_CATEGORY_PARAMS, f->slots[s], f->slot_numel);
+        free_act(f, MEM_CATEGORY_PARAMS, f->slots[s], f->slot_numel);
     free(f->slots);
     free(f->slot_owner);
     free(f->units);
@@ -257,9 +274,19 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
     f->o = *o;
     f->k = comm_size(o->shard_comm);
     f->r = comm_rank(o->shard_comm);
+    f->act = o->be->act_dtype;
+    f->esz = dtype_size(f->act);
+    f->act_is_master = f->act == SL_DTYPE_F32;
     f->n_units = o->layout->n_units;
     f->units = calloc((size_t)f->n_units, sizeof *f->units);
     sl_status st = f->units ? SL_OK : sl_errorf(SL_ERR_NOMEM, "out of memory (fsdp units)");
+    if (st == SL_OK && f->act == SL_DTYPE_F32)
+        f->act_comm = COMM_DTYPE_F32;
+    else if (st == SL_OK && f->act == SL_DTYPE_BF16)
+        f->act_comm = COMM_DTYPE_BF16;
+    else if (st == SL_OK)
+        st = sl_errorf(SL_ERR_UNSUPPORTED, "fsdp_create: backend \"%s\" computes in %s; FSDP gathers "
+                       "F32 or BF16 parameters only", o->be->ops->name, dtype_name(f->act));
     int64_t max_padded = 0;
     for (int i = 0; i < f->n_units && st == SL_OK; i++) {
         fsdp_unit *u = &f->units[i];
@@ -274,7 +301,13 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
         u->valid = end > u->start ? end - u->start : 0;
         if (u->padded > max_padded)
             max_padded = u->padded;
-        st = alloc_f32(f, MEM_CATEGORY_PARAMS, u->len, &u->param);
+        /* the fp32 master exists when the shard trains, or when it is the act copy */
+        if (st == SL_OK && (!o->frozen || f->act_is_master))
+            st = alloc_f32(f, MEM_CATEGORY_PARAMS, u->len, &u->param);
+        if (st == SL_OK && f->act_is_master)
+            u->param_act = u->param;
+        else if (st == SL_OK)
+            st = alloc_act(f, MEM_CATEGORY_PARAMS, u->len, &u->param_act);
         if (o->frozen) {
             /* no optimizer state, no gradients */
         } else if (st == SL_OK)
@@ -290,7 +323,7 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
                 st = alloc_f32(f, MEM_CATEGORY_GRADS, u->len, &u->grad_shard);
         }
         if (st == SL_OK && f->k > 1 && o->plan->mode == FSDP_MODE_SHARD_GRAD_OP)
-            st = alloc_f32(f, MEM_CATEGORY_PARAMS, u->padded, &u->kept);
+            st = alloc_act(f, MEM_CATEGORY_PARAMS, u->padded, &u->kept);
     }
     if (st == SL_OK && f->k > 1 && o->plan->mode != FSDP_MODE_SHARD_GRAD_OP) {
         f->n_slots = o->gather_buffers;
@@ -301,7 +334,7 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
             st = sl_errorf(SL_ERR_NOMEM, "out of memory (fsdp pool)");
         for (int s = 0; s < f->n_slots && st == SL_OK; s++) {
             f->slot_owner[s] = -1;
-            st = alloc_f32(f, MEM_CATEGORY_PARAMS, max_padded, &f->slots[s]);
+            st = alloc_act(f, MEM_CATEGORY_PARAMS, max_padded, &f->slots[s]);
         }
     }
     if (st != SL_OK) {
@@ -343,41 +376,152 @@ static void invalidate_gathered(fsdp *f) {
             f->units[i].slot = -1;
 }
 
+/* Refreshes unit u's act copy from its fp32 master (no-op when they are one
+ * buffer). On the CUDA backend this is the bf16 shard the all-gathers move. */
+static sl_status refresh_act(fsdp *f, fsdp_unit *u) {
+    if (f->act_is_master || !u->param)
+        return SL_OK;
+    sl_backend *be = f->o.be;
+    return ops_cast(be, ops_view1(be, f->act, u->param_act, u->len),
+                    ops_view1(be, SL_DTYPE_F32, u->param, u->len));
+}
+
+/* Sets unit u's parameter shard from host (len floats, padding zero): the
+ * master (H2D) and its act copy, or, on a frozen instance without a master,
+ * the act copy through a temporary F32 device buffer. */
+static sl_status upload_param(fsdp *f, fsdp_unit *u, const float *host) {
+    sl_backend *be = f->o.be;
+    size_t bytes = (size_t)u->len * sizeof(float);
+    if (u->param) {
+        SL_TRY(backend_memcpy(be, u->param, host, bytes, BACKEND_COPY_H2D));
+        return refresh_act(f, u);
+    }
+    float *tmp = NULL;
+    SL_TRY(alloc_f32(f, MEM_CATEGORY_COMM, u->len, &tmp));
+    sl_status st = backend_memcpy(be, tmp, host, bytes, BACKEND_COPY_H2D);
+    if (st == SL_OK)
+        st = ops_cast(be, ops_view1(be, f->act, u->param_act, u->len), ops_view1(be, SL_DTYPE_F32, tmp, u->len));
+    if (st == SL_OK)
+        st = backend_synchronize(be); /* tmp is freed next */
+    free_f32(f, MEM_CATEGORY_COMM, tmp, u->len);
+    return st;
+}
+
+/* host (n floats) = backend buffer src of dtype dt, n elements. */
+static sl_status download_f32(fsdp *f, const void *src, sl_dtype dt, int64_t n, float *host) {
+    sl_backend *be = f->o.be;
+    if (n == 0)
+        return SL_OK;
+    if (dt == SL_DTYPE_F32)
+        return backend_memcpy(be, host, src, (size_t)n * sizeof(float), BACKEND_COPY_D2H);
+    float *tmp = NULL;
+    SL_TRY(alloc_f32(f, MEM_CATEGORY_COMM, n, &tmp));
+    sl_status st = ops_cast(be, ops_view1(be, SL_DTYPE_F32, tmp, n), ops_view1(be, dt, src, n));
+    if (st == SL_OK)
+        st = backend_memcpy(be, host, tmp, (size_t)n * sizeof(float), BACKEND_COPY_D2H);
+    free_f32(f, MEM_CATEGORY_COMM, tmp, n);
+    return st;
+}
+
 sl_status fsdp_init_params(fsdp *f, uint64_t seed) {
     invalidate_gathered(f);
-    for (int i = 0; i < f->n_units; i++) {
+    int64_t max_len = 1;
+    for (int i = 0; i < f->n_units; i++)
+        max_len = f->units[i].len > max_len ? f->units[i].len : max_len;
+    /* model_init_unit_range writes host memory: stage, then upload */
+    float *host = malloc((size_t)max_len * sizeof(float));
+    SL_CHECK_ALLOC(host, (size_t)max_len * sizeof(float));
+    sl_status st = SL_OK;
+    for (int i = 0; i < f->n_units && st == SL_OK; i++) {
         fsdp_unit *u = &f->units[i];
-        memset(u->param, 0, (size_t)u->len * sizeof(float));
+        memset(host, 0, (size_t)u->len * sizeof(float));
         if (u->valid > 0)
-            SL_TRY(model_init_unit_range(f->o.layout, i, u->start, u->valid, u->param, seed));
+            st = model_init_unit_range(f->o.layout, i, u->start, u->valid, host, seed);
+        if (st == SL_OK)
+            st = upload_param(f, u, host);
     }
-    return SL_OK;
+    if (st == SL_OK)
+        st = backend_synchronize(f->o.be); /* host is freed next */
+    free(host);
+    return st;
 }
 
 sl_status fsdp_load_unit(fsdp *f, int unit, const float *full) {
     SL_CHECK_ARG(unit >= 0 && unit < f->n_units, "fsdp_load_unit: unit %d out of range", unit);
     fsdp_unit *u = &f->units[unit];
     invalidate_gathered(f);
-    memset(u->param, 0, (size_t)u->len * sizeof(float));
+    float *host = calloc((size_t)u->len, sizeof(float));
+    SL_CHECK_ALLOC(host, (size_t)u->len * sizeof(float));
     if (u->valid > 0)
-        memcpy(u->param, full + u->start, (size_t)u->valid * sizeof(float));
-    return SL_OK;
+        memcpy(host, full + u->start, (size_t)u->valid * sizeof(float));
+    sl_status st = upload_param(f, u, host);
+    if (st == SL_OK)
+        st = backend_synchronize(f->o.be);
+    free(host);
+    return st;
 }
 
 sl_status fsdp_gather_unit(fsdp *f, int unit, float *full) {
     SL_CHECK_ARG(unit >= 0 && unit < f->n_units, "fsdp_gather_unit: unit %d out of range", unit);
     fsdp_unit *u = &f->units[unit];
-    if (f->k == 1) {
-        memcpy(full, u->param, (size_t)u->numel * sizeof(float));
-        return SL_OK;
-    }
-    float *tmp = malloc((size_t)u->padded * sizeof(float));
-    SL_CHECK_ALLOC(tmp, (size_t)u->padded * sizeof(float));
-    sl_status st = comm_all_gather(f->o.shard_comm, u->param, tmp, (size_t)u->len, COMM_DTYPE_F32);
+    /* the fp32 master where there is one, else (frozen, act != F32) the act copy */
+    const void *src = u->param ? (const void *)u->param : u->param_act;
+    sl_dtype dt = u->param ? SL_DTYPE_F32 : f->act;
+    if (f->k == 1)
+        return download_f32(f, src, dt, u->numel, full);
+    size_t esz = dtype_size(dt);
+    void *tmp = NULL;
+    SL_TRY(backend_alloc(f->o.be, MEM_CATEGORY_COMM, (size_t)u->padded * esz, &tmp));
+    sl_status st = comm_all_gather(f->o.shard_comm, src, tmp, (size_t)u->len,
+                                   u->param ? COMM_DTYPE_F32 : f->act_comm);
     if (st == SL_OK)
-        memcpy(full, tmp, (size_t)u->numel * sizeof(float));
-    free(tmp);
+        st = download_f32(f, tmp, dt, u->numel, full);
+    backend_free(f->o.be, MEM_CATEGORY_COMM, tmp, (size_t)u->padded * esz);
     return st;
+}
+
+static float *shard_buf(fsdp_unit *u, fsdp_buf which) {
+    switch (which) {
+    case FSDP_BUF_PARAM:
+        return u->param;
+    case FSDP_BUF_M:
+        return u->m;
+    case FSDP_BUF_V:
+        return u->v;
+    case FSDP_BUF_GRAD:
+        return u->grad_shard;
+    }
+    return NULL;
+}
+
+static const char *const buf_names[] = {"param", "m", "v", "grad"};
+
+sl_status fsdp_shard_read(fsdp *f, int unit, fsdp_buf which, float *host) {
+    SL_CHECK_ARG(unit >= 0 && unit < f->n_units && which >= FSDP_BUF_PARAM && which <= FSDP_BUF_GRAD,
+                 "fsdp_shard_read: unit %d / buffer %d out of range", unit, (int)which);
+    fsdp_unit *u = &f->units[unit];
+    float *b = shard_buf(u, which);
+    if (!b)
+        return sl_errorf(SL_ERR_INVALID, "fsdp_shard_read: unit %d has no %s shard (frozen instance)", unit,
+                         buf_names[which]);
+    return backend_memcpy(f->o.be, host, b, (size_t)u->len * sizeof(float), BACKEND_COPY_D2H);
+}
+
+sl_status fsdp_shard_write(fsdp *f, int unit, fsdp_buf which, const float *host) {
+    SL_CHECK_ARG(unit >= 0 && unit < f->n_units && which >= FSDP_BUF_PARAM && which <= FSDP_BUF_GRAD,
+                 "fsdp_shard_write: unit %d / buffer %d out of range", unit, (int)which);
+    fsdp_unit *u = &f->units[unit];
+    if (which == FSDP_BUF_PARAM) {
+        invalidate_gathered(f);
+        SL_TRY(upload_param(f, u, host));
+        return backend_synchronize(f->o.be);
+    }
+    float *b = shard_buf(u, which);
+    if (!b)
+        return sl_errorf(SL_ERR_INVALID, "fsdp_shard_write: unit %d has no %s shard (frozen instance)", unit,
+                         buf_names[which]);
+    SL_TRY(backend_memcpy(f->o.be, b, host, (size_t)u->len * sizeof(float), BACKEND_COPY_H2D));
+    return backend_synchronize(f->o.be);
 }
 
 sl_status fsdp_begin_step(fsdp *f, int n_micro) {
@@ -454,7 +598,8 @@ sl_status fsdp_optimizer_step(fsdp *f, const cfg_optim *cfg, int step, int total
             continue;
         SL_TRY(optim_adamw_segments(f->o.be, f->o.layout, i, u->start, u->valid, cfg, step,
                                     (float)stats->lr, (float)stats->clip_factor, u->param,
-                                    u->grad_shard, u->m, u->v));
+                                    u->grad_shard, u->m, u->v,
+                                    f->act_is_master ? NULL : u->param_act));
     }
     invalidate_gathered(f);
     return SL_OK;
@@ -466,12 +611,14 @@ fsdp_unit_shard fsdp_shard(fsdp *f, int unit) {
                              .len = u->len,
                              .valid = u->valid,
                              .param = u->param,
+                             .param_act = u->param_act,
                              .m = u->m,
                              .v = u->v,
                              .grad = u->grad_shard};
 }
 
 int64_t fsdp_padded_numel(const fsdp *f, int unit) { return f->units[unit].padded; }
+int fsdp_n_units(const fsdp *f) { return f->n_units; }
 
 double fsdp_exposed_comm_s(const fsdp *f) {
     return f->exposed_s + (f->adapter ? fsdp_exposed_comm_s(f->adapter) : 0.0);
@@ -485,25 +632,32 @@ void fsdp_reset_comm_timer(fsdp *f) {
 sl_status fsdp_comm_only_step(fsdp *f, double *seconds) {
     double t0 = sl_now();
     if (f->k > 1) {
-        float *buf = NULL;
+        void *buf = NULL;
         int64_t n = 0;
         for (int i = 0; i < f->n_units; i++)
             n = f->units[i].padded > n ? f->units[i].padded : n;
-        SL_TRY(alloc_f32(f, MEM_CATEGORY_COMM, n, &buf));
+        SL_TRY(alloc_act(f, MEM_CATEGORY_COMM, n, &buf));
         sl_status st = SL_OK;
         int passes = f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP ? 1 : 2;
         for (int p = 0; p < passes && st == SL_OK; p++)
             for (int i = 0; i < f->n_units && st == SL_OK; i++)
-                st = comm_all_gather(f->o.shard_comm, f->units[i].param, buf,
-                                     (size_t)f->units[i].len, COMM_DTYPE_F32);
-        float *scratch = NULL;
+                st = comm_all_gather(f->o.shard_comm, f->units[i].param_act, buf,
+                                     (size_t)f->units[i].len, f->act_comm);
+        /* reduce-scatters move F32 gradients: the act buffer serves when it is F32 */
+        float *send = f->act_is_master ? buf : NULL, *scratch = NULL;
+        if (st == SL_OK && !f->o.frozen && !send)
+            st = alloc_f32(f, MEM_CATEGORY_COMM, n, &send);
         if (st == SL_OK && !f->o.frozen)
             st = alloc_f32(f, MEM_CATEGORY_COMM, n, &scratch);
         for (int i = f->n_units - 1; i >= 0 && st == SL_OK && !f->o.frozen; i--)
-            st = comm_reduce_scatter(f->o.shard_comm, buf, scratch, (size_t)f->units[i].len,
+            st = comm_reduce_scatter(f->o.shard_comm, send, scratch, (size_t)f->units[i].len,
                                      COMM_DTYPE_F32, COMM_REDOP_SUM);
+        if (st == SL_OK)
+            st = backend_synchronize(f->o.be);
         free_f32(f, MEM_CATEGORY_COMM, scratch, n);
-        free_f32(f, MEM_CATEGORY_COMM, buf, n);
+        if (send != buf)
+            free_f32(f, MEM_CATEGORY_COMM, send, n);
+        free_act(f, MEM_CATEGORY_COMM, buf, n);
         SL_TRY(st);
     }
     if (f->o.replicate_comm && !f->o.frozen) {
@@ -516,6 +670,8 @@ sl_status fsdp_comm_only_step(fsdp *f, double *seconds) {
         for (int i = f->n_units - 1; i >= 0 && st == SL_OK; i--)
             st = comm_all_reduce(f->o.replicate_comm, buf, buf, (size_t)f->units[i].len,
                                  COMM_DTYPE_F32, COMM_REDOP_SUM);
+        if (st == SL_OK)
+            st = backend_synchronize(f->o.be);
         free_f32(f, MEM_CATEGORY_COMM, buf, n);
         SL_TRY(st);
     }

@@ -3,19 +3,38 @@
  * defines: fsdp, fsdp_opts, fsdp_step_stats, fsdp_unit_shard, fsdp_create,
  *          fsdp_destroy, fsdp_hooks, fsdp_init_params, fsdp_load_unit,
  *          fsdp_gather_unit, fsdp_begin_step, fsdp_begin_micro,
- *          fsdp_finish_grads, fsdp_optimizer_step, fsdp_shard,
- *          fsdp_exposed_comm_s, fsdp_comm_only_step, fsdp_attach_adapter
+ *          fsdp_finish_grads, fsdp_optimizer_step, fsdp_shard, fsdp_buf,
+ *          fsdp_shard_read, fsdp_shard_write, fsdp_padded_numel, fsdp_n_units,
+ *          fsdp_exposed_comm_s,
+ *          fsdp_comm_only_step, fsdp_attach_adapter
  *
  * Each unit u of the layout (numel N_u) is padded to P_u = ceil(N_u / k) * k
  * with k = the shard group size, and rank r of the group owns elements
  * [r L_u, (r+1) L_u) with L_u = P_u / k (elements past N_u are padding that
- * stays zero). Per unit a rank owns: the fp32 parameter shard (which is also
- * the master copy on the CPU backend), the AdamW m and v shards, and the fp32
- * gradient shard. Full-size buffers: a pool of gathered units
- * (parallel.gather_buffers slots of max P_u) and one gradient buffer per unit
- * that micro-steps accumulate into; the reduce-scatter runs once per
- * optimizer step, on the last micro-step (so gradient accumulation costs no
- * extra communication, and costs the full gradient's memory).
+ * stays zero). Per unit a rank owns: the fp32 master parameter shard, the
+ * AdamW m and v shards, the fp32 gradient shard, and the shard in the
+ * backend's act dtype (be->act_dtype) that the all-gathers move and the
+ * model computes with. On the CPU backend (act F32) the act shard IS the
+ * master (one buffer, no copy). With act BF16 (CUDA) it is a separate bf16
+ * shard that ops_adamw writes through its param_copy on every update and
+ * that is cast from the master after init, load and checkpoint resume; the
+ * all-gathers then move half the bytes (COMM_DTYPE_BF16) while the
+ * reduce-scatters and all-reduces of gradients stay F32. Full-size buffers:
+ * a pool of gathered units (parallel.gather_buffers slots of max P_u
+ * elements of the act dtype) and one F32 gradient buffer per unit that
+ * micro-steps accumulate into; the reduce-scatter runs once per optimizer
+ * step, on the last micro-step (so gradient accumulation costs no extra
+ * communication, and costs the full gradient's memory).
+ *
+ * Device residency. Every buffer above is backend memory (device memory on
+ * CUDA) and every access goes through the backend: backend_memcpy for host
+ * staging (init writes host memory through model_init_unit_range and is
+ * uploaded; fsdp_load_unit, fsdp_gather_unit, fsdp_shard_read/_write stage
+ * through host buffers), backend_memset_zero for zeroing, ops_* for the
+ * rest. The global gradient norm is a host double all-reduced over the
+ * shard comm (the NCCL comm stages host pointers and is host-synchronous for
+ * them). Collectives on device buffers rely on the comm ordering itself
+ * against be->stream (the NCCL backend does, with events).
  *
  * Modes (parallel/plan.h decides the groups):
  *   FULL_SHARD    gather a unit for forward, free it, gather again for backward
@@ -46,12 +65,17 @@
  * fsdp_reset_comm_timer called on the base act on both, so a training loop
  * drives one object. The adapters are gathered, prefetched and
  * reduce-scattered like any unit, on the same comm, in the model's call order.
+ * A frozen instance keeps no fp32 master when the act dtype is not F32: its
+ * units hold only the act shard (bf16 on CUDA, half the memory), written
+ * from host fp32 through a temporary device buffer at init/load;
+ * fsdp_shard().param is then NULL and fsdp_gather_unit returns the act
+ * values widened to fp32. With act F32 the act shard is the master anyway.
  *
  * Ownership: fsdp owns every buffer above (backend memory recorded in
  * be->acct: params/grads/optimizer/comm categories). layout, be, the comms
- * and opts' pointers are borrowed and must outlive it. The MPI comm moves
- * host memory, so this pairs the CPU backend with the MPI comm; a CUDA
- * backend needs the NCCL comm.
+ * and opts' pointers are borrowed and must outlive it. The comms must move
+ * the backend's memory: the MPI comm moves host memory (CPU backend), the
+ * NCCL comm device memory (CUDA backend).
  */
 #ifndef SL_PARALLEL_FSDP_H
 #define SL_PARALLEL_FSDP_H
@@ -92,11 +116,15 @@ typedef struct {
     int64_t start;   /* first element of the unit owned here */
     int64_t len;     /* owned elements, padding included (L_u) */
     int64_t valid;   /* owned elements below N_u (<= len) */
-    float *param;    /* len floats each */
+    float *param;    /* len floats each, backend memory: the fp32 master (NULL: frozen, act != F32) */
+    void *param_act; /* len elements of be->act_dtype (== param when that is F32) */
     float *m;
     float *v;
     float *grad;
 } fsdp_unit_shard;
+
+/* The fp32 shard buffers fsdp_shard_read/_write move. */
+typedef enum { FSDP_BUF_PARAM = 0, FSDP_BUF_M, FSDP_BUF_V, FSDP_BUF_GRAD } fsdp_buf;
 
 sl_status fsdp_create(const fsdp_opts *o, fsdp **out);
 void fsdp_destroy(fsdp *f); /* NULL is a no-op */
@@ -132,11 +160,19 @@ sl_status fsdp_finish_grads(fsdp *f);
 sl_status fsdp_optimizer_step(fsdp *f, const cfg_optim *cfg, int step, int total_steps,
                               fsdp_step_stats *stats);
 
-/* Direct access to this rank's shard of unit u (checkpoints, tests); m, v
- * and grad are NULL on a frozen instance. */
+/* This rank's shard of unit u (backend memory: do not dereference on the
+ * host; use fsdp_shard_read/_write); m, v and grad are NULL on a frozen
+ * instance. */
 fsdp_unit_shard fsdp_shard(fsdp *f, int unit);
-/* Padded size P_u of unit u. */
+/* Copies shard buffer `which` of unit u (len floats, padding included)
+ * to/from host memory (checkpoints, non-finite checks, tests). Writing
+ * FSDP_BUF_PARAM also refreshes the act shard and drops gathered copies.
+ * SL_ERR_INVALID for a buffer a frozen instance does not have. */
+sl_status fsdp_shard_read(fsdp *f, int unit, fsdp_buf which, float *host);
+sl_status fsdp_shard_write(fsdp *f, int unit, fsdp_buf which, const float *host);
+/* Padded size P_u of unit u; number of units. */
 int64_t fsdp_padded_numel(const fsdp *f, int unit);
+int fsdp_n_units(const fsdp *f);
 
 /* Seconds the main thread waited on communication since the last reset. */
 double fsdp_exposed_comm_s(const fsdp *f);

@@ -183,7 +183,7 @@ static void run_config(const char *name) {
         for (int u = 0, off = 0; u < al->n_units; off += (int)al->units[u].numel, u++)
             if (al->units[u].numel > 0)
                 OK(optim_adamw_segments(be, al, u, 0, al->units[u].numel, &oc, s, lr, (float)clip,
-                                        ap + off, ag + off, am + off, av + off));
+                                        ap + off, ag + off, am + off, av + off, NULL));
     }
     double e_params = compare_adapters(f, "params_after", al, ap, worst_p, sizeof worst_p);
     assert_memory_equal(params, params0, P * sizeof *params); /* the base is frozen */
