@@ -83,19 +83,30 @@ static sl_status push_id(chat_seq *out, uint32_t id, uint8_t m) {
     return SL_OK;
 }
 
+/* <|im_start|>{role}\n, all masked out. */
+static sl_status push_header(const chat_template *c, const tokenizer *t, int role, chat_seq *out) {
+    char header[32];
+    int hl = snprintf(header, sizeof header, "%s\n", role_names[role]);
+    SL_TRY(push_id(out, c->im_start, 0));
+    return chat_encode_text(t, header, (size_t)hl, 0, out);
+}
+
 sl_status chat_encode(const chat_template *c, const tokenizer *t, const chat_turn *turns, int n,
                       chat_seq *out) {
-    char header[32];
     for (int i = 0; i < n; i++) {
         SL_CHECK_ARG(turns[i].role >= 0 && turns[i].role < CHAT_ROLE_COUNT, "bad chat role %d",
                      turns[i].role);
         uint8_t train = turns[i].role == CHAT_ROLE_ASSISTANT;
-        int hl = snprintf(header, sizeof header, "%s\n", role_names[turns[i].role]);
-        SL_TRY(push_id(out, c->im_start, 0));
-        SL_TRY(chat_encode_text(t, header, (size_t)hl, 0, out));
+        SL_TRY(push_header(c, t, turns[i].role, out));
         SL_TRY(chat_encode_text(t, turns[i].text, turns[i].len, train, out));
         SL_TRY(push_id(out, c->im_end, train));
         SL_TRY(chat_encode_text(t, "\n", 1, 0, out));
     }
     return SL_OK;
+}
+
+sl_status chat_encode_generation_prompt(const chat_template *c, const tokenizer *t, const chat_turn *turns,
+                                        int n, chat_seq *out) {
+    SL_TRY(chat_encode(c, t, turns, n, out));
+    return push_header(c, t, CHAT_ROLE_ASSISTANT, out);
 }

@@ -3,7 +3,7 @@
  *
  * defines: chat_role, chat_role_parse, chat_role_name, chat_turn, chat_seq,
  *          chat_seq_reserve, chat_seq_free, chat_template, chat_template_init,
- *          chat_encode, chat_encode_text
+ *          chat_encode, chat_encode_generation_prompt, chat_encode_text
  *
  * Template "chatml" (the only one; README "Chat template"): each turn is
  *   <|im_start|>{role}\n{content}<|im_end|>\n
@@ -12,6 +12,8 @@
  * headers, system/user/tool turns, the newline after <|im_end|>). Content is
  * encoded with specials disallowed, so text that spells "<|im_end|>" cannot
  * forge a turn boundary. A prompt/response pair is the turns user, assistant.
+ * A generation prompt (shardlm generate) is the turns followed by the open
+ * header "<|im_start|>assistant\n" for the model to continue.
  * When the tokenizer lacks the markers, chat_template_init registers them
  * with tok_add_special at the next free ids (GPT-2: 50257 and 50258, so a
  * model needs vocab_size >= 50259).
@@ -64,6 +66,10 @@ sl_status chat_template_init(const char *name, tokenizer *t, chat_template *out)
 /* Appends the encoded conversation to out (out->n is not reset). */
 sl_status chat_encode(const chat_template *c, const tokenizer *t, const chat_turn *turns, int n,
                       chat_seq *out);
+/* Appends the encoded conversation, then "<|im_start|>assistant\n" (mask 0)
+ * with no content and no <|im_end|>: the prompt a model answers. */
+sl_status chat_encode_generation_prompt(const chat_template *c, const tokenizer *t, const chat_turn *turns,
+                                        int n, chat_seq *out);
 /* Appends text encoded as ordinary text (specials disallowed) with mask m. */
 sl_status chat_encode_text(const tokenizer *t, const char *text, size_t len, uint8_t m,
                            chat_seq *out);

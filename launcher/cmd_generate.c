@@ -109,25 +109,6 @@ static sl_status read_stdin(char **out, size_t *len) {
     return SL_OK;
 }
 
-/* The chat template's generation prompt: the turns as prepare encodes them
- * (data/chat.h), then "<|im_start|>assistant\n" for the model to continue. */
-static sl_status chat_prompt(const chat_template *ct, const tokenizer *t, const char *system,
-                             const char *prompt, size_t len, chat_seq *seq) {
-    chat_turn turns[2];
-    int n = 0;
-    if (system)
-        turns[n++] = (chat_turn){CHAT_ROLE_SYSTEM, system, strlen(system)};
-    turns[n++] = (chat_turn){CHAT_ROLE_USER, prompt, len};
-    SL_TRY(chat_encode(ct, t, turns, n, seq));
-    SL_TRY(chat_seq_reserve(seq, seq->n + 1));
-    seq->ids[seq->n] = ct->im_start;
-    seq->mask[seq->n++] = 0;
-    /* the role header as chat_encode writes it: one text "role\n" */
-    char hdr[32];
-    int hl = snprintf(hdr, sizeof hdr, "%s\n", chat_role_name(CHAT_ROLE_ASSISTANT));
-    return chat_encode_text(t, hdr, (size_t)hl, 0, seq);
-}
-
 /* ---- streamed output ----
  * Text is printed as soon as it cannot be part of the stop text and does
  * not end inside a UTF-8 sequence (a token may hold half a character). */
@@ -254,7 +235,12 @@ static sl_status encode_prompt(gen_state *g, const gen_opts *o, chat_template *c
             g->seq.ids[g->seq.n] = (uint32_t)tok_bos_id(g->tok);
             g->seq.mask[g->seq.n++] = 0;
         }
-        return chat_prompt(ct, g->tok, o->system, text, len, &g->seq);
+        chat_turn turns[2];
+        int n = 0;
+        if (o->system)
+            turns[n++] = (chat_turn){CHAT_ROLE_SYSTEM, o->system, strlen(o->system)};
+        turns[n++] = (chat_turn){CHAT_ROLE_USER, text, len};
+        return chat_encode_generation_prompt(ct, g->tok, turns, n, &g->seq);
     }
     int64_t start = tok_bos_id(g->tok);
     if (start < 0 && len == 0)

@@ -1,6 +1,7 @@
 /* Unit test for data/chat: the chatml template on the real GPT-2 tokenizer
  * gives the ids the reference encoder (gpt-3-encoder) gives for each piece,
- * and a loss mask on the assistant content and its <|im_end|> only. */
+ * and a loss mask on the assistant content and its <|im_end|> only; the
+ * generation prompt ends in the open assistant header. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,10 +91,36 @@ static void test_messages(void **state) {
     tok_destroy(t);
 }
 
+/* The generation prompt: the user turn, then the assistant header left open
+ * (no content, no <|im_end|>), all masked out; a system turn comes first. */
+static void test_generation_prompt(void **state) {
+    (void)state;
+    tokenizer *t = load_gpt2();
+    chat_template c;
+    check_ok(chat_template_init("chatml", t, &c));
+    chat_turn turns[2] = {{CHAT_ROLE_SYSTEM, "Be brief.", 9}, {CHAT_ROLE_USER, "What is 2+2?", 12}};
+    chat_seq q = {0};
+    check_ok(chat_encode_generation_prompt(&c, t, turns + 1, 1, &q));
+    static const uint32_t ids[] = {50257, 7220, 198, 2061, 318, 362, 10, 17, 30, 50258, 198,
+                                   50257, 562, 10167, 198};
+    static const uint8_t mask[sizeof ids / sizeof ids[0]] = {0};
+    expect_seq(&q, ids, mask, sizeof ids / sizeof ids[0]);
+    q.n = 0;
+    check_ok(chat_encode_generation_prompt(&c, t, turns, 2, &q));
+    static const uint32_t ids2[] = {50257, 10057, 198, 3856, 4506, 13, 50258, 198,
+                                    50257, 7220, 198, 2061, 318, 362, 10, 17, 30, 50258, 198,
+                                    50257, 562, 10167, 198};
+    static const uint8_t mask2[sizeof ids2 / sizeof ids2[0]] = {0};
+    expect_seq(&q, ids2, mask2, sizeof ids2 / sizeof ids2[0]);
+    chat_seq_free(&q);
+    tok_destroy(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prompt_response),
         cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_generation_prompt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
