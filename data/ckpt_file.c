@@ -16,114 +16,6 @@
 
 #define CKPT_PATH_MAX 1024
 
-/* ---- attributes ---- */
-
-static sl_status attr_write_i64_locked(hid_t loc, const char *name, int64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    SL_CHECK_HDF5(sp);
-    hid_t a = H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5Sclose(sp);
-    SL_CHECK_HDF5(a);
-    herr_t rc = H5Awrite(a, H5T_NATIVE_INT64, &v);
-    H5Aclose(a);
-    SL_CHECK_HDF5(rc);
-    return SL_OK;
-}
-
-static sl_status attr_write_u64_locked(hid_t loc, const char *name, uint64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    SL_CHECK_HDF5(sp);
-    hid_t a = H5Acreate2(loc, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5Sclose(sp);
-    SL_CHECK_HDF5(a);
-    herr_t rc = H5Awrite(a, H5T_NATIVE_UINT64, &v);
-    H5Aclose(a);
-    SL_CHECK_HDF5(rc);
-    return SL_OK;
-}
-
-/* Variable-length UTF-8 strings: h5py reads them as str. */
-static sl_status attr_write_str_locked(hid_t loc, const char *name, const char *v) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    SL_CHECK_HDF5(t);
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        H5Tclose(t);
-        return sl_check_hdf5_fail(__FILE__, __LINE__, "H5Tset_size");
-    }
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = sp < 0 ? -1 : H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, &v);
-    if (a >= 0)
-        H5Aclose(a);
-    if (sp >= 0)
-        H5Sclose(sp);
-    H5Tclose(t);
-    SL_CHECK_HDF5(rc);
-    return SL_OK;
-}
-
-static sl_status attr_read_i64_locked(hid_t loc, const char *path, const char *where,
-                                      const char *name, int64_t *v) {
-    if (H5Aexists(loc, name) <= 0)
-        return sl_errorf(SL_ERR_FORMAT, "checkpoint file %s: %s lacks attribute \"%s\"", path, where,
-                         name);
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    SL_CHECK_HDF5(a);
-    herr_t rc = H5Aread(a, H5T_NATIVE_INT64, v);
-    H5Aclose(a);
-    if (rc < 0)
-        return sl_errorf(SL_ERR_FORMAT, "checkpoint file %s: attribute \"%s\" of %s is not an integer",
-                         path, name, where);
-    return SL_OK;
-}
-
-static sl_status attr_read_u64_locked(hid_t loc, const char *path, const char *where,
-                                      const char *name, uint64_t *v) {
-    if (H5Aexists(loc, name) <= 0)
-        return sl_errorf(SL_ERR_FORMAT, "checkpoint file %s: %s lacks attribute \"%s\"", path, where,
-                         name);
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    SL_CHECK_HDF5(a);
-    herr_t rc = H5Aread(a, H5T_NATIVE_UINT64, v);
-    H5Aclose(a);
-    if (rc < 0)
-        return sl_errorf(SL_ERR_FORMAT, "checkpoint file %s: attribute \"%s\" of %s is not an integer",
-                         path, name, where);
-    return SL_OK;
-}
-
-static sl_status attr_read_str_locked(hid_t loc, const char *path, const char *name, char *out,
-                                      size_t cap) {
-    if (H5Aexists(loc, name) <= 0)
-        return sl_errorf(SL_ERR_FORMAT, "checkpoint file %s: root attribute \"%s\" is missing", path,
-                         name);
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    SL_CHECK_HDF5(a);
-    hid_t ft = H5Aget_type(a);
-    sl_status st = SL_OK;
-    if (ft < 0 || H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) <= 0) {
-        st = sl_errorf(SL_ERR_FORMAT, "checkpoint file %s: attribute \"%s\" is not a string", path,
-                       name);
-    } else {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft));
-        char *s = NULL;
-        if (H5Aread(a, mt, &s) < 0 || !s) {
-            st = sl_errorf(SL_ERR_FORMAT, "checkpoint file %s: cannot read attribute \"%s\"", path,
-                           name);
-        } else {
-            snprintf(out, cap, "%s", s);
-            H5free_memory(s);
-        }
-        H5Tclose(mt);
-    }
-    if (ft >= 0)
-        H5Tclose(ft);
-    H5Aclose(a);
-    return st;
-}
-
 static void unit_group_name(char *buf, size_t cap, const char *part, int unit) {
     snprintf(buf, cap, "/%s/%05d", part, unit);
 }
@@ -138,16 +30,16 @@ struct ckpt_writer {
 };
 
 static sl_status write_root_attrs_locked(hid_t f, const ckpt_file_info *in) {
-    SL_TRY(attr_write_str_locked(f, "format", CKPT_FILE_FORMAT_NAME));
-    SL_TRY(attr_write_i64_locked(f, "version", CKPT_FILE_FORMAT_VERSION));
-    SL_TRY(attr_write_i64_locked(f, "rank", in->rank));
-    SL_TRY(attr_write_i64_locked(f, "world", in->world));
-    SL_TRY(attr_write_i64_locked(f, "shard_rank", in->shard_rank));
-    SL_TRY(attr_write_i64_locked(f, "shard_size", in->shard_size));
-    SL_TRY(attr_write_i64_locked(f, "replicate_rank", in->replicate_rank));
-    SL_TRY(attr_write_i64_locked(f, "replicate_size", in->replicate_size));
-    SL_TRY(attr_write_str_locked(f, "fsdp_mode", in->fsdp_mode));
-    SL_TRY(attr_write_i64_locked(f, "step", in->step));
+    SL_TRY(h5io_attr_write_str_locked(f, "format", CKPT_FILE_FORMAT_NAME));
+    SL_TRY(h5io_attr_write_i64_locked(f, "version", CKPT_FILE_FORMAT_VERSION));
+    SL_TRY(h5io_attr_write_i64_locked(f, "rank", in->rank));
+    SL_TRY(h5io_attr_write_i64_locked(f, "world", in->world));
+    SL_TRY(h5io_attr_write_i64_locked(f, "shard_rank", in->shard_rank));
+    SL_TRY(h5io_attr_write_i64_locked(f, "shard_size", in->shard_size));
+    SL_TRY(h5io_attr_write_i64_locked(f, "replicate_rank", in->replicate_rank));
+    SL_TRY(h5io_attr_write_i64_locked(f, "replicate_size", in->replicate_size));
+    SL_TRY(h5io_attr_write_str_locked(f, "fsdp_mode", in->fsdp_mode));
+    SL_TRY(h5io_attr_write_i64_locked(f, "step", in->step));
     return SL_OK;
 }
 
@@ -201,7 +93,7 @@ static sl_status write_dataset_locked(hid_t g, const char *name, const float *da
     herr_t rc = H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
     sl_status st = rc < 0 ? sl_check_hdf5_fail(__FILE__, __LINE__, "H5Dwrite") : SL_OK;
     if (st == SL_OK)
-        st = attr_write_u64_locked(d, "xxh3", fs_hash64(data, (size_t)len * sizeof(float)));
+        st = h5io_attr_write_u64_locked(d, "xxh3", fs_hash64(data, (size_t)len * sizeof(float)));
     H5Dclose(d);
     return st;
 }
@@ -218,13 +110,13 @@ static sl_status add_unit_locked(ckpt_writer *w, const char *part, int unit, con
     unit_group_name(gpath, sizeof gpath, part, unit);
     hid_t g = H5Gcreate2(w->file, gpath, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     SL_CHECK_HDF5(g);
-    sl_status st = attr_write_i64_locked(g, "start", r->start);
+    sl_status st = h5io_attr_write_i64_locked(g, "start", r->start);
     if (st == SL_OK)
-        st = attr_write_i64_locked(g, "len", r->len);
+        st = h5io_attr_write_i64_locked(g, "len", r->len);
     if (st == SL_OK)
-        st = attr_write_i64_locked(g, "valid", r->valid);
+        st = h5io_attr_write_i64_locked(g, "valid", r->valid);
     if (st == SL_OK)
-        st = attr_write_i64_locked(g, "numel", r->numel);
+        st = h5io_attr_write_i64_locked(g, "numel", r->numel);
     const float *data[3] = {param, m, v};
     static const char *const names[3] = {"param", "m", "v"};
     for (int i = 0; i < 3 && st == SL_OK; i++) {
@@ -296,7 +188,9 @@ struct ckpt_reader {
 static sl_status read_root_locked(ckpt_reader *r) {
     int64_t version = 0;
     const char *p = r->path;
-    SL_TRY(attr_read_i64_locked(r->file, p, "the root", "version", &version));
+    char what[CKPT_PATH_MAX + 32];
+    snprintf(what, sizeof what, "checkpoint file %s (root)", p);
+    SL_TRY(h5io_attr_read_i64_locked(r->file, what, "version", &version));
     if (version != CKPT_FILE_FORMAT_VERSION)
         return sl_errorf(SL_ERR_FORMAT,
                          "checkpoint file %s has format version %" PRId64 "; this shardlm reads "
@@ -313,14 +207,14 @@ static sl_status read_root_locked(ckpt_reader *r) {
                 {"replicate_size", &r->info.replicate_size}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         int64_t v = 0;
-        SL_TRY(attr_read_i64_locked(r->file, p, "the root", ints[i].name, &v));
+        SL_TRY(h5io_attr_read_i64_locked(r->file, what, ints[i].name, &v));
         if (v < 0 || v > (1 << 30))
             return sl_errorf(SL_ERR_FORMAT, "checkpoint file %s: attribute %s = %" PRId64 " is out of range",
                              p, ints[i].name, v);
         *ints[i].dst = (int)v;
     }
-    SL_TRY(attr_read_i64_locked(r->file, p, "the root", "step", &r->info.step));
-    SL_TRY(attr_read_str_locked(r->file, p, "fsdp_mode", r->info.fsdp_mode, sizeof r->info.fsdp_mode));
+    SL_TRY(h5io_attr_read_i64_locked(r->file, what, "step", &r->info.step));
+    SL_TRY(h5io_attr_read_str_locked(r->file, what, "fsdp_mode", r->info.fsdp_mode, sizeof r->info.fsdp_mode));
     return SL_OK;
 }
 
@@ -388,13 +282,15 @@ static sl_status range_locked(ckpt_reader *r, const char *gpath, ckpt_range *out
         return sl_errorf(SL_ERR_FORMAT, "checkpoint file %s has no group %s", r->path, gpath);
     hid_t g = H5Gopen2(r->file, gpath, H5P_DEFAULT);
     SL_CHECK_HDF5(g);
-    sl_status st = attr_read_i64_locked(g, r->path, gpath, "start", &out->start);
+    char what[CKPT_PATH_MAX + 64];
+    snprintf(what, sizeof what, "checkpoint file %s: group %s", r->path, gpath);
+    sl_status st = h5io_attr_read_i64_locked(g, what, "start", &out->start);
     if (st == SL_OK)
-        st = attr_read_i64_locked(g, r->path, gpath, "len", &out->len);
+        st = h5io_attr_read_i64_locked(g, what, "len", &out->len);
     if (st == SL_OK)
-        st = attr_read_i64_locked(g, r->path, gpath, "valid", &out->valid);
+        st = h5io_attr_read_i64_locked(g, what, "valid", &out->valid);
     if (st == SL_OK)
-        st = attr_read_i64_locked(g, r->path, gpath, "numel", &out->numel);
+        st = h5io_attr_read_i64_locked(g, what, "numel", &out->numel);
     H5Gclose(g);
     SL_TRY(st);
     if (out->start < 0 || out->len <= 0 || out->valid < 0 || out->valid > out->len || out->numel < 0 ||
@@ -450,8 +346,11 @@ static sl_status read_locked(ckpt_reader *r, const char *dpath, int64_t len, flo
                        "checkpoint",
                        r->path, dpath);
     uint64_t want = 0;
-    if (st == SL_OK)
-        st = attr_read_u64_locked(d, r->path, dpath, "xxh3", &want);
+    if (st == SL_OK) {
+        char what[CKPT_PATH_MAX + 64];
+        snprintf(what, sizeof what, "checkpoint file %s: dataset %s", r->path, dpath);
+        st = h5io_attr_read_u64_locked(d, what, "xxh3", &want);
+    }
     if (st == SL_OK) {
         uint64_t got = fs_hash64(dst, (size_t)len * sizeof(float));
         if (got != want)

@@ -1,7 +1,8 @@
 /* data/h5io.h: the one place shardlm talks to the HDF5 library's global state.
  *
  * defines: H5IO_FILTER_ZSTD, h5io_zstd_class, h5io_init, h5io_lock,
- *          h5io_unlock, h5io_read_format
+ *          h5io_unlock, h5io_read_format, h5io_attr_write_{i64,u64,str}_locked,
+ *          h5io_attr_read_{i64,u64,str}_locked
  *
  * Debian's libhdf5 is the serial build, which is not safe to call from two
  * threads at once. Every HDF5 call in shardlm (shard writer, shard reader,
@@ -23,6 +24,8 @@
 #define SL_DATA_H5IO_H
 
 #include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "runtime/status.h"
 
@@ -45,5 +48,20 @@ void h5io_unlock(void);
  * into out[cap] ("" when the file has none), so that tools can dispatch on
  * the kind of file (token shard, checkpoint ...). */
 sl_status h5io_read_format(const char *path, char *out, size_t cap);
+
+/* Scalar attributes of loc (a file, group or dataset), shared by the shard
+ * and checkpoint formats. The caller holds h5io_lock. Integers are stored
+ * little-endian 64-bit; strings variable-length UTF-8 (h5py reads them as
+ * str). Readers accept any integer width and fixed- or variable-length
+ * strings. `what` names loc in messages ("shard /d/x.h5", "checkpoint file
+ * /c/rank_00000.h5: /params/00003"); a missing attribute is SL_ERR_FORMAT
+ * "<what> lacks attribute \"<name>\"". */
+sl_status h5io_attr_write_i64_locked(hid_t loc, const char *name, int64_t v);
+sl_status h5io_attr_write_u64_locked(hid_t loc, const char *name, uint64_t v);
+sl_status h5io_attr_write_str_locked(hid_t loc, const char *name, const char *v);
+sl_status h5io_attr_read_i64_locked(hid_t loc, const char *what, const char *name, int64_t *v);
+sl_status h5io_attr_read_u64_locked(hid_t loc, const char *what, const char *name, uint64_t *v);
+sl_status h5io_attr_read_str_locked(hid_t loc, const char *what, const char *name, char *out,
+                                    size_t cap);
 
 #endif

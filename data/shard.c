@@ -20,95 +20,6 @@
 #define SHARD_CACHE_CHUNKS 8
 
 /* ------------------------------------------------------------------ */
-/* attributes */
-
-static sl_status attr_write_i64_locked(hid_t loc, const char *name, int64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    SL_CHECK_HDF5(sp);
-    hid_t a = H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5Sclose(sp);
-    SL_CHECK_HDF5(a);
-    herr_t rc = H5Awrite(a, H5T_NATIVE_INT64, &v);
-    H5Aclose(a);
-    SL_CHECK_HDF5(rc);
-    return SL_OK;
-}
-
-/* Variable-length UTF-8 strings: h5py reads them as str. */
-static sl_status attr_write_str_locked(hid_t loc, const char *name, const char *v) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    SL_CHECK_HDF5(t);
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        H5Tclose(t);
-        return sl_check_hdf5_fail(__FILE__, __LINE__, "H5Tset_size");
-    }
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = sp < 0 ? -1 : H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, &v);
-    if (a >= 0)
-        H5Aclose(a);
-    if (sp >= 0)
-        H5Sclose(sp);
-    H5Tclose(t);
-    SL_CHECK_HDF5(rc);
-    return SL_OK;
-}
-
-static sl_status attr_read_i64_locked(hid_t loc, const char *path, const char *name, int64_t *v) {
-    if (H5Aexists(loc, name) <= 0)
-        return sl_errorf(SL_ERR_FORMAT, "shard %s: root attribute \"%s\" is missing", path, name);
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    SL_CHECK_HDF5(a);
-    herr_t rc = H5Aread(a, H5T_NATIVE_INT64, v);
-    H5Aclose(a);
-    if (rc < 0)
-        return sl_errorf(SL_ERR_FORMAT, "shard %s: attribute \"%s\" is not an integer", path, name);
-    return SL_OK;
-}
-
-/* Reads a fixed- or variable-length string attribute into out[cap]. */
-static sl_status attr_read_str_locked(hid_t loc, const char *path, const char *name, char *out,
-                                      size_t cap) {
-    if (H5Aexists(loc, name) <= 0)
-        return sl_errorf(SL_ERR_FORMAT, "shard %s: root attribute \"%s\" is missing", path, name);
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    SL_CHECK_HDF5(a);
-    hid_t ft = H5Aget_type(a);
-    sl_status st = SL_OK;
-    if (ft < 0 || H5Tget_class(ft) != H5T_STRING) {
-        st = sl_errorf(SL_ERR_FORMAT, "shard %s: attribute \"%s\" is not a string", path, name);
-    } else if (H5Tis_variable_str(ft) > 0) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft)); /* ASCII <-> UTF-8 does not convert */
-        char *s = NULL;
-        if (H5Aread(a, mt, &s) < 0 || !s) {
-            st = sl_errorf(SL_ERR_FORMAT, "shard %s: cannot read attribute \"%s\"", path, name);
-        } else {
-            snprintf(out, cap, "%s", s);
-            H5free_memory(s);
-        }
-        H5Tclose(mt);
-    } else {
-        size_t n = H5Tget_size(ft);
-        char *s = calloc(n + 1, 1);
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, n + 1);
-        H5Tset_cset(mt, H5Tget_cset(ft));
-        if (!s || H5Aread(a, mt, s) < 0)
-            st = sl_errorf(SL_ERR_FORMAT, "shard %s: cannot read attribute \"%s\"", path, name);
-        else
-            snprintf(out, cap, "%s", s);
-        H5Tclose(mt);
-        free(s);
-    }
-    if (ft >= 0)
-        H5Tclose(ft);
-    H5Aclose(a);
-    return st;
-}
-
-/* ------------------------------------------------------------------ */
 /* writer */
 
 struct shard_writer {
@@ -312,19 +223,19 @@ static sl_status writer_finish_locked(shard_writer *w) {
     SL_TRY(writer_flush_offsets_locked(w));
     hid_t f = w->file;
     const shard_meta *m = &w->meta;
-    SL_TRY(attr_write_str_locked(f, "format", SHARD_FORMAT_NAME));
-    SL_TRY(attr_write_i64_locked(f, "version", SHARD_FORMAT_VERSION));
-    SL_TRY(attr_write_str_locked(f, "tokenizer_name", m->tokenizer_name));
-    SL_TRY(attr_write_str_locked(f, "tokenizer_hash", m->tokenizer_hash));
-    SL_TRY(attr_write_i64_locked(f, "vocab_size", m->vocab_size));
-    SL_TRY(attr_write_i64_locked(f, "bos_id", m->bos_id));
-    SL_TRY(attr_write_i64_locked(f, "eos_id", m->eos_id));
-    SL_TRY(attr_write_i64_locked(f, "im_start_id", m->im_start_id));
-    SL_TRY(attr_write_i64_locked(f, "im_end_id", m->im_end_id));
-    SL_TRY(attr_write_i64_locked(f, "n_tokens", (int64_t)w->n_tokens));
-    SL_TRY(attr_write_i64_locked(f, "n_docs", (int64_t)w->n_docs));
-    SL_TRY(attr_write_i64_locked(f, "chunk_tokens", w->chunk));
-    SL_TRY(attr_write_str_locked(f, "source", m->source));
+    SL_TRY(h5io_attr_write_str_locked(f, "format", SHARD_FORMAT_NAME));
+    SL_TRY(h5io_attr_write_i64_locked(f, "version", SHARD_FORMAT_VERSION));
+    SL_TRY(h5io_attr_write_str_locked(f, "tokenizer_name", m->tokenizer_name));
+    SL_TRY(h5io_attr_write_str_locked(f, "tokenizer_hash", m->tokenizer_hash));
+    SL_TRY(h5io_attr_write_i64_locked(f, "vocab_size", m->vocab_size));
+    SL_TRY(h5io_attr_write_i64_locked(f, "bos_id", m->bos_id));
+    SL_TRY(h5io_attr_write_i64_locked(f, "eos_id", m->eos_id));
+    SL_TRY(h5io_attr_write_i64_locked(f, "im_start_id", m->im_start_id));
+    SL_TRY(h5io_attr_write_i64_locked(f, "im_end_id", m->im_end_id));
+    SL_TRY(h5io_attr_write_i64_locked(f, "n_tokens", (int64_t)w->n_tokens));
+    SL_TRY(h5io_attr_write_i64_locked(f, "n_docs", (int64_t)w->n_docs));
+    SL_TRY(h5io_attr_write_i64_locked(f, "chunk_tokens", w->chunk));
+    SL_TRY(h5io_attr_write_str_locked(f, "source", m->source));
     SL_CHECK_HDF5(H5Fflush(f, H5F_SCOPE_GLOBAL));
     return SL_OK;
 }
@@ -424,11 +335,13 @@ static sl_status reader_open_locked(shard_reader *r) {
     }
     shard_info *in = &r->info;
     int64_t v;
-    SL_TRY(attr_read_str_locked(r->file, r->path, "format", in->format, sizeof in->format));
+    char what[SHARD_PATH_MAX + 8];
+    snprintf(what, sizeof what, "shard %s", r->path);
+    SL_TRY(h5io_attr_read_str_locked(r->file, what, "format", in->format, sizeof in->format));
     if (strcmp(in->format, SHARD_FORMAT_NAME) != 0)
         return sl_errorf(SL_ERR_FORMAT, "shard %s: format is \"%s\", expected \"%s\"", r->path,
                          in->format, SHARD_FORMAT_NAME);
-    SL_TRY(attr_read_i64_locked(r->file, r->path, "version", &v));
+    SL_TRY(h5io_attr_read_i64_locked(r->file, what, "version", &v));
     if (v < 1 || v > SHARD_FORMAT_VERSION)
         return sl_errorf(SL_ERR_FORMAT,
                          "shard %s: format version %" PRId64 " is not supported (this build "
@@ -436,24 +349,24 @@ static sl_status reader_open_locked(shard_reader *r) {
                          r->path, v, SHARD_FORMAT_VERSION);
     in->version = (int)v;
     shard_meta *m = &in->meta;
-    SL_TRY(attr_read_str_locked(r->file, r->path, "tokenizer_name", m->tokenizer_name,
+    SL_TRY(h5io_attr_read_str_locked(r->file, what, "tokenizer_name", m->tokenizer_name,
                                 sizeof m->tokenizer_name));
-    SL_TRY(attr_read_str_locked(r->file, r->path, "tokenizer_hash", m->tokenizer_hash,
+    SL_TRY(h5io_attr_read_str_locked(r->file, what, "tokenizer_hash", m->tokenizer_hash,
                                 sizeof m->tokenizer_hash));
-    SL_TRY(attr_read_str_locked(r->file, r->path, "source", m->source, sizeof m->source));
-    SL_TRY(attr_read_i64_locked(r->file, r->path, "vocab_size", &v));
+    SL_TRY(h5io_attr_read_str_locked(r->file, what, "source", m->source, sizeof m->source));
+    SL_TRY(h5io_attr_read_i64_locked(r->file, what, "vocab_size", &v));
     if (v < 1 || v > UINT32_MAX)
         return sl_errorf(SL_ERR_FORMAT, "shard %s: vocab_size %" PRId64 " is out of range", r->path,
                          v);
     m->vocab_size = (uint32_t)v;
-    SL_TRY(attr_read_i64_locked(r->file, r->path, "bos_id", &m->bos_id));
-    SL_TRY(attr_read_i64_locked(r->file, r->path, "eos_id", &m->eos_id));
-    SL_TRY(attr_read_i64_locked(r->file, r->path, "im_start_id", &m->im_start_id));
-    SL_TRY(attr_read_i64_locked(r->file, r->path, "im_end_id", &m->im_end_id));
+    SL_TRY(h5io_attr_read_i64_locked(r->file, what, "bos_id", &m->bos_id));
+    SL_TRY(h5io_attr_read_i64_locked(r->file, what, "eos_id", &m->eos_id));
+    SL_TRY(h5io_attr_read_i64_locked(r->file, what, "im_start_id", &m->im_start_id));
+    SL_TRY(h5io_attr_read_i64_locked(r->file, what, "im_end_id", &m->im_end_id));
     int64_t nt, nd, ch;
-    SL_TRY(attr_read_i64_locked(r->file, r->path, "n_tokens", &nt));
-    SL_TRY(attr_read_i64_locked(r->file, r->path, "n_docs", &nd));
-    SL_TRY(attr_read_i64_locked(r->file, r->path, "chunk_tokens", &ch));
+    SL_TRY(h5io_attr_read_i64_locked(r->file, what, "n_tokens", &nt));
+    SL_TRY(h5io_attr_read_i64_locked(r->file, what, "n_docs", &nd));
+    SL_TRY(h5io_attr_read_i64_locked(r->file, what, "chunk_tokens", &ch));
     if (nt < 0 || nd < 0 || ch < 1 || ch > UINT32_MAX)
         return sl_errorf(SL_ERR_FORMAT, "shard %s: counts out of range (n_tokens %" PRId64
                          ", n_docs %" PRId64 ", chunk_tokens %" PRId64 ")",
