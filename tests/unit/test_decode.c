@@ -21,13 +21,7 @@
 #include "model/model.h"
 #include "runtime/config.h"
 #include "runtime/rng.h"
-
-#define OK(expr)                                                                              \
-    do {                                                                                      \
-        sl_status st_ = (expr);                                                               \
-        if (st_ != SL_OK)                                                                     \
-            fail_msg("%s -> %s: %s", #expr, sl_status_name(st_), sl_error_message());         \
-    } while (0)
+#include "support/golden.h"
 
 typedef struct {
     sl_config cfg;
@@ -91,16 +85,6 @@ static void fixture_free(fixture *f) {
     model_layout_destroy(f->l);
 }
 
-static double rel_err(const float *got, const float *want, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = (double)got[i] - (double)want[i];
-        num += e * e;
-        den += (double)want[i] * (double)want[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 /* Reference logits (B, T, V) from the training forward. */
 static float *reference_logits(fixture *f, const uint32_t *tokens, int B, int T) {
     model *m = NULL;
@@ -143,7 +127,7 @@ static void check_decode(fixture *f, const uint32_t *tokens, int B, int T, int n
             }
             assert_int_equal(decode_pos(d), t + 1);
             for (int b = 0; b < B; b++) {
-                double e = rel_err(lg + b * V, ref + ((int64_t)b * T + t) * V, (size_t)V);
+                double e = golden_rel_err_f(lg + b * V, ref + ((int64_t)b * T + t) * V, (size_t)V);
                 if (!(e <= 1e-5))
                     fail_msg("arch %d B %d n0 %d chunk %d: row %d position %d rel err %.3g > 1e-5",
                              f->l->cfg.arch, B, n0, chunk, b, t, e);

@@ -18,13 +18,7 @@
 
 #include "model/sample.h"
 #include "runtime/rng.h"
-
-#define OK(expr)                                                                              \
-    do {                                                                                      \
-        sl_status st_ = (expr);                                                               \
-        if (st_ != SL_OK)                                                                     \
-            fail_msg("%s -> %s: %s", #expr, sl_status_name(st_), sl_error_message());         \
-    } while (0)
+#include "support/golden.h"
 
 static sampler *make(float temperature, int top_k, float top_p, uint64_t seed, int64_t V) {
     sample_opts o = {.temperature = temperature, .top_k = top_k, .top_p = top_p, .seed = seed};
