@@ -13,6 +13,13 @@
  *   algbw  = size / time
  *   busbw  = algbw * (n-1)/n (all_gather, reduce_scatter), * 2(n-1)/n
  *            (all_reduce), * 1 (broadcast)
+ * --backend nccl measures the NCCL backend instead (comm_create_nccl over the
+ * MPI group, one GPU per rank: device local_rank): buffers on the device,
+ * each iteration = submit + wait + synchronize the compute stream, timed on
+ * the host (as nccl-tests does with its stream synchronize); same
+ * validation, same algbw/busbw definitions; no plain-MPI peer column (the
+ * peer for NCCL is nccl-tests itself, run separately). Builds without CUDA
+ * refuse it with a message.
  * --overlap adds, per size, how much of the collective hides behind compute
  * on the main thread: comm alone, compute alone (a loop calibrated to the
  * comm time), and async op + compute + wait; overlap = (t_comm + t_compute -
@@ -24,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/device_info.h"
+#include "kernels/ops.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "parallel/comm.h"
@@ -35,11 +44,13 @@ void bench_comm_usage(FILE *out) {
     fprintf(out,
             "usage: [mpirun -np N] shardlm bench comm [--op all_gather|reduce_scatter|all_reduce|broadcast|all]\n"
             "           [--sizes 1K..16M | --sizes 4K,1M,...] [--factor 4] [--iters 20] [--warmup 5]\n"
-            "           [--overlap] [--config FILE] [--set parallel.comm_timeout_s=S]\n\n"
+            "           [--overlap] [--backend mpi|nccl] [--config FILE] [--set parallel.comm_timeout_s=S]\n\n"
             "Measures the shardlm collectives (MPI backend, comm thread) and plain MPI in the same\n"
             "run: median time, algbw and busbw (nccl-tests definitions) per size, after validating\n"
             "the result. --op all (default) runs all_gather, reduce_scatter and all_reduce.\n"
-            "--overlap also measures how much of each collective hides behind main-thread compute.\n");
+            "--overlap also measures how much of each collective hides behind main-thread compute.\n"
+            "--backend nccl measures the NCCL backend on device buffers instead (one GPU per rank,\n"
+            "device = local rank; needs a CUDA build; no MPI peer column, no --overlap).\n");
 }
 
 typedef struct {
@@ -49,6 +60,7 @@ typedef struct {
     int n_ops;
     int iters, warmup;
     bool overlap;
+    bool nccl; /* --backend nccl */
 } bench_opts;
 
 typedef struct {
@@ -56,7 +68,11 @@ typedef struct {
     comm *c;
     MPI_Comm peer; /* the plain-MPI comparison */
     const bench_opts *o;
-    float *send, *recv; /* (max size) each */
+    float *send, *recv; /* (max size) each, host */
+    sl_backend *be;     /* --backend nccl: the CUDA backend (compute stream), else NULL */
+    comm *group;        /* --backend nccl: the MPI comm under the NCCL one */
+    float *dsend, *drecv; /* --backend nccl: device copies of send/recv */
+    size_t dbytes;        /* each */
     double *times;      /* (iters) */
     float *work;        /* compute kernel's data */
 } bench_ctx;
@@ -86,6 +102,16 @@ static sl_status parse_opts(const cli_args *a, bench_opts *o) {
     SL_CHECK_ARG(o->iters >= 1 && o->iters <= 100000, "--iters must be 1..100000");
     SL_CHECK_ARG(o->warmup >= 0 && o->warmup <= 100000, "--warmup must be 0..100000");
     o->overlap = cli_has(a, "overlap");
+    const char *be = cli_get(a, "backend");
+    SL_CHECK_ARG(!be || strcmp(be, "mpi") == 0 || strcmp(be, "nccl") == 0,
+                 "--backend \"%s\": expected mpi or nccl", be ? be : "");
+    o->nccl = be && strcmp(be, "nccl") == 0;
+    if (o->nccl && !device_build_has_cuda())
+        return sl_errorf(SL_ERR_UNSUPPORTED, "--backend nccl: this shardlm was built without CUDA, so it has no "
+                                             "NCCL backend; rebuild with -DSHARDLM_CUDA=ON (CUDA toolkit and "
+                                             "NCCL installed) or use --backend mpi");
+    SL_CHECK_ARG(!(o->nccl && o->overlap),
+                 "--overlap measures main-thread compute against the MPI backend; drop it with --backend nccl");
     v = cli_get(a, "factor");
     int factor = v ? atoi(v) : 4;
     SL_CHECK_ARG(factor >= 2, "--factor must be >= 2, got %s", v ? v : "");
@@ -183,15 +209,17 @@ static long count_wrong(const bench_ctx *b, comm_op_kind op, size_t count) {
 }
 
 static sl_status run_shardlm(bench_ctx *b, comm_op_kind op, size_t count, comm_work **w) {
+    const float *send = b->be ? b->dsend : b->send;
+    float *recv = b->be ? b->drecv : b->recv;
     switch (op) {
     case COMM_OP_ALL_GATHER:
-        return comm_all_gather_async(b->c, b->send, b->recv, count, COMM_DTYPE_F32, w);
+        return comm_all_gather_async(b->c, send, recv, count, COMM_DTYPE_F32, w);
     case COMM_OP_REDUCE_SCATTER:
-        return comm_reduce_scatter_async(b->c, b->send, b->recv, count, COMM_DTYPE_F32, COMM_REDOP_SUM, w);
+        return comm_reduce_scatter_async(b->c, send, recv, count, COMM_DTYPE_F32, COMM_REDOP_SUM, w);
     case COMM_OP_ALL_REDUCE:
-        return comm_all_reduce_async(b->c, b->send, b->recv, count, COMM_DTYPE_F32, COMM_REDOP_SUM, w);
+        return comm_all_reduce_async(b->c, send, recv, count, COMM_DTYPE_F32, COMM_REDOP_SUM, w);
     default:
-        return comm_broadcast_async(b->c, b->recv, count, COMM_DTYPE_F32, 0, w);
+        return comm_broadcast_async(b->c, recv, count, COMM_DTYPE_F32, 0, w);
     }
 }
 
@@ -255,6 +283,8 @@ static sl_status one(bench_ctx *b, int impl, comm_op_kind op, size_t count, mode
         compute(b, reps);
     if (w)
         SL_TRY(comm_work_wait(w, 0));
+    if (b->be) /* NCCL: the wait only orders the compute stream; the op is done when it is */
+        SL_TRY(backend_synchronize(b->be));
     if (req != MPI_REQUEST_NULL)
         SL_CHECK_MPI(MPI_Wait(&req, MPI_STATUS_IGNORE));
     *dt = MPI_Wtime() - t0;
@@ -281,8 +311,24 @@ static sl_status timed(bench_ctx *b, int impl, comm_op_kind op, size_t count, mo
 
 static sl_status validate(bench_ctx *b, int impl, comm_op_kind op, size_t count, long *wrong) {
     fill_inputs(b, op, count);
+    if (b->be) { /* fresh device inputs, and recv poisoned so that an unwritten element fails */
+        size_t nb = b->dbytes;
+        SL_TRY(backend_memcpy(b->be, b->dsend, b->send, nb, BACKEND_COPY_H2D));
+        if (op == COMM_OP_BROADCAST)
+            SL_TRY(backend_memcpy(b->be, b->drecv, b->recv, nb, BACKEND_COPY_H2D));
+        else {
+            for (size_t i = 0; i < nb / sizeof(float); i++)
+                b->recv[i] = -1.0f;
+            SL_TRY(backend_memcpy(b->be, b->drecv, b->recv, nb, BACKEND_COPY_H2D));
+        }
+        SL_TRY(backend_synchronize(b->be));
+    }
     double dt;
     SL_TRY(one(b, impl, op, count, MODE_COMM, 0, &dt));
+    if (b->be) {
+        SL_TRY(backend_memcpy(b->be, b->recv, b->drecv, b->dbytes, BACKEND_COPY_D2H));
+        SL_TRY(backend_synchronize(b->be));
+    }
     long mine = count_wrong(b, op, count);
     SL_CHECK_MPI(MPI_Allreduce(&mine, wrong, 1, MPI_LONG, MPI_SUM, b->t->comm));
     if (*wrong != 0)
@@ -318,7 +364,16 @@ static sl_status bench_overlap(bench_ctx *b, comm_op_kind op, size_t count, doub
 static sl_status bench_run(bench_ctx *b) {
     const bench_opts *o = b->o;
     int n = b->t->world;
-    if (b->t->rank == 0) {
+    if (b->t->rank == 0 && b->be) {
+        device_info di;
+        device_info_query(&di);
+        printf("shardlm bench comm --backend nccl: %d ranks (%d nodes), one GPU each (%s, NCCL %d), f32 "
+               "device buffers, %d iters after %d warmup, median of the slowest rank; each iteration is "
+               "submit + wait + stream synchronize\n",
+               n, b->t->n_nodes, di.name0, di.nccl_version, o->iters, o->warmup);
+        printf("%12s %-15s %10s %11s %10s %10s\n", "size(B)", "op", "count", "time(us)", "algbw", "busbw");
+        printf("%12s %-15s %10s %11s %10s %10s\n", "", "", "(elems)", "", "(GB/s)", "(GB/s)");
+    } else if (b->t->rank == 0) {
         printf("shardlm bench comm: %d ranks (%d nodes), f32, %d iters after %d warmup, median of the "
                "slowest rank; MPI = plain MPI collectives in the same run\n",
                n, b->t->n_nodes, o->iters, o->warmup);
@@ -335,12 +390,17 @@ static sl_status bench_run(bench_ctx *b) {
                 continue;
             size_t bytes = op_bytes(op, count, n);
             double t[2];
-            for (int impl = 0; impl < 2; impl++) {
+            for (int impl = 0; impl < (b->be ? 1 : 2); impl++) {
                 long wrong = 0;
                 SL_TRY(validate(b, impl, op, count, &wrong));
                 SL_TRY(timed(b, impl, op, count, MODE_COMM, 0, &t[impl]));
             }
-            if (b->t->rank == 0) {
+            if (b->t->rank == 0 && b->be) {
+                double bf = bus_factor(op, n);
+                printf("%12zu %-15s %10zu %11.1f %10.3f %10.3f\n", bytes, comm_op_name(op), count, t[0] * 1e6,
+                       (double)bytes / t[0] * 1e-9, (double)bytes / t[0] * 1e-9 * bf);
+                fflush(stdout);
+            } else if (b->t->rank == 0) {
                 double bf = bus_factor(op, n);
                 printf("%12zu %-15s %10zu %11.1f %10.3f %10.3f | %11.1f %10.3f %10.3f\n", bytes, comm_op_name(op),
                        count, t[0] * 1e6, (double)bytes / t[0] * 1e-9, (double)bytes / t[0] * 1e-9 * bf,
@@ -372,8 +432,28 @@ static sl_status bench_setup_and_run(topology *t, const bench_opts *o, const sl_
     comm_opts co;
     comm_opts_default(&co);
     co.timeout_s = cfg->parallel.comm_timeout_s;
-    if (st == SL_OK)
+    if (st == SL_OK && !o->nccl)
         st = comm_create_mpi(t->comm, &co, &b.c);
+    if (st == SL_OK && o->nccl) {
+        device_info di;
+        device_info_query(&di);
+        b.dbytes = elems * sizeof(float);
+        if (di.count <= 0)
+            st = sl_errorf(SL_ERR_UNSUPPORTED, "--backend nccl: rank %d on %s sees no CUDA device (%s)", t->rank,
+                           t->host, di.note);
+        /* Device local_rank (modulo what is visible, for CUDA_VISIBLE_DEVICES
+         * set per rank); comm_create_nccl refuses two ranks on one GPU. */
+        if (st == SL_OK)
+            st = backend_create_cuda(t->local_rank % di.count, 0, NULL, &b.be);
+        if (st == SL_OK)
+            st = backend_alloc(b.be, MEM_CATEGORY_COMM, b.dbytes, (void **)&b.dsend);
+        if (st == SL_OK)
+            st = backend_alloc(b.be, MEM_CATEGORY_COMM, b.dbytes, (void **)&b.drecv);
+        if (st == SL_OK)
+            st = comm_create_mpi(t->comm, &co, &b.group);
+        if (st == SL_OK)
+            st = comm_create_nccl(b.group, b.be->stream, &co, &b.c);
+    }
     if (st == SL_OK && MPI_Comm_dup(t->comm, &b.peer) != MPI_SUCCESS)
         st = sl_errorf(SL_ERR_COMM, "bench comm: MPI_Comm_dup failed");
     if (st == SL_OK)
@@ -381,6 +461,12 @@ static sl_status bench_setup_and_run(topology *t, const bench_opts *o, const sl_
     if (b.peer != MPI_COMM_NULL)
         MPI_Comm_free(&b.peer);
     comm_destroy(b.c);
+    comm_destroy(b.group);
+    if (b.dsend)
+        backend_free(b.be, MEM_CATEGORY_COMM, b.dsend, b.dbytes);
+    if (b.drecv)
+        backend_free(b.be, MEM_CATEGORY_COMM, b.drecv, b.dbytes);
+    backend_destroy(b.be);
     free(b.send);
     free(b.recv);
     free(b.times);
@@ -391,7 +477,8 @@ static sl_status bench_setup_and_run(topology *t, const bench_opts *o, const sl_
 int bench_comm_main(int argc, char **argv) {
     cli_args a;
     static const char *const flags[] = {"overlap", NULL};
-    static const char *const known[] = {"op", "sizes", "factor", "iters", "warmup", "overlap", "config", "set", NULL};
+    static const char *const known[] = {"op",      "sizes",   "factor", "iters", "warmup",
+                                        "overlap", "backend", "config", "set",   NULL};
     bench_opts o;
     sl_config cfg;
     sl_status st = cli_parse(&a, argc, argv, flags);
