@@ -14,3 +14,23 @@ expect_out() { # expect_out SUBSTRING
 $OUT"
 }
 mktmp() { TMP=$(mktemp -d /tmp/shardlm_test.XXXXXX); trap 'rm -rf "$TMP"' EXIT; }
+
+# fortune_shards FILE... : the small training set most integration tests use.
+# $TMP/corpus.txt = Debian's fortune files FILE... concatenated (fortunes,
+# literature, riddles); with HEAD_BYTES=N only its first N bytes. Then a
+# 320-token BPE $TMP/tok.json trained on it and token shards $TMP/shards
+# (no near-dup removal: fortunes repeat themes). $OUT holds prepare's output.
+fortune_shards() {
+  local fort=/usr/share/games/fortunes f files=()
+  [ -f "$fort/fortunes" ] || fail "Debian package fortunes is missing: run make setup"
+  for f in "$@"; do files+=("$fort/$f"); done
+  if [ -n "${HEAD_BYTES:-}" ]; then
+    cat "${files[@]}" | head -c "$HEAD_BYTES" > "$TMP/corpus.txt"
+  else
+    cat "${files[@]}" > "$TMP/corpus.txt"
+  fi
+  expect_exit 0 "$SHARDLM" tokenizer train --vocab-size 320 --input "$TMP/corpus.txt" \
+    --output "$TMP/tok.json" --special '<|endoftext|>'
+  expect_exit 0 "$SHARDLM" prepare --input "$TMP/corpus.txt" --output "$TMP/shards" \
+    --tokenizer "$TMP/tok.json" --set prepare.dedup_near=false
+}

@@ -6,14 +6,7 @@
 # The global batch is 12 sequences everywhere: micro_batch x grad_accum x world.
 source "$(dirname "$0")/lib.sh"
 mktmp
-FORT=/usr/share/games/fortunes
-[ -f "$FORT/fortunes" ] || fail "Debian package fortunes is missing: run make setup"
-cat "$FORT/fortunes" "$FORT/literature" "$FORT/riddles" > "$TMP/corpus.txt"
-
-expect_exit 0 "$SHARDLM" tokenizer train --vocab-size 320 --input "$TMP/corpus.txt" \
-  --output "$TMP/tok.json" --special '<|endoftext|>'
-expect_exit 0 "$SHARDLM" prepare --input "$TMP/corpus.txt" --output "$TMP/shards" \
-  --tokenizer "$TMP/tok.json" --set prepare.dedup_near=false
+fortune_shards fortunes literature riddles
 cat > "$TMP/run.json" <<J
 {
   "model": {"arch": "llama", "n_layer": 2, "d_model": 48, "n_head": 6, "n_kv_head": 2,

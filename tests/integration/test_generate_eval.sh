@@ -13,16 +13,9 @@
 #          generation stops at max_seq_len; bad options are usage errors.
 source "$(dirname "$0")/lib.sh"
 mktmp
-FORT=/usr/share/games/fortunes
-[ -f "$FORT/fortunes" ] || fail "Debian package fortunes is missing: run make setup"
 export HDF5_PLUGIN_PATH="$BUILD"
 REF="$SRC/tests/integration/generate_eval_ref.py"
-head -c 40000 "$FORT/fortunes" > "$TMP/corpus.txt"  # small: ~27k tokens keep eval fast under ASan
-
-expect_exit 0 "$SHARDLM" tokenizer train --vocab-size 320 --input "$TMP/corpus.txt" \
-  --output "$TMP/tok.json" --special '<|endoftext|>'
-expect_exit 0 "$SHARDLM" prepare --input "$TMP/corpus.txt" --output "$TMP/shards" \
-  --tokenizer "$TMP/tok.json" --set prepare.dedup_near=false
+HEAD_BYTES=40000 fortune_shards fortunes  # small: ~27k tokens keep eval fast under ASan
 expect_out "<|im_end|> 321"   # vocab 320 + the two chat markers: the model needs 322
 "$PYTHON" "$REF" model "$TMP/hf" 322 || fail "generate_eval_ref.py model failed"
 expect_exit 0 "$SHARDLM" import "$TMP/hf" "$TMP/model"
