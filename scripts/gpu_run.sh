@@ -4,9 +4,13 @@
 #   bash scripts/gpu_run.sh            (results under $OUT, or ./gpu-out)
 # Steps: probe the target (GPU, driver, which CUDA/MPI/HDF5 libraries exist),
 # find the CUDA libraries the bundle does not carry, check that every bundled
-# binary resolves all its libraries, then run tests/gpu (test_cuda_ops), the
-# attention benchmark against torch SDPA, and the PyTorch training-step peer.
-# Writes probe.txt, tests.txt, attention.txt, torch_step.txt and summary.txt.
+# binary resolves all its libraries, then run tests/gpu (test_cuda_ops, and
+# test_nccl_comm at one rank per visible GPU), `shardlm bench comm --backend
+# nccl`, the attention benchmark against torch SDPA, and the PyTorch
+# training-step peer. Writes probe.txt, tests.txt, nccl.txt, bench_comm.txt,
+# attention.txt, torch_step.txt and summary.txt; tests/gpu also gives
+# model.txt (test_model_cuda), train.txt (test_train_cuda.sh), hf.txt
+# (test_hf_cuda.sh).
 set -uo pipefail
 ROOT=$(pwd)
 B=${BUNDLE:-$ROOT/bundle}
@@ -54,14 +58,34 @@ done | tee -a "$O/probe.txt"
 
 rc_env=0; "$B/bin/shardlm" env > "$O/env.txt" 2>&1 || rc_env=$?
 rc_t=0; "$B/bin/test_cuda_ops" > "$O/tests.txt" 2>&1 || rc_t=$?
+# the whole model on the GPU vs the CPU; 200 training steps and checkpoints
+# across backends; Hugging Face models (transformers) vs shardlm on CUDA.
+# The scripts run from this checkout with the bundled binary.
+rc_m=0; "$B/bin/test_model_cuda" > "$O/model.txt" 2>&1 || rc_m=$?
+rc_tr=0; SHARDLM="$B/bin/shardlm" SRC="$ROOT" PYTHON="$PY" timeout 900 bash "$ROOT/tests/gpu/test_train_cuda.sh" \
+  > "$O/train.txt" 2>&1 || rc_tr=$?
+rc_hf=0; SHARDLM="$B/bin/shardlm" SRC="$ROOT" PYTHON="$PY" timeout 600 bash "$ROOT/tests/gpu/test_hf_cuda.sh" \
+  > "$O/hf.txt" 2>&1 || rc_hf=$?
+# NCCL: one rank per visible GPU (NCCL refuses two ranks on one GPU); one GPU
+# runs as an MPI singleton.
+NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true); [[ ${NGPU:-0} -ge 1 ]] || NGPU=1
+LAUNCH=(); [[ $NGPU -gt 1 ]] && LAUNCH=(mpirun -np "$NGPU" --bind-to none)
+rc_n=0; timeout 420 "${LAUNCH[@]}" "$B/bin/test_nccl_comm" > "$O/nccl.txt" 2>&1 || rc_n=$?
+rc_bc=0; timeout 300 "${LAUNCH[@]}" "$B/bin/shardlm" bench comm --backend nccl --sizes 1K..256M --factor 16 \
+  --iters 20 --warmup 5 > "$O/bench_comm.txt" 2>&1 || rc_bc=$?
 rc_a=0; "$B/bin/bench_cuda_attention" > "$O/attention.txt" 2>&1 || rc_a=$?
 rc_pa=0; PYTHONUNBUFFERED=1 $PY "$B/peers/torch_attention_bench.py" >> "$O/attention.txt" 2>&1 || rc_pa=$?
 rc_ps=0; PYTHONUNBUFFERED=1 timeout 400 $PY "$B/peers/torch_gpu_bench.py" --steps 10 > "$O/torch_step.txt" 2>&1 || rc_ps=$?
 {
   echo "shardlm env rc=$rc_env"; tail -4 "$O/env.txt"
   echo "test_cuda_ops rc=$rc_t"; grep -E 'FAIL|checks failed|skipped' "$O/tests.txt" | head -40
+  echo "test_model_cuda rc=$rc_m"; grep -E 'FAIL|checks failed|skipped' "$O/model.txt" | head -60
+  echo "test_train_cuda.sh rc=$rc_tr (77: skipped)"; grep -E 'FAIL|dloss|skipped|^ok' "$O/train.txt" | head -40
+  echo "test_hf_cuda.sh rc=$rc_hf (77: skipped)"; grep -E 'FAIL|ok |skipped|^ok' "$O/hf.txt" | head -40
+  echo "test_nccl_comm (np $NGPU) rc=$rc_n"; grep -E 'FAIL|checks failed|skip|test_nccl_comm:|ordering:' "$O/nccl.txt" | head -40
+  echo "bench comm --backend nccl (np $NGPU) rc=$rc_bc"; tail -20 "$O/bench_comm.txt"
   echo "bench_cuda_attention rc=$rc_a torch_attention rc=$rc_pa"; cat "$O/attention.txt"
   echo "torch_gpu_bench rc=$rc_ps"; tail -5 "$O/torch_step.txt"
 } > "$O/summary.txt"
 cat "$O/summary.txt"
-[[ $rc_t -eq 0 && $missing -eq 0 ]]
+[[ $rc_t -eq 0 && $rc_m -eq 0 && ($rc_tr -eq 0 || $rc_tr -eq 77) && ($rc_hf -eq 0 || $rc_hf -eq 77) && $rc_n -eq 0 && $rc_bc -eq 0 && $missing -eq 0 ]]
