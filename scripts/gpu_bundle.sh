@@ -13,6 +13,12 @@
 # MANIFEST.txt. CUDA's own libraries (libcudart, libcublasLt ~500 MB,
 # libnccl) are NOT carried: the GPU machine has CUDA 13 (toolkit or the
 # PyTorch wheels' nvidia-* packages); gpu_run.sh finds them there.
+# libnccl.so.2 is 218 MB and does not compress (xz -6: 187 MB; its kernels
+# are compressed fatbins), far over the device tool's 64 MiB carry, so it is
+# opt-in: CARRY_NCCL=1 copies the build's libnccl.so.2 into lib/ (same NCCL
+# as the headers) for targets reached another way; gpu_run.sh's ldd check
+# reports it missing otherwise, and test_nccl_comm prints the NCCL version
+# it runs with.
 # Single-GPU runs need no mpirun: shardlm runs as an MPI singleton.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,6 +45,10 @@ collect() { # ldd of $1, copy what is not skipped (dereferenced, stripped)
   done
 }
 for b in "$OUT"/bin/*; do collect "$b"; done
+if [[ ${CARRY_NCCL:-0} == 1 ]]; then
+  nccl=$(ldd "$OUT/bin/shardlm" | awk '$1 ~ /^libnccl\.so/ {print $3; exit}')
+  [[ -n $nccl ]] && cp -L "$nccl" "$OUT/lib/libnccl.so.2"
+fi
 
 # Open MPI runtime pieces (Debian layout), for multi-rank runs.
 OMPI_LIBDIR=$(dirname "$(readlink -f "$(ldconfig -p | awk '/libmpi.so.40 /{print $NF; exit}')")")

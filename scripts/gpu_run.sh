@@ -49,6 +49,8 @@ export OPAL_DATADIR="$B/ompi/share" OPAL_PKGDATADIR="$B/ompi/share/openmpi" OPAL
 export OMPI_MCA_mca_base_component_path="$B/ompi/lib/openmpi"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PATH="$B/ompi/bin:$PATH"
 
+{ echo "== CUDA libraries shardlm resolves"; ldd "$B/bin/shardlm" | grep -E 'nccl|cudart|cublasLt'; } \
+  | tee -a "$O/probe.txt"
 missing=0
 for b in "$B"/bin/*; do
   if ldd "$b" | grep -q 'not found'; then
