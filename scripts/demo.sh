@@ -48,16 +48,12 @@ step "train: ${MPIRUN[*]} $BIN train --config configs/demo.json"
 "${MPIRUN[@]}" "$BIN" train --config configs/demo.json "${EXTRA[@]}"
 
 step "sample from the exported model"
-if "$BIN" --help | grep -q '^  generate'; then
-  for prompt in "The meaning of life is" "Q: Why did the programmer" "Love is"; do
-    printf '> %s' "$prompt"
-    "$BIN" generate --model "$OUT/run/export" --tokenizer "$TOK" --prompt "$prompt" \
-      --max-new-tokens 40 --temperature 0.8 --top-k 40 --seed 1
-    printf '\n'
-  done
-else
-  echo "(shardlm generate is not built yet)"
-fi
+for prompt in "The meaning of life is" "Q: Why did the programmer" "Love is"; do
+  printf '> %s' "$prompt"
+  "$BIN" generate --model "$OUT/run/export" --tokenizer "$TOK" --prompt "$prompt" \
+    --max-new-tokens 40 --temperature 0.8 --top-k 40 --seed 1
+  printf '\n'
+done
 
 step "done"
 echo "model (Hugging Face layout): $OUT/run/export"

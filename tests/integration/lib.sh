@@ -10,7 +10,7 @@ expect_exit() {
 $OUT"
 }
 expect_out() { # expect_out SUBSTRING
-  printf '%s' "$OUT" | grep -qF -- "$1" || fail "output lacks [$1]; output:
+  grep -qF -- "$1" <<< "$OUT" || fail "output lacks [$1]; output:
 $OUT"
 }
 mktmp() { TMP=$(mktemp -d /tmp/shardlm_test.XXXXXX); trap 'rm -rf "$TMP"' EXIT; }

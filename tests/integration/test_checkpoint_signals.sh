@@ -62,8 +62,8 @@ grep -Eq "\"skipped_steps\":[[:space:]]*1," "$nan/checkpoints/step_00000005/meta
 SHARDLM_FAULT_NAN_GRAD=1:4 expect_exit 2 $MPIRUN -np 2 "$SHARDLM" train --config "$TMP/run.json" \
   --set train.run_dir="$TMP/fatal" --set train.nonfinite=fatal
 for r in 0 1; do
-  printf '%s' "$OUT" | grep -q "^\[r$r .*step 4: non-finite local gradient norm on rank(s) 1 (train.nonfinite = fatal)" ||
+  grep -q "^\[r$r .*step 4: non-finite local gradient norm on rank(s) 1 (train.nonfinite = fatal)" <<< "$OUT" ||
     fail "rank $r did not report the fatal non-finite step naming rank 1: $OUT"
 done
-printf '%s' "$OUT" | grep -q "MPI_ABORT" && fail "a fatal non-finite step aborted MPI: $OUT"
+grep -q "MPI_ABORT" <<< "$OUT" && fail "a fatal non-finite step aborted MPI: $OUT"
 echo ok

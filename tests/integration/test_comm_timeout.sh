@@ -22,8 +22,8 @@ expect_out "ranks that did not arrive (world ranks): r1 (finished #2, has not su
 expect_out "Aborting the job (exit code 124)"
 [ "$rc" -eq 124 ] || fail "mpirun exited $rc, expected 124 (SL_EXIT_TIMEOUT through MPI_Abort); output:
 $OUT"
-printf '%s\n' "$OUT" | grep -q "hang test: woke up" && fail "the sleeping rank outlived the abort: $OUT"
-printf '%s\n' "$OUT" | grep -q "collective #3 returned" && fail "a rank returned from the stalled collective: $OUT"
+grep -q "hang test: woke up" <<< "$OUT" && fail "the sleeping rank outlived the abort: $OUT"
+grep -q "collective #3 returned" <<< "$OUT" && fail "a rank returned from the stalled collective: $OUT"
 # No live process of this job (zombies awaiting their reaper have exited).
 sleep 1
 for pid in $(pgrep -f -- "$TAG"); do

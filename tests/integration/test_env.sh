@@ -6,7 +6,7 @@ expect_out "world 3, nodes 1"
 rows=$(printf '%s\n' "$OUT" | grep -cE '^[0-2] ')
 [ "$rows" -eq 3 ] || fail "expected 3 rank rows, got $rows: $OUT"
 for r in 0 1 2; do
-  printf '%s\n' "$OUT" | grep -qE "^$r +[^ ]+ +[0-9]+ +0 +$r/3 " || fail "rank $r row wrong: $OUT"
+  grep -qE "^$r +[^ ]+ +[0-9]+ +0 +$r/3 " <<< "$OUT" || fail "rank $r row wrong: $OUT"
 done
 # distinct pids: three real processes
 pids=$(printf '%s\n' "$OUT" | awk '/^[0-2] /{print $3}' | sort -u | wc -l)
@@ -16,7 +16,7 @@ pids=$(printf '%s\n' "$OUT" | awk '/^[0-2] /{print $3}' | sort -u | wc -l)
 # pretend nodes: 4 ranks as 2 nodes x 2
 expect_exit 0 $MPIRUN -np 4 "$SHARDLM" env --ranks-per-node 2
 expect_out "world 4, nodes 2 (pretend)"
-printf '%s\n' "$OUT" | grep -qE '^3 +[^ ]+ +[0-9]+ +1 +1/2 ' || fail "rank 3 should be node 1, local 1/2: $OUT"
+grep -qE '^3 +[^ ]+ +[0-9]+ +1 +1/2 ' <<< "$OUT" || fail "rank 3 should be node 1, local 1/2: $OUT"
 expect_exit 2 $MPIRUN -np 3 "$SHARDLM" env --ranks-per-node 2
 expect_out "does not divide the world size 3"
 
