@@ -1,6 +1,7 @@
 /* shardlm eval: loss and perplexity of a model folder on token shards.
  *
- * Every rank holds the whole model (fp32, model_local hooks) and evaluates
+ * Every rank holds the whole model (model_local hooks; fp32 on the CPU
+ * backend, bf16 on the GPU of its local rank with --backend cuda) and evaluates
  * its slice of each global batch (data/loader.h with dp_rank/dp_size = the
  * MPI rank/size); the loss sums and token counts are all-reduced. The
  * batches are those of the loader's epoch-0 order for --batch G samples, so
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "data/loader.h"
+#include "kernels/device_info.h"
 #include "kernels/ops.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
@@ -27,7 +29,8 @@ void cmd_eval_usage(FILE *out) {
     fprintf(out,
             "usage: [mpirun -np N] shardlm eval --model DIR --data SHARDS [--seq-len T]\n"
             "                      [--batch G] [--micro-batch B] [--batches N]\n"
-            "                      [--mode pretrain|sft] [--seed S] [--threads K] [--json]\n\n"
+            "                      [--mode pretrain|sft] [--seed S] [--threads K]\n"
+            "                      [--backend cpu|cuda] [--json]\n\n"
             "Mean cross-entropy loss and perplexity of a model folder (shardlm or Hugging\n"
             "Face) on shards written by shardlm prepare. Prints on rank 0:\n"
             "  eval loss X.XXXX | ppl Y.YY | tokens N\n"
@@ -40,12 +43,15 @@ void cmd_eval_usage(FILE *out) {
             "--mode     pretrain: documents packed with EOS, every target counts;\n"
             "           sft: one document per sample, only loss-mask targets count\n"
             "--seed     the sample order (default 0); the result does not depend on N or B\n"
+            "--backend  cpu (default, fp32) or cuda (bf16 weights and activations, fp32\n"
+            "           accumulation; one GPU per local rank)\n"
             "--json     also print {\"loss\": ..., \"ppl\": ..., \"tokens\": ...} with full precision\n");
 }
 
 typedef struct {
     const char *model_dir, *data;
     int seq_len, batch, micro_batch, mode, threads;
+    bool cuda; /* --backend cuda */
     int64_t batches; /* 0: one pass */
     uint64_t seed;
     bool json;
@@ -76,6 +82,11 @@ static sl_status parse_opts(const cli_args *a, eval_opts *o) {
     v = 0;
     SL_TRY(cli_get_int(a, "threads", 0, 4096, &v));
     o->threads = (int)v;
+    const char *bk = cli_get(a, "backend");
+    if (bk && strcmp(bk, "cuda") == 0)
+        o->cuda = true;
+    else if (bk && strcmp(bk, "cpu") != 0)
+        return sl_errorf(SL_ERR_INVALID, "--backend \"%s\": expected cpu or cuda", bk);
     const char *m = cli_get(a, "mode");
     o->mode = DATA_MODE_PRETRAIN;
     if (m && strcmp(m, "sft") == 0)
@@ -94,6 +105,8 @@ typedef struct {
     int32_t *targets;
     model_local lh;
     bool lh_init;
+    void *dev_params; /* --backend cuda: the params in the act dtype (device) */
+    size_t dev_bytes;
 } eval_state;
 
 static void eval_free(eval_state *e) {
@@ -103,6 +116,8 @@ static void eval_free(eval_state *e) {
     free(e->targets);
     loader_destroy(e->ld);
     model_destroy(e->mdl);
+    if (e->dev_params)
+        backend_free(e->be, MEM_CATEGORY_PARAMS, e->dev_params, e->dev_bytes);
     backend_destroy(e->be);
     model_dir_close(&e->md);
 }
@@ -126,6 +141,24 @@ static sl_status open_loader(eval_state *e, const eval_opts *o, const topology *
     sl_status st = loader_create(&lo, &e->ld);
     loader_free_paths(paths, n);
     return st == SL_OK ? SL_OK : sl_error_wrapf(st, "--data \"%s\"", o->data);
+}
+
+/* The host fp32 params into backend memory in the act dtype (through a
+ * temporary fp32 device copy and ops_cast). */
+static sl_status upload_params(eval_state *e, const model_layout *l) {
+    sl_backend *be = e->be;
+    int64_t n = l->total_numel;
+    e->dev_bytes = (size_t)n * dtype_size(be->act_dtype);
+    SL_TRY(backend_alloc(be, MEM_CATEGORY_PARAMS, e->dev_bytes, &e->dev_params));
+    void *tmp = NULL;
+    SL_TRY(backend_alloc(be, MEM_CATEGORY_WORKSPACE, (size_t)n * sizeof(float), &tmp));
+    sl_status st = backend_memcpy(be, tmp, e->md.params, (size_t)n * sizeof(float), BACKEND_COPY_H2D);
+    if (st == SL_OK)
+        st = ops_cast(be, ops_view1(be, be->act_dtype, e->dev_params, n), ops_view1(be, SL_DTYPE_F32, tmp, n));
+    if (st == SL_OK)
+        st = backend_synchronize(be);
+    backend_free(be, MEM_CATEGORY_WORKSPACE, tmp, (size_t)n * sizeof(float));
+    return st;
 }
 
 static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) {
@@ -154,7 +187,18 @@ static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) 
                   "evaluating each sample once instead", nb, per_epoch, G);
         nb = (int64_t)per_epoch;
     }
-    SL_TRY(backend_create_cpu(o->threads, NULL, &e->be));
+    if (o->cuda) {
+        device_info di;
+        device_info_query(&di);
+        if (di.count <= 0)
+            return sl_errorf(SL_ERR_UNSUPPORTED, "--backend cuda on %s: no usable GPU (%s)", t->host, di.note);
+        if (t->local_world > di.count)
+            return sl_errorf(SL_ERR_INVALID, "--backend cuda: %d ranks on %s but %d GPU(s) visible; one GPU per "
+                             "local rank", t->local_world, t->host, di.count);
+        SL_TRY(backend_create_cuda(t->local_rank, 0, NULL, &e->be));
+    } else {
+        SL_TRY(backend_create_cpu(o->threads, NULL, &e->be));
+    }
     SL_TRY(model_create(l, e->be, B, T, false, &e->mdl));
     size_t n = (size_t)B * (size_t)T;
     e->inputs = malloc(n * sizeof *e->inputs);
@@ -162,7 +206,12 @@ static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) 
     if (!e->inputs || !e->targets)
         return sl_errorf(SL_ERR_NOMEM, "out of memory for a micro-batch of %zu tokens", n);
     model_unit_hooks hooks;
-    SL_TRY(model_local_init(&e->lh, l, e->md.params, NULL, &hooks));
+    if (!o->cuda) { /* the host fp32 buffer is the CPU backend's memory */
+        SL_TRY(model_local_init(&e->lh, l, e->md.params, NULL, &hooks));
+    } else {
+        SL_TRY(upload_params(e, l));
+        SL_TRY(model_local_init_typed(&e->lh, l, e->be->act_dtype, e->dev_params, NULL, &hooks));
+    }
     e->lh_init = true;
 
     double sum = 0;
@@ -205,7 +254,7 @@ int cmd_eval(int argc, char **argv) {
     cli_args a;
     static const char *const flags[] = {"json", NULL};
     static const char *const known[] = {"model", "data", "seq-len", "batch", "micro-batch", "batches",
-                                        "mode", "seed", "threads", "json", NULL};
+                                        "mode", "seed", "threads", "backend", "json", NULL};
     eval_opts o;
     sl_status st = cli_parse(&a, argc, argv, flags);
     if (st == SL_OK)

@@ -206,6 +206,11 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
     SL_TRY(parallel_plan_make(cfg, topo, &j->plan));
     SL_TRY(model_layout_create(&cfg->model, cfg->optim.decay_embeddings, &j->layout));
     SL_TRY(make_backend(j));
+    if (j->use_cuda)
+        LOG_INFO0("backend cuda (one GPU per local rank; rank 0 on device %d), compute dtype %s",
+                  j->be->device_ordinal, dtype_name(j->be->act_dtype));
+    else
+        LOG_INFO0("backend cpu, compute dtype %s", dtype_name(j->be->act_dtype));
     SL_TRY(make_comms(j));
     fsdp_opts fo = {.layout = j->layout,
                     .be = j->be,
