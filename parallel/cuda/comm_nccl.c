@@ -406,6 +406,13 @@ static sl_status nccl_submit(comm *c, const comm_request *rq, comm_work **work) 
     }
     bool staged = send_host || recv_host;
     double deadline = now_s() + c->opts.timeout_s;
+    int dev = -1;
+    SL_CHECK_CUDA(cudaGetDevice(&dev));
+    if (dev != s->device)
+        return sl_errorf(SL_ERR_INVALID,
+                         "comm %s on %s (nccl): submitted from a thread whose current CUDA device is %d; the comm "
+                         "lives on device %d (cudaSetDevice(%d) in that thread first)",
+                         op, c->name, dev, s->device, s->device);
 
     pthread_mutex_lock(&s->mu);
     if (s->failed) {
