@@ -836,3 +836,19 @@ sl_status ops_add(sl_backend *be, sl_tensor out, sl_tensor a, sl_tensor b) {
     SL_TRY(check_inplace_or_disjoint(op, "out", out, "b", b));
     return be->ops->add(be, out, a, b);
 }
+
+sl_status ops_dropout(sl_backend *be, sl_tensor out, sl_tensor inp, float p, uint64_t seed,
+                      uint64_t offset) {
+    OPS_ENTRY(dropout);
+    const char *op = "ops_dropout";
+    if (!(p >= 0.0f && p < 1.0f))
+        return sl_errorf(SL_ERR_INVALID, "%s: p = %g is outside [0, 1)", op, (double)p);
+    SL_TRY(check_t(be, op, "out", out, be->act_dtype));
+    SL_TRY(check_t(be, op, "inp", inp, be->act_dtype));
+    SL_TRY(check_same_numel(op, "out", out, "inp", inp));
+    SL_TRY(check_inplace_or_disjoint(op, "out", out, "inp", inp));
+    if (offset + (uint64_t)numel(inp) < offset)
+        return sl_errorf(SL_ERR_INVALID, "%s: offset %" PRIu64 " + %" PRId64 " elements wraps the 64-bit counter",
+                         op, offset, numel(inp));
+    return be->ops->dropout(be, out, inp, p, seed, offset);
+}

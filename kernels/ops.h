@@ -7,7 +7,8 @@
  *          and one ops_* entry per op (forward and backward):
  *          matmul, linear, layernorm, rmsnorm, gelu, swiglu, rope, attention
  *          (+ KV-cache decode and append), embedding, cross-entropy (fused
- *          and vocab-chunked), adamw, cast, sq_norm, scale, add.
+ *          and vocab-chunked), adamw, cast, sq_norm, scale, add, dropout
+ *          (+ ops_dropout_threshold, ops_dropout_scale).
  *
  * Does not: own model memory (callers own every buffer; tensors are views),
  * know about layers, FSDP units or communication, or pick a backend for the
@@ -216,6 +217,8 @@ struct kernel_ops {
     sl_status (*sq_norm)(sl_backend *be, sl_tensor x, double *out);
     sl_status (*scale)(sl_backend *be, sl_tensor x, float s);
     sl_status (*add)(sl_backend *be, sl_tensor out, sl_tensor a, sl_tensor b);
+    sl_status (*dropout)(sl_backend *be, sl_tensor out, sl_tensor inp, float p, uint64_t seed,
+                         uint64_t offset);
 };
 
 /* ------------------------------------------------------------------------ */
@@ -494,5 +497,35 @@ sl_status ops_scale(sl_backend *be, sl_tensor x, float s);
 /* ops_add: out = a + b (residual connections); same numel, act; out may alias
  * a or b. */
 sl_status ops_add(sl_backend *be, sl_tensor out, sl_tensor a, sl_tensor b);
+
+/* ------------------------------------------------------------------------ */
+/* Dropout with a counter-based mask (inverted scaling, as torch.nn.Dropout in
+ * training):
+ *   out[i] = keep(j) ? inp[i] * scale : 0,   j = offset + i (flat index),
+ *   keep(j) = w(j) >= ops_dropout_threshold(p),  scale = ops_dropout_scale(p),
+ *   w(j) = word (j mod 4) of philox4x32_10(counter {lo32(j/4), hi32(j/4), 0,
+ *          RNG_PURPOSE_DROPOUT}, key {lo32(seed), hi32(seed)})
+ * (runtime/rng.h: rng_block(rng_stream_make(seed, RNG_PURPOSE_DROPOUT, 0),
+ * j/4).v[j % 4]). So P(keep) = 1 - p to within 2^-32, and the mask is a pure
+ * function of (seed, j): the same on every backend, thread count and split
+ * of a tensor into calls (call k of a split passes offset + its first
+ * index). There is no mask tensor: the backward of a dropout is the same call
+ * on dout with the same (p, seed, offset), dinp = ops_dropout(dout).
+ *   out, inp: the same numel, act; out may alias inp (in place).
+ *   0 <= p < 1; p = 0 copies inp exactly (scale 1). On CUDA the product is
+ *   computed in fp32 and rounded once to bf16. */
+sl_status ops_dropout(sl_backend *be, sl_tensor out, sl_tensor inp, float p, uint64_t seed,
+                      uint64_t offset);
+
+/* round(p * 2^32) clamped to 2^32 - 1: element j is kept iff w(j) >= it. */
+static inline uint32_t ops_dropout_threshold(float p) {
+    double t = (double)p * 4294967296.0 + 0.5;
+    if (t <= 0.0)
+        return 0;
+    return t >= 4294967295.0 ? 0xffffffffu : (uint32_t)t;
+}
+
+/* 1 / (1 - p) computed in double, rounded once to float. */
+static inline float ops_dropout_scale(float p) { return (float)(1.0 / (1.0 - (double)p)); }
 
 #endif

@@ -76,6 +76,7 @@ static const struct kernel_ops cpu_kernel_ops = {
     .sq_norm = cpu_sq_norm,
     .scale = cpu_scale,
     .add = cpu_add,
+    .dropout = cpu_dropout,
 };
 
 sl_status backend_create_cpu(int n_threads, mem_accountant *acct, sl_backend **out) {

@@ -1,5 +1,6 @@
 /* kernels/cpu/cpu_elementwise.c: elementwise and gather/scatter ops of the
- * CPU backend: gelu, swiglu, rope, embedding, adamw, cast, sq_norm, scale, add.
+ * CPU backend: gelu, swiglu, rope, embedding, adamw, cast, sq_norm, scale, add,
+ * dropout.
  *
  * All loops are flat OpenMP loops over contiguous memory with a static
  * schedule; reductions (sq_norm) sum fixed contiguous chunks in double and
@@ -21,6 +22,7 @@
 
 #include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "runtime/rng.h"
 
 /* Elements per task for flat elementwise loops: large enough to amortize
  * the scheduling, small enough to balance two threads on small tensors. */
@@ -338,5 +340,31 @@ sl_status cpu_add(sl_backend *be, sl_tensor out, sl_tensor a, sl_tensor b) {
 #pragma omp parallel for num_threads(cpu_threads(be, n_chunks(n))) schedule(static)
     for (int64_t i = 0; i < n; i++)
         o[i] = x[i] + y[i];
+    return SL_OK;
+}
+
+/* Dropout (mask definition in kernels/ops.h). Each task owns a contiguous
+ * range of elements and draws one Philox block per 4 counters, so the mask
+ * depends only on (seed, offset + i), never on the thread split. */
+sl_status cpu_dropout(sl_backend *be, sl_tensor out, sl_tensor inp, float p, uint64_t seed,
+                      uint64_t offset) {
+    int64_t n = cpu_numel(inp);
+    const float *x = cpu_cf32(inp);
+    float *y = cpu_f32(out);
+    const uint32_t thr = ops_dropout_threshold(p);
+    const float scale = ops_dropout_scale(p);
+    const rng_stream rs = rng_stream_make(seed, RNG_PURPOSE_DROPOUT, 0);
+    int64_t nc = n_chunks(n);
+#pragma omp parallel for num_threads(cpu_threads(be, nc)) schedule(static)
+    for (int64_t c = 0; c < nc; c++) {
+        int64_t i0 = c * CPU_ELEM_CHUNK, i1 = i0 + CPU_ELEM_CHUNK < n ? i0 + CPU_ELEM_CHUNK : n;
+        philox_ctr blk = rng_block(&rs, (offset + (uint64_t)i0) >> 2);
+        for (int64_t i = i0; i < i1; i++) {
+            uint64_t j = offset + (uint64_t)i;
+            if ((j & 3) == 0 && i > i0)
+                blk = rng_block(&rs, j >> 2);
+            y[i] = blk.v[j & 3] >= thr ? x[i] * scale : 0.0f;
+        }
+    }
     return SL_OK;
 }

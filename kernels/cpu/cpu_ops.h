@@ -88,6 +88,8 @@ sl_status cpu_cast(sl_backend *be, sl_tensor dst, sl_tensor src);
 sl_status cpu_sq_norm(sl_backend *be, sl_tensor x, double *out);
 sl_status cpu_scale(sl_backend *be, sl_tensor x, float s);
 sl_status cpu_add(sl_backend *be, sl_tensor out, sl_tensor a, sl_tensor b);
+sl_status cpu_dropout(sl_backend *be, sl_tensor out, sl_tensor inp, float p, uint64_t seed,
+                      uint64_t offset);
 
 /* cpu_attention.c */
 sl_status cpu_attention_forward(sl_backend *be, sl_tensor out, sl_tensor lse, sl_tensor q,

@@ -176,6 +176,7 @@ static const struct kernel_ops cuda_kernel_ops = {
     .sq_norm = cuda_sq_norm,
     .scale = cuda_scale,
     .add = cuda_add,
+    .dropout = cuda_dropout,
 };
 
 /* Everything after the device checks; on error the caller destroys be. */

@@ -5,7 +5,7 @@
  * defines: cuk_layernorm_*, cuk_rmsnorm_*, cuk_colsum*, cuk_gelu_*,
  *          cuk_swiglu_*, cuk_rope, cuk_add_bf16, cuk_scale, cuk_cast,
  *          cuk_bias_add, cuk_embedding_*, cuk_attention_*, cuk_xent_*,
- *          cuk_adamw, cuk_sq_norm (cuk_: CUDA kernel launcher)
+ *          cuk_adamw, cuk_sq_norm, cuk_dropout (cuk_: CUDA kernel launcher)
  *
  * Why a C header of launchers: runtime/mem.h (included by kernels/ops.h) is
  * C11 (<stdatomic.h>, _Atomic) and does not compile as C++, so the .cu files
@@ -145,6 +145,13 @@ cudaError_t cuk_adamw(cudaStream_t s, float *p, const float *g, float *m, float 
 #define CUDA_SQNORM_BLOCKS 1024
 cudaError_t cuk_sq_norm(cudaStream_t s, const void *x, bool x_bf16, int64_t n, double *partials,
                          double *out);
+
+/* ---- cuda_dropout.cu ---- */
+/* out[i] = w(offset + i) >= threshold ? inp[i] * scale : 0 over n elements,
+ * w as kernels/ops.h defines it for key `seed`; bf16 (bf16_data) or f32;
+ * out may alias inp. */
+cudaError_t cuk_dropout(cudaStream_t s, void *out, const void *inp, bool bf16_data, int64_t n,
+                        uint64_t seed, uint64_t offset, uint32_t threshold, float scale);
 
 #ifdef __cplusplus
 }

@@ -444,3 +444,11 @@ sl_status cuda_add(sl_backend *be, sl_tensor out, sl_tensor a, sl_tensor b) {
     SL_CHECK_LAUNCH(cuk_add_bf16(cuda_stream(be), out.data, a.data, b.data, cuda_numel(a)));
     return SL_OK;
 }
+
+sl_status cuda_dropout(sl_backend *be, sl_tensor out, sl_tensor inp, float p, uint64_t seed,
+                       uint64_t offset) {
+    SL_CHECK_LAUNCH(cuk_dropout(cuda_stream(be), out.data, inp.data, inp.dtype == SL_DTYPE_BF16,
+                                cuda_numel(inp), seed, offset, ops_dropout_threshold(p),
+                                ops_dropout_scale(p)));
+    return SL_OK;
+}

@@ -120,5 +120,7 @@ sl_status cuda_cast(sl_backend *be, sl_tensor dst, sl_tensor src);
 sl_status cuda_sq_norm(sl_backend *be, sl_tensor x, double *out);
 sl_status cuda_scale(sl_backend *be, sl_tensor x, float s);
 sl_status cuda_add(sl_backend *be, sl_tensor out, sl_tensor a, sl_tensor b);
+sl_status cuda_dropout(sl_backend *be, sl_tensor out, sl_tensor inp, float p, uint64_t seed,
+                       uint64_t offset);
 
 #endif

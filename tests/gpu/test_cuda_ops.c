@@ -11,7 +11,8 @@
  * Outputs the op must write are poisoned with NaN first, so an unwritten
  * element fails. The seed is printed (SHARDLM_TEST_SEED=<n> repeats a run).
  * Attention and embedding backward are also run twice and compared bitwise
- * (ops.h promises run-to-run reproducibility).
+ * (ops.h promises run-to-run reproducibility). Dropout masks must equal the
+ * CPU's exactly (same Philox counters).
  *
  * Without a usable CUDA device the test prints "skipped: no CUDA device
  * (cudaGetDeviceCount: ...)" and exits 77 (ctest SKIP_RETURN_CODE).
@@ -590,6 +591,43 @@ static void test_adamw_norm(ctx *t, int64_t n) {
     dev_free_all(t);
 }
 
+/* Dropout: the GPU's Philox mask must equal the CPU's element for element
+ * (inputs are non-zero, so zero outputs are exactly the dropped ones); kept
+ * values within bf16 rounding of x / (1 - p). Also in place, and an offset
+ * that is not a multiple of 4 (the group of the first element is partial). */
+static void test_dropout(ctx *t, int64_t n, float p, uint64_t seed, uint64_t offset) {
+    t->test = "dropout";
+    size_t un = (size_t)n;
+    float *x = host_rand(t, un, 2.0f), *y = malloc(un * 4);
+    for (size_t i = 0; i < un; i++)
+        if (x[i] == 0.0f)
+            x[i] = 0.5f;
+    void *gx = dev_bf16(t, x, un), *o = dev_poison(t, un * 2);
+    TRY(t, ops_dropout(t->cpu, c1(t, y, n), c1(t, x, n), p, seed, offset));
+    for (int pass = 0; pass < 2; pass++) { /* out of place, then in place */
+        void *dst = pass == 0 ? o : gx;
+        TRY(t, ops_dropout(t->gpu, g1(t, BF, dst, n), g1(t, BF, gx, n), p, seed, offset));
+        float *g = down_bf16(t, dst, un);
+        size_t differ = 0, first = un;
+        for (size_t i = 0; i < un; i++)
+            if ((g[i] == 0.0f) != (y[i] == 0.0f)) {
+                differ++;
+                first = first < i ? first : i;
+            }
+        t->checked++;
+        if (differ) {
+            t->failed++;
+            fprintf(stderr, "FAIL dropout: %zu of %zu mask elements differ from the CPU's (first at %zu)\n",
+                    differ, un, first);
+        } else {
+            printf("  ok %-28s %-24s mask equal (%zu elements)\n", t->test, pass ? "mask (in place)" : "mask", un);
+        }
+        check_free(t, pass ? "values (in place)" : "values", g, y, un, 1e-2);
+    }
+    free(x), free(y);
+    dev_free_all(t);
+}
+
 int main(void) {
     device_info info;
     device_info_query(&info);
@@ -633,6 +671,8 @@ int main(void) {
     test_embedding(&t, 3, 40, 72, 97);
     test_xent(&t, 24, 1000, 384);
     test_adamw_norm(&t, 10003);
+    test_dropout(&t, 100003, 0.1f, 0x0123456789abcdefull, 0);
+    test_dropout(&t, 4099, 0.5f, 7, ((uint64_t)1 << 35) + 3);
     printf("peak device memory recorded: %lld bytes\n", (long long)mem_peak_total(&acct));
     backend_destroy(t.gpu);
     backend_destroy(t.cpu);

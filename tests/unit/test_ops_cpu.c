@@ -29,6 +29,7 @@
 
 #include "kernels/cpu/cpu_math.h"
 #include "kernels/ops.h"
+#include "runtime/rng.h"
 
 #define TOL_FWD 1e-5
 #define TOL_BWD 1e-4
@@ -865,6 +866,85 @@ static void test_cast_norm_scale_add(void **state) {
     free(x), free(back), free(h), free(h2), free(y), free(o), free(ws);
 }
 
+/* Dropout: the mask of kernels/ops.h (checked element by element against
+ * runtime/rng's Philox), the keep fraction within 5 sigma of 1 - p, kept
+ * values scaled exactly, p = 0 the identity, reproducible, splittable by
+ * offset, in place, the same with 1 and 2 threads, and its own backward. */
+static void test_dropout(void **state) {
+    sl_backend *be = *state;
+    const int64_t n = 100003; /* 7 chunks of the CPU loop, not a multiple of 4 */
+    const uint64_t seed = 0x1234abcd5678ef01ull, off = ((uint64_t)1 << 40) + 3;
+    float *x = rand_f(n, 2), *y = zeros_f(n), *y2 = zeros_f(n), *dy = rand_f(n, 1), *dx = zeros_f(n);
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] == 0.0f)
+            x[i] = 1.0f; /* so that "dropped" and "zero" are distinguishable */
+    const float ps[] = {0.1f, 0.5f, 0.9f};
+    for (int k = 0; k < 3; k++) {
+        float p = ps[k], sc = ops_dropout_scale(p);
+        uint32_t thr = ops_dropout_threshold(p);
+        assert_true(sc == (float)(1.0 / (1.0 - (double)p)));
+        assert_true(fabs((double)thr / 4294967296.0 - (double)p) < 1e-9);
+        OK(ops_dropout(be, V1(y, n), V1(x, n), p, seed, off));
+        rng_stream rs = rng_stream_make(seed, RNG_PURPOSE_DROPOUT, 0);
+        int64_t kept = 0;
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t j = off + (uint64_t)i;
+            bool keep = rng_block(&rs, j >> 2).v[j & 3] >= thr;
+            if (keep ? y[i] != x[i] * sc : y[i] != 0.0f) {
+                fprintf(stderr, "dropout p %g: element %lld is %g, expected %g\n", (double)p,
+                        (long long)i, (double)y[i], keep ? (double)(x[i] * sc) : 0.0);
+                fail();
+            }
+            kept += keep;
+        }
+        double mean = (double)n * (1.0 - p), sd = sqrt((double)n * p * (1.0 - p));
+        if (fabs((double)kept - mean) > 5.0 * sd) {
+            fprintf(stderr, "dropout p %g: kept %lld of %lld, expected %.0f +- %.0f\n", (double)p,
+                    (long long)kept, (long long)n, mean, 5.0 * sd);
+            fail();
+        }
+        /* backward: the same call on dy applies the same mask and scale */
+        OK(ops_dropout(be, V1(dx, n), V1(dy, n), p, seed, off));
+        for (int64_t i = 0; i < n; i++)
+            assert_true(dx[i] == (y[i] != 0.0f ? dy[i] * sc : 0.0f));
+    }
+    /* reproducible; another seed or offset gives another mask */
+    const float p = 0.3f;
+    OK(ops_dropout(be, V1(y, n), V1(x, n), p, seed, off));
+    OK(ops_dropout(be, V1(y2, n), V1(x, n), p, seed, off));
+    assert_memory_equal(y, y2, (size_t)n * sizeof(float));
+    OK(ops_dropout(be, V1(y2, n), V1(x, n), p, seed + 1, off));
+    assert_memory_not_equal(y, y2, (size_t)n * sizeof(float));
+    OK(ops_dropout(be, V1(y2, n), V1(x, n), p, seed, off + 1));
+    assert_memory_not_equal(y, y2, (size_t)n * sizeof(float));
+    /* split into two calls at an index that is not a multiple of 4 */
+    const int64_t cut = 12345;
+    OK(ops_dropout(be, V1(y2, cut), V1(x, cut), p, seed, off));
+    OK(ops_dropout(be, V1(y2 + cut, n - cut), V1(x + cut, n - cut), p, seed, off + (uint64_t)cut));
+    assert_memory_equal(y, y2, (size_t)n * sizeof(float));
+    /* one thread gives the two threads' result */
+    sl_backend *b1 = NULL;
+    OK(backend_create_cpu(1, NULL, &b1));
+    memset(y2, 0, (size_t)n * sizeof(float));
+    OK(ops_dropout(b1, ops_view1(b1, F32, y2, n), ops_view1(b1, F32, x, n), p, seed, off));
+    backend_destroy(b1);
+    assert_memory_equal(y, y2, (size_t)n * sizeof(float));
+    /* in place */
+    memcpy(y2, x, (size_t)n * sizeof(float));
+    OK(ops_dropout(be, V1(y2, n), V1(y2, n), p, seed, off));
+    assert_memory_equal(y, y2, (size_t)n * sizeof(float));
+    /* p = 0 is the identity */
+    OK(ops_dropout(be, V1(y2, n), V1(x, n), 0.0f, seed, off));
+    assert_memory_equal(x, y2, (size_t)n * sizeof(float));
+    /* refused: p outside [0, 1), partial overlap, a counter that wraps */
+    assert_int_equal(ops_dropout(be, V1(y, n), V1(x, n), 1.0f, seed, 0), SL_ERR_INVALID);
+    assert_non_null(strstr(sl_error_message(), "ops_dropout"));
+    assert_int_equal(ops_dropout(be, V1(y, n), V1(x, n), -0.1f, seed, 0), SL_ERR_INVALID);
+    assert_int_equal(ops_dropout(be, V1(x + 1, n - 1), V1(x, n - 1), p, seed, 0), SL_ERR_INVALID);
+    assert_int_equal(ops_dropout(be, V1(y, n), V1(x, n), p, seed, UINT64_MAX - 10), SL_ERR_INVALID);
+    free(x), free(y), free(y2), free(dy), free(dx);
+}
+
 static void test_backend_and_validation(void **state) {
     sl_backend *be = *state;
     assert_int_equal(be->kind, SL_BACKEND_CPU);
@@ -938,6 +1018,7 @@ int main(void) {
         cmocka_unit_test(test_cross_entropy_chunked),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_cast_norm_scale_add),
+        cmocka_unit_test(test_dropout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
