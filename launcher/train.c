@@ -360,6 +360,13 @@ sl_status train_job_step(train_job *j, train_step_result *r) {
         SL_TRY(fsdp_begin_micro(j->fs, a));
         double ls = 0;
         int64_t nv = 0;
+        /* LoRA dropout keys: row b of this micro-batch is sample
+         * dp_rank*B*A + a*B + b of the global batch (data/loader.h), so the
+         * masks do not depend on the world size or on grad_accum */
+        int64_t B = c->train.micro_batch;
+        model_dropout_ctx dc = {(uint64_t)c->train.seed, (int64_t)j->step + 1,
+                                ((int64_t)j->plan.dp_rank * A + a) * B};
+        SL_TRY(model_set_dropout_ctx(j->mdl, &dc));
         SL_TRY(model_forward_backward(j->mdl, fsdp_hooks(j->fs), j->inputs + (size_t)a * per,
                                       j->targets + (size_t)a * per, grad_scale, &ls, &nv));
         loss_sum += ls;

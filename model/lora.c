@@ -157,8 +157,8 @@ sl_status lora_create(const model_layout *base, const cfg_lora *cfg, lora_spec *
     *out = NULL;
     model_arch arch = base->cfg.arch;
     SL_CHECK_ARG(cfg->r >= 1, "\"lora.r\" = %d must be >= 1", cfg->r);
-    SL_CHECK_ARG(cfg->dropout == 0.0,
-                 "\"lora.dropout\" = %g: dropout on the adapter input is not implemented; set it to 0",
+    SL_CHECK_ARG(cfg->dropout >= 0.0 && cfg->dropout < 1.0,
+                 "\"lora.dropout\" = %g must be in [0, 1) (the probability of zeroing an adapter input)",
                  cfg->dropout);
     SL_CHECK_ARG(cfg->targets.n >= 1, "\"lora.targets\" is empty: name the modules to adapt");
     lora_spec *s = calloc(1, sizeof *s);
@@ -213,6 +213,20 @@ sl_status lora_create(const model_layout *base, const cfg_lora *cfg, lora_spec *
     }
     *out = s;
     return SL_OK;
+}
+
+/* splitmix64's finalizer: a bijection on 64 bits that mixes every input bit
+ * into every output bit. */
+static uint64_t mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+uint64_t lora_dropout_seed(uint64_t seed, int64_t step, int layer, lora_module m) {
+    uint64_t h = mix64(seed ^ mix64((uint64_t)step));
+    return mix64(h ^ (((uint64_t)(uint32_t)layer << 8) | (uint64_t)m));
 }
 
 sl_status lora_merge(const lora_spec *s, float *base_host, const float *adapter_host) {
@@ -281,6 +295,12 @@ sl_status lora_peft_read_config(const char *dir, model_arch arch, cfg_lora *cfg)
     x = cJSON_GetObjectItemCaseSensitive(j, "use_rslora");
     if (st == SL_OK)
         cfg->rslora = cJSON_IsTrue(x);
+    x = cJSON_GetObjectItemCaseSensitive(j, "lora_dropout");
+    if (st == SL_OK && x && !cJSON_IsNull(x) &&
+        (!cJSON_IsNumber(x) || !(x->valuedouble >= 0.0 && x->valuedouble < 1.0)))
+        BAD("%s: \"lora_dropout\" must be a number in [0, 1)", path);
+    else if (st == SL_OK)
+        cfg->dropout = cJSON_IsNumber(x) ? x->valuedouble : 0.0;
     x = cJSON_GetObjectItemCaseSensitive(j, "bias");
     if (st == SL_OK && x && !cJSON_IsNull(x) && (!cJSON_IsString(x) || strcmp(x->valuestring, "none") != 0))
         BAD("%s: \"bias\" must be \"none\" (adapter biases are not supported)", path);

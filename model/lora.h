@@ -1,8 +1,8 @@
 /* model/lora.h: LoRA adapters over a base model's linear layers, and PEFT files.
  *
  * defines: lora_module, lora_site, lora_spec, lora_create, lora_destroy,
- *          lora_module_path, lora_merge, lora_peft_read_config, lora_peft_save,
- *          lora_peft_load, LORA_PEFT_CONFIG, LORA_PEFT_WEIGHTS
+ *          lora_module_path, lora_dropout_seed, lora_merge, lora_peft_read_config,
+ *          lora_peft_save, lora_peft_load, LORA_PEFT_CONFIG, LORA_PEFT_WEIGHTS
  *
  * For each targeted linear W (out x in) of every block, a trainable A (r x in)
  * and B (out x r) with (DESIGN section 5, PEFT's LoRA Linear):
@@ -42,10 +42,29 @@
  *                              applies fan_in_fan_out only to the merged
  *                              delta (W_conv1d += s (B A)^T).
  *
- * Not supported (refused with an error): dropout > 0 on the adapter input,
- * bias other than "none", DoRA, per-module rank/alpha patterns, adapters on
- * embeddings or the LM head. Does not run the model (model/model.h takes a
- * spec through model_attach_lora) or own parameter memory.
+ * Dropout (lora.dropout = p > 0), as PEFT's lora_dropout: in training only,
+ *     y = x W^T + s (dropout(x) A^T) B^T,
+ * dropout on the adapter's input alone (the base path sees x), inverted
+ * scaling (kept values x / (1 - p)), one independent mask per adapted module
+ * (GPT-2's fused c_attn: one mask for its one input). Eval, generation,
+ * forward_logits and merged models run no dropout. The mask is keyed so that
+ * it does not depend on world size, micro-batching, threads or activation
+ * recomputation: for optimizer step `step` (1-based), block `layer`, module
+ * m, the GLOBAL sample index g of a sequence in its global batch (the
+ * loader's order, data/loader.h), position t < T and input feature f < in,
+ *     kernels/ops.h's ops_dropout with seed = lora_dropout_seed(train.seed,
+ *     step, layer, m) and element counter (g * T + t) * in + f.
+ * Nothing extra is stored: the forward writes dropout(x) into one scratch
+ * (N, max in) shared by every module and block, and the backward recomputes
+ * it (dA += dt^T dropout(x)) and applies the same mask to dt A before adding
+ * it to dx. Regenerating a counter-based mask costs one Philox block per
+ * four elements, far less than keeping (N, in) per adapted module (which
+ * activation recomputation would have to drop again anyway).
+ *
+ * Not supported (refused with an error): bias other than "none", DoRA,
+ * per-module rank/alpha patterns, adapters on embeddings or the LM head.
+ * Does not run the model (model/model.h takes a spec through
+ * model_attach_lora) or own parameter memory.
  */
 #ifndef SL_MODEL_LORA_H
 #define SL_MODEL_LORA_H
@@ -90,8 +109,8 @@ typedef struct {
     lora_site site[LORA_MOD_COUNT];
 } lora_spec;
 
-/* Builds the adapter spec for base from cfg (r >= 1, dropout 0, targets
- * valid for the architecture). On error *out is NULL. */
+/* Builds the adapter spec for base from cfg (r >= 1, 0 <= dropout < 1,
+ * targets valid for the architecture). On error *out is NULL. */
 sl_status lora_create(const model_layout *base, const cfg_lora *cfg, lora_spec **out);
 void lora_destroy(lora_spec *s); /* NULL is a no-op */
 
@@ -101,14 +120,23 @@ void lora_destroy(lora_spec *s); /* NULL is a no-op */
 const char *lora_module_path(const model_layout *base, lora_module m, int layer, char *buf,
                              size_t cap);
 
+/* The ops_dropout seed of module m in block `layer` at optimizer step `step`
+ * (1-based) of a run with train.seed `seed`:
+ *     h = mix(seed ^ mix(step)),  result = mix(h ^ (layer << 8 | m)),
+ * mix = splitmix64's finalizer (z += 0x9E3779B97F4A7C15, then xor-shift-
+ * multiply by 0xBF58476D1CE4E5B9 and 0x94D049BB133111EB, shifts 30/27/31);
+ * m is the lora_module value. tests/reference/philox.py computes the same. */
+uint64_t lora_dropout_seed(uint64_t seed, int64_t step, int layer, lora_module m);
+
 /* Merges the adapters into base weights: W += s B A for every adapted module
  * of every block. base_host: base->total_numel floats (model_local order);
  * adapter_host: s->layout->total_numel floats (same order). */
 sl_status lora_merge(const lora_spec *s, float *base_host, const float *adapter_host);
 
-/* Reads dir/adapter_config.json into cfg's r, alpha, targets and rslora
- * (enabled, dropout and init_from untouched: lora_dropout is a training
- * setting of the run that wrote the adapter, not part of it), checking peft_type "LORA",
+/* Reads dir/adapter_config.json into cfg's r, alpha, targets, rslora and
+ * dropout (lora_dropout; 0 when absent, as PEFT's default; continuing an
+ * adapter trains it as PEFT's is_trainable load would), enabled and init_from
+ * untouched, checking peft_type "LORA",
  * bias "none", no DoRA and no rank/alpha patterns; errors name the file and
  * key. arch: the base model's, to check fan_in_fan_out (true only for gpt2). */
 sl_status lora_peft_read_config(const char *dir, model_arch arch, cfg_lora *cfg);

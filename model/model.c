@@ -66,6 +66,12 @@ struct model {
     size_t lora_bytes;
     void **lora_t;          /* [layer * LORA_MOD_COUNT + mod] -> (N, r) x A^T; aliased when recompute */
     void *lora_dt;          /* (N, r) */
+    /* LoRA dropout (lora.h): p > 0 only; masks recomputed, never stored */
+    float lora_p;
+    void *lora_xd;          /* (N, max in) dropout(x) or dropout(dt A); NULL when p = 0 */
+    model_dropout_ctx drop; /* keys of the next model_forward_backward */
+    bool drop_set;          /* drop was set since the last model_forward_backward */
+    bool drop_on;           /* this pass applies dropout (training, p > 0) */
 };
 
 /* ---- arena ---- */
@@ -210,6 +216,13 @@ sl_status model_attach_lora(model *m, const lora_spec *spec) {
     m->lora_t = calloc((size_t)L * LORA_MOD_COUNT, sizeof *m->lora_t);
     SL_CHECK_ALLOC(m->lora_t, sizeof *m->lora_t * (size_t)L * LORA_MOD_COUNT);
     size_t bytes = tb * ((size_t)distinct * (size_t)on + 1);
+    /* dropout scratch: the widest adapted input, one for every module */
+    int64_t max_in = 0;
+    for (int k = 0; k < LORA_MOD_COUNT; k++)
+        if (spec->site[k].on && spec->site[k].in > max_in)
+            max_in = spec->site[k].in;
+    size_t xb = spec->cfg.dropout > 0 ? ((size_t)m->N * (size_t)max_in * m->esz + 63) & ~(size_t)63 : 0;
+    bytes += xb;
     void *arena = NULL;
     sl_status st = backend_alloc(m->be, MEM_CATEGORY_ACTIVATIONS, bytes, &arena);
     if (st != SL_OK) {
@@ -222,6 +235,11 @@ sl_status model_attach_lora(model *m, const lora_spec *spec) {
     char *c = arena;
     m->lora_dt = c;
     c += tb;
+    if (xb) {
+        m->lora_xd = c;
+        c += xb;
+        m->lora_p = (float)spec->cfg.dropout;
+    }
     for (int i = 0; i < L; i++)
         for (int k = 0; k < LORA_MOD_COUNT; k++) {
             size_t idx = (size_t)i * LORA_MOD_COUNT + (size_t)k;
@@ -235,6 +253,15 @@ sl_status model_attach_lora(model *m, const lora_spec *spec) {
             }
         }
     m->lora = spec;
+    return SL_OK;
+}
+
+sl_status model_set_dropout_ctx(model *m, const model_dropout_ctx *ctx) {
+    SL_CHECK_ARG(ctx->step >= 1 && ctx->first_sample >= 0,
+                 "model_set_dropout_ctx: step %lld must be >= 1 and first_sample %lld >= 0",
+                 (long long)ctx->step, (long long)ctx->first_sample);
+    m->drop = *ctx;
+    m->drop_set = true;
     return SL_OK;
 }
 
@@ -331,6 +358,16 @@ static void *lora_t(const model *m, int layer, lora_module mod) {
     return m->lora_t[(size_t)layer * LORA_MOD_COUNT + (size_t)mod];
 }
 
+/* dst (N, in) = dropout(src) with the mask of (layer, mod) for this pass
+ * (keys in lora.h: element (row n, feature f) has counter
+ * (first_sample * T + n) * in + f). dst may be src. */
+static sl_status lora_dropout(model *m, int layer, lora_module mod, void *dst, const void *src) {
+    int64_t in = m->lora->site[mod].in;
+    uint64_t seed = lora_dropout_seed(m->drop.seed, m->drop.step, layer, mod);
+    uint64_t off = (uint64_t)m->drop.first_sample * (uint64_t)m->T * (uint64_t)in;
+    return ops_dropout(m->be, A2(m, dst, m->N, in), A2(m, src, m->N, in), m->lora_p, seed, off);
+}
+
 static sl_status lora_fwd(model *m, int layer, const void *ap, lora_module mod, const void *x,
                           lora_parts parts) {
     if (!lora_on(m, mod))
@@ -338,6 +375,10 @@ static sl_status lora_fwd(model *m, int layer, const void *ap, lora_module mod, 
     const lora_site *st = &m->lora->site[mod];
     int64_t r = m->lora->r, N = m->N;
     void *t = lora_t(m, layer, mod);
+    if (m->drop_on) { /* the adapter sees dropout(x); the base path x */
+        SL_TRY(lora_dropout(m, layer, mod, m->lora_xd, x));
+        x = m->lora_xd;
+    }
     /* t (N, r) = x A^T */
     SL_TRY(ops_matmul(m->be, A2(m, t, N, r), A2(m, x, N, st->in), W2(m, ap, st->a, r, st->in),
                       ops_none(), false, true, 1.0f, 0.0f));
@@ -353,7 +394,9 @@ static sl_status lora_fwd(model *m, int layer, const void *ap, lora_module mod, 
 }
 
 /* Given the outputs' gradients dy_i: dB_i += s dy_i^T t, dt = s sum_i dy_i B_i,
- * dA += dt^T x, dx += dt A (dx already holds the base linear's dinp). */
+ * dA += dt^T x, dx += dt A (dx already holds the base linear's dinp). With
+ * dropout: dA += dt^T dropout(x) (the forward's mask, recomputed) and
+ * dx += dropout(dt A) (the same mask: dropout is linear and diagonal). */
 static sl_status lora_bwd(model *m, int layer, const void *ap, float *ag, lora_module mod,
                           const void *x, void *dx, lora_parts dys) {
     if (!lora_on(m, mod))
@@ -371,6 +414,16 @@ static sl_status lora_bwd(model *m, int layer, const void *ap, float *ag, lora_m
         SL_TRY(ops_matmul(m->be, dt, dy, W2(m, ap, st->b + row0 * r, dys.rows[i], r), ops_none(),
                           false, false, s, i == 0 ? 0.0f : 1.0f));
         row0 += dys.rows[i];
+    }
+    if (m->drop_on) {
+        void *xd = m->lora_xd;
+        SL_TRY(lora_dropout(m, layer, mod, xd, x));
+        SL_TRY(ops_matmul(m->be, ops_view2(m->be, SL_DTYPE_F32, ag + st->a, r, st->in), dt,
+                          A2(m, xd, N, st->in), ops_none(), true, false, 1.0f, 1.0f));
+        SL_TRY(ops_matmul(m->be, A2(m, xd, N, st->in), dt, W2(m, ap, st->a, r, st->in), ops_none(),
+                          false, false, 1.0f, 0.0f));
+        SL_TRY(lora_dropout(m, layer, mod, xd, xd));
+        return ops_add(m->be, A2(m, dx, N, st->in), A2(m, dx, N, st->in), A2(m, xd, N, st->in));
     }
     SL_TRY(ops_matmul(m->be, ops_view2(m->be, SL_DTYPE_F32, ag + st->a, r, st->in), dt,
                       A2(m, x, N, st->in), ops_none(), true, false, 1.0f, 1.0f));
@@ -608,6 +661,18 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
         *loss_sum = 0;
     if (n_valid)
         *n_valid = 0;
+    /* LoRA dropout: training passes only, keyed by the context set for this
+     * call (consumed here, so a stale step or sample index cannot be reused) */
+    m->drop_on = kind == PASS_TRAIN && m->lora_p > 0;
+    if (kind == PASS_TRAIN) {
+        bool was_set = m->drop_set;
+        m->drop_set = false;
+        if (m->drop_on && !was_set)
+            return sl_errorf(SL_ERR_INVALID,
+                             "model: lora.dropout = %g needs model_set_dropout_ctx (train seed, step, "
+                             "global sample index) before each model_forward_backward",
+                             (double)m->lora_p);
+    }
     SL_TRY(check_ids(m, inputs, kind == PASS_LOGITS ? NULL : targets));
     SL_TRY(backend_memcpy(be, m->tokens, inputs, (size_t)N * sizeof(uint32_t), BACKEND_COPY_H2D));
     if (kind != PASS_LOGITS)

@@ -2,8 +2,8 @@
  *
  * defines: model_phase, model_unit_hooks, model, model_create, model_destroy,
  *          model_forward_backward, model_forward_loss, model_forward_logits,
- *          model_activation_bytes, model_attach_lora, model_local, model_local_init,
- *          model_local_free
+ *          model_activation_bytes, model_attach_lora, model_dropout_ctx,
+ *          model_set_dropout_ctx, model_local, model_local_init, model_local_free
  *
  * A model owns its activation buffers, sized for (micro_batch B, seq_len T)
  * and allocated on the backend under MEM_CATEGORY_ACTIVATIONS; it owns no
@@ -61,8 +61,15 @@
  * 0, in that order, unit 0 last. Without an attached spec, hooks->adapter
  * must be NULL, and the pass is exactly the one without LoRA.
  *
+ * LoRA dropout (lora.dropout > 0; semantics and mask keys in model/lora.h)
+ * runs in model_forward_backward only: model_forward_loss and
+ * model_forward_logits never drop. Each model_forward_backward call needs
+ * model_set_dropout_ctx first (the step and the global sample index key the
+ * masks; the call consumes it). Masks are recomputed in backward, so
+ * recomputation and the plain path stay bitwise equal.
+ *
  * Not here: KV-cache decoding (model/decode.h, which runs no adapters: merge
- * them first), dropout (none).
+ * them first), dropout anywhere but on LoRA adapter inputs.
  * One model is used by one thread at a time.
  */
 #ifndef SL_MODEL_MODEL_H
@@ -110,9 +117,23 @@ int64_t model_activation_bytes(const model *m);
 
 /* Runs the model with the adapters of spec (built on this model's layout;
  * borrowed, must outlive the model): allocates their activations ((B*T, r)
- * per adapted module per block, one block's worth with recompute). At most
- * once per model. */
+ * per adapted module per block, one block's worth with recompute; with
+ * dropout one more (B*T, widest adapted input) scratch). At most once per
+ * model. */
 sl_status model_attach_lora(model *m, const lora_spec *spec);
+
+/* Keys of the LoRA dropout masks of one model_forward_backward call. */
+typedef struct {
+    uint64_t seed;        /* train.seed */
+    int64_t step;         /* the optimizer step being computed, 1-based */
+    int64_t first_sample; /* index in the step's global batch (data/loader.h order) of
+                           * this micro-batch's row 0; row b is first_sample + b */
+} model_dropout_ctx;
+
+/* Sets the keys for the next model_forward_backward (which consumes them).
+ * Required before each call when the attached spec has dropout > 0, ignored
+ * otherwise. Errors: step < 1 or first_sample < 0. */
+sl_status model_set_dropout_ctx(model *m, const model_dropout_ctx *ctx);
 
 /* One micro-step: forward, loss, backward. inputs (B*T) host token ids, each
  * < vocab_size; targets (B*T) host, < vocab_size or < 0 (ignored); errors

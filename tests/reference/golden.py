@@ -12,9 +12,10 @@ import torch
 import models
 
 
-def loss_of(P, cfg, inp, tgt):
-    """Logits (B, T, V) and the mean loss over targets != -100."""
-    lg = models.logits(P, cfg, inp)
+def loss_of(P, cfg, inp, tgt, adapt=None):
+    """Logits (B, T, V) and the mean loss over targets != -100 (adapt: see
+    models.py)."""
+    lg = models.logits(P, cfg, inp, adapt)
     V = lg.shape[-1]
     s = torch.nn.functional.cross_entropy(lg.reshape(-1, V), tgt.reshape(-1), ignore_index=-100,
                                           reduction="sum")

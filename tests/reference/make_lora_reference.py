@@ -11,11 +11,19 @@ and <out>/<name>/golden.h5:
   grads/<peft tensor name>  float64 gradients of lora_A (r, in) / lora_B (out, r)
   params_after/<peft name>  float64 after S AdamW steps on the adapters only
                             (the base frozen; clipping over the adapters' norm)
-  attributes: optimizer settings, scale, clip_active.
+  attributes: optimizer settings, scale, clip_active, dropout (lora_dropout p),
+  dropout_seed (the train seed of the masks), eval_loss (batch 0's loss
+  without dropout: what eval and forward_logits give).
 The model is models.py in float64 with PEFT's LoRA formula: every adapted
 weight W (out, in) acts as W + s B A, and for GPT-2's Conv1D weights, stored
 (in, out), as W + s (B A)^T (fan_in_fan_out); s = alpha / r, or alpha / sqrt(r)
 with use_rslora. Gradients of A and B come from autograd through that.
+
+With lora_dropout p > 0 (configuration "llama_dropout") the training passes
+(loss, grads, every AdamW step) instead add s (dropout(x) A^T) B^T to each
+adapted linear's output, x its input, with the exact mask shardlm draws
+(philox.py: step s of the optimizer, sample b of the batch at global index b,
+seed dropout_seed); logits and eval_loss stay without dropout.
 
 usage: make_lora_reference.py OUT_DIR [NAME ...]
 """
@@ -31,6 +39,7 @@ import golden  # noqa: E402
 import hf_io  # noqa: E402
 import make_reference as mr  # noqa: E402
 import models  # noqa: E402
+import philox  # noqa: E402
 
 STEPS = 3
 OPT = dict(lr=5e-3, lr_min=5e-4, lr_warmup=1, total_steps=4, schedule="cosine", beta1=0.9,
@@ -43,7 +52,16 @@ CONFIGS = {
     # llama GQA, untied, every linear, rank-stabilized scaling
     "llama": dict(base=dict(mr.CONFIGS["llama_gqa"], tied=False), r=3, alpha=5.0, rslora=True,
                   targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    # llama with adapter dropout on every linear (inputs of width C, C and F)
+    "llama_dropout": dict(base=dict(mr.CONFIGS["llama_untied"]), r=4, alpha=8.0, rslora=False,
+                          targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                          dropout=0.1, seed=1234),
 }
+
+# lora_module values (model/lora.h) of the modules inside a block
+MODULE_ID = {"attn.c_attn": 0, "self_attn.q_proj": 1, "self_attn.k_proj": 2, "self_attn.v_proj": 3,
+             "self_attn.o_proj": 4, "attn.c_proj": 4, "mlp.gate_proj": 5, "mlp.c_fc": 5,
+             "mlp.up_proj": 6, "mlp.down_proj": 7, "mlp.c_proj": 7}
 
 GPT2_MODULES = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
 LLAMA_MODULES = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -81,9 +99,26 @@ def effective(P, mods, A, B, s, conv1d):
     return Q
 
 
+def dropout_adapt(kind, c, A, B, s, step):
+    """models.py adapt: s (dropout(x) A^T) B^T with shardlm's masks of
+    optimizer step `step`; row b of the batch is global sample b."""
+    p = c["dropout"]
+    sc = philox.dropout_scale(p)
+
+    def f(i, mod, x):
+        path = f"transformer.h.{i}.{mod}" if kind == "gpt2" else f"model.layers.{i}.{mod}"
+        if path not in A:
+            return None
+        bsz, t, n_in = x.shape
+        keep = philox.lora_mask(c["seed"], step, i, MODULE_ID[mod], 0, bsz, t, n_in, p)
+        xd = x * torch.from_numpy(keep).to(x.dtype) * sc
+        return s * ((xd @ A[path].t()) @ B[path].t())
+    return f
+
+
 def adapter_config(c, conv1d):
     return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": c["r"], "lora_alpha": c["alpha"],
-            "lora_dropout": 0.0, "target_modules": c["targets"], "use_rslora": c["rslora"],
+            "lora_dropout": c.get("dropout", 0.0), "target_modules": c["targets"], "use_rslora": c["rslora"],
             "bias": "none", "fan_in_fan_out": conv1d, "base_model_name_or_path": None,
             "init_lora_weights": True, "use_dora": False, "rank_pattern": {}, "alpha_pattern": {}}
 
@@ -120,7 +155,18 @@ def run(name, c, out):
     A = {k: v.to(torch.float64).requires_grad_(True) for k, v in A32.items()}
     B = {k: v.to(torch.float64).requires_grad_(True) for k, v in B32.items()}
     inp, tgt = mr.batches(b, g)
-    lg, loss = golden.loss_of(effective(P, mods, A, B, s, conv1d), cfg, inp[0], tgt[0])
+    drop = c.get("dropout", 0.0) > 0
+
+    def train_loss(step):
+        if not drop:
+            return golden.loss_of(effective(P, mods, A, B, s, conv1d), cfg, inp[step - 1], tgt[step - 1])
+        return golden.loss_of(P, cfg, inp[step - 1], tgt[step - 1], dropout_adapt(b["kind"], c, A, B, s, step))
+
+    with torch.no_grad():
+        lg, eval_loss = golden.loss_of(effective(P, mods, A, B, s, conv1d), cfg, inp[0], tgt[0])
+    _, loss = train_loss(1)
+    if drop and abs(loss.item() - eval_loss.item()) < 1e-6:
+        raise SystemExit(f"{name}: dropout left the loss unchanged")
     loss.backward()
     grads0 = {}
     for path in A:
@@ -137,14 +183,15 @@ def run(name, c, out):
         if st > 1:
             for t in train.values():
                 t.grad = None
-            _, ls = golden.loss_of(effective(P, mods, A, B, s, conv1d), cfg, inp[st - 1], tgt[st - 1])
+            _, ls = train_loss(st)
             ls.backward()
         # PEFT's adapters all decay (torch.optim.AdamW over the trainable tensors)
         clip_active.append(golden.adamw_step(train, m, v2, st, OPT, lambda k: True) < 1.0)
     if not any(clip_active):
         raise SystemExit(f"{name}: clipping never active ({clip_active}); lower grad_clip")
     golden.write(os.path.join(folder, "golden.h5"), inp, tgt, lg, loss, grads0, train, OPT, STEPS, clip_active,
-                 scale=s)
+                 scale=s, dropout=c.get("dropout", 0.0), dropout_seed=c.get("seed", 0),
+                 eval_loss=eval_loss.item())
     print(f"{name}: loss {loss.item():.6f}, {len(train)} adapter tensors -> {folder}")
 
 

@@ -2,7 +2,12 @@
 architectures' definitions, over a dict of Hugging Face-named tensors in
 Hugging Face layout (GPT-2 Conv1D weights are (in, out); the "transformer."
 prefix is stripped before use). Used by make_reference.py (float64) and by
-benchmarks/peers/torch_step.py (float32)."""
+benchmarks/peers/torch_step.py (float32).
+
+adapt (optional): adapt(layer, module, x) returns a term added to the output
+of block linear `module` ("attn.c_attn", "self_attn.q_proj", ... as in
+Hugging Face's module paths inside a block) whose input is x, or None; LoRA
+references use it for what cannot be merged into W (adapter dropout)."""
 import math
 
 import torch
@@ -25,7 +30,14 @@ def _attention(q, k, v, n_rep):
     return torch.softmax(s, dim=-1) @ v
 
 
-def gpt2_logits(P, cfg, ids):
+def _add(adapt, i, mod, x, y):
+    if adapt is None:
+        return y
+    d = adapt(i, mod, x)
+    return y if d is None else y + d
+
+
+def gpt2_logits(P, cfg, ids, adapt=None):
     L, C, H = cfg["n_layer"], cfg["n_embd"], cfg["n_head"]
     eps = cfg["layer_norm_epsilon"]
     B, T = ids.shape
@@ -34,14 +46,15 @@ def gpt2_logits(P, cfg, ids):
     for i in range(L):
         p = lambda n: P[f"h.{i}.{n}"]
         h = F.layer_norm(x, (C,), p("ln_1.weight"), p("ln_1.bias"), eps)
-        qkv = h @ p("attn.c_attn.weight") + p("attn.c_attn.bias")
+        qkv = _add(adapt, i, "attn.c_attn", h, h @ p("attn.c_attn.weight")) + p("attn.c_attn.bias")
         q, k, v = qkv.split(C, dim=-1)
         q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in (q, k, v))
         a = _attention(q, k, v, 1).transpose(1, 2).reshape(B, T, C)
-        x = x + a @ p("attn.c_proj.weight") + p("attn.c_proj.bias")
+        x = x + _add(adapt, i, "attn.c_proj", a, a @ p("attn.c_proj.weight")) + p("attn.c_proj.bias")
         h = F.layer_norm(x, (C,), p("ln_2.weight"), p("ln_2.bias"), eps)
-        f = F.gelu(h @ p("mlp.c_fc.weight") + p("mlp.c_fc.bias"), approximate="tanh")
-        x = x + f @ p("mlp.c_proj.weight") + p("mlp.c_proj.bias")
+        f = F.gelu(_add(adapt, i, "mlp.c_fc", h, h @ p("mlp.c_fc.weight")) + p("mlp.c_fc.bias"),
+                   approximate="tanh")
+        x = x + _add(adapt, i, "mlp.c_proj", f, f @ p("mlp.c_proj.weight")) + p("mlp.c_proj.bias")
     x = F.layer_norm(x, (C,), P["ln_f.weight"], P["ln_f.bias"], eps)
     head = P["lm_head.weight"] if "lm_head.weight" in P else P["wte.weight"]
     return x @ head.t()
@@ -69,7 +82,7 @@ def _rms(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def llama_logits(P, cfg, ids):
+def llama_logits(P, cfg, ids, adapt=None):
     L, C, H = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"]
     Hk = cfg["num_key_value_heads"]
     eps = cfg["rms_norm_eps"]
@@ -80,23 +93,26 @@ def llama_logits(P, cfg, ids):
     for i in range(L):
         p = lambda n: P[f"model.layers.{i}.{n}"]
         h = _rms(x, p("input_layernorm.weight"), eps)
-        q = (h @ p("self_attn.q_proj.weight").t()).view(B, T, H, D).transpose(1, 2)
-        k = (h @ p("self_attn.k_proj.weight").t()).view(B, T, Hk, D).transpose(1, 2)
-        v = (h @ p("self_attn.v_proj.weight").t()).view(B, T, Hk, D).transpose(1, 2)
+        lin = lambda mod, x_: _add(adapt, i, mod, x_, x_ @ p(mod + ".weight").t())
+        q = lin("self_attn.q_proj", h).view(B, T, H, D).transpose(1, 2)
+        k = lin("self_attn.k_proj", h).view(B, T, Hk, D).transpose(1, 2)
+        v = lin("self_attn.v_proj", h).view(B, T, Hk, D).transpose(1, 2)
         q, k = _rope(q, theta), _rope(k, theta)
         a = _attention(q, k, v, H // Hk).transpose(1, 2).reshape(B, T, C)
-        x = x + a @ p("self_attn.o_proj.weight").t()
+        x = x + lin("self_attn.o_proj", a)
         h = _rms(x, p("post_attention_layernorm.weight"), eps)
-        f = F.silu(h @ p("mlp.gate_proj.weight").t()) * (h @ p("mlp.up_proj.weight").t())
-        x = x + f @ p("mlp.down_proj.weight").t()
+        f = F.silu(lin("mlp.gate_proj", h)) * lin("mlp.up_proj", h)
+        x = x + lin("mlp.down_proj", f)
     x = _rms(x, P["model.norm.weight"], eps)
     head = P["lm_head.weight"] if "lm_head.weight" in P else P["model.embed_tokens.weight"]
     return x @ head.t()
 
 
-def logits(P, cfg, ids):
+def logits(P, cfg, ids, adapt=None):
     P = strip(P)
-    return gpt2_logits(P, cfg, ids) if cfg["model_type"] == "gpt2" else llama_logits(P, cfg, ids)
+    if cfg["model_type"] == "gpt2":
+        return gpt2_logits(P, cfg, ids, adapt)
+    return llama_logits(P, cfg, ids, adapt)
 
 
 def decays(name):

@@ -1,19 +1,24 @@
 /* LoRA against PyTorch: tests/reference/make_lora_reference.py (run here with
  * Debian's python3-torch) writes a base Hugging Face folder, a PEFT adapter
- * folder and golden.h5 for a tiny gpt2 (c_attn, c_proj, c_fc) and a tiny
- * llama (all seven linears, rsLoRA). This test reads the adapter through
+ * folder and golden.h5 for a tiny gpt2 (c_attn, c_proj, c_fc), a tiny
+ * llama (all seven linears, rsLoRA) and a tiny llama with lora_dropout 0.1
+ * (the script reproduces shardlm's Philox masks, tests/reference/philox.py,
+ * so the training passes compare exactly). This test reads the adapter through
  * lora_peft_read_config/lora_peft_load, runs the frozen base + adapters
  * (base hooks without grads, adapter hooks with grads) and compares:
  *   logits (rel. error by norm <= 1e-5), loss (<= 1e-6), every lora_A/lora_B
  *   gradient (<= 1e-4 each), every adapter after 3 AdamW steps with clipping
- *   over the adapters (<= 1e-5 each); the base parameters are unchanged.
+ *   over the adapters (<= 1e-5 each), the eval loss (model_forward_loss:
+ *   no dropout, <= 1e-6); the base parameters are unchanged. With dropout the
+ *   logits and eval loss are the no-dropout ones (only training drops), and
+ *   a training call without model_set_dropout_ctx is refused.
  * Then: recomputation gives bitwise the same adapter gradients; the merged
  * model (lora_merge, no adapters) gives the adapter model's logits (1e-5);
  * the adapter written by lora_peft_save loads back bit for bit and, applied
  * by tests/reference/peft_apply.py with PEFT's formula, gives the same
  * logits (1e-5); fresh adapters (model_init_unit_range) have B = 0 and A in
  * PEFT's kaiming bound, so the adapted model starts equal to the base; and
- * bad targets and dropout > 0 are refused. */
+ * bad targets and dropout outside [0, 1) are refused. */
 #include <hdf5.h>
 #include <math.h>
 #include <setjmp.h>
@@ -91,6 +96,15 @@ static void hooks_free(lora_hooks *h) {
     model_local_free(&h->ad_l);
 }
 
+/* model_forward_backward of optimizer step `step` (dropout keys: the
+ * golden's seed, batch row b = global sample b) */
+static sl_status train_call(model *m, const model_unit_hooks *hk, const uint32_t *inp, const int32_t *tg,
+                            double nv, uint64_t seed, int step, double *loss_sum, int64_t *n_valid) {
+    model_dropout_ctx dc = {seed, step, 0};
+    OK(model_set_dropout_ctx(m, &dc));
+    return model_forward_backward(m, hk, inp, tg, (float)(1.0 / nv), loss_sum, n_valid);
+}
+
 static void run_config(const char *name) {
     char dir[700], hf[800], ad[800], h5[800], out[800];
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
@@ -128,6 +142,9 @@ static void run_config(const char *name) {
     double *want_loss = golden_read(f, "loss", &n1);
     int S = (int)dims[0], B = (int)dims[1], T = (int)dims[2], BT = B * T;
     assert_true(fabs(golden_attr(f, "scale") - spec->scale) < 1e-6);
+    assert_true(golden_attr(f, "dropout") == cfg.lora.dropout); /* lora_dropout was read */
+    uint64_t dseed = (uint64_t)golden_attr(f, "dropout_seed");
+    double want_eval = golden_attr(f, "eval_loss");
     uint32_t *inp = malloc(n_ids * sizeof *inp);
     assert_non_null(inp);
     for (size_t i = 0; i < n_ids; i++)
@@ -156,13 +173,19 @@ static void run_config(const char *name) {
     int64_t nv = golden_count_valid(tg, (size_t)BT);
     double loss_sum = 0, loss_sum_r = 0;
     int64_t n_valid = 0;
-    OK(model_forward_backward(m, &h.base_h, inp, tg, (float)(1.0 / (double)nv), &loss_sum, &n_valid));
+    if (cfg.lora.dropout > 0) /* training with dropout needs the mask keys */
+        assert_int_equal(model_forward_backward(m, &h.base_h, inp, tg, 1.0f, &loss_sum, &n_valid), SL_ERR_INVALID);
+    OK(train_call(m, &h.base_h, inp, tg, (double)nv, dseed, 1, &loss_sum, &n_valid));
     double e_loss = fabs(loss_sum / (double)n_valid - want_loss[0]) / fabs(want_loss[0]);
     char worst_g[256] = "", worst_p[256] = "";
     double e_grads = compare_adapters(f, "grads", al, ag, worst_g, sizeof worst_g);
+    /* eval: no dropout whatever lora.dropout is */
+    double eval_sum = 0;
+    OK(model_forward_loss(m, &h.base_h, inp, tg, &eval_sum, &n_valid));
+    double e_eval = fabs(eval_sum / (double)n_valid - want_eval) / fabs(want_eval);
     memcpy(ag0, ag, PA * sizeof *ag);
     memset(ag, 0, PA * sizeof *ag);
-    OK(model_forward_backward(mr, &h.base_h, inp, tg, (float)(1.0 / (double)nv), &loss_sum_r, &n_valid));
+    OK(train_call(mr, &h.base_h, inp, tg, (double)nv, dseed, 1, &loss_sum_r, &n_valid));
     assert_true(loss_sum_r == loss_sum);
     assert_memory_equal(ag0, ag, PA * sizeof *ag);
 
@@ -174,7 +197,7 @@ static void run_config(const char *name) {
             memset(ag, 0, PA * sizeof *ag);
             size_t o = (size_t)(s - 1) * (size_t)BT;
             double nvs = (double)golden_count_valid(tg + o, (size_t)BT);
-            OK(model_forward_backward(m, &h.base_h, inp + o, tg + o, (float)(1.0 / nvs), &loss_sum, &n_valid));
+            OK(train_call(m, &h.base_h, inp + o, tg + o, nvs, dseed, s, &loss_sum, &n_valid));
         }
         double sq = 0;
         OK(optim_sq_norm(be, ag, (int64_t)PA, &sq));
@@ -210,6 +233,7 @@ static void run_config(const char *name) {
     OK(lora_peft_read_config(out, cfg.model.arch, &lc2));
     assert_int_equal(lc2.r, cfg.lora.r);
     assert_true(lc2.alpha == cfg.lora.alpha && lc2.rslora == cfg.lora.rslora);
+    assert_true(lc2.dropout == cfg.lora.dropout);
     assert_int_equal(lc2.targets.n, cfg.lora.targets.n);
     OK(lora_peft_load(out, spec, ap2));
     assert_memory_equal(ap, ap2, PA * sizeof *ap);
@@ -255,11 +279,13 @@ static void run_config(const char *name) {
     assert_memory_equal(logits, logits2, n_lg * sizeof *logits);
     H5Fclose(f);
 
-    printf("%-6s logits %.2e  loss %.2e  grads %.2e (worst %s)  adapters after %d steps %.2e (worst %s)  "
-           "merged %.2e  peft %.2e\n",
-           name, e_logits, e_loss, e_grads, worst_g, S, e_params, worst_p, e_merged, e_peft);
+    printf("%-6s dropout %g  logits %.2e  loss %.2e  eval loss %.2e  grads %.2e (worst %s)  adapters after %d "
+           "steps %.2e (worst %s)  merged %.2e  peft %.2e\n",
+           name, cfg.lora.dropout, e_logits, e_loss, e_eval, e_grads, worst_g, S, e_params, worst_p, e_merged,
+           e_peft);
     assert_true(e_logits <= 1e-5);
     assert_true(e_loss <= 1e-6);
+    assert_true(e_eval <= 1e-6);
     assert_true(e_grads <= 1e-4);
     assert_true(e_params <= 1e-5);
     assert_true(e_merged <= 1e-5);
@@ -293,6 +319,7 @@ static void run_config(const char *name) {
 
 static void test_gpt2(void **s) { (void)s; run_config("gpt2"); }
 static void test_llama(void **s) { (void)s; run_config("llama"); }
+static void test_llama_dropout(void **s) { (void)s; run_config("llama_dropout"); }
 
 static void test_config_errors(void **s) {
     (void)s;
@@ -315,10 +342,12 @@ static void test_config_errors(void **s) {
     assert_null(spec);
     assert_non_null(strstr(sl_error_message(), "c_attn"));
     snprintf(cfg.lora.targets.items[0], CFG_STR_MAX, "attn.c_proj");
-    cfg.lora.dropout = 0.1;
+    cfg.lora.dropout = 1.0;
     assert_int_equal(lora_create(l, &cfg.lora, &spec), SL_ERR_INVALID);
     assert_non_null(strstr(sl_error_message(), "lora.dropout"));
-    cfg.lora.dropout = 0;
+    cfg.lora.dropout = -0.1;
+    assert_int_equal(lora_create(l, &cfg.lora, &spec), SL_ERR_INVALID);
+    cfg.lora.dropout = 0.1;
     OK(lora_create(l, &cfg.lora, &spec));
     /* attn.c_proj alone: one module, not mlp.c_proj */
     assert_true(spec->site[LORA_MOD_OUT].on);
@@ -336,6 +365,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_llama),
+        cmocka_unit_test(test_llama_dropout),
         cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
