@@ -1,20 +1,24 @@
 /* launcher/bench.h: the training-step benchmark on synthetic data.
  *
- * defines: bench_opts, bench_result, bench_run, bench_tokens
+ * defines: bench_opts, bench_result, bench_run, bench_tokens, bench_job_main
  *
- * Single process: builds the model of cfg on the CPU backend, initializes it
+ * Two drivers. bench_run (one process, CPU backend, fp32; the default for a
+ * CPU config): builds the model of cfg on the CPU backend, initializes it
  * (from model.init_from when set, else from train.seed), and runs warmup +
  * timed optimizer steps of train.micro_batch x data.seq_len tokens
  * (train.grad_accum micro-steps each): zero grads, forward/backward with
  * grad_scale = 1 / tokens, global-norm clipping, AdamW. The step-0 loss is
  * returned so that a peer implementation started from the same weights can
- * be checked before timing is trusted. `shardlm bench --fsdp` (and any run
- * under mpirun with more than one rank) uses bench_fsdp_main instead; the
- * command line lives in cmd_bench.c.
+ * be checked before timing is trusted. bench_job_main (launcher/bench_job.c)
+ * runs the real training job instead (FSDP, model and optimizer of `shardlm
+ * train`, any world size, CPU or CUDA backend): for train.backend = cuda
+ * (--backend cuda), --fsdp, --find-batch, and any run under mpirun with more
+ * than one rank. The command line lives in cmd_bench.c.
  */
 #ifndef SL_LAUNCHER_BENCH_H
 #define SL_LAUNCHER_BENCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "runtime/config.h"
@@ -24,7 +28,11 @@ typedef struct {
     int warmup;             /* untimed steps after step 0 */
     int steps;              /* timed steps */
     int threads;            /* CPU threads (<= 0: OpenMP default) */
-    const char *save_init;  /* when set: write the initial weights as a HF folder here */
+    const char *save_init;  /* when set: write the initial weights as a HF folder here (bench_run only) */
+    double peak_tflops;     /* --peak: device peak for MFU; 0: the table of bench_device.h */
+    bool find_batch;        /* bench_job_main: largest power-of-two micro_batch that fits first */
+    double mem_cap_gib;     /* with find_batch: also require the accountant's peak <= this (0: none) */
+    bool repeat_check;      /* bench_job_main: compare steps 0-1 bitwise with a second run */
 } bench_opts;
 
 typedef struct {
@@ -32,7 +40,7 @@ typedef struct {
     double median_step_s;
     double min_step_s;
     double tokens_per_s;    /* tokens per step / median step time */
-    double flops_per_token;
+    double flops_per_token; /* bench_flops_per_token (the PyTorch peer's count) */
     int64_t params;
     int64_t activation_bytes;
     int64_t peak_bytes;     /* memory accountant's total peak */
@@ -47,9 +55,10 @@ void bench_tokens(uint64_t seed, int64_t index, int B, int T, int V, uint32_t *i
 
 sl_status bench_run(const sl_config *cfg, const bench_opts *o, bench_result *r);
 
-/* The FSDP benchmark at any world size (launcher/bench_fsdp.c): initializes
- * MPI, runs the training job on synthetic tokens, prints medians on rank 0;
- * returns the process exit code. */
-int bench_fsdp_main(sl_config *cfg, const bench_opts *o, int *argc, char ***argv);
+/* The training-job benchmark at any world size and backend
+ * (launcher/bench_job.c): initializes MPI (a singleton without mpirun),
+ * validates, runs the training job on synthetic tokens, prints medians,
+ * MFU and memory on rank 0; returns the process exit code. */
+int bench_job_main(sl_config *cfg, const bench_opts *o, int *argc, char ***argv);
 
 #endif

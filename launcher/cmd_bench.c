@@ -1,9 +1,11 @@
-/* shardlm bench: training steps on synthetic data, tokens/s (single process);
+/* shardlm bench: training steps on synthetic data, tokens/s and MFU (one
+ * process on the CPU or one GPU, or the FSDP job under mpirun);
  * `shardlm bench comm` is dispatched to cmd_bench_comm.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/device_info.h"
 #include "launcher/bench.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
@@ -12,37 +14,117 @@
 void cmd_bench_usage(FILE *out) {
     fprintf(out,
             "usage: shardlm bench comm ...   (collectives; shardlm bench comm --help)\n"
-            "       shardlm bench --config run.json [--set k=v]... [--steps N] [--warmup W]\n"
-            "                     [--threads K] [--save-init DIR]\n"
+            "       shardlm bench --config run.json [--set k=v]... [--backend cpu|cuda] [--steps N]\n"
+            "                     [--warmup W] [--peak TFLOPS] [--threads K] [--save-init DIR]\n"
+            "                     [--find-batch [--mem-cap GIB]] [--no-repeat-check]\n"
             "       mpirun -np N shardlm bench --fsdp --config run.json [--steps N] [--warmup W]\n\n"
             "Runs 1 + W + N optimizer steps of train.micro_batch x data.seq_len synthetic\n"
-            "tokens (train.grad_accum micro-steps each) in one process on the CPU backend and\n"
-            "prints the step-0 loss, the median step time and tokens/s over the N timed steps.\n"
+            "tokens (train.grad_accum micro-steps each) and prints the step-0 loss, the\n"
+            "median step time, tokens/s and MFU over the N timed steps.\n"
+            "--backend B     cpu (fp32) or cuda (bf16, one GPU; sets train.dtype = bf16);\n"
+            "                default train.backend (auto: CUDA for train.dtype = bf16 on a GPU)\n"
             "--steps N       timed steps (default 10)\n"
-            "--warmup W      untimed steps after step 0 (default 2)\n"
-            "--threads K     CPU threads (default: OMP_NUM_THREADS or all cores)\n"
-            "--save-init DIR write the initial weights as a Hugging Face folder (for a peer)\n"
+            "--warmup W      untimed steps after validation (default 2)\n"
+            "--peak T        device peak in TFLOP/s for MFU (default: dense bf16 datasheet\n"
+            "                figure by device name: H100 SXM/H200 989, A100 312, ...; the CPU\n"
+            "                and unknown devices have none)\n"
+            "--threads K     CPU threads of the one-process CPU benchmark (default: all cores)\n"
+            "--save-init DIR write the initial weights as a Hugging Face folder (for a peer;\n"
+            "                one-process CPU benchmark only)\n"
             "Set model.init_from to start from a Hugging Face or shardlm model folder.\n\n"
-            "--fsdp          the distributed benchmark (implied under mpirun/srun with more than\n"
-            "                one rank): the training job with parallel.fsdp_mode on synthetic\n"
-            "                tokens; prints median step time, tokens/s (global and per rank),\n"
-            "                exposed comm, total comm (the step's collectives without compute)\n"
-            "                and the overlap 1 - exposed/total\n");
+            "The CUDA backend, --fsdp and --find-batch run the training job of `shardlm\n"
+            "train` (FSDP, model, fused AdamW; world 1 without mpirun) and validate before\n"
+            "timing: step-0 loss finite, equal on every rank and within 1 of ln V for a\n"
+            "random init; steps 0 and 1 bitwise equal to a second identical run. Each timed\n"
+            "step ends with backend_synchronize (host clock). Prints median step, tokens/s\n"
+            "(global and per rank), MFU, exposed and total comm, overlap, the memory\n"
+            "accountant's peak and (GPU) the device memory in use by cudaMemGetInfo.\n"
+            "--fsdp          the training-job benchmark on the CPU too (implied under\n"
+            "                mpirun/srun with more than one rank)\n"
+            "--find-batch    first find the largest power-of-two micro_batch that fits\n"
+            "                (setup + one step; doubling from 1 until an allocation fails),\n"
+            "                then benchmark it (one process only)\n"
+            "--mem-cap GIB   with --find-batch: a batch also has to keep the accountant's peak\n"
+            "                within GIB (an 80 GB card's budget on a bigger one, say); required\n"
+            "                on the CPU backend, where allocations rarely fail\n"
+            "--no-repeat-check  skip the second run (saves one setup and two steps)\n");
     bench_comm_usage(out);
+}
+
+/* The backend the config resolves to (launcher/train.c's rule). */
+static bool wants_cuda(const sl_config *cfg) {
+    if (cfg->train.backend == BACKEND_KIND_CUDA)
+        return true;
+    if (cfg->train.backend != BACKEND_KIND_AUTO || cfg->train.dtype != COMPUTE_DTYPE_BF16)
+        return false;
+    device_info di;
+    device_info_query(&di);
+    return di.count > 0;
+}
+
+static sl_status parse_opts(const cli_args *a, sl_config *cfg, bench_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->warmup = 2;
+    o->steps = 10;
+    o->save_init = cli_get(a, "save-init");
+    o->find_batch = cli_has(a, "find-batch");
+    o->repeat_check = !cli_has(a, "no-repeat-check");
+    long long v = o->steps;
+    SL_TRY(cli_get_int(a, "steps", 1, 1000000, &v));
+    o->steps = (int)v;
+    v = o->warmup;
+    SL_TRY(cli_get_int(a, "warmup", 0, 1000000, &v));
+    o->warmup = (int)v;
+    v = 0;
+    SL_TRY(cli_get_int(a, "threads", 0, 4096, &v));
+    o->threads = (int)v;
+    float f = 0;
+    SL_TRY(cli_get_float(a, "peak", &f));
+    if (f < 0)
+        return sl_errorf(SL_ERR_INVALID, "--peak %g: expected a peak in TFLOP/s > 0", (double)f);
+    o->peak_tflops = f;
+    f = 0;
+    SL_TRY(cli_get_float(a, "mem-cap", &f));
+    if (f < 0 || (cli_get(a, "mem-cap") && (f == 0 || !o->find_batch)))
+        return sl_errorf(SL_ERR_INVALID, "--mem-cap %g: expected GiB > 0, together with --find-batch",
+                         (double)f);
+    o->mem_cap_gib = f;
+    const char *b = cli_get(a, "backend");
+    if (b && strcmp(b, "cuda") == 0 && !device_build_has_cuda())
+        return sl_errorf(SL_ERR_INVALID, "--backend cuda: this shardlm is built without CUDA; rebuild with "
+                                         "-DSHARDLM_CUDA=ON (scripts/gpu_bundle.sh builds one for a GPU machine)");
+    if (b && strcmp(b, "cuda") == 0) {
+        cfg->train.backend = BACKEND_KIND_CUDA;
+        cfg->train.dtype = COMPUTE_DTYPE_BF16; /* the CUDA kernels compute in bf16 */
+    } else if (b && strcmp(b, "cpu") == 0) {
+        cfg->train.backend = BACKEND_KIND_CPU;
+        cfg->train.dtype = COMPUTE_DTYPE_F32;
+    } else if (b) {
+        return sl_errorf(SL_ERR_INVALID, "--backend %s: expected cpu or cuda", b);
+    }
+    if (o->find_batch && !wants_cuda(cfg) && o->mem_cap_gib <= 0)
+        return sl_errorf(SL_ERR_INVALID, "--find-batch on the CPU backend needs --mem-cap GIB: host "
+                                         "allocations rarely fail, so doubling would run into swap");
+    return SL_OK;
 }
 
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "comm") == 0)
         return bench_comm_main(argc - 1, argv + 1);
     cli_args a;
-    static const char *const known[] = {"config", "set", "steps", "warmup", "threads", "save-init", "fsdp", NULL};
-    static const char *const flags[] = {"fsdp", NULL};
+    static const char *const known[] = {"config", "set",  "steps",      "warmup",  "threads",
+                                        "save-init", "fsdp", "backend", "peak",    "find-batch",
+                                        "mem-cap", "no-repeat-check", NULL};
+    static const char *const flags[] = {"fsdp", "find-batch", "no-repeat-check", NULL};
     sl_status st = cli_parse(&a, argc, argv, flags);
     if (st == SL_OK)
         st = cli_check_known(&a, known);
     sl_config cfg;
     if (st == SL_OK)
         st = cli_load_config(&a, &cfg);
+    bench_opts o;
+    if (st == SL_OK)
+        st = parse_opts(&a, &cfg, &o);
     if (st != SL_OK) {
         int code = cli_report("bench", st);
         cmd_bench_usage(stderr);
@@ -52,23 +134,17 @@ int cmd_bench(int argc, char **argv) {
     log_level lv;
     if (log_level_parse(cfg.logging.level, &lv))
         log_set_level(lv);
-    bench_opts o = {2, 10, 0, cli_get(&a, "save-init")};
-    const char *v;
-    if ((v = cli_get(&a, "steps")))
-        o.steps = atoi(v);
-    if ((v = cli_get(&a, "warmup")))
-        o.warmup = atoi(v);
-    if ((v = cli_get(&a, "threads")))
-        o.threads = atoi(v);
-    if (o.steps < 1 || o.warmup < 0) {
-        fprintf(stderr, "shardlm bench: error: --steps must be >= 1 and --warmup >= 0\n");
-        return SL_EXIT_USAGE;
-    }
     const char *np = getenv("OMPI_COMM_WORLD_SIZE");
     if (!np)
         np = getenv("SLURM_NTASKS");
-    if (cli_has(&a, "fsdp") || (np && atoi(np) > 1))
-        return bench_fsdp_main(&cfg, &o, &argc, &argv);
+    bool job = cli_has(&a, "fsdp") || o.find_batch || (np && atoi(np) > 1) || wants_cuda(&cfg);
+    if (job && o.save_init) {
+        fprintf(stderr, "shardlm bench: error: --save-init is only for the one-process CPU benchmark "
+                        "(--backend cpu without --fsdp/--find-batch)\n");
+        return SL_EXIT_USAGE;
+    }
+    if (job)
+        return bench_job_main(&cfg, &o, &argc, &argv);
     bench_result r;
     st = bench_run(&cfg, &o, &r);
     if (st != SL_OK)
@@ -82,6 +158,8 @@ int cmd_bench(int argc, char **argv) {
     printf("min_step_s %.4f\n", r.min_step_s);
     printf("tokens_per_s %.1f\n", r.tokens_per_s);
     printf("gflops_per_s %.2f\n", r.tokens_per_s * r.flops_per_token / 1e9);
+    if (o.peak_tflops > 0)
+        printf("mfu_pct %.1f\n", 100.0 * r.tokens_per_s * r.flops_per_token / (o.peak_tflops * 1e12));
     printf("activation_mib %.1f\n", (double)r.activation_bytes / (1 << 20));
     printf("peak_mib %.1f\n", (double)r.peak_bytes / (1 << 20));
     return SL_EXIT_OK;

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# shardlm bench, the training-job driver (--fsdp / --backend cuda /
+# --find-batch) on the CPU backend: validation (step-0 loss near ln V, the
+# bitwise repeat check), the report's keys, MFU = tokens/s x FLOPs per token
+# / peak with the PyTorch peer's FLOP count (6 N + 6 L T C, N = parameters
+# without wte/wpe, plus the tied head), --find-batch with --mem-cap, and the
+# refusals (CUDA without a GPU or without a CUDA build, --save-init or
+# --mem-cap where they do not apply). The GPU side runs in
+# benchmarks/gpu_step.sh on a GPU machine.
+source "$(dirname "$0")/lib.sh"
+mktmp
+cd "$TMP" || fail "cd $TMP"
+export OMP_NUM_THREADS=1
+get() { awk -v k="$1" '$1 == k {print $2; exit}' <<< "$OUT"; }
+
+# the job benchmark on the CPU, tied GPT-2 (wpe excluded from N)
+expect_exit 0 "$SHARDLM" bench --fsdp --config "$SRC/configs/tiny-gpt2.json" --steps 3 --warmup 1 --peak 0.002
+for k in "device cpu | backend cpu" "peak_tflops 0.002 (--peak)" "repeat_check bitwise" "median_step_s" \
+  "tokens_per_s_per_rank" "exposed_comm_ms" "total_comm_ms" "overlap_pct" "peak_mib" "mfu_pct" \
+  "micro_batch 2 x seq 64 x accum 1"; do
+  expect_out "$k"
+done
+"$PYTHON" - "$(get params)" "$(get flops_per_token)" "$(get tokens_per_s)" "$(get mfu_pct)" \
+  "$(get loss0)" "$(get loss0_ln_v)" <<'PYEOF' || fail "gpt2 report inconsistent; output:
+$OUT"
+import math, sys
+params, fpt, tok, mfu, loss0, lnv = map(float, sys.argv[1:])
+L, C, T, V, maxT = 2, 64, 64, 512, 128
+want = 6 * (params - maxT * C) + 6 * L * T * C  # wte out, tied head in, wpe out
+assert abs(fpt - want) <= 1e-5 * want, (fpt, want)
+assert abs(lnv - math.log(V)) < 1e-5, lnv
+assert abs(loss0 - lnv) < 1.0, (loss0, lnv)
+want_mfu = 100 * tok * fpt / 2e9
+assert abs(mfu - want_mfu) <= 0.05 + 1e-3 * want_mfu, (mfu, want_mfu)
+PYEOF
+
+# Llama with tied embeddings: N = every parameter (wte out, head in)
+expect_exit 0 "$SHARDLM" bench --fsdp --config "$SRC/configs/tiny-llama.json" --set model.tie_embeddings=true \
+  --steps 2 --warmup 0 --no-repeat-check
+expect_out "repeat_check off"
+expect_out "peak_tflops n/a (unknown device"
+expect_out "mfu_pct n/a"
+"$PYTHON" - "$(get params)" "$(get flops_per_token)" <<'PYEOF' || fail "llama FLOPs per token; output:
+$OUT"
+import sys
+params, fpt = map(float, sys.argv[1:])
+want = 6 * params + 6 * 2 * 64 * 64
+assert abs(fpt - want) <= 1e-5 * want, (fpt, want)
+PYEOF
+
+# --find-batch with a cap: the result fits, its double does not
+expect_exit 0 "$SHARDLM" bench --config "$SRC/configs/tiny-llama.json" --find-batch --mem-cap 0.03 \
+  --steps 1 --warmup 0 --no-repeat-check
+res=$(awk '/^find_batch result/ {print $4}' <<< "$OUT")
+[ -n "$res" ] && [ "$res" -ge 2 ] || fail "find_batch result '$res'; output:
+$OUT"
+expect_out "find_batch $res: fits"
+expect_out "find_batch $((res * 2)): over --mem-cap"
+expect_out "micro_batch $res x seq 64"
+"$PYTHON" - "$(get peak_mib)" <<'PYEOF' || fail "peak over the cap; output:
+$OUT"
+import sys
+assert float(sys.argv[1]) <= 0.03 * 1024, sys.argv[1]
+PYEOF
+
+# the one-process CPU benchmark takes --peak too
+expect_exit 0 "$SHARDLM" bench --config "$SRC/configs/tiny-gpt2.json" --steps 1 --warmup 0 --threads 1 --peak 1
+expect_out "mfu_pct"
+
+# refusals
+expect_exit 2 "$SHARDLM" bench --config "$SRC/configs/tiny-llama.json" --find-batch
+expect_out "needs --mem-cap"
+expect_exit 2 "$SHARDLM" bench --config "$SRC/configs/tiny-llama.json" --mem-cap 1
+expect_out "together with --find-batch"
+expect_exit 2 "$SHARDLM" bench --config "$SRC/configs/tiny-llama.json" --fsdp --save-init "$TMP/x"
+expect_out "only for the one-process CPU benchmark"
+expect_exit 2 "$SHARDLM" bench --config "$SRC/configs/tiny-llama.json" --backend tpu
+expect_out "expected cpu or cuda"
+ENV_OUT=$("$SHARDLM" env 2>&1)
+if grep -q 'CUDA: off' <<< "$ENV_OUT"; then
+  expect_exit 2 "$SHARDLM" bench --config "$SRC/configs/tiny-llama.json" --backend cuda
+  expect_out "built without CUDA"
+elif ! grep -Eq 'CUDA: on .*; [1-9][0-9]* device' <<< "$ENV_OUT"; then
+  expect_exit 1 "$SHARDLM" bench --config "$SRC/configs/tiny-llama.json" --backend cuda
+  expect_out "no usable GPU"
+fi
+echo "ok"
