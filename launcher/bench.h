@@ -32,6 +32,7 @@ typedef struct {
     double peak_tflops;     /* --peak: device peak for MFU; 0: the table of bench_device.h */
     bool find_batch;        /* bench_job_main: largest power-of-two micro_batch that fits first */
     double mem_cap_gib;     /* with find_batch: also require the accountant's peak <= this (0: none) */
+    int max_batch;          /* with find_batch: stop doubling here (0: 65536) */
     bool repeat_check;      /* bench_job_main: compare steps 0-1 bitwise with a second run */
 } bench_opts;
 

@@ -97,7 +97,8 @@ static sl_status find_batch(sl_config *cfg, topology *topo, const bench_opts *o)
     log_set_level(LOG_LEVEL_WARN); /* one setup per probe: keep its lines out */
     int good = 0;
     sl_status st = SL_OK;
-    for (int B = 1; B <= 65536 && st == SL_OK; B *= 2) {
+    int max_b = o->max_batch > 0 ? o->max_batch : 65536;
+    for (int B = 1; B <= max_b && st == SL_OK; B *= 2) {
         bool fits = false;
         int64_t peak = 0;
         st = try_batch(cfg, topo, B, cap, &fits, &peak);
@@ -112,7 +113,8 @@ static sl_status find_batch(sl_config *cfg, topology *topo, const bench_opts *o)
                                        "data.seq_len, set train.recompute = true, or shard over more GPUs",
                          cfg->data.seq_len, cap > 0 ? ", within --mem-cap" : "");
     cfg->train.micro_batch = good;
-    printf("find_batch result: micro_batch %d (the largest power of two that fits)\n", good);
+    printf("find_batch result: micro_batch %d (the largest power of two that fits%s)\n", good,
+           good * 2 > max_b ? ", capped by --max-batch" : "");
     return SL_OK;
 }
 

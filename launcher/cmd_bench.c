@@ -16,7 +16,7 @@ void cmd_bench_usage(FILE *out) {
             "usage: shardlm bench comm ...   (collectives; shardlm bench comm --help)\n"
             "       shardlm bench --config run.json [--set k=v]... [--backend cpu|cuda] [--steps N]\n"
             "                     [--warmup W] [--peak TFLOPS] [--threads K] [--save-init DIR]\n"
-            "                     [--find-batch [--mem-cap GIB]] [--no-repeat-check]\n"
+            "                     [--find-batch [--mem-cap GIB] [--max-batch N]] [--no-repeat-check]\n"
             "       mpirun -np N shardlm bench --fsdp --config run.json [--steps N] [--warmup W]\n\n"
             "Runs 1 + W + N optimizer steps of train.micro_batch x data.seq_len synthetic\n"
             "tokens (train.grad_accum micro-steps each) and prints the step-0 loss, the\n"
@@ -47,6 +47,7 @@ void cmd_bench_usage(FILE *out) {
             "--mem-cap GIB   with --find-batch: a batch also has to keep the accountant's peak\n"
             "                within GIB (an 80 GB card's budget on a bigger one, say); required\n"
             "                on the CPU backend, where allocations rarely fail\n"
+            "--max-batch N   with --find-batch: stop doubling at N (a batch a peer also fits)\n"
             "--no-repeat-check  skip the second run (saves one setup and two steps)\n");
     bench_comm_usage(out);
 }
@@ -89,6 +90,11 @@ static sl_status parse_opts(const cli_args *a, sl_config *cfg, bench_opts *o) {
         return sl_errorf(SL_ERR_INVALID, "--mem-cap %g: expected GiB > 0, together with --find-batch",
                          (double)f);
     o->mem_cap_gib = f;
+    v = 0;
+    SL_TRY(cli_get_int(a, "max-batch", 1, 65536, &v));
+    if (v && !o->find_batch)
+        return sl_errorf(SL_ERR_INVALID, "--max-batch %lld: only together with --find-batch", v);
+    o->max_batch = (int)v;
     const char *b = cli_get(a, "backend");
     if (b && strcmp(b, "cuda") == 0 && !device_build_has_cuda())
         return sl_errorf(SL_ERR_INVALID, "--backend cuda: this shardlm is built without CUDA; rebuild with "
@@ -114,7 +120,7 @@ int cmd_bench(int argc, char **argv) {
     cli_args a;
     static const char *const known[] = {"config", "set",  "steps",      "warmup",  "threads",
                                         "save-init", "fsdp", "backend", "peak",    "find-batch",
-                                        "mem-cap", "no-repeat-check", NULL};
+                                        "mem-cap", "max-batch", "no-repeat-check", NULL};
     static const char *const flags[] = {"fsdp", "find-batch", "no-repeat-check", NULL};
     sl_status st = cli_parse(&a, argc, argv, flags);
     if (st == SL_OK)

@@ -9,8 +9,10 @@
 # CUDA: Open MPI, HDF5, OpenBLAS, cJSON, zstd, PCRE2, utf8proc, xxHash,
 # cmocka, gfortran/gomp), ompi/ (Open MPI's mpirun/orted, its plugin folder
 # and help files, relocated through OPAL_PREFIX-style variables that
-# scripts/gpu_run.sh sets), the GPU test and benchmark scripts, and
-# MANIFEST.txt. CUDA's own libraries (libcudart, libcublasLt ~500 MB,
+# scripts/gpu_run.sh sets), copies of the GPU run and step-benchmark scripts
+# and the PyTorch peers (gpu_run.sh itself runs them from the checkout), and
+# MANIFEST.txt. Size: check `du -sh bundle/` after changes; the device tool
+# carries 64 MiB with the working tree (the archive was ~18 MB). CUDA's own libraries (libcudart, libcublasLt ~500 MB,
 # libnccl) are NOT carried: the GPU machine has CUDA 13 (toolkit or the
 # PyTorch wheels' nvidia-* packages); gpu_run.sh finds them there.
 # libnccl.so.2 is 218 MB and does not compress (xz -6: 187 MB; its kernels
@@ -66,7 +68,7 @@ cp -r /usr/share/openmpi/. "$OUT/ompi/share/openmpi/" 2>/dev/null || true
 cp -L /etc/openmpi/openmpi-mca-params.conf "$OUT/ompi/etc/" 2>/dev/null || true
 strip --strip-unneeded "$OUT"/ompi/bin/* "$OUT"/ompi/lib/openmpi/*.so 2>/dev/null || true
 
-cp "$SRC/scripts/gpu_run.sh" "$OUT/scripts/"
+cp "$SRC/scripts/gpu_run.sh" "$SRC/benchmarks/gpu_step.sh" "$OUT/scripts/"
 cp "$SRC/benchmarks/peers/torch_gpu_bench.py" "$SRC/benchmarks/peers/torch_attention_bench.py" "$OUT/peers/"
 {
   echo "shardlm GPU bundle, git $(git -C "$SRC" rev-parse --short=12 HEAD), built $(date -u +%FT%TZ) on $(. /etc/os-release; echo "$PRETTY_NAME")"

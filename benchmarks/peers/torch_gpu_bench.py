@@ -9,8 +9,18 @@ token = 6 N (N = non-embedding parameters + the LM head) + 6 L T C for the
 causal attention (12 L T C halved for the causal mask), over the device's
 dense bf16 peak (989 TFLOP/s for H100/H200 SXM; --peak to change).
 
+Timing: torch.cuda.synchronize() before and after each step, host clock
+(as `shardlm bench --backend cuda` does with backend_synchronize). Peak
+memory: torch.cuda.max_memory_allocated (the allocator's peak, like
+shardlm's memory accountant) and the device memory in use at the end
+(torch.cuda.mem_get_info: total - free, context and cache included).
+Besides the human-readable line, each model prints one machine-readable line
+  result model=gpt2 B=8 T=1024 step_ms=... tok_s=... mfu_pct=... \
+         peak_alloc_gib=... device_used_gib=... loss0=... ln_v=...
+(or `result model=... B=... status=oom|bad_loss0`) for benchmarks/gpu_step.sh.
+
 Usage (GPU machine): python3 benchmarks/peers/torch_gpu_bench.py [--model gpt2|llama1b|all]
-    [--batch B] [--steps N] [--warmup W] [--no-compile]
+    [--batch B] [--steps N] [--warmup W] [--peak TFLOPS] [--no-compile]
 """
 import argparse
 import math
@@ -114,6 +124,17 @@ def run(name, args):
     c = dict(CONFIGS[name])
     if args.batch:
         c["B"] = args.batch
+    try:
+        return run_model(name, c, args)
+    except torch.cuda.OutOfMemoryError as e:
+        print(f"# {name}: out of memory at B {c['B']}: {str(e).splitlines()[0]}")
+        print(f"result model={name} B={c['B']} T={c['T']} status=oom")
+        return 3
+    finally:
+        torch.cuda.empty_cache()
+
+
+def run_model(name, c, args):
     dev = torch.device("cuda")
     torch.manual_seed(0)
     m = Model(c).to(dev)
@@ -140,6 +161,7 @@ def run(name, args):
             ok = abs(l0 - math.log(V)) < 1.0
             print(f"# {name}: step-0 loss {l0:.4f} (ln V = {math.log(V):.4f}) {'ok' if ok else 'SUSPICIOUS'}")
             if not ok:
+                print(f"result model={name} B={c['B']} T={c['T']} status=bad_loss0 loss0={l0:.6f}")
                 return 1
         elif s > args.warmup:
             times.append(dt)
@@ -147,8 +169,13 @@ def run(name, args):
     tok_s = B * T / med
     fpt, n_params = flops_per_token(m, c)
     mfu = tok_s * fpt / (args.peak * 1e12)
+    peak_alloc = torch.cuda.max_memory_allocated() / 2**30
+    free_b, total_b = torch.cuda.mem_get_info()
+    used = (total_b - free_b) / 2**30
     print(f"{name:<8} params {n_params/1e6:7.1f}M B {B:<3} T {T:<5} step {med*1e3:8.1f} ms  "
-          f"{tok_s:10.0f} tok/s  MFU {100*mfu:5.1f}%  peak mem {torch.cuda.max_memory_allocated()/2**30:.1f} GiB")
+          f"{tok_s:10.0f} tok/s  MFU {100*mfu:5.1f}%  peak mem {peak_alloc:.1f} GiB")
+    print(f"result model={name} B={B} T={T} step_ms={med*1e3:.2f} tok_s={tok_s:.1f} mfu_pct={100*mfu:.2f} "
+          f"peak_alloc_gib={peak_alloc:.2f} device_used_gib={used:.2f} loss0={l0:.6f} ln_v={math.log(V):.6f}")
     return 0
 
 

@@ -63,6 +63,15 @@ import sys
 assert float(sys.argv[1]) <= 0.03 * 1024, sys.argv[1]
 PYEOF
 
+# --max-batch stops the doubling
+expect_exit 0 "$SHARDLM" bench --config "$SRC/configs/tiny-llama.json" --find-batch --mem-cap 1 --max-batch 4 \
+  --steps 1 --warmup 0 --no-repeat-check
+expect_out "find_batch result: micro_batch 4 (the largest power of two that fits, capped by --max-batch)"
+grep -q "find_batch 8" <<< "$OUT" && fail "doubled past --max-batch 4; output:
+$OUT"
+expect_exit 2 "$SHARDLM" bench --config "$SRC/configs/tiny-llama.json" --max-batch 4
+expect_out "only together with --find-batch"
+
 # the one-process CPU benchmark takes --peak too
 expect_exit 0 "$SHARDLM" bench --config "$SRC/configs/tiny-gpt2.json" --steps 1 --warmup 0 --threads 1 --peak 1
 expect_out "mfu_pct"
