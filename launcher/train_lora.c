@@ -51,10 +51,10 @@ sl_status train_lora_setup(train_job *j, const fsdp_opts *base_opts) {
     for (int i = 0; i < c->lora.targets.n; i++)
         snprintf(targets + strlen(targets), sizeof targets - strlen(targets), "%s%s", i ? "," : "",
                  c->lora.targets.items[i]);
-    LOG_INFO0("LoRA: r %d, alpha %g, scale %g%s, targets %s: %.3fM trainable parameters (%.2f%% of "
-              "the frozen %.2fM)%s%s",
+    LOG_INFO0("LoRA: r %d, alpha %g, scale %g%s, dropout %g, targets %s: %.3fM trainable parameters "
+              "(%.2f%% of the frozen %.2fM)%s%s",
               j->lora->r, c->lora.alpha, (double)j->lora->scale, c->lora.rslora ? " (rsLoRA)" : "",
-              targets, (double)j->lora->layout->total_numel / 1e6,
+              c->lora.dropout, targets, (double)j->lora->layout->total_numel / 1e6,
               100.0 * (double)j->lora->layout->total_numel / (double)j->layout->total_numel,
               (double)j->layout->total_numel / 1e6, c->lora.init_from[0] ? "; adapters from " : "",
               c->lora.init_from);

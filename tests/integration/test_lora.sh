@@ -61,6 +61,7 @@ echo "$OUT"
 DO=(--set lora.dropout=0.1)
 RUNS=()
 run do_ref 1 full_shard 12 1 "${DO[@]}"
+expect_out "dropout 0.1"
 RUNS=()
 run do_full_2 2 full_shard 6 1 "${DO[@]}"
 run do_full_4 4 full_shard 3 1 "${DO[@]}" --set train.recompute=true
