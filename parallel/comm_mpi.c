@@ -70,24 +70,6 @@ typedef struct {
     int *g[2];    /* allgatherv counts, displs (bytes) */
 } mpi_state;
 
-static struct timespec deadline_in(double seconds) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double whole = (double)(time_t)seconds;
-    ts.tv_sec += (time_t)seconds;
-    ts.tv_nsec += (long)((seconds - whole) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
-static void nap_us(long us) {
-    struct timespec ts = {0, us * 1000L};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- answering "where are you?" (comm thread) --------------------------- */
 
 static void serve_queries(comm *c) {
@@ -133,7 +115,7 @@ static sl_status progress_wait(comm *c, MPI_Request *req) {
             return SL_OK;
         serve_queries(c);
         if (tests > SPIN_TESTS)
-            nap_us(NAP_US);
+            sl_sleep_us(NAP_US);
     }
 }
 
@@ -311,7 +293,7 @@ static void *comm_thread_main(void *arg) {
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->head && !s->stop) {
-            struct timespec dl = deadline_in(IDLE_POLL_US * 1e-6);
+            struct timespec dl = sl_deadline_in(IDLE_POLL_US * 1e-6);
             pthread_cond_timedwait(&s->cv_queue, &s->mu, &dl);
             if (!s->head) {
                 pthread_mutex_unlock(&s->mu);
@@ -408,7 +390,7 @@ static sl_status mpi_submit(comm *c, const comm_request *rq, comm_work **work) {
 static sl_status mpi_wait(comm *c, comm_work *bw, double timeout_s) {
     mpi_state *s = c->impl;
     mpi_work *w = (mpi_work *)bw;
-    struct timespec dl = deadline_in(timeout_s);
+    struct timespec dl = sl_deadline_in(timeout_s);
     pthread_mutex_lock(&s->mu);
     while (!w->done) {
         int rc = pthread_cond_timedwait(&s->cv_done, &s->mu, &dl);
@@ -500,7 +482,7 @@ static void mpi_describe_stall(comm *c, const comm_request *rq, char *buf, size_
         double el = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         if (!got || answered == k - 1 || el > grace)
             break;
-        nap_us(1000);
+        sl_sleep_us(1000);
     }
     uint64_t seq = rq->seq;
     uint64_t my_bytes = (uint64_t)(rq->count * comm_dtype_size(rq->dtype));

@@ -72,6 +72,24 @@ double sl_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+struct timespec sl_deadline_in(double seconds) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double whole = (double)(time_t)seconds;
+    ts.tv_sec += (time_t)seconds;
+    ts.tv_nsec += (long)((seconds - whole) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+void sl_sleep_us(long us) {
+    struct timespec ts = {us / 1000000L, (us % 1000000L) * 1000L};
+    nanosleep(&ts, NULL);
+}
+
 void log_progress_begin(log_progress *p, const char *what, uint64_t total) {
     p->what = what;
     p->total = total;

@@ -1,7 +1,8 @@
 /* runtime/log.h: rank-prefixed logging on stderr.
  *
  * defines: log_init, log_set_level, log_msg, LOG_DEBUG/INFO/WARN/ERROR,
- *          LOG_INFO0 (rank 0 only), log_is_tty, log_progress
+ *          LOG_INFO0 (rank 0 only), log_is_tty, log_progress, and the clock
+ *          helpers sl_now, sl_deadline_in, sl_sleep_us
  *
  * Lines look like "[r1 host] warn: message". log_init is called once by the
  * launcher before any thread starts; afterwards the state is read-only, so
@@ -13,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef enum {
     LOG_LEVEL_DEBUG = 0,
@@ -60,5 +62,10 @@ void log_progress_end(log_progress *p);
 
 /* Monotonic wall clock in seconds. */
 double sl_now(void);
+/* CLOCK_MONOTONIC now + seconds, for pthread_cond_timedwait on a condition
+ * variable whose clock is CLOCK_MONOTONIC. */
+struct timespec sl_deadline_in(double seconds);
+/* Sleeps us microseconds (any value; interrupted sleeps end early). */
+void sl_sleep_us(long us);
 
 #endif

@@ -78,30 +78,6 @@ typedef struct {
     void *barrier_buf; /* one int32 on the device */
 } nccl_state;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void nap_us(long us) {
-    struct timespec ts = {us / 1000000L, (us % 1000000L) * 1000L};
-    nanosleep(&ts, NULL);
-}
-
-static struct timespec deadline_in(double seconds) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double whole = (double)(time_t)seconds;
-    ts.tv_sec += (time_t)seconds;
-    ts.tv_nsec += (long)((seconds - whole) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* ---- NCCL calls ---------------------------------------------------------- */
 
 static sl_status nccl_fail_at(const char *file, int line, comm *c, ncclResult_t r, const char *call) {
@@ -118,11 +94,11 @@ static sl_status nccl_settle_at(const char *file, int line, comm *c, ncclResult_
                                 double deadline) {
     nccl_state *s = c->impl;
     while (r == ncclInProgress) {
-        if (now_s() > deadline)
+        if (sl_now() > deadline)
             return sl_errorf_at(file, line, SL_ERR_TIMEOUT,
                                 "comm %s (nccl, rank %d of %d): %s still in progress after %.1f s", c->name,
                                 c->rank, c->size, call, c->opts.timeout_s);
-        nap_us(SETTLE_NAP_US);
+        sl_sleep_us(SETTLE_NAP_US);
         ncclResult_t q = ncclCommGetAsyncError(s->nc, &r);
         if (q != ncclSuccess)
             r = q;
@@ -250,7 +226,7 @@ static void *watchdog_main(void *arg) {
         if (!w) {
             if (s->stop)
                 break;
-            struct timespec dl = deadline_in(WATCH_IDLE_MS * 1e-3);
+            struct timespec dl = sl_deadline_in(WATCH_IDLE_MS * 1e-3);
             pthread_cond_timedwait(&s->cv_work, &s->mu, &dl);
             continue;
         }
@@ -269,7 +245,7 @@ static void *watchdog_main(void *arg) {
         }
         if (!w->started && cudaEventQuery(w->ready) == cudaSuccess) {
             w->started = true;
-            w->t_ready = now_s();
+            w->t_ready = sl_now();
         }
         if (s->nc_live) {
             ncclResult_t ae = ncclSuccess;
@@ -284,13 +260,13 @@ static void *watchdog_main(void *arg) {
                 continue;
             }
         }
-        if (w->started && !s->failed && now_s() - w->t_ready > c->opts.timeout_s) {
+        if (w->started && !s->failed && sl_now() - w->t_ready > c->opts.timeout_s) {
             comm_request rq = w->base.rq;
             pthread_mutex_unlock(&s->mu);
             comm_timeout_abort(c, &rq, c->opts.timeout_s); /* does not return */
         }
         pthread_mutex_unlock(&s->mu);
-        nap_us(WATCH_BUSY_US);
+        sl_sleep_us(WATCH_BUSY_US);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -405,7 +381,7 @@ static sl_status nccl_submit(comm *c, const comm_request *rq, comm_work **work) 
         SL_TRY(is_host_ptr(rq->recv, &recv_host));
     }
     bool staged = send_host || recv_host;
-    double deadline = now_s() + c->opts.timeout_s;
+    double deadline = sl_now() + c->opts.timeout_s;
     int dev = -1;
     SL_CHECK_CUDA(cudaGetDevice(&dev));
     if (dev != s->device)
@@ -524,7 +500,7 @@ static sl_status nccl_wait(comm *c, comm_work *bw, double timeout_s) {
         return st;
     }
     if (bw->rq.kind == COMM_OP_BARRIER) { /* a barrier holds the host: see comm.h */
-        struct timespec dl = deadline_in(timeout_s);
+        struct timespec dl = sl_deadline_in(timeout_s);
         while (w->in_flight) {
             int rc = pthread_cond_timedwait(&s->cv_done, &s->mu, &dl);
             if (rc == ETIMEDOUT && w->in_flight) {
@@ -612,7 +588,7 @@ static void nccl_describe_stall(comm *c, const comm_request *rq, char *buf, size
  * submit that holds mu (the job ends anyway). */
 static void nccl_abort(comm *c) {
     nccl_state *s = c->impl;
-    struct timespec dl = deadline_in(1.0);
+    struct timespec dl = sl_deadline_in(1.0);
     if (pthread_mutex_timedlock(&s->mu, &dl) != 0)
         return;
     if (s->nc_live) {
@@ -679,7 +655,7 @@ static void state_free(comm *c) {
         }
         if (s->nc_live) {
             /* Finalize flushes and may be in progress (nonblocking comm). */
-            double deadline = now_s() + c->opts.timeout_s;
+            double deadline = sl_now() + c->opts.timeout_s;
             ncclResult_t r = ncclCommFinalize(s->nc);
             sl_status st = nccl_settle_at(__FILE__, __LINE__, c, r, "ncclCommFinalize", deadline);
             if (st != SL_OK) {
@@ -856,7 +832,7 @@ static sl_status state_init(comm *c) {
 #if NCCL_VERSION_CODE >= NCCL_VERSION(2, 27, 0)
     cfg.commName = c->name;
 #endif
-    double deadline = now_s() + c->opts.timeout_s;
+    double deadline = sl_now() + c->opts.timeout_s;
     ncclResult_t r = ncclCommInitRankConfig(&s->nc, c->size, uid.id, c->rank, &cfg);
     sl_status ist = r == ncclSuccess || r == ncclInProgress
                         ? nccl_settle_at(__FILE__, __LINE__, c, r, "ncclCommInitRankConfig", deadline)
