@@ -25,7 +25,6 @@ bench() { # name extra-args...
     --set optim.lr_schedule=constant --set logging.level=info --steps "$STEPS" --warmup 1 \
     --set train.run_dir="$TMP/$name" "$@" >"$TMP/$name.txt" 2>"$TMP/$name.err" ||
     { cat "$TMP/$name.err"; exit 1; }
-  sed -n 's/.*step-0 loss \([0-9.]*\).*/loss0 \1/p' "$TMP/$name.err" >>"$TMP/$name.txt"
   grep -h "LoRA:" "$TMP/$name.err" || true
 }
 echo "== full fine-tuning ($THREADS threads)"
