@@ -9,7 +9,9 @@
  * Does not: select or initialize a device (the CUDA backend does; query after
  * it exists so that the context is counted in the memory in use), or time
  * anything. Without CUDA (or for the CPU backend) the device is "cpu" with
- * no peak and no device memory figures. No ownership: plain values.
+ * no peak and no device memory figures. No ownership: plain values. Device
+ * and stream: reads the calling thread's current CUDA device (properties,
+ * cudaMemGetInfo) and enqueues nothing on any stream.
  */
 #ifndef SL_LAUNCHER_BENCH_DEVICE_H
 #define SL_LAUNCHER_BENCH_DEVICE_H
