@@ -126,7 +126,7 @@ static sl_status run(bench_state *s, const sl_config *cfg, const bench_opts *o, 
         r->min_step_s = s->times[0];
         r->tokens_per_s = (double)B * T * cfg->train.grad_accum / r->median_step_s;
     }
-    r->flops_per_token = bench_flops_per_token(s->l, T);
+    r->flops_per_token = model_layout_flops_per_token(s->l, T);
     r->params = model_layout_param_count(s->l);
     r->activation_bytes = model_activation_bytes(s->m);
     r->peak_bytes = mem_peak_total(&s->acct);

@@ -41,7 +41,7 @@ typedef struct {
     double median_step_s;
     double min_step_s;
     double tokens_per_s;    /* tokens per step / median step time */
-    double flops_per_token; /* bench_flops_per_token (the PyTorch peer's count) */
+    double flops_per_token; /* model_layout_flops_per_token (the PyTorch peer's count) */
     int64_t params;
     int64_t activation_bytes;
     int64_t peak_bytes;     /* memory accountant's total peak */

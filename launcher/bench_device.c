@@ -68,16 +68,3 @@ sl_status bench_device_query(bool cuda, bench_device *d) {
                                          "without CUDA (rebuild with -DSHARDLM_CUDA=ON)");
 #endif
 }
-
-double bench_flops_per_token(const model_layout *l, int seq_len) {
-    const cfg_model *c = &l->cfg;
-    double n = 0;
-    for (int i = 0; i < l->n_params; i++) {
-        model_role r = l->params[i].role;
-        if (r != MODEL_ROLE_WTE && r != MODEL_ROLE_WPE && r != MODEL_ROLE_LORA_A && r != MODEL_ROLE_LORA_B)
-            n += (double)l->params[i].numel;
-    }
-    if (c->tie_embeddings)
-        n += (double)c->vocab_size * c->d_model; /* the head GEMM uses wte */
-    return 6.0 * n + 6.0 * c->n_layer * (double)seq_len * c->d_model;
-}

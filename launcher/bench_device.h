@@ -1,10 +1,9 @@
 /* launcher/bench_device.h: what the step benchmark needs to know about the
  * device it runs on: its name, the dense bf16 peak it is rated for (a small
- * table of datasheet figures, for MFU), its memory in use, and the FLOP
- * count per token that the PyTorch peer uses.
+ * table of datasheet figures, for MFU) and its memory in use. (FLOPs per
+ * token: model_layout_flops_per_token, the PyTorch peer's count.)
  *
- * defines: bench_device, bench_device_query, bench_peak_lookup,
- *          bench_flops_per_token
+ * defines: bench_device, bench_device_query, bench_peak_lookup
  *
  * Does not: select or initialize a device (the CUDA backend does; query after
  * it exists so that the context is counted in the memory in use), or time
@@ -19,7 +18,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "model/layout.h"
 #include "runtime/status.h"
 
 typedef struct {
@@ -42,12 +40,5 @@ sl_status bench_device_query(bool cuda, bench_device *d);
  * *row "" for a name the table lacks ("unknown device": pass --peak). */
 double bench_peak_lookup(const char *name, const char **row);
 
-/* Training FLOPs per token, the PyTorch peer's formula
- * (benchmarks/peers/torch_gpu_bench.py): 6 N + 6 L T C, where N counts every
- * parameter except the embeddings (wte, wpe) and LoRA adapters, plus the LM
- * head's V x C once when it is tied to wte. (model_layout_flops_per_token
- * counts only 2-D weights; the difference is the norms and biases, about
- * 0.1% for GPT-2 124M.) */
-double bench_flops_per_token(const model_layout *l, int seq_len);
 
 #endif

@@ -189,7 +189,7 @@ static sl_status timed_steps(train_job *j, const bench_opts *o, job_times *out) 
 static void report(const train_job *j, const bench_opts *o, const job_times *tm, const bench_device *d) {
     const sl_config *c = j->cfg;
     double tok = (double)j->plan.tokens_per_step / tm->step_s;
-    double fpt = bench_flops_per_token(j->layout, c->data.seq_len);
+    double fpt = model_layout_flops_per_token(j->layout, c->data.seq_len);
     double peak = o->peak_tflops > 0 ? o->peak_tflops : d->peak_tflops;
     printf("device %s | backend %s | compute %s\n", d->name, j->use_cuda ? "cuda" : "cpu",
            dtype_name(j->be->act_dtype));

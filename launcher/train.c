@@ -8,6 +8,7 @@
 
 #include "data/shard.h"
 #include "kernels/device_info.h"
+#include "launcher/bench_device.h"
 #include "launcher/checkpoint.h"
 #include "launcher/train_lora.h"
 #include "model/hf.h"
@@ -250,7 +251,11 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
     j->targets = malloc(n * sizeof *j->targets);
     SL_CHECK_ALLOC(j->inputs && j->targets ? j->inputs : NULL, n * 8);
     j->flops_per_token = model_layout_flops_per_token(j->layout, cfg->data.seq_len);
-    j->peak_flops = 0; /* no datasheet peak table yet, so no MFU */
+    /* MFU in the step line: the device's datasheet bf16 peak (launcher/bench_device.h);
+     * none on the CPU or on a GPU the table lacks */
+    bench_device dev;
+    SL_TRY(bench_device_query(j->use_cuda, &dev));
+    j->peak_flops = dev.peak_tflops * 1e12;
     if (resume)
         SL_TRY(ckpt_load(j, resume_dir));
     return SL_OK;

@@ -316,9 +316,9 @@ double model_layout_flops_per_token(const model_layout *l, int seq_len) {
     const cfg_model *c = &l->cfg;
     double n = 0;
     for (int i = 0; i < l->n_params; i++) {
-        const model_param *p = &l->params[i];
-        if (p->ndim == 2 && p->role != MODEL_ROLE_WTE && p->role != MODEL_ROLE_WPE)
-            n += (double)p->numel;
+        model_role r = l->params[i].role;
+        if (r != MODEL_ROLE_WTE && r != MODEL_ROLE_WPE && r != MODEL_ROLE_LORA_A && r != MODEL_ROLE_LORA_B)
+            n += (double)l->params[i].numel;
     }
     if (c->tie_embeddings)
         n += (double)c->vocab_size * c->d_model; /* the head GEMM uses wte */

@@ -146,9 +146,12 @@ sl_status model_layout_decay_segments(const model_layout *l, int unit, model_dec
 /* Trainable parameter count (tied wte counted once). */
 int64_t model_layout_param_count(const model_layout *l);
 
-/* Training FLOPs per token for sequence length T: 6 N_matmul + 6 L T C
- * (PaLM appendix B's 12 L T C attention term halved for the causal mask, as
- * llm.c counts; N_matmul excludes embedding lookups and includes the head). */
+/* Training FLOPs per token for sequence length T: 6 N + 6 L T C (PaLM
+ * appendix B's 12 L T C attention term halved for the causal mask, as llm.c
+ * counts). N is every parameter except the embedding lookups (wte, wpe) and
+ * LoRA adapters, plus the head's V x C once when it is tied to wte: the count
+ * of the PyTorch peer (benchmarks/peers/torch_gpu_bench.py), so MFU figures
+ * of shardlm train, shardlm bench and the peer are comparable. */
 double model_layout_flops_per_token(const model_layout *l, int seq_len);
 
 #endif
