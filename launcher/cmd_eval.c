@@ -143,24 +143,6 @@ static sl_status open_loader(eval_state *e, const eval_opts *o, const topology *
     return st == SL_OK ? SL_OK : sl_error_wrapf(st, "--data \"%s\"", o->data);
 }
 
-/* The host fp32 params into backend memory in the act dtype (through a
- * temporary fp32 device copy and ops_cast). */
-static sl_status upload_params(eval_state *e, const model_layout *l) {
-    sl_backend *be = e->be;
-    int64_t n = l->total_numel;
-    e->dev_bytes = (size_t)n * dtype_size(be->act_dtype);
-    SL_TRY(backend_alloc(be, MEM_CATEGORY_PARAMS, e->dev_bytes, &e->dev_params));
-    void *tmp = NULL;
-    SL_TRY(backend_alloc(be, MEM_CATEGORY_WORKSPACE, (size_t)n * sizeof(float), &tmp));
-    sl_status st = backend_memcpy(be, tmp, e->md.params, (size_t)n * sizeof(float), BACKEND_COPY_H2D);
-    if (st == SL_OK)
-        st = ops_cast(be, ops_view1(be, be->act_dtype, e->dev_params, n), ops_view1(be, SL_DTYPE_F32, tmp, n));
-    if (st == SL_OK)
-        st = backend_synchronize(be);
-    backend_free(be, MEM_CATEGORY_WORKSPACE, tmp, (size_t)n * sizeof(float));
-    return st;
-}
-
 static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) {
     SL_TRY(model_dir_open(o->model_dir, &e->md));
     const model_layout *l = e->md.layout;
@@ -209,7 +191,7 @@ static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) 
     if (!o->cuda) { /* the host fp32 buffer is the CPU backend's memory */
         SL_TRY(model_local_init(&e->lh, l, e->md.params, NULL, &hooks));
     } else {
-        SL_TRY(upload_params(e, l));
+        SL_TRY(model_dir_upload(&e->md, e->be, &e->dev_params, &e->dev_bytes));
         SL_TRY(model_local_init_typed(&e->lh, l, e->be->act_dtype, e->dev_params, NULL, &hooks));
     }
     e->lh_init = true;

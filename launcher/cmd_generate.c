@@ -1,6 +1,9 @@
 /* shardlm generate: text from a model folder with a KV cache (model/decode.h)
  * and a sampler (model/sample.h), streamed to stdout as it is produced.
- * One process, CPU backend; no MPI. */
+ * One process, no MPI. --backend cpu (default): the fp32 host parameters as
+ * they were loaded; --backend cuda: GPU 0 (of those visible), the parameters
+ * and the KV cache in bf16 on the device, F32 logits copied to the host each
+ * step for the sampler. The decode loop is the same for both. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,6 +13,7 @@
 
 #include "data/chat.h"
 #include "data/tokenizer.h"
+#include "kernels/device_info.h"
 #include "kernels/ops.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
@@ -23,7 +27,7 @@ void cmd_generate_usage(FILE *out) {
             "usage: shardlm generate --model DIR --tokenizer PATH [--prompt TEXT] [--chat]\n"
             "                        [--system TEXT] [--max-new-tokens N] [--temperature T]\n"
             "                        [--top-k K] [--top-p P] [--seed S] [--stop TEXT] [--bos]\n"
-            "                        [--threads N] [--verbose]\n\n"
+            "                        [--backend cpu|cuda] [--threads N] [--verbose]\n\n"
             "Continues the prompt with a model folder of either kind (shardlm import/train\n"
             "export, or a Hugging Face folder) and writes only the new text to stdout as it is\n"
             "generated. Without --prompt the prompt is stdin (one trailing newline removed).\n"
@@ -41,7 +45,10 @@ void cmd_generate_usage(FILE *out) {
             "--bos             start with the tokenizer's BOS token (Llama-family models\n"
             "                  trained with one); an empty prompt always starts with BOS, or\n"
             "                  EOS when the tokenizer has no BOS\n"
-            "--threads N       CPU threads (default: OMP_NUM_THREADS or the core count)\n"
+            "--backend B       cpu (default, fp32) or cuda (first visible GPU; bf16 weights,\n"
+            "                  activations and KV cache, fp32 accumulation and logits)\n"
+            "--threads N       CPU threads of --backend cpu (default: OMP_NUM_THREADS or the\n"
+            "                  core count)\n"
             "--verbose         print token counts and tokens/s on stderr\n"
             "Special tokens written in the prompt are encoded as ordinary text.\n");
 }
@@ -49,6 +56,7 @@ void cmd_generate_usage(FILE *out) {
 typedef struct {
     const char *model_dir, *tok_path, *prompt, *system, *stop;
     bool chat, bos, verbose;
+    bool cuda; /* --backend cuda */
     int max_new, top_k, threads;
     float temperature, top_p;
     uint64_t seed;
@@ -88,6 +96,11 @@ static sl_status parse_opts(const cli_args *a, gen_opts *o) {
     o->seed = (uint64_t)v;
     SL_TRY(cli_get_float(a, "temperature", &o->temperature));
     SL_TRY(cli_get_float(a, "top-p", &o->top_p));
+    const char *bk = cli_get(a, "backend");
+    if (bk && strcmp(bk, "cuda") == 0)
+        o->cuda = true;
+    else if (bk && strcmp(bk, "cpu") != 0)
+        return sl_errorf(SL_ERR_INVALID, "--backend \"%s\": expected cpu or cuda", bk);
     if (o->temperature < 0)
         return sl_errorf(SL_ERR_INVALID, "--temperature %g: expected >= 0 (0 = greedy)", (double)o->temperature);
     if (!(o->top_p > 0 && o->top_p <= 1))
@@ -201,6 +214,8 @@ typedef struct {
     tokenizer *tok;
     model_dir_params md;
     sl_backend *be;
+    void *dev_params; /* --backend cuda: the params in the act dtype (device) */
+    size_t dev_bytes;
     decode *dec;
     sampler *smp;
     char *stdin_text;
@@ -216,6 +231,8 @@ static void gen_free(gen_state *g) {
     free(g->stdin_text);
     sample_destroy(g->smp);
     decode_destroy(g->dec);
+    if (g->dev_params)
+        backend_free(g->be, MEM_CATEGORY_PARAMS, g->dev_params, g->dev_bytes);
     backend_destroy(g->be);
     model_dir_close(&g->md);
     tok_destroy(g->tok);
@@ -264,6 +281,13 @@ static sl_status generate(gen_state *g, const gen_opts *o) {
     chat_template ct = {0, 0};
     SL_TRY(tok_load(o->tok_path, &g->tok));
     SL_TRY(encode_prompt(g, o, &ct));
+    if (o->cuda) { /* before loading the model: no GPU is a quick error */
+        device_info di;
+        device_info_query(&di);
+        if (di.count <= 0)
+            return sl_errorf(SL_ERR_UNSUPPORTED, "--backend cuda: no usable GPU (%s); use --backend cpu",
+                             di.note);
+    }
     SL_TRY(model_dir_open(o->model_dir, &g->md));
     const model_layout *l = g->md.layout;
     int64_t V = l->cfg.vocab_size, tv = tok_vocab_size(g->tok);
@@ -280,8 +304,15 @@ static sl_status generate(gen_state *g, const gen_opts *o) {
         return sl_errorf(SL_ERR_INVALID, "the prompt is %lld tokens; the model's max_seq_len %lld leaves "
                          "no room to generate", (long long)n, (long long)max_seq);
     int64_t cache = n + o->max_new < max_seq ? n + o->max_new : max_seq;
-    SL_TRY(backend_create_cpu(o->threads, NULL, &g->be));
-    SL_TRY(decode_create(l, g->be, g->md.params, 1, (int)cache, 0, &g->dec));
+    const void *params = g->md.params; /* the CPU backend's memory is the host's */
+    if (o->cuda) {
+        SL_TRY(backend_create_cuda(0, 0, NULL, &g->be));
+        SL_TRY(model_dir_upload(&g->md, g->be, &g->dev_params, &g->dev_bytes));
+        params = g->dev_params;
+    } else {
+        SL_TRY(backend_create_cpu(o->threads, NULL, &g->be));
+    }
+    SL_TRY(decode_create(l, g->be, params, 1, (int)cache, 0, &g->dec));
     sample_opts so = {.temperature = o->temperature, .top_k = o->top_k, .top_p = o->top_p, .seed = o->seed};
     SL_TRY(sample_create(&so, V, &g->smp));
     g->logits = malloc((size_t)V * sizeof *g->logits);
@@ -325,8 +356,9 @@ static sl_status generate(gen_state *g, const gen_opts *o) {
         SL_TRY(out_emit(&g->out, g->out.len));
     double t2 = now_s();
     if (o->verbose)
-        fprintf(stderr, "\n[%lld prompt tokens in %.3f s; %d generated in %.3f s (%.1f tokens/s); stopped at %s]\n",
-                (long long)n, t1 - t0, produced, t2 - t1, produced / (t2 - t1 > 0 ? t2 - t1 : 1e-9), why);
+        fprintf(stderr, "\n[%s backend: %lld prompt tokens in %.3f s; %d generated in %.3f s (%.1f tokens/s); "
+                "stopped at %s]\n", o->cuda ? "cuda" : "cpu", (long long)n, t1 - t0, produced, t2 - t1,
+                produced / (t2 - t1 > 0 ? t2 - t1 : 1e-9), why);
     return SL_OK;
 }
 
@@ -335,7 +367,7 @@ int cmd_generate(int argc, char **argv) {
     static const char *const flags[] = {"chat", "bos", "verbose", NULL};
     static const char *const known[] = {"model", "tokenizer", "prompt", "chat", "system", "max-new-tokens",
                                         "temperature", "top-k", "top-p", "seed", "stop", "bos",
-                                        "threads", "verbose", NULL};
+                                        "backend", "threads", "verbose", NULL};
     gen_opts o;
     sl_status st = cli_parse(&a, argc, argv, flags);
     if (st == SL_OK)

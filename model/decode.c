@@ -43,8 +43,7 @@ struct decode {
     void *k, *v;            /* (B*chunk, Hkv*D) */
     void *fc, *up, *f;      /* (B*chunk, F); up NULL for gpt2 */
     void *last;             /* (B, C) last position of each row */
-    void *logits;           /* (B, V) */
-    void *logits_tmp;       /* host staging for a non-F32 act dtype, (B, V) */
+    float *logits;          /* (B, V) F32 whatever the act dtype */
 };
 
 typedef struct {
@@ -76,7 +75,7 @@ static void carve_acts(decode *d, carver *c) {
     d->up = cf->arch == MODEL_ARCH_LLAMA ? carve(c, R * F * e) : NULL;
     d->f = carve(c, R * F * e);
     d->last = carve(c, (size_t)d->B * C * e);
-    d->logits = carve(c, (size_t)d->B * (size_t)cf->vocab_size * e);
+    d->logits = carve(c, (size_t)d->B * (size_t)cf->vocab_size * sizeof(float));
 }
 
 sl_status decode_create(const model_layout *layout, sl_backend *be, const void *params, int batch,
@@ -101,14 +100,11 @@ sl_status decode_create(const model_layout *layout, sl_backend *be, const void *
     d->act = be->act_dtype;
     d->esz = dtype_size(d->act);
     int L = layout->cfg.n_layer;
-    int64_t V = layout->cfg.vocab_size;
     d->unit_off = calloc((size_t)layout->n_units + 1, sizeof *d->unit_off);
     d->kc = calloc((size_t)L, sizeof *d->kc);
     d->vc = calloc((size_t)L, sizeof *d->vc);
     d->tokens_host = malloc((size_t)batch * (size_t)d->chunk * sizeof *d->tokens_host);
-    if (d->act != SL_DTYPE_F32)
-        d->logits_tmp = malloc((size_t)batch * (size_t)V * d->esz);
-    if (!d->unit_off || !d->kc || !d->vc || !d->tokens_host || (d->act != SL_DTYPE_F32 && !d->logits_tmp)) {
+    if (!d->unit_off || !d->kc || !d->vc || !d->tokens_host) {
         decode_destroy(d);
         return sl_errorf(SL_ERR_NOMEM, "decode_create: out of memory for host bookkeeping");
     }
@@ -157,7 +153,6 @@ void decode_destroy(decode *d) {
     free(d->kc);
     free(d->vc);
     free(d->tokens_host);
-    free(d->logits_tmp);
     free(d);
 }
 
@@ -240,7 +235,10 @@ static sl_status block(decode *d, int layer, int64_t tn) {
     return ops_add(be, A2(d, d->x, R, C), A2(d, d->x, R, C), A2(d, d->r, R, C));
 }
 
-/* Final norm and LM head on the last position of each row; logits to host. */
+/* Final norm and LM head on the last position of each row; logits to host.
+ * The head is an ops_matmul into an F32 C (fp32 accumulation, no rounding to
+ * the act dtype), so the host gets F32 logits from either backend with one
+ * copy (backend_memcpy D2H returns once the data is on the host). */
 static sl_status head(decode *d, int64_t tn, float *logits_host) {
     const model_layout *l = d->l;
     sl_backend *be = d->be;
@@ -253,15 +251,10 @@ static sl_status head(decode *d, int64_t tn, float *logits_host) {
     SL_TRY(norm(d, d->last, d->last, B, pl, l->fin.norm_w, l->fin.norm_b));
     const void *hp = l->fin.head_w < 0 ? unit_ptr(d, 0) : pl;
     int64_t hoff = l->fin.head_w < 0 ? l->fin.wte : l->fin.head_w;
-    SL_TRY(ops_linear_forward(be, A2(d, d->logits, B, V), A2(d, d->last, B, C), W2(d, hp, hoff, V, C),
-                              ops_none()));
-    size_t bytes = (size_t)(B * V) * d->esz;
-    if (d->act == SL_DTYPE_F32)
-        return backend_memcpy(be, logits_host, d->logits, bytes, BACKEND_COPY_D2H);
-    SL_TRY(backend_memcpy(be, d->logits_tmp, d->logits, bytes, BACKEND_COPY_D2H));
-    SL_TRY(backend_synchronize(be));
-    f32_from_bf16_array(logits_host, d->logits_tmp, (size_t)(B * V));
-    return SL_OK;
+    /* logits (B, V) = last (B, C) head (V, C)^T */
+    SL_TRY(ops_matmul(be, ops_view2(be, SL_DTYPE_F32, d->logits, B, V), A2(d, d->last, B, C),
+                      W2(d, hp, hoff, V, C), ops_none(), false, true, 1.0f, 0.0f));
+    return backend_memcpy(be, logits_host, d->logits, (size_t)(B * V) * sizeof(float), BACKEND_COPY_D2H);
 }
 
 sl_status decode_prefill(decode *d, const uint32_t *tokens, int64_t n, float *logits_last) {

@@ -10,20 +10,28 @@
  * numbers are those of model_forward_logits up to summation order.
  *
  * Parameters: one full (not sharded) buffer, borrowed, in backend memory:
- * layout->total_numel elements of be->act_dtype (fp32 on the CPU backend) in
- * model_local order (unit u at the prefix sum of the unit sizes; what
- * model_weights_load fills). A decode holds no parameters of its own and
- * never writes them.
+ * layout->total_numel elements of be->act_dtype (fp32 host memory on the CPU
+ * backend, bf16 device memory on CUDA) in model_local order (unit u at the
+ * prefix sum of the unit sizes; what model_weights_load fills, cast for
+ * CUDA). A decode holds no parameters of its own and never writes them.
+ *
+ * Backends: only kernels/ops.h entries and backend_memcpy, never a test of
+ * which backend it runs on. The cache and activations are act dtype in
+ * backend memory; the LM head writes F32 logits (fp32 accumulation, not
+ * rounded to bf16) on the backend, copied to the caller's host buffer once
+ * per call. Calls return after the backend has finished (the host may read
+ * the logits and reuse the token buffer).
  *
  * Batch: `batch` sequences of equal length advance together (one token each
  * per step); generate uses batch 1. Every row of a call shares the position.
  * Prompts of different lengths are not supported (no padding mask).
  *
  * Memory (backend, recorded under MEM_CATEGORY_ACTIVATIONS): the cache,
- * 2 x n_layer x batch x max_seq x n_kv_head x head_dim elements, plus one
- * prefill chunk's activations (batch x prefill_chunk rows). Long prompts are
- * prefilled prefill_chunk positions at a time (exact: causal attention of a
- * chunk against the cache of everything before it).
+ * 2 x n_layer x batch x max_seq x n_kv_head x head_dim act elements, plus one
+ * prefill chunk's activations (batch x prefill_chunk rows) and batch x
+ * vocab_size F32 logits. Long prompts are prefilled prefill_chunk positions
+ * at a time (exact: causal attention of a chunk against the cache of
+ * everything before it).
  *
  * Not here: sampling (model/sample.h), sharded parameters (gather them first),
  * speculative or paged caches. One decode is used by one thread at a time.

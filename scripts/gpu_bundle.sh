@@ -4,8 +4,8 @@
 #
 #   bash scripts/gpu_bundle.sh [DIR]   (default: bundle/, git-ignored) -> DIR/shardlm-gpu.tar.xz
 #
-# The bundle holds: bin/ (shardlm, test_cuda_ops, test_model_cuda, test_nccl_comm, bench_cuda_attention,
-# stripped), lib/ (every shared library those need that is not glibc or
+# The bundle holds: bin/ (shardlm, test_cuda_ops, test_model_cuda, test_decode_cuda, test_nccl_comm,
+# bench_cuda_attention, stripped), lib/ (every shared library those need that is not glibc or
 # CUDA: Open MPI, HDF5, OpenBLAS, cJSON, zstd, PCRE2, utf8proc, xxHash,
 # cmocka, gfortran/gomp), ompi/ (Open MPI's mpirun/orted, its plugin folder
 # and help files, relocated through OPAL_PREFIX-style variables that
@@ -28,10 +28,10 @@ DEST=${1:-$SRC/bundle}
 OUT=$DEST/stage
 BUILD=${BUILD:-$SRC/build-cuda}
 cmake -S "$SRC" -B "$BUILD" -DSHARDLM_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j"${JOBS:-2}" --target shardlm test_cuda_ops test_model_cuda test_nccl_comm bench_cuda_attention
+cmake --build "$BUILD" -j"${JOBS:-2}" --target shardlm test_cuda_ops test_model_cuda test_decode_cuda test_nccl_comm bench_cuda_attention
 rm -rf "$DEST"
 mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/ompi" "$OUT/scripts" "$OUT/peers"
-for b in "$BUILD/shardlm" "$BUILD/tests/test_cuda_ops" "$BUILD/tests/test_model_cuda" "$BUILD/tests/test_nccl_comm" "$BUILD/benchmarks/bench_cuda_attention"; do
+for b in "$BUILD/shardlm" "$BUILD/tests/test_cuda_ops" "$BUILD/tests/test_model_cuda" "$BUILD/tests/test_decode_cuda" "$BUILD/tests/test_nccl_comm" "$BUILD/benchmarks/bench_cuda_attention"; do
   cp "$b" "$OUT/bin/"
 done
 strip --strip-unneeded "$OUT"/bin/*

@@ -10,7 +10,9 @@
 #          and --chat prompts, the latter also stopping at <|im_end|>);
 #          --temperature 0 equals --top-k 1; a seed reproduces its text and
 #          another seed does not; --stop cuts the text before the stop string;
-#          generation stops at max_seq_len; bad options are usage errors.
+#          generation stops at max_seq_len; --backend cpu is the default,
+#          --backend cuda runs or says there is no GPU; bad options are usage
+#          errors.
 source "$(dirname "$0")/lib.sh"
 mktmp
 export HDF5_PLUGIN_PATH="$BUILD"
@@ -149,6 +151,21 @@ expect_exit 0 "$SHARDLM" generate --model "$TMP/model" --tokenizer "$TMP/tok.jso
   --max-new-tokens 500 --temperature 0 --verbose
 expect_out "stopped at max_seq_len"
 
+# --backend: cpu is the default (same text); cuda runs where a GPU is (its
+# bf16 numbers are checked by tests/gpu/test_decode_cuda) and elsewhere says why
+gen --model "$TMP/model" --prompt "$PROMPT" --temperature 0 --backend cpu > "$TMP/greedy_cpu.txt" \
+  || fail "--backend cpu failed"
+cmp -s "$TMP/greedy.txt" "$TMP/greedy_cpu.txt" || fail "--backend cpu differs from the default backend"
+OUT=$(gen --model "$TMP/model" --prompt "$PROMPT" --temperature 0 --backend cuda --verbose 2>&1); rc=$?
+if [ $rc -eq 0 ]; then
+  expect_out "[cuda backend: "
+else
+  [ $rc -eq 1 ] || fail "--backend cuda without a usable GPU exited $rc, expected 1; output:
+$OUT"
+  expect_out "no usable GPU"
+fi
+expect_exit 2 "$SHARDLM" generate --model "$TMP/model" --tokenizer "$TMP/tok.json" --backend tpu
+expect_out "--backend \"tpu\": expected cpu or cuda"
 expect_exit 2 "$SHARDLM" generate --model "$TMP/model" --tokenizer "$TMP/tok.json" --top-p 1.5
 expect_out "--top-p"
 expect_exit 2 "$SHARDLM" generate --model "$TMP/model" --tokenizer "$TMP/tok.json" --temperature -1

@@ -1,0 +1,296 @@
+/* tests/gpu/test_decode_cuda.c: KV-cache decoding (model/decode.h) on the
+ * CUDA backend (bf16 weights, activations and cache, F32 logits) against the
+ * CPU backend (fp32, the reference; tests/unit/test_decode.c ties it to the
+ * full forward to 1e-5).
+ *
+ * For a tiny GPT-2 (tied head, learned positions, LayerNorm, GELU, biases)
+ * and a tiny Llama (GQA 2:1, RoPE, RMSNorm, SwiGLU, untied head), with the
+ * same random weights on both backends (model_init_unit_range, norms and
+ * biases perturbed, rounded to bf16 once so that both see the same values),
+ * both backends prefill the same random prompt and then decode greedily, the
+ * token fed to both at each step being the CPU's argmax (so the sequences
+ * never part and every position is compared):
+ *   - logits after the prefill and after every step, per row: relative
+ *     error of norms ||gpu - cpu|| / ||cpu|| <= 2e-2 (bf16 with fp32
+ *     accumulation, two layers; the same bound as test_model_cuda's logits;
+ *     not yet calibrated on a GPU: each case prints its largest error);
+ *   - greedy tokens: where the CPU's top-1 leads its top-2 by more than
+ *     0.15 x the standard deviation of that row's logits (several times the
+ *     error the bound above allows per element), the GPU's argmax must be
+ *     the same token; each case must have at least one such position.
+ * Cases: batch 1 with a one-shot prefill, batch 2 (rows differ) with a
+ * prefill in chunks of 6 (the last partial), each arch.
+ * The seeds are fixed, so a failure repeats.
+ *
+ * Without a usable CUDA device the test prints "skipped: no CUDA device
+ * (...)" and exits 77 (ctest SKIP_RETURN_CODE).
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/device_info.h"
+#include "kernels/ops.h"
+#include "model/decode.h"
+#include "model/layout.h"
+#include "model/model.h"
+#include "runtime/config.h"
+#include "runtime/rng.h"
+
+#define TOL_LOGITS 2e-2
+#define MARGIN_STD 0.15 /* a clear greedy margin, in standard deviations of the row's logits */
+
+typedef struct {
+    sl_backend *cpu, *gpu;
+    int failed, checked;
+    const char *test;
+    double max_err; /* of the current case */
+} ctx;
+
+static void die(const char *what) {
+    fprintf(stderr, "FATAL %s: %s\n", what, sl_error_message());
+    exit(1);
+}
+
+#define MUST(call)                                                                    \
+    do {                                                                              \
+        if ((call) != SL_OK)                                                          \
+            die(#call);                                                               \
+    } while (0)
+
+static double rel_err(const float *got, const float *want, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - (double)want[i];
+        num += d * d;
+        den += (double)want[i] * (double)want[i];
+    }
+    if (!isfinite(num))
+        return INFINITY;
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Failures print at once; the case's largest error prints in its summary. */
+static void check(ctx *t, const char *what, double err, double tol) {
+    t->checked++;
+    if (!(err <= tol)) {
+        t->failed++;
+        printf("FAIL %s: %s rel err %.3g (tol %.0e)\n", t->test, what, err, tol);
+    }
+    if (!(err <= t->max_err))
+        t->max_err = err;
+}
+
+/* argmax (lowest id on ties), the runner-up's value and the row's std. */
+static int64_t row_stats(const float *x, int64_t n, double *margin, double *std) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    double second = -INFINITY, sum = 0, sq = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (i != best && x[i] > second)
+            second = x[i];
+        sum += x[i];
+        sq += (double)x[i] * x[i];
+    }
+    double mean = sum / (double)n;
+    *margin = (double)x[best] - second;
+    *std = sqrt(fmax(sq / (double)n - mean * mean, 0.0));
+    return best;
+}
+
+/* ---- the model ---- */
+
+typedef struct {
+    sl_config cfg;
+    model_layout *l;
+    float *params; /* total_numel floats, bf16-exact */
+} fixture;
+
+static int64_t unit_base(const model_layout *l, int unit) {
+    int64_t b = 0;
+    for (int u = 0; u < unit; u++)
+        b += l->units[u].numel;
+    return b;
+}
+
+static void fixture_make(fixture *f, int arch) {
+    memset(f, 0, sizeof *f);
+    config_defaults(&f->cfg);
+    cfg_model *m = &f->cfg.model;
+    m->arch = arch;
+    m->n_layer = 2;
+    m->d_model = 128;
+    m->n_head = 2; /* head dim 64: the fused attention's main case */
+    m->vocab_size = 512;
+    m->max_seq_len = 64;
+    if (arch == MODEL_ARCH_LLAMA) {
+        m->n_kv_head = 1;
+        m->d_ff = 352;
+        m->tie_embeddings = false;
+        m->rope_theta = 10000.0;
+    } else {
+        m->n_kv_head = 0;
+        m->d_ff = 0;
+        m->tie_embeddings = true;
+    }
+    m->init_std = 0.1; /* larger than usual: peakier logits, clearer greedy margins */
+    f->cfg.data.seq_len = 32;
+    MUST(config_finalize(&f->cfg));
+    MUST(model_layout_create(m, false, &f->l));
+    const model_layout *l = f->l;
+    f->params = malloc((size_t)l->total_numel * sizeof(float));
+    if (!f->params)
+        die("malloc");
+    for (int u = 0; u < l->n_units; u++)
+        MUST(model_init_unit_range(l, u, 0, l->units[u].numel, f->params + unit_base(l, u), 4321));
+    /* norms init to 1 and biases to 0: perturb them so that a misplaced norm
+     * or bias on one backend shows */
+    rng_stream s = rng_stream_make(7, RNG_PURPOSE_TEST, 0);
+    for (int i = 0; i < l->n_params; i++) {
+        const model_param *p = &l->params[i];
+        if (p->role != MODEL_ROLE_NORM_WEIGHT && p->role != MODEL_ROLE_NORM_BIAS &&
+            p->role != MODEL_ROLE_LINEAR_BIAS)
+            continue;
+        float *dst = f->params + unit_base(l, p->unit) + p->offset;
+        for (int64_t e = 0; e < p->numel; e++)
+            dst[e] += 0.1f * rng_normal(&s, (uint64_t)(i * 100000 + e));
+    }
+    for (int64_t i = 0; i < l->total_numel; i++)
+        f->params[i] = f32_from_bf16(bf16_from_f32(f->params[i]));
+}
+
+static void fixture_free(fixture *f) {
+    free(f->params);
+    model_layout_destroy(f->l);
+}
+
+/* bf16 device copy of the (bf16-exact) params. */
+static void *upload(sl_backend *be, const fixture *f, size_t *bytes) {
+    size_t n = (size_t)f->l->total_numel;
+    uint16_t *h = malloc(n * 2);
+    if (!h)
+        die("malloc");
+    bf16_from_f32_array(h, f->params, n);
+    void *d = NULL;
+    *bytes = n * 2;
+    MUST(backend_alloc(be, MEM_CATEGORY_PARAMS, *bytes, &d));
+    MUST(backend_memcpy(be, d, h, *bytes, BACKEND_COPY_H2D));
+    MUST(backend_synchronize(be));
+    free(h);
+    return d;
+}
+
+/* Compares the B rows of logits of one call; returns the CPU's greedy
+ * tokens in next[] and counts the clear-margin argmax checks. */
+static void compare_rows(ctx *t, const char *label, int64_t pos, int B, int64_t V, const float *gpu,
+                         const float *cpu, uint32_t *next, int *greedy_checked) {
+    for (int b = 0; b < B; b++) {
+        const float *g = gpu + (size_t)b * (size_t)V, *c = cpu + (size_t)b * (size_t)V;
+        char what[96];
+        snprintf(what, sizeof what, "%s row %d position %" PRId64 " logits", label, b, pos);
+        check(t, what, rel_err(g, c, (size_t)V), TOL_LOGITS);
+        double mc, sc, mg, sg;
+        int64_t ac = row_stats(c, V, &mc, &sc), ag = row_stats(g, V, &mg, &sg);
+        next[b] = (uint32_t)ac;
+        if (mc > MARGIN_STD * sc) {
+            (*greedy_checked)++;
+            t->checked++;
+            if (ag != ac) {
+                t->failed++;
+                printf("FAIL %s: %s row %d position %" PRId64 ": greedy token gpu %" PRId64 " cpu %" PRId64
+                       " (cpu margin %.4g = %.2f std)\n",
+                       t->test, label, b, pos, ag, ac, mc, sc > 0 ? mc / sc : 0.0);
+            }
+        }
+    }
+}
+
+static void run_case(ctx *t, const fixture *f, const void *dev_params, int B, int n0, int chunk, int steps) {
+    const model_layout *l = f->l;
+    int64_t V = l->cfg.vocab_size;
+    int S = n0 + steps;
+    char label[48];
+    snprintf(label, sizeof label, "B %d prefill %d chunk %d", B, n0, chunk);
+    decode *dc = NULL, *dg = NULL;
+    MUST(decode_create(l, t->cpu, f->params, B, S, chunk, &dc));
+    MUST(decode_create(l, t->gpu, dev_params, B, S, chunk, &dg));
+    uint32_t *prompt = malloc((size_t)B * (size_t)n0 * sizeof *prompt);
+    float *lc = malloc((size_t)B * (size_t)V * sizeof *lc), *lg = malloc((size_t)B * (size_t)V * sizeof *lg);
+    uint32_t next[8];
+    if (!prompt || !lc || !lg || B > 8)
+        die("malloc");
+    rng_stream s = rng_stream_make(11, RNG_PURPOSE_TEST, (uint32_t)(l->cfg.arch * 16 + B));
+    for (int i = 0; i < B * n0; i++)
+        prompt[i] = (uint32_t)(rng_u64(&s, (uint64_t)i) % (uint64_t)V);
+    int greedy = 0, failed0 = t->failed;
+    t->max_err = 0;
+    MUST(decode_prefill(dc, prompt, n0, lc));
+    MUST(decode_prefill(dg, prompt, n0, lg));
+    compare_rows(t, label, n0 - 1, B, V, lg, lc, next, &greedy);
+    for (int i = 0; i < steps - 1; i++) {
+        MUST(decode_step(dc, next, lc));
+        MUST(decode_step(dg, next, lg));
+        compare_rows(t, label, n0 + i, B, V, lg, lc, next, &greedy);
+    }
+    t->checked++;
+    if (decode_pos(dg) != decode_pos(dc) || decode_pos(dg) != S - 1) {
+        t->failed++;
+        printf("FAIL %s: %s: positions gpu %" PRId64 " cpu %" PRId64 ", expected %d\n", t->test, label,
+               decode_pos(dg), decode_pos(dc), S - 1);
+    }
+    t->checked++;
+    if (greedy == 0) {
+        t->failed++;
+        printf("FAIL %s: %s: no position had a clear greedy margin (> %.2f std); the case checks no token\n",
+               t->test, label, MARGIN_STD);
+    }
+    printf("%s %s: %s: %d logits rows, largest rel err %.3g (tol %.0e); %d greedy tokens with a clear "
+           "margin compared; %d failures\n", t->failed == failed0 ? "ok  " : "FAIL", t->test, label, B * steps,
+           t->max_err, TOL_LOGITS, greedy, t->failed - failed0);
+    free(prompt);
+    free(lc);
+    free(lg);
+    decode_destroy(dc);
+    decode_destroy(dg);
+}
+
+static void test_arch(ctx *t, int arch) {
+    fixture f;
+    fixture_make(&f, arch);
+    t->test = arch == MODEL_ARCH_LLAMA ? "llama" : "gpt2";
+    size_t bytes = 0;
+    void *dev = upload(t->gpu, &f, &bytes);
+    run_case(t, &f, dev, 1, 9, 0, 24); /* one-shot prefill, then 23 greedy steps */
+    run_case(t, &f, dev, 2, 20, 6, 12); /* two rows, prefill chunks of 6, 6, 6, 2 */
+    backend_free(t->gpu, MEM_CATEGORY_PARAMS, dev, bytes);
+    fixture_free(&f);
+}
+
+int main(void) {
+    device_info info;
+    device_info_query(&info);
+    if (info.count <= 0) {
+        printf("skipped: no CUDA device (%s)\n", info.note);
+        return 77;
+    }
+    printf("device: %s (cc %d.%d)\n", info.name0, info.cc_major, info.cc_minor);
+    ctx t;
+    memset(&t, 0, sizeof t);
+    mem_accountant acct;
+    mem_accountant_init(&acct);
+    if (backend_create_cpu(0, NULL, &t.cpu) != SL_OK || backend_create_cuda(0, 0, &acct, &t.gpu) != SL_OK) {
+        fprintf(stderr, "FAIL: backend creation: %s\n", sl_error_message());
+        return 1;
+    }
+    test_arch(&t, MODEL_ARCH_GPT2);
+    test_arch(&t, MODEL_ARCH_LLAMA);
+    printf("peak device memory recorded: %lld bytes\n", (long long)mem_peak_total(&acct));
+    backend_destroy(t.gpu);
+    backend_destroy(t.cpu);
+    printf("%d of %d checks failed\n", t.failed, t.checked);
+    return t.failed ? 1 : 0;
+}
