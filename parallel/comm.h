@@ -103,7 +103,9 @@
  *   (cudaPointerGetAttributes says neither) is staged through one device
  *   scratch buffer, grown on demand and recorded under MEM_CATEGORY_COMM,
  *   and that op is synchronous for the host: it has finished, its result
- *   copied back, when the call (blocking or _async) returns. So small
+ *   copied back, when the call (blocking or _async) returns (it first
+ *   waits, on the host, for the comm's earlier ops to finish, and runs
+ *   after the compute-stream work enqueued before it). So small
  *   control reductions on host variables (a grad-norm sum, a flag) work as
  *   on the MPI backend.
  * - Ordering (device buffers). Submitting an op records an event on

@@ -20,7 +20,10 @@
  *
  * Host buffers are staged through one device scratch buffer (grown on
  * demand, recorded under MEM_CATEGORY_COMM) and the op finishes inside
- * submit, so no two ops ever share the scratch.
+ * submit, so no two ops ever share the scratch. Such a submit first waits
+ * (mu released) for the comm's ops in flight: its copies and scratch growth
+ * may block on the comm stream while holding mu, which must never wait on a
+ * stuck op the watchdog could otherwise time out.
  */
 #include <cuda_runtime.h>
 #include <errno.h>
@@ -180,6 +183,7 @@ static void fail_locked(comm *c, const char *msg) {
         s->failed = true;
         snprintf(s->fail_msg, sizeof s->fail_msg, "%s", msg);
         LOG_ERROR("comm %s (nccl): %s; the comm is failed, its later ops return an error", c->name, msg);
+        pthread_cond_broadcast(&s->cv_done); /* a staged submit draining the ops in flight stops */
     }
     if (s->nc_live) {
         ncclCommAbort(s->nc);
@@ -391,6 +395,14 @@ static sl_status nccl_submit(comm *c, const comm_request *rq, comm_work **work) 
                          op, c->name, dev, s->device, s->device);
 
     pthread_mutex_lock(&s->mu);
+    /* A staged op makes blocking CUDA calls under mu (a pageable H2D copy may
+     * synchronize with the comm stream; growing the scratch synchronizes and
+     * frees). Let the ops in flight finish first, with mu released while
+     * waiting, so that the watchdog can still time out a stuck one instead
+     * of the job hanging silently. It costs nothing: a staged op waits for
+     * them anyway (the comm stream runs in order). */
+    while (staged && s->fl_head && !s->failed)
+        pthread_cond_wait(&s->cv_done, &s->mu);
     if (s->failed) {
         sl_status st = sl_errorf(SL_ERR_COMM, "comm %s on %s (nccl): the comm failed earlier (%s); the job "
                                               "cannot continue",
