@@ -479,18 +479,21 @@ static void fmt_thousands(char *buf, size_t cap, double x) {
 static void log_step(train_job *j, const train_step_result *r) {
     const sl_config *c = j->cfg;
     double tok_s = (double)j->plan.tokens_per_step / r->seconds;
-    char toks[48], mfu[32] = "", skipped[48] = "";
+    char toks[48], mfu[32] = "", skipped[48] = "", exposed[32] = "n/a";
     fmt_thousands(toks, sizeof toks, tok_s);
+    /* NCCL waits do not block the host, so the host-blocked share means
+     * nothing on CUDA (parallel/fsdp.h) */
+    if (!j->use_cuda)
+        snprintf(exposed, sizeof exposed, "%.0f%%", 100.0 * r->exposed_comm_s / r->seconds);
     if (j->peak_flops > 0)
         snprintf(mfu, sizeof mfu, " | mfu %.1f%%",
                  100.0 * tok_s * j->flops_per_token / (j->peak_flops * j->plan.world));
     if (r->skipped)
         snprintf(skipped, sizeof skipped, " | SKIPPED (non-finite; %d so far)", j->n_skipped);
     LOG_INFO0("step %d/%d | loss %.4f | lr %.2e | gnorm %.2f | %.0f ms | %s tok/s%s | mem %.2f GiB | "
-              "comm exposed %.0f%%%s",
+              "comm exposed %s%s",
               j->step, c->train.steps, r->loss, r->lr, r->grad_norm, 1e3 * r->seconds, toks, mfu,
-              (double)mem_peak_total(&j->acct) / (1024.0 * 1024.0 * 1024.0),
-              100.0 * r->exposed_comm_s / r->seconds, skipped);
+              (double)mem_peak_total(&j->acct) / (1024.0 * 1024.0 * 1024.0), exposed, skipped);
 }
 
 static sl_status log_metrics(train_job *j, const train_step_result *r) {

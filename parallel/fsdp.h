@@ -52,6 +52,11 @@
  * same order. fsdp_exposed_comm_s counts the time the main thread spent
  * blocked on communication; fsdp_comm_only_step replays one step's
  * collectives without compute, which is the total comm time to compare.
+ * On the NCCL comm (CUDA backend) a wait only makes the compute stream wait
+ * (comm.h), so the main thread almost never blocks and fsdp_exposed_comm_s
+ * stays near 0 whatever the overlap: there it is not a measure of exposed
+ * communication (that needs a device-side timeline, e.g. Nsight Systems).
+ * fsdp_comm_only_step synchronizes the backend, so its total is valid.
  *
  * Frozen instances and LoRA (DESIGN section 5). With opts.frozen the
  * instance holds parameter shards only: no m, v or gradient buffers, its
