@@ -47,3 +47,11 @@ void device_info_query(device_info *info) {
     snprintf(info->note, sizeof info->note, "built without CUDA");
 #endif
 }
+
+int device_info_pick(const device_info *info, int local_rank, int local_world) {
+    if (info->count <= 0)
+        return -1;
+    if (info->count == 1)
+        return 0;
+    return local_world <= info->count ? local_rank : -1;
+}

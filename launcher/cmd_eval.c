@@ -174,10 +174,11 @@ static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) 
         device_info_query(&di);
         if (di.count <= 0)
             return sl_errorf(SL_ERR_UNSUPPORTED, "--backend cuda on %s: no usable GPU (%s)", t->host, di.note);
-        if (t->local_world > di.count)
+        int dev = device_info_pick(&di, t->local_rank, t->local_world);
+        if (dev < 0)
             return sl_errorf(SL_ERR_INVALID, "--backend cuda: %d ranks on %s but %d GPU(s) visible; one GPU per "
-                             "local rank", t->local_world, t->host, di.count);
-        SL_TRY(backend_create_cuda(t->local_rank, 0, NULL, &e->be));
+                             "local rank (or one bound to each rank)", t->local_world, t->host, di.count);
+        SL_TRY(backend_create_cuda(dev, 0, NULL, &e->be));
     } else {
         SL_TRY(backend_create_cpu(o->threads, NULL, &e->be));
     }

@@ -84,13 +84,15 @@ static sl_status make_backend(train_job *j) {
     if (di.count <= 0)
         return sl_errorf(SL_ERR_UNSUPPORTED, "train.backend = cuda on rank %d (%s): no usable GPU (%s)",
                          j->topo->rank, j->topo->host, di.note);
-    if (j->topo->local_world > di.count)
+    int dev = device_info_pick(&di, j->topo->local_rank, j->topo->local_world);
+    if (dev < 0)
         return sl_errorf(SL_ERR_INVALID,
                          "train.backend = cuda: %d ranks run on node %s but %d GPU(s) are visible there; "
                          "shardlm uses one GPU per local rank: start at most %d ranks per node (mpirun "
-                         "-npernode, srun --ntasks-per-node) or check CUDA_VISIBLE_DEVICES",
+                         "-npernode, srun --ntasks-per-node), or bind one GPU to each rank "
+                         "(srun --gpus-per-task=1), or check CUDA_VISIBLE_DEVICES",
                          j->topo->local_world, j->topo->host, di.count, di.count);
-    sl_status st = backend_create_cuda(j->topo->local_rank, 0, &j->acct, &j->be);
+    sl_status st = backend_create_cuda(dev, 0, &j->acct, &j->be);
     if (st != SL_OK)
         return sl_error_wrapf(st, "rank %d (local rank %d on %s)", j->topo->rank, j->topo->local_rank,
                               j->topo->host);
@@ -433,6 +435,9 @@ sl_status train_job_step(train_job *j, train_step_result *r) {
     r->skipped = fst.skipped;
     r->grad_norm = fst.grad_norm;
     r->lr = fst.lr;
+    /* the step ends when the device has finished it (the AdamW tail is
+     * still queued on CUDA); a no-op on the CPU */
+    SL_TRY(backend_synchronize(j->be));
     r->seconds = sl_now() - t0;
     r->exposed_comm_s = fsdp_exposed_comm_s(j->fs);
     return SL_OK;

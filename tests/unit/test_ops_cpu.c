@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "kernels/cpu/cpu_math.h"
+#include "kernels/device_info.h"
 #include "kernels/ops.h"
 #include "runtime/rng.h"
 
@@ -999,6 +1000,21 @@ static void test_cpu_expf(void **state) {
     assert_true(cpu_expf(1000.0f) > 3e38f);
 }
 
+/* device_info_pick: one GPU per local rank, or one bound to each rank. */
+static void test_device_pick(void **state) {
+    (void)state;
+    device_info di = {0};
+    assert_int_equal(device_info_pick(&di, 0, 1), -1); /* no GPU */
+    di.count = 1;
+    assert_int_equal(device_info_pick(&di, 0, 1), 0);
+    assert_int_equal(device_info_pick(&di, 3, 8), 0); /* srun --gpus-per-task=1 */
+    di.count = 8;
+    assert_int_equal(device_info_pick(&di, 3, 8), 3); /* mpirun -npernode 8 */
+    assert_int_equal(device_info_pick(&di, 5, 6), 5);
+    di.count = 2;
+    assert_int_equal(device_info_pick(&di, 1, 4), -1); /* 4 ranks, 2 GPUs */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backend_and_validation),
@@ -1019,6 +1035,7 @@ int main(void) {
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_cast_norm_scale_add),
         cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_device_pick),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
