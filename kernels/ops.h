@@ -245,7 +245,11 @@ void backend_destroy(sl_backend *be);
  * NULL. Free with backend_free with the same cat and bytes. */
 sl_status backend_alloc(sl_backend *be, mem_category cat, size_t bytes, void **out);
 void backend_free(sl_backend *be, mem_category cat, void *ptr, size_t bytes);
-/* Copies on be->stream (CUDA: asynchronous for D2D and pinned memory). */
+/* Copies on be->stream. CUDA: D2D is asynchronous; D2H returns when dst
+ * holds the data (it synchronizes the stream); H2D from ordinary (pageable)
+ * host memory returns once CUDA has copied src to its staging memory, so src
+ * may be reused or freed at once (CUDA's documented cudaMemcpyAsync
+ * behaviour for pageable memory; callers never pass pinned memory). */
 sl_status backend_memcpy(sl_backend *be, void *dst, const void *src, size_t bytes,
                          backend_copy_kind kind);
 sl_status backend_memset_zero(sl_backend *be, void *dst, size_t bytes);
