@@ -38,6 +38,7 @@
 #include "model/model.h"
 #include "runtime/config.h"
 #include "runtime/rng.h"
+#include "support/gpu_util.h"
 
 #define TOL_LOGITS 2e-2
 #define MARGIN_STD 0.15 /* a clear greedy margin, in standard deviations of the row's logits */
@@ -48,29 +49,6 @@ typedef struct {
     const char *test;
     double max_err; /* of the current case */
 } ctx;
-
-static void die(const char *what) {
-    fprintf(stderr, "FATAL %s: %s\n", what, sl_error_message());
-    exit(1);
-}
-
-#define MUST(call)                                                                    \
-    do {                                                                              \
-        if ((call) != SL_OK)                                                          \
-            die(#call);                                                               \
-    } while (0)
-
-static double rel_err(const float *got, const float *want, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - (double)want[i];
-        num += d * d;
-        den += (double)want[i] * (double)want[i];
-    }
-    if (!isfinite(num))
-        return INFINITY;
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 /* Failures print at once; the case's largest error prints in its summary. */
 static void check(ctx *t, const char *what, double err, double tol) {
@@ -139,14 +117,14 @@ static void fixture_make(fixture *f, int arch) {
     }
     m->init_std = 0.1; /* larger than usual: peakier logits, clearer greedy margins */
     f->cfg.data.seq_len = 32;
-    MUST(config_finalize(&f->cfg));
-    MUST(model_layout_create(m, false, &f->l));
+    GPU_MUST(config_finalize(&f->cfg));
+    GPU_MUST(model_layout_create(m, false, &f->l));
     const model_layout *l = f->l;
     f->params = malloc((size_t)l->total_numel * sizeof(float));
     if (!f->params)
-        die("malloc");
+        gpu_die("malloc");
     for (int u = 0; u < l->n_units; u++)
-        MUST(model_init_unit_range(l, u, 0, l->units[u].numel, f->params + unit_base(l, u), 4321));
+        GPU_MUST(model_init_unit_range(l, u, 0, l->units[u].numel, f->params + unit_base(l, u), 4321));
     /* norms init to 1 and biases to 0: perturb them so that a misplaced norm
      * or bias on one backend shows */
     rng_stream s = rng_stream_make(7, RNG_PURPOSE_TEST, 0);
@@ -173,13 +151,13 @@ static void *upload(sl_backend *be, const fixture *f, size_t *bytes) {
     size_t n = (size_t)f->l->total_numel;
     uint16_t *h = malloc(n * 2);
     if (!h)
-        die("malloc");
+        gpu_die("malloc");
     bf16_from_f32_array(h, f->params, n);
     void *d = NULL;
     *bytes = n * 2;
-    MUST(backend_alloc(be, MEM_CATEGORY_PARAMS, *bytes, &d));
-    MUST(backend_memcpy(be, d, h, *bytes, BACKEND_COPY_H2D));
-    MUST(backend_synchronize(be));
+    GPU_MUST(backend_alloc(be, MEM_CATEGORY_PARAMS, *bytes, &d));
+    GPU_MUST(backend_memcpy(be, d, h, *bytes, BACKEND_COPY_H2D));
+    GPU_MUST(backend_synchronize(be));
     free(h);
     return d;
 }
@@ -192,7 +170,7 @@ static void compare_rows(ctx *t, const char *label, int64_t pos, int B, int64_t 
         const float *g = gpu + (size_t)b * (size_t)V, *c = cpu + (size_t)b * (size_t)V;
         char what[96];
         snprintf(what, sizeof what, "%s row %d position %" PRId64 " logits", label, b, pos);
-        check(t, what, rel_err(g, c, (size_t)V), TOL_LOGITS);
+        check(t, what, gpu_rel_err(g, c, (size_t)V), TOL_LOGITS);
         double mc, sc, mg, sg;
         int64_t ac = row_stats(c, V, &mc, &sc), ag = row_stats(g, V, &mg, &sg);
         next[b] = (uint32_t)ac;
@@ -216,24 +194,24 @@ static void run_case(ctx *t, const fixture *f, const void *dev_params, int B, in
     char label[48];
     snprintf(label, sizeof label, "B %d prefill %d chunk %d", B, n0, chunk);
     decode *dc = NULL, *dg = NULL;
-    MUST(decode_create(l, t->cpu, f->params, B, S, chunk, &dc));
-    MUST(decode_create(l, t->gpu, dev_params, B, S, chunk, &dg));
+    GPU_MUST(decode_create(l, t->cpu, f->params, B, S, chunk, &dc));
+    GPU_MUST(decode_create(l, t->gpu, dev_params, B, S, chunk, &dg));
     uint32_t *prompt = malloc((size_t)B * (size_t)n0 * sizeof *prompt);
     float *lc = malloc((size_t)B * (size_t)V * sizeof *lc), *lg = malloc((size_t)B * (size_t)V * sizeof *lg);
     uint32_t next[8];
     if (!prompt || !lc || !lg || B > 8)
-        die("malloc");
+        gpu_die("malloc");
     rng_stream s = rng_stream_make(11, RNG_PURPOSE_TEST, (uint32_t)(l->cfg.arch * 16 + B));
     for (int i = 0; i < B * n0; i++)
         prompt[i] = (uint32_t)(rng_u64(&s, (uint64_t)i) % (uint64_t)V);
     int greedy = 0, failed0 = t->failed;
     t->max_err = 0;
-    MUST(decode_prefill(dc, prompt, n0, lc));
-    MUST(decode_prefill(dg, prompt, n0, lg));
+    GPU_MUST(decode_prefill(dc, prompt, n0, lc));
+    GPU_MUST(decode_prefill(dg, prompt, n0, lg));
     compare_rows(t, label, n0 - 1, B, V, lg, lc, next, &greedy);
     for (int i = 0; i < steps - 1; i++) {
-        MUST(decode_step(dc, next, lc));
-        MUST(decode_step(dg, next, lg));
+        GPU_MUST(decode_step(dc, next, lc));
+        GPU_MUST(decode_step(dg, next, lg));
         compare_rows(t, label, n0 + i, B, V, lg, lc, next, &greedy);
     }
     t->checked++;

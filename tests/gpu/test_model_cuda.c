@@ -37,6 +37,7 @@
 #include "model/model.h"
 #include "runtime/config.h"
 #include "runtime/rng.h"
+#include "support/gpu_util.h"
 
 #define TOL_LOSS 5e-3
 #define TOL_LOGITS 2e-2
@@ -47,29 +48,6 @@ typedef struct {
     int failed, checked;
     const char *test;
 } ctx;
-
-static void die(const char *what) {
-    fprintf(stderr, "FATAL %s: %s\n", what, sl_error_message());
-    exit(1);
-}
-
-#define MUST(call)                                                                    \
-    do {                                                                              \
-        if ((call) != SL_OK)                                                          \
-            die(#call);                                                               \
-    } while (0)
-
-static double rel_err(const float *got, const float *want, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - (double)want[i];
-        num += d * d;
-        den += (double)want[i] * (double)want[i];
-    }
-    if (!isfinite(num))
-        return INFINITY;
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 static void check(ctx *t, const char *what, double err, double tol) {
     t->checked++;
@@ -91,7 +69,7 @@ static uint64_t xs(uint64_t *s) {
 static void *dev_alloc(sl_backend *be, size_t bytes) {
     void *p = NULL;
     if (backend_alloc(be, MEM_CATEGORY_PARAMS, bytes, &p) != SL_OK)
-        die("backend_alloc");
+        gpu_die("backend_alloc");
     return p;
 }
 
@@ -99,11 +77,11 @@ static void *dev_alloc(sl_backend *be, size_t bytes) {
 static void *dev_bf16(sl_backend *be, const float *x, size_t n) {
     uint16_t *h = malloc(n * 2 + 2);
     if (!h)
-        die("malloc");
+        gpu_die("malloc");
     bf16_from_f32_array(h, x, n);
     void *d = dev_alloc(be, n * 2 + 2);
-    MUST(backend_memcpy(be, d, h, n * 2, BACKEND_COPY_H2D));
-    MUST(backend_synchronize(be));
+    GPU_MUST(backend_memcpy(be, d, h, n * 2, BACKEND_COPY_H2D));
+    GPU_MUST(backend_synchronize(be));
     free(h);
     return d;
 }
@@ -111,8 +89,8 @@ static void *dev_bf16(sl_backend *be, const float *x, size_t n) {
 static float *download_f32(sl_backend *be, const void *d, size_t n) {
     float *h = malloc(n * sizeof(float) + 4);
     if (!h)
-        die("malloc");
-    MUST(backend_memcpy(be, h, d, n * sizeof(float), BACKEND_COPY_D2H));
+        gpu_die("malloc");
+    GPU_MUST(backend_memcpy(be, h, d, n * sizeof(float), BACKEND_COPY_D2H));
     return h;
 }
 
@@ -161,14 +139,14 @@ static void fixture_make(fixture *f, int arch) {
     }
     m->init_std = 0.05;
     f->cfg.data.seq_len = 64;
-    MUST(config_finalize(&f->cfg));
-    MUST(model_layout_create(m, false, &f->l));
+    GPU_MUST(config_finalize(&f->cfg));
+    GPU_MUST(model_layout_create(m, false, &f->l));
     const model_layout *l = f->l;
     f->params = malloc((size_t)l->total_numel * sizeof(float));
     if (!f->params)
-        die("malloc");
+        gpu_die("malloc");
     for (int u = 0; u < l->n_units; u++)
-        MUST(model_init_unit_range(l, u, 0, l->units[u].numel, f->params + unit_base(l, u), 1234));
+        GPU_MUST(model_init_unit_range(l, u, 0, l->units[u].numel, f->params + unit_base(l, u), 1234));
     /* norms init to 1 and biases to 0: perturb them so that a misplaced norm
      * or bias on one backend shows */
     rng_stream s = rng_stream_make(7, RNG_PURPOSE_TEST, 0);
@@ -188,7 +166,7 @@ static void fixture_make(fixture *f, int arch) {
     f->inputs = malloc(n * sizeof *f->inputs);
     f->targets = malloc(n * sizeof *f->targets);
     if (!f->inputs || !f->targets)
-        die("malloc");
+        gpu_die("malloc");
     uint64_t r = 0x9E3779B97F4A7C15ULL;
     for (size_t i = 0; i < n; i++) {
         f->inputs[i] = (uint32_t)(xs(&r) % (uint64_t)m->vocab_size);
@@ -240,23 +218,23 @@ static void run_model(sl_backend *be, bool on_gpu, const fixture *f, bool recomp
         params = f->params;
         grads = calloc(n, sizeof(float));
         if (!grads)
-            die("calloc");
+            gpu_die("calloc");
     }
     model *m = NULL;
-    MUST(model_create(l, be, f->B, f->T, recompute, &m));
+    GPU_MUST(model_create(l, be, f->B, f->T, recompute, &m));
     model_local lh;
     model_unit_hooks hooks;
-    MUST(model_local_init_typed(&lh, l, be->act_dtype, params, grads, &hooks));
+    GPU_MUST(model_local_init_typed(&lh, l, be->act_dtype, params, grads, &hooks));
     float scale = 1.0f / (float)count_valid(f);
-    MUST(model_forward_backward(m, &hooks, f->inputs, f->targets, scale, &out->loss, &out->n_valid));
-    MUST(backend_synchronize(be));
+    GPU_MUST(model_forward_backward(m, &hooks, f->inputs, f->targets, scale, &out->loss, &out->n_valid));
+    GPU_MUST(backend_synchronize(be));
     out->grads = on_gpu ? download_f32(be, grads, n) : grads;
     if (logits) {
         size_t nl = (size_t)f->B * (size_t)f->T * (size_t)l->cfg.vocab_size;
         out->logits = malloc(nl * sizeof(float));
         if (!out->logits)
-            die("malloc");
-        MUST(model_forward_logits(m, &hooks, f->inputs, out->logits));
+            gpu_die("malloc");
+        GPU_MUST(model_forward_logits(m, &hooks, f->inputs, out->logits));
     }
     model_local_free(&lh);
     model_destroy(m);
@@ -273,7 +251,7 @@ static void compare_units(ctx *t, const model_layout *l, const float *got, const
             continue;
         char what[64];
         snprintf(what, sizeof what, "grads of unit %d (%" PRId64 " elements)", u, n);
-        check(t, what, rel_err(got + b, want + b, (size_t)n), TOL_GRAD);
+        check(t, what, gpu_rel_err(got + b, want + b, (size_t)n), TOL_GRAD);
     }
 }
 
@@ -294,7 +272,7 @@ static void test_model(ctx *t, int arch) {
     }
     check(t, "loss sum", fabs(gpu.loss - cpu.loss) / fabs(cpu.loss), TOL_LOSS);
     size_t nl = (size_t)f.B * (size_t)f.T * (size_t)f.l->cfg.vocab_size;
-    check(t, "logits", rel_err(gpu.logits, cpu.logits, nl), TOL_LOGITS);
+    check(t, "logits", gpu_rel_err(gpu.logits, cpu.logits, nl), TOL_LOGITS);
     compare_units(t, f.l, gpu.grads, cpu.grads);
     /* recomputation is bitwise the same on one device */
     size_t n = (size_t)f.l->total_numel;
@@ -324,19 +302,19 @@ static void run_lora(sl_backend *be, bool on_gpu, const fixture *f, const lora_s
         ap = (void *)(uintptr_t)ad_host;
         ag = calloc(na, sizeof(float));
         if (!ag)
-            die("calloc");
+            gpu_die("calloc");
     }
     model *m = NULL;
-    MUST(model_create(l, be, f->B, f->T, false, &m));
-    MUST(model_attach_lora(m, spec));
+    GPU_MUST(model_create(l, be, f->B, f->T, false, &m));
+    GPU_MUST(model_attach_lora(m, spec));
     model_local bl, adl;
     model_unit_hooks bh, ah;
-    MUST(model_local_init_typed(&bl, l, be->act_dtype, params, NULL, &bh));
-    MUST(model_local_init_typed(&adl, al, be->act_dtype, ap, ag, &ah));
+    GPU_MUST(model_local_init_typed(&bl, l, be->act_dtype, params, NULL, &bh));
+    GPU_MUST(model_local_init_typed(&adl, al, be->act_dtype, ap, ag, &ah));
     bh.adapter = &ah;
     int64_t nv = 0;
-    MUST(model_forward_backward(m, &bh, f->inputs, f->targets, 1.0f / (float)count_valid(f), loss, &nv));
-    MUST(backend_synchronize(be));
+    GPU_MUST(model_forward_backward(m, &bh, f->inputs, f->targets, 1.0f / (float)count_valid(f), loss, &nv));
+    GPU_MUST(backend_synchronize(be));
     *ad_grads = on_gpu ? download_f32(be, ag, na) : ag;
     model_local_free(&bl);
     model_local_free(&adl);
@@ -360,14 +338,14 @@ static void test_lora(ctx *t, int arch) {
     lc.targets.n = 1;
     snprintf(lc.targets.items[0], CFG_STR_MAX, "all-linear");
     lora_spec *spec = NULL;
-    MUST(lora_create(f.l, &lc, &spec));
+    GPU_MUST(lora_create(f.l, &lc, &spec));
     const model_layout *al = spec->layout;
     size_t na = (size_t)(al->total_numel > 0 ? al->total_numel : 1);
     float *ad = calloc(na, sizeof(float));
     if (!ad)
-        die("calloc");
+        gpu_die("calloc");
     for (int u = 0; u < al->n_units; u++)
-        MUST(model_init_unit_range(al, u, 0, al->units[u].numel, ad + unit_base(al, u), 99));
+        GPU_MUST(model_init_unit_range(al, u, 0, al->units[u].numel, ad + unit_base(al, u), 99));
     /* B starts at zero; give it values so that the adapters change the output */
     uint64_t r = 12345;
     for (size_t i = 0; i < na; i++)
