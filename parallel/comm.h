@@ -135,7 +135,14 @@
  *   them move on with undefined buffer contents) and the op's wait, or the
  *   next op on the comm, returns SL_ERR_COMM with NCCL's error string and
  *   last error. An error that happens after a wait returned is reported by
- *   the next op or wait on the comm. An op whose inputs have been ready
+ *   the next op or wait on the comm. The ops in flight at the abort get a
+ *   grace period of min(timeout_s, 10 s) for their kernels to exit; one
+ *   that still has not finished then (a kernel that ignores the abort, a
+ *   lost device) is given up: it is marked failed with SL_ERR_COMM and the
+ *   abort's reason ("given up ... after the NCCL abort: <reason>"), so that
+ *   a barrier's wait, a host-staged op and comm_destroy return instead of
+ *   waiting forever; the comm stream may stay blocked and the job should
+ *   end (restart it). An op whose inputs have been ready
  *   (its compute event completed) for longer than timeout_s is reported
  *   like an MPI timeout ("collective <op> #<seq> ... did not complete"),
  *   then ncclCommAbort, then MPI_Abort(MPI_COMM_WORLD, SL_EXIT_TIMEOUT).
@@ -146,9 +153,22 @@
  * - comm_split: splits the MPI group (same color/key rule) and creates a
  *   fresh NCCL comm over the new group, which it owns; the result is an
  *   NCCL comm on the same device and compute stream.
- * - comm_destroy: waits for the ops in flight (the watchdog bounds that),
- *   stops the watchdog, ncclCommFinalize + ncclCommDestroy (abort if
- *   finalize times out), destroys the stream and events, frees the scratch.
+ * - comm_destroy: waits for the ops in flight, at most timeout_s from the
+ *   call (an op whose inputs were ready before it is timed out by the
+ *   watchdog first, as above). If ops are still in flight then (their
+ *   inputs on the compute stream became ready late or never), the comm is
+ *   failed as for an NCCL error ("comm_destroy: <op> #<seq> was still in
+ *   flight ..." logged, communicator aborted) and they get the abort's
+ *   grace period, then are given up. Then it stops the watchdog, runs
+ *   ncclCommFinalize + ncclCommDestroy (bounded by timeout_s; abort if
+ *   finalize times out) unless the communicator was aborted, waits for the
+ *   comm stream at most timeout_s (the grace period after ops were given
+ *   up), destroys the stream and events, and frees the scratch; if the
+ *   stream is still busy its device buffers are left allocated (logged)
+ *   rather than freed with a cudaFree that would block. Every wait in it
+ *   is bounded (by timeout_s or the grace period), so it returns whatever
+ *   the device does, unless ncclCommAbort itself blocks (NCCL states no
+ *   bound for it).
  * - Threads: ops are submitted by one thread at a time, as for MPI; that
  *   thread's current CUDA device must be the comm's device.
  */

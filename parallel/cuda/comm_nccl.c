@@ -11,6 +11,12 @@
  * fails the comm and aborts the NCCL communicator, which makes its kernels
  * exit) and times the oldest op from the moment its `ready` completed: past
  * timeout_s it calls comm_timeout_abort (log, ncclCommAbort, MPI_Abort).
+ * After an abort the ops in flight normally complete their `done` events
+ * (the aborted kernels exit); those that have not within the grace period
+ * (min(timeout_s, ABORT_GRACE_S)) are given up: finished with SL_ERR_COMM so
+ * that their waiters and comm_destroy return, and the comm stream is then
+ * drained only with a bound (its device buffers are left allocated if it
+ * stays busy, rather than blocking in cudaFree).
  * Every NCCL call on the communicator is made under `mu`, so the watchdog's
  * abort never races an enqueue.
  *
@@ -41,7 +47,15 @@
 #include "runtime/check.h"
 #include "runtime/log.h"
 
-enum { WATCH_IDLE_MS = 20, WATCH_BUSY_US = 100, SETTLE_NAP_US = 50, BUSID_LEN = 32, HOST_LEN = 64 };
+enum {
+    WATCH_IDLE_MS = 20,
+    WATCH_BUSY_US = 100,
+    SETTLE_NAP_US = 50,
+    DRAIN_NAP_US = 200,
+    BUSID_LEN = 32,
+    HOST_LEN = 64,
+    ABORT_GRACE_S = 10 /* at most this long (and at most timeout_s) for aborted ops to finish */
+};
 
 typedef struct nccl_work {
     comm_work base;               /* first: comm_work* and nccl_work* convert */
@@ -50,7 +64,7 @@ typedef struct nccl_work {
     cudaEvent_t ready, done;
     bool in_flight; /* under mu: the watchdog has not seen `done` complete */
     bool released;  /* under mu: the caller's wait is over */
-    bool started;   /* watchdog only: `ready` completed at t_ready */
+    bool started;   /* under mu, written by the watchdog: `ready` completed at t_ready */
     double t_ready;
     bool staged; /* host buffers: finished (and copied back) inside submit */
     sl_status st; /* under mu; final once !in_flight */
@@ -75,6 +89,8 @@ typedef struct {
     nccl_work *pool, *all;          /* under mu */
     bool failed;                    /* under mu */
     char fail_msg[512];
+    double t_failed; /* under mu: when failed became true (sl_now) */
+    bool abandoned;  /* under mu: ops were given up after the abort; the comm stream may stay busy */
     _Atomic uint64_t done_seq; /* last op the watchdog saw finish */
     void *scratch;             /* (scratch_bytes) device staging for host buffers */
     size_t scratch_bytes;
@@ -182,6 +198,7 @@ static void fail_locked(comm *c, const char *msg) {
     if (!s->failed) {
         s->failed = true;
         snprintf(s->fail_msg, sizeof s->fail_msg, "%s", msg);
+        s->t_failed = sl_now();
         LOG_ERROR("comm %s (nccl): %s; the comm is failed, its later ops return an error", c->name, msg);
         pthread_cond_broadcast(&s->cv_done); /* a staged submit draining the ops in flight stops */
     }
@@ -192,8 +209,9 @@ static void fail_locked(comm *c, const char *msg) {
     }
 }
 
-/* The watchdog saw w finish (or fail). Caller holds mu. */
-static void finish_locked(comm *c, nccl_work *w, sl_status st, const char *err) {
+/* w, the oldest op in flight, is over: its `done` completed (completed =
+ * true), or it failed or was given up. Caller holds mu. */
+static void finish_locked(comm *c, nccl_work *w, bool completed, sl_status st, const char *err) {
     nccl_state *s = c->impl;
     s->fl_head = w->next;
     if (!s->fl_head)
@@ -207,12 +225,44 @@ static void finish_locked(comm *c, nccl_work *w, sl_status st, const char *err) 
     w->st = st;
     if (st != SL_OK)
         snprintf(w->err, sizeof w->err, "%s", err);
-    atomic_store(&s->done_seq, w->base.rq.seq);
+    if (completed)
+        atomic_store(&s->done_seq, w->base.rq.seq);
     if (w->released) {
         w->next = s->pool;
         s->pool = w;
     }
     pthread_cond_broadcast(&s->cv_done);
+}
+
+/* How long, after the comm failed (and the communicator was aborted), the
+ * ops in flight get to complete their `done` events before they are given up. */
+static double abort_grace_s(const comm *c) {
+    return c->opts.timeout_s < ABORT_GRACE_S ? c->opts.timeout_s : ABORT_GRACE_S;
+}
+
+/* The comm failed more than abort_grace_s ago and ops are still in flight:
+ * the aborted kernels did not let their `done` events complete (a kernel
+ * that ignores the abort, a dead device). Finishes every op in flight with
+ * SL_ERR_COMM and the failure reason, so that waiters (a barrier, a staged
+ * submit, comm_destroy) return instead of waiting forever. Their events may
+ * still be pending on the comm stream: that is why they are never recorded
+ * again (submit refuses once the comm failed) and state_free bounds its wait
+ * for the stream. Caller holds mu. */
+static void abandon_in_flight_locked(comm *c) {
+    nccl_state *s = c->impl;
+    if (!s->fl_head)
+        return;
+    double grace = abort_grace_s(c);
+    uint64_t first = s->fl_head->base.rq.seq, last = s->fl_tail->base.rq.seq;
+    LOG_ERROR("comm %s (nccl): ops #%llu..#%llu did not complete within %.1f s after the NCCL communicator "
+              "was aborted; giving them up (their waiters get SL_ERR_COMM, their buffers' contents are "
+              "undefined, the comm stream may stay blocked: restart the job)",
+              c->name, (unsigned long long)first, (unsigned long long)last, grace);
+    char err[sizeof s->fail_msg + 128];
+    snprintf(err, sizeof err, "given up %.1f s after the NCCL abort: %s", grace, s->fail_msg);
+    while (s->fl_head)
+        finish_locked(c, s->fl_head, false, SL_ERR_COMM, err);
+    s->abandoned = true;
 }
 
 static void *watchdog_main(void *arg) {
@@ -236,7 +286,7 @@ static void *watchdog_main(void *arg) {
         }
         cudaError_t e = cudaEventQuery(w->done);
         if (e == cudaSuccess) {
-            finish_locked(c, w, SL_OK, NULL);
+            finish_locked(c, w, true, SL_OK, NULL);
             continue;
         }
         if (e != cudaErrorNotReady) {
@@ -244,7 +294,7 @@ static void *watchdog_main(void *arg) {
                      comm_op_name(w->base.rq.kind), (unsigned long long)w->base.rq.seq, cudaGetErrorName(e),
                      cudaGetErrorString(e));
             fail_locked(c, msg);
-            finish_locked(c, w, SL_ERR_COMM, msg);
+            finish_locked(c, w, false, SL_ERR_COMM, msg);
             continue;
         }
         if (!w->started && cudaEventQuery(w->ready) == cudaSuccess) {
@@ -260,9 +310,13 @@ static void *watchdog_main(void *arg) {
                 snprintf(msg, sizeof msg, "NCCL reported an asynchronous error during %s #%llu: %s (%s)",
                          comm_op_name(w->base.rq.kind), (unsigned long long)w->base.rq.seq,
                          ncclGetErrorString(ae), ncclGetLastError(s->nc));
-                fail_locked(c, msg); /* the aborted kernels let `done` complete */
+                fail_locked(c, msg); /* the aborted kernels normally let `done` complete */
                 continue;
             }
+        }
+        if (s->failed && sl_now() - s->t_failed > abort_grace_s(c)) {
+            abandon_in_flight_locked(c); /* they did not: do not poll forever */
+            continue;
         }
         if (w->started && !s->failed && sl_now() - w->t_ready > c->opts.timeout_s) {
             comm_request rq = w->base.rq;
@@ -628,13 +682,39 @@ static sl_status nccl_split(comm *c, int color, int key, const comm_opts *o, com
 
 static void state_free(comm *c);
 
+/* Waits for the ops in flight, at most timeout_s from now. An op whose
+ * inputs became ready before this call is timed out by the watchdog first
+ * (comm_timeout_abort); one whose `ready` came later or never (compute
+ * stream stuck) reaches this deadline instead: the comm fails (the NCCL
+ * communicator is aborted, as for an asynchronous error) and what is still
+ * in flight after the abort grace period is given up. */
 static void nccl_destroy(comm *c) {
     nccl_state *s = c->impl;
-    /* Ops run in order on the comm stream; the watchdog ends the job if one
-     * stalls past the timeout, so this wait is bounded. */
+    double deadline = sl_now() + c->opts.timeout_s;
     pthread_mutex_lock(&s->mu);
-    while (s->fl_head)
-        pthread_cond_wait(&s->cv_done, &s->mu);
+    while (s->fl_head) {
+        double now = sl_now();
+        if (!s->failed && now > deadline) {
+            const nccl_work *w = s->fl_head;
+            char ready[96], msg[256];
+            if (w->started)
+                snprintf(ready, sizeof ready, "its inputs were ready %.1f s earlier", now - w->t_ready);
+            else
+                snprintf(ready, sizeof ready, "its inputs on the compute stream never became ready");
+            snprintf(msg, sizeof msg, "comm_destroy: %s #%llu was still in flight after %.1f s (%s)",
+                     comm_op_name(w->base.rq.kind), (unsigned long long)w->base.rq.seq, c->opts.timeout_s,
+                     ready);
+            fail_locked(c, msg);
+            continue;
+        }
+        if (s->failed && now - s->t_failed > abort_grace_s(c)) {
+            abandon_in_flight_locked(c); /* as the watchdog would: whoever comes first */
+            break;
+        }
+        double until = s->failed ? s->t_failed + abort_grace_s(c) : deadline;
+        struct timespec dl = sl_deadline_in(until > now ? until - now + 1e-3 : 1e-3);
+        pthread_cond_timedwait(&s->cv_done, &s->mu, &dl);
+    }
     pthread_mutex_unlock(&s->mu);
     state_free(c);
 }
@@ -654,6 +734,18 @@ static const struct comm_ops nccl_ops = {
 };
 
 /* ---- create / free ------------------------------------------------------------ */
+
+/* cudaStreamSynchronize with a bound: cudaSuccess once st is idle, its error
+ * if it failed, cudaErrorNotReady if still busy after `seconds`. */
+static cudaError_t stream_drain(cudaStream_t st, double seconds) {
+    double deadline = sl_now() + seconds;
+    for (;;) {
+        cudaError_t e = cudaStreamQuery(st);
+        if (e != cudaErrorNotReady || sl_now() > deadline)
+            return e;
+        sl_sleep_us(DRAIN_NAP_US);
+    }
+}
 
 static void state_free(comm *c) {
     nccl_state *s = c->impl;
@@ -679,12 +771,27 @@ static void state_free(comm *c) {
             s->nc_live = false;
             s->nc = NULL;
         }
+        /* Bounded: after ops were given up the stream may never drain, and
+         * cudaFree would then block; its buffers are left allocated instead
+         * (cudaStreamDestroy and cudaEventDestroy return at once and release
+         * their resources when the device is done with them). */
+        bool drained = true;
         if (s->stream_ok) {
-            cudaError_t e = cudaStreamSynchronize(s->stream);
-            if (e == cudaSuccess)
-                e = cudaStreamDestroy(s->stream);
+            double limit = s->abandoned ? abort_grace_s(c) : c->opts.timeout_s;
+            cudaError_t e = stream_drain(s->stream, limit);
+            if (e == cudaErrorNotReady) {
+                drained = false;
+                LOG_WARN("comm %s (nccl): comm_destroy waited %.1f s for the comm stream and it is still "
+                         "busy%s; leaving its device buffers (%zu bytes) allocated instead of blocking in cudaFree",
+                         c->name, limit, s->abandoned ? " (ops given up after the NCCL abort)" : "",
+                         s->scratch_bytes + (s->barrier_buf ? sizeof(int32_t) : 0));
+            } else if (e != cudaSuccess) {
+                LOG_WARN("comm %s (nccl): synchronizing the comm stream failed: %s", c->name,
+                         cudaGetErrorString(e));
+            }
+            e = cudaStreamDestroy(s->stream);
             if (e != cudaSuccess)
-                LOG_WARN("comm %s (nccl): releasing the comm stream failed: %s", c->name, cudaGetErrorString(e));
+                LOG_WARN("comm %s (nccl): cudaStreamDestroy failed: %s", c->name, cudaGetErrorString(e));
         }
         for (nccl_work *w = s->all, *nx; w; w = nx) {
             nx = w->all_next;
@@ -692,11 +799,11 @@ static void state_free(comm *c) {
             cudaEventDestroy(w->done);
             free(w);
         }
-        if (s->scratch) {
+        if (s->scratch && drained) {
             cudaFree(s->scratch);
             mem_record_free(c->opts.mem, MEM_CATEGORY_COMM, s->scratch_bytes);
         }
-        if (s->barrier_buf) {
+        if (s->barrier_buf && drained) {
             cudaFree(s->barrier_buf);
             mem_record_free(c->opts.mem, MEM_CATEGORY_COMM, sizeof(int32_t));
         }
