@@ -629,52 +629,98 @@ void fsdp_reset_comm_timer(fsdp *f) {
         fsdp_reset_comm_timer(f->adapter);
 }
 
+/* Buffers of fsdp_comm_only_step: allocated, zeroed (uninitialized floats
+ * could hold NaNs or denormals, which slow a CPU reduction) and synchronized
+ * before its clock starts, freed after it stops, so that its time is the
+ * collectives only. NULL where a pass does not run. */
+typedef struct {
+    void *gather;       /* (max padded) act dtype: all-gather destination */
+    float *rs_send;     /* (max padded) F32: reduce-scatter input; == gather when act is F32 */
+    float *rs_recv;     /* (max padded) F32: reduce-scatter output */
+    float *ar;          /* (max len) F32: the replicate all-reduces, in place; may alias rs_* */
+    bool ar_owned;      /* ar was allocated for itself */
+    int64_t n_padded, n_len;
+} comm_only_bufs;
+
+static void comm_only_free(fsdp *f, comm_only_bufs *b) {
+    if (b->ar_owned)
+        free_f32(f, MEM_CATEGORY_COMM, b->ar, b->n_len);
+    free_f32(f, MEM_CATEGORY_COMM, b->rs_recv, b->n_padded);
+    if (b->rs_send != b->gather)
+        free_f32(f, MEM_CATEGORY_COMM, b->rs_send, b->n_padded);
+    free_act(f, MEM_CATEGORY_COMM, b->gather, b->n_padded);
+    memset(b, 0, sizeof *b);
+}
+
+static sl_status comm_only_alloc(fsdp *f, comm_only_bufs *b) {
+    memset(b, 0, sizeof *b);
+    for (int i = 0; i < f->n_units; i++) {
+        b->n_padded = f->units[i].padded > b->n_padded ? f->units[i].padded : b->n_padded;
+        b->n_len = f->units[i].len > b->n_len ? f->units[i].len : b->n_len;
+    }
+    bool trainable = !f->o.frozen;
+    sl_status st = SL_OK;
+    if (f->k > 1) {
+        st = alloc_act(f, MEM_CATEGORY_COMM, b->n_padded, &b->gather);
+        if (st == SL_OK)
+            st = backend_memset_zero(f->o.be, b->gather, (size_t)b->n_padded * f->esz);
+        /* reduce-scatters move F32 gradients: the act buffer serves when it is F32 */
+        if (st == SL_OK && trainable && f->act_is_master)
+            b->rs_send = b->gather;
+        else if (st == SL_OK && trainable)
+            st = alloc_f32(f, MEM_CATEGORY_COMM, b->n_padded, &b->rs_send);
+        if (st == SL_OK && trainable && b->rs_send != b->gather)
+            st = backend_memset_zero(f->o.be, b->rs_send, (size_t)b->n_padded * sizeof(float));
+        if (st == SL_OK && trainable)
+            st = alloc_f32(f, MEM_CATEGORY_COMM, b->n_padded, &b->rs_recv);
+    }
+    /* The all-reduces run after the reduce-scatters (one after the other,
+     * also on CUDA: blocking ops order through the compute stream), so they
+     * reuse a shard-pass buffer and the peak stays that of the shard pass:
+     * the zeroed F32 send buffer, which the out-of-place reduce-scatters
+     * only read (it stays zero), else their output (finite sums). */
+    if (st == SL_OK && f->o.replicate_comm && trainable) {
+        if (b->rs_send && b->rs_send != b->gather) {
+            b->ar = b->rs_send;
+        } else if (b->rs_recv) {
+            b->ar = b->rs_recv;
+        } else {
+            st = alloc_f32(f, MEM_CATEGORY_COMM, b->n_len, &b->ar);
+            b->ar_owned = st == SL_OK;
+            if (st == SL_OK)
+                st = backend_memset_zero(f->o.be, b->ar, (size_t)b->n_len * sizeof(float));
+        }
+    }
+    /* also lets the compute work queued before this call finish off the clock */
+    if (st == SL_OK)
+        st = backend_synchronize(f->o.be);
+    if (st != SL_OK)
+        comm_only_free(f, b);
+    return st;
+}
+
 sl_status fsdp_comm_only_step(fsdp *f, double *seconds) {
+    comm_only_bufs b;
+    SL_TRY(comm_only_alloc(f, &b));
+    sl_status st = SL_OK;
     double t0 = sl_now();
     if (f->k > 1) {
-        void *buf = NULL;
-        int64_t n = 0;
-        for (int i = 0; i < f->n_units; i++)
-            n = f->units[i].padded > n ? f->units[i].padded : n;
-        SL_TRY(alloc_act(f, MEM_CATEGORY_COMM, n, &buf));
-        sl_status st = SL_OK;
         int passes = f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP ? 1 : 2;
         for (int p = 0; p < passes && st == SL_OK; p++)
             for (int i = 0; i < f->n_units && st == SL_OK; i++)
-                st = comm_all_gather(f->o.shard_comm, f->units[i].param_act, buf,
+                st = comm_all_gather(f->o.shard_comm, f->units[i].param_act, b.gather,
                                      (size_t)f->units[i].len, f->act_comm);
-        /* reduce-scatters move F32 gradients: the act buffer serves when it is F32 */
-        float *send = f->act_is_master ? buf : NULL, *scratch = NULL;
-        if (st == SL_OK && !f->o.frozen && !send)
-            st = alloc_f32(f, MEM_CATEGORY_COMM, n, &send);
-        if (st == SL_OK && !f->o.frozen)
-            st = alloc_f32(f, MEM_CATEGORY_COMM, n, &scratch);
-        for (int i = f->n_units - 1; i >= 0 && st == SL_OK && !f->o.frozen; i--)
-            st = comm_reduce_scatter(f->o.shard_comm, send, scratch, (size_t)f->units[i].len,
+        for (int i = f->n_units - 1; i >= 0 && st == SL_OK && b.rs_recv; i--)
+            st = comm_reduce_scatter(f->o.shard_comm, b.rs_send, b.rs_recv, (size_t)f->units[i].len,
                                      COMM_DTYPE_F32, COMM_REDOP_SUM);
-        if (st == SL_OK)
-            st = backend_synchronize(f->o.be);
-        free_f32(f, MEM_CATEGORY_COMM, scratch, n);
-        if (send != buf)
-            free_f32(f, MEM_CATEGORY_COMM, send, n);
-        free_act(f, MEM_CATEGORY_COMM, buf, n);
-        SL_TRY(st);
     }
-    if (f->o.replicate_comm && !f->o.frozen) {
-        int64_t n = 0;
-        for (int i = 0; i < f->n_units; i++)
-            n = f->units[i].len > n ? f->units[i].len : n;
-        float *buf = NULL;
-        SL_TRY(alloc_f32(f, MEM_CATEGORY_COMM, n, &buf));
-        sl_status st = SL_OK;
-        for (int i = f->n_units - 1; i >= 0 && st == SL_OK; i--)
-            st = comm_all_reduce(f->o.replicate_comm, buf, buf, (size_t)f->units[i].len,
-                                 COMM_DTYPE_F32, COMM_REDOP_SUM);
-        if (st == SL_OK)
-            st = backend_synchronize(f->o.be);
-        free_f32(f, MEM_CATEGORY_COMM, buf, n);
-        SL_TRY(st);
-    }
+    for (int i = f->n_units - 1; i >= 0 && st == SL_OK && b.ar; i--)
+        st = comm_all_reduce(f->o.replicate_comm, b.ar, b.ar, (size_t)f->units[i].len, COMM_DTYPE_F32,
+                             COMM_REDOP_SUM);
+    /* the collectives are stream-ordered on CUDA: done once the backend is */
+    if (st == SL_OK)
+        st = backend_synchronize(f->o.be);
     *seconds = sl_now() - t0;
-    return SL_OK;
+    comm_only_free(f, &b);
+    return st;
 }

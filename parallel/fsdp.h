@@ -184,7 +184,11 @@ double fsdp_exposed_comm_s(const fsdp *f);
 void fsdp_reset_comm_timer(fsdp *f);
 /* Runs the collectives of one training step (gathers for forward and
  * backward as FULL_SHARD/SHARD_GRAD_OP would, the reduce-scatters, HYBRID's
- * all-reduces) back to back with no compute; *seconds = wall time. Collective. */
+ * all-reduces) back to back with no compute, on zeroed buffers of its own;
+ * *seconds = wall time of the collectives and the backend_synchronize that
+ * completes them (the buffers are allocated, zeroed and the backend
+ * synchronized before the clock starts, and freed after it stops).
+ * Collective. */
 sl_status fsdp_comm_only_step(fsdp *f, double *seconds);
 
 #endif
