@@ -650,13 +650,18 @@ static void nccl_describe_stall(comm *c, const comm_request *rq, char *buf, size
              s->nc ? ncclGetLastError(s->nc) : "none");
 }
 
-/* Just before MPI_Abort: kernels stuck in NCCL exit. Does not wait for a
- * submit that holds mu (the job ends anyway). */
+/* Just before MPI_Abort: kernels stuck in NCCL exit. Waits at most 1 s for
+ * a submit that holds mu (the job ends anyway). Polls with trylock:
+ * pthread_mutex_timedlock takes a CLOCK_REALTIME deadline, and
+ * sl_deadline_in's is CLOCK_MONOTONIC (long past on that clock). */
 static void nccl_abort(comm *c) {
     nccl_state *s = c->impl;
-    struct timespec dl = sl_deadline_in(1.0);
-    if (pthread_mutex_timedlock(&s->mu, &dl) != 0)
-        return;
+    double deadline = sl_now() + 1.0;
+    while (pthread_mutex_trylock(&s->mu) != 0) {
+        if (sl_now() > deadline)
+            return;
+        sl_sleep_us(DRAIN_NAP_US);
+    }
     if (s->nc_live) {
         ncclCommAbort(s->nc);
         s->nc_live = false;
