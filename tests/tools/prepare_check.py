@@ -1,16 +1,34 @@
-"""Checks shardlm prepare output with h5py (zstd via HDF5_PLUGIN_PATH).
+"""Checks shardlm prepare output with h5py.
 
 usage: prepare_check.py same DIR_A DIR_B     the shards of A and B hold identical datasets
-       prepare_check.py sft DIR              DIR holds exactly the two SFT examples of
+       prepare_check.py [--raw] sft DIR      DIR holds exactly the two SFT examples of
                                              test_prepare.sh with the expected ids and masks
-Exits 1 naming the first difference.
+       prepare_check.py [--raw] digest DIR   checks every shard's structure (offsets, n_docs,
+                                             ids below vocab_size, mask 0/1) and totals
+                                             against DIR/report.json, and prints one
+                                             sha256 line per shard and dataset
+Datasets are read through HDF5's filter pipeline (zstd via HDF5_PLUGIN_PATH),
+or with --raw independently of any HDF5 filter by shard_raw.py (stored chunk
+bytes, Fletcher32 verified in Python, zstd decoded by Debian's zstd CLI;
+HDF5_PLUGIN_PATH must be unset). Exits 1 naming the first difference.
 """
 import glob
+import hashlib
+import json
 import os
 import sys
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shard_raw  # noqa: E402
+
+RAW = False
+
+
+def read(f, name):
+    return shard_raw.read_dataset(f, name) if RAW else f[name][:]
 
 
 def shards(d):
@@ -53,7 +71,7 @@ def sft(d):
     want.append((s[0] + u[0] + r[0], s[1] + u[1] + r[1]))
     (path,) = shards(d)
     f = h5py.File(path, "r")
-    tok, mask, off = f["tokens"][:], f["loss_mask"][:], f["doc_offsets"][:]
+    tok, mask, off = read(f, "tokens"), read(f, "loss_mask"), read(f, "doc_offsets")
     if len(off) != 3:
         sys.exit(f"{path}: {len(off) - 1} documents, expected 2")
     for i, (ids, m) in enumerate(want):
@@ -65,11 +83,67 @@ def sft(d):
             sys.exit(f"document {i}: mask {got_mask}, expected {m}")
     if int(f.attrs["im_start_id"]) != IM_START or int(f.attrs["vocab_size"]) != 50259:
         sys.exit(f"{path}: attributes {dict(f.attrs)}")
-    print("sft documents as expected")
+    print("sft documents as expected" + (" (raw chunks)" if RAW else ""))
+
+
+def digest(d):
+    paths = shards(d)
+    if not paths:
+        sys.exit(f"{d}: no shards")
+    # per split: documents, tokens, tokens with mask 1, as report.json counts them
+    totals = {"train": [0, 0, 0], "eval": [0, 0, 0]}
+    for path in paths:
+        f = h5py.File(path, "r")
+        a = f.attrs
+        n, n_docs, vocab = int(a["n_tokens"]), int(a["n_docs"]), int(a["vocab_size"])
+        tok, off = read(f, "tokens"), read(f, "doc_offsets")
+        if tok.dtype != np.uint32 or tok.shape != (n,):
+            sys.exit(f"{path}: /tokens {tok.dtype} {tok.shape}, expected uint32 ({n},)")
+        if tok.size and int(tok.max()) >= vocab:
+            sys.exit(f"{path}: token id {int(tok.max())} >= vocab_size {vocab}")
+        steps = np.diff(off.astype(np.int64))
+        if off.shape != (n_docs + 1,) or off[0] != 0 or off[-1] != n or np.any(steps < 0):
+            sys.exit(f"{path}: /doc_offsets {off.shape} from {off[0]} to {off[-1]}, expected "
+                     f"{n_docs + 1} non-decreasing offsets from 0 to {n}")
+        sets = [("tokens", tok), ("doc_offsets", off)]
+        trained = n
+        if "loss_mask" in f:
+            mask = read(f, "loss_mask")
+            if mask.shape != (n,) or np.any(mask > 1):
+                sys.exit(f"{path}: /loss_mask {mask.shape} max {mask.max()}, "
+                         f"expected ({n},) of 0/1")
+            sets.append(("loss_mask", mask))
+            trained = int(mask.sum())
+        split = "eval" if os.path.basename(path).startswith("eval-") else "train"
+        for k, v in enumerate((n_docs, n, trained)):
+            totals[split][k] += v
+        for name, v in sets:
+            h = hashlib.sha256(v.astype(v.dtype.newbyteorder("<")).tobytes()).hexdigest()
+            print(f"{os.path.basename(path)} /{name} {v.size} {h}")
+    rp = os.path.join(d, "report.json")
+    if os.path.exists(rp):
+        with open(rp) as fh:
+            r = json.load(fh)
+        want = {"train": [r["documents_written"], r["tokens_written"], r["tokens_trained"]],
+                "eval": [r["eval_documents"], r["eval_tokens"], totals["eval"][2]]}
+        if totals != want:
+            sys.exit(f"{d}: shards hold (documents, tokens, trained tokens) {totals}, "
+                     f"report.json says {want}")
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "same":
-        same(sys.argv[2], sys.argv[3])
-    else:
-        sft(sys.argv[2])
+    args = sys.argv[1:]
+    if args[:1] == ["--raw"]:
+        RAW = True
+        args = args[1:]
+    try:
+        if RAW:
+            shard_raw.require_independent()
+        if args[0] == "same":
+            same(args[1], args[2])
+        elif args[0] == "digest":
+            digest(args[1])
+        else:
+            sft(args[1])
+    except shard_raw.RawError as e:
+        sys.exit(str(e))
