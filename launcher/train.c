@@ -177,17 +177,26 @@ static sl_status data_tokenizer_hash(const char *spec, char *out, size_t cap) {
     return st;
 }
 
+/* RANK:STEP from the test hook variable name, or -1:-1 when it is unset. */
+static sl_status parse_rank_step(const char *name, const char *what, int *rank, int *step) {
+    *rank = *step = -1;
+    const char *e = getenv(name);
+    if (!e || !e[0])
+        return SL_OK;
+    if (sscanf(e, "%d:%d", rank, step) != 2 || *rank < 0 || *step < 1)
+        return sl_errorf(SL_ERR_INVALID, "%s=%s: expected RANK:STEP (rank >= 0, step >= 1)", name, e);
+    LOG_WARN0("test hook %s: rank %d %s at step %d", name, *rank, what, *step);
+    return SL_OK;
+}
+
 /* Test-only fault injection from the environment (README "Testing hooks"). */
 static sl_status parse_faults(train_job *j) {
-    j->fault_nan_rank = j->fault_nan_step = j->fault_kill_save_step = -1;
-    const char *e = getenv("SHARDLM_FAULT_NAN_GRAD");
-    if (e && e[0]) {
-        if (sscanf(e, "%d:%d", &j->fault_nan_rank, &j->fault_nan_step) != 2)
-            return sl_errorf(SL_ERR_INVALID, "SHARDLM_FAULT_NAN_GRAD=%s: expected RANK:STEP", e);
-        LOG_WARN0("test hook SHARDLM_FAULT_NAN_GRAD: rank %d writes a NaN into its gradient at step %d",
-                  j->fault_nan_rank, j->fault_nan_step);
-    }
-    e = getenv("SHARDLM_FAULT_KILL_IN_SAVE");
+    j->fault_kill_save_step = -1;
+    SL_TRY(parse_rank_step("SHARDLM_FAULT_NAN_GRAD", "writes a NaN into its gradient", &j->fault_nan_rank,
+                           &j->fault_nan_step));
+    SL_TRY(parse_rank_step("SHARDLM_FAULT_HANG", "stops responding (sleeps forever) after its first forward gather",
+                           &j->fault_hang_rank, &j->fault_hang_step));
+    const char *e = getenv("SHARDLM_FAULT_KILL_IN_SAVE");
     if (e && e[0]) {
         if (sscanf(e, "%d", &j->fault_kill_save_step) != 1)
             return sl_errorf(SL_ERR_INVALID, "SHARDLM_FAULT_KILL_IN_SAVE=%s: expected STEP", e);
@@ -338,6 +347,47 @@ static sl_status inject_nan_grad(const train_job *j, fsdp *f) {
     return SL_OK;
 }
 
+/* SHARDLM_FAULT_HANG: fsdp_hooks(fs) with prefetch and acquire wrapped, so
+ * that on the faulted rank and step the first forward prefetch or acquire
+ * (which submits the step's first all-gather) returns into a sleep that never
+ * ends: the rank stops responding with a collective submitted, as a wedged
+ * process does. The other ranks' comm timeout must end the job. */
+static void hang_forever(const train_job *j) {
+    LOG_WARN("SHARDLM_FAULT_HANG: rank %d stops responding in step %d (sleeping forever)", j->topo->rank,
+             j->step + 1);
+    for (;;)
+        sl_sleep_us(3600L * 1000000L); /* signals (SIGTERM is recorded by preempt) only wake it */
+}
+
+static sl_status hang_prefetch(void *ctx, int unit, int phase) {
+    train_job *j = ctx;
+    const model_unit_hooks *in = fsdp_hooks(j->fs);
+    SL_TRY(in->prefetch ? in->prefetch(in->ctx, unit, phase) : SL_OK);
+    if (phase == MODEL_PHASE_FORWARD)
+        hang_forever(j);
+    return SL_OK;
+}
+
+static sl_status hang_acquire(void *ctx, int unit, int phase, const void **params) {
+    train_job *j = ctx;
+    const model_unit_hooks *in = fsdp_hooks(j->fs);
+    SL_TRY(in->acquire(in->ctx, unit, phase, params));
+    if (phase == MODEL_PHASE_FORWARD)
+        hang_forever(j);
+    return SL_OK;
+}
+
+static const model_unit_hooks *step_hooks(train_job *j) {
+    const model_unit_hooks *in = fsdp_hooks(j->fs);
+    if (j->fault_hang_rank != j->topo->rank || j->fault_hang_step != j->step + 1)
+        return in;
+    j->fault_hooks = *in;
+    j->fault_hooks.ctx = j;
+    j->fault_hooks.prefetch = hang_prefetch;
+    j->fault_hooks.acquire = hang_acquire;
+    return &j->fault_hooks;
+}
+
 sl_status train_job_step(train_job *j, train_step_result *r) {
     const sl_config *c = j->cfg;
     memset(r, 0, sizeof *r);
@@ -374,7 +424,7 @@ sl_status train_job_step(train_job *j, train_step_result *r) {
         model_dropout_ctx dc = {(uint64_t)c->train.seed, (int64_t)j->step + 1,
                                 ((int64_t)j->plan.dp_rank * A + a) * B};
         SL_TRY(model_set_dropout_ctx(j->mdl, &dc));
-        SL_TRY(model_forward_backward(j->mdl, fsdp_hooks(j->fs), j->inputs + (size_t)a * per,
+        SL_TRY(model_forward_backward(j->mdl, step_hooks(j), j->inputs + (size_t)a * per,
                                       j->targets + (size_t)a * per, grad_scale, &ls, &nv));
         loss_sum += ls;
     }

@@ -67,7 +67,9 @@ typedef struct {
     /* Test-only fault injection (README "Testing hooks"), from the
      * environment at setup; -1 = off. */
     int fault_nan_rank, fault_nan_step; /* SHARDLM_FAULT_NAN_GRAD=rank:step */
+    int fault_hang_rank, fault_hang_step; /* SHARDLM_FAULT_HANG=rank:step */
     int fault_kill_save_step;           /* SHARDLM_FAULT_KILL_IN_SAVE=step */
+    model_unit_hooks fault_hooks;       /* SHARDLM_FAULT_HANG: wraps fsdp_hooks(fs) */
     double flops_per_token;
     double peak_flops; /* device peak for MFU; 0 when unknown */
 } train_job;
