@@ -194,6 +194,8 @@ static sl_status parse_faults(train_job *j) {
     j->fault_kill_save_step = -1;
     SL_TRY(parse_rank_step("SHARDLM_FAULT_NAN_GRAD", "writes a NaN into its gradient", &j->fault_nan_rank,
                            &j->fault_nan_step));
+    SL_TRY(parse_rank_step("SHARDLM_FAULT_NAN_LOSS", "replaces its local loss by NaN",
+                           &j->fault_nan_loss_rank, &j->fault_nan_loss_step));
     SL_TRY(parse_rank_step("SHARDLM_FAULT_HANG", "stops responding (sleeps forever) after its first forward gather",
                            &j->fault_hang_rank, &j->fault_hang_step));
     const char *e = getenv("SHARDLM_FAULT_KILL_IN_SAVE");
@@ -432,6 +434,10 @@ sl_status train_job_step(train_job *j, train_step_result *r) {
     fsdp *trainable = j->lora_fs ? j->lora_fs : j->fs;
     if (j->fault_nan_rank == j->topo->rank && j->fault_nan_step == j->step + 1)
         SL_TRY(inject_nan_grad(j, trainable));
+    if (j->fault_nan_loss_rank == j->topo->rank && j->fault_nan_loss_step == j->step + 1) {
+        LOG_WARN("SHARDLM_FAULT_NAN_LOSS: replacing this rank's loss by NaN at step %d", j->step + 1);
+        loss_sum = NAN;
+    }
     /* Per-rank non-finite flags (1: loss, 2: this rank's gradient shard), so
      * the step is skipped everywhere or the fatal error names the ranks. */
     bool grad_bad = false;

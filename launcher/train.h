@@ -67,6 +67,7 @@ typedef struct {
     /* Test-only fault injection (README "Testing hooks"), from the
      * environment at setup; -1 = off. */
     int fault_nan_rank, fault_nan_step; /* SHARDLM_FAULT_NAN_GRAD=rank:step */
+    int fault_nan_loss_rank, fault_nan_loss_step; /* SHARDLM_FAULT_NAN_LOSS=rank:step */
     int fault_hang_rank, fault_hang_step; /* SHARDLM_FAULT_HANG=rank:step */
     int fault_kill_save_step;           /* SHARDLM_FAULT_KILL_IN_SAVE=step */
     model_unit_hooks fault_hooks;       /* SHARDLM_FAULT_HANG: wraps fsdp_hooks(fs) */

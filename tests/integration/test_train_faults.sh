@@ -6,6 +6,9 @@
 #   every rank ends within the timeout + 10 s, the job exits 124, the report
 #   names the collective, its sequence number and rank 1, and no process of
 #   the job is left behind.
+# - SHARDLM_FAULT_NAN_LOSS=1:3: rank 1's loss is NaN at step 3 (its gradient
+#   stays finite): every rank skips the step (parameters unchanged, the skip
+#   counted); with train.nonfinite = fatal every rank exits 2 naming rank 1.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/ckpt_lib.sh"
 mktmp
@@ -54,4 +57,23 @@ for pid in $(pgrep -f -- "$hang"); do
 done
 echo "hang: exit $rc after $elapsed s (timeout $TIMEOUT s), all_gather #$seq named"
 
+# ---- a non-finite loss on one rank ----
+nan="$TMP/nan"
+SHARDLM_FAULT_NAN_LOSS=1:3 train 2 "$nan" --set checkpoint.every=1
+expect_out "SHARDLM_FAULT_NAN_LOSS: replacing this rank's loss by NaN at step 3"
+expect_out "step 3: non-finite loss on rank(s) 1: skipping the step on every rank"
+grep -q "step 3: non-finite .*local gradient" <<< "$OUT" && fail "the NaN loss hook also made a gradient non-finite: $OUT"
+expect_out "SKIPPED (non-finite; 1 so far)"
+expect_out "1 of 4 steps were skipped"
+ckpt_compare 0 same-params "$nan/checkpoints/step_00000002" "$nan/checkpoints/step_00000003"
+ckpt_compare 1 same-params "$nan/checkpoints/step_00000003" "$nan/checkpoints/step_00000004"
+grep -Eq "\"skipped_steps\":[[:space:]]*1," "$nan/checkpoints/step_00000004/meta.json" || fail "meta.json does not count the skipped step"
+# fatal: every rank stops at step 3 and names rank 1
+SHARDLM_FAULT_NAN_LOSS=1:3 expect_exit 2 $MPIRUN -np 2 "$SHARDLM" train --config "$TMP/run.json" \
+  --set train.run_dir="$TMP/fatal" --set train.nonfinite=fatal
+for r in 0 1; do
+  grep -q "^\[r$r .*step 3: non-finite loss on rank(s) 1 (train.nonfinite = fatal)" <<< "$OUT" ||
+    fail "rank $r did not report the fatal non-finite loss naming rank 1: $OUT"
+done
+grep -q "MPI_ABORT" <<< "$OUT" && fail "a fatal non-finite step aborted MPI: $OUT"
 echo ok
