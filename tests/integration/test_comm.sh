@@ -6,8 +6,8 @@ BIN="$BUILD/tests/test_comm"
 [ -x "$BIN" ] || fail "$BIN not built"
 for np in 2 3 4; do
   expect_exit 0 $MPIRUN -np $np "$BIN"
-  passed=$(printf '%s\n' "$OUT" | grep -c '^\[  PASSED  \] 8 test(s)')
-  [ "$passed" -eq "$np" ] || fail "np $np: $passed of $np ranks passed all 8 tests; output:
+  passed=$(printf '%s\n' "$OUT" | grep -c '^\[  PASSED  \] 9 test(s)')
+  [ "$passed" -eq "$np" ] || fail "np $np: $passed of $np ranks passed all 9 tests; output:
 $OUT"
 done
 echo "ok"

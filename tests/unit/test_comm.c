@@ -400,6 +400,49 @@ static void test_invalid(void **state) {
     assert_non_null(strstr(sl_error_message(), "comm_timeout_s"));
 }
 
+/* The comm thread progresses a collective while the main thread makes no
+ * comm call at all: submit, then sleep 400 ms and spin 100 ms (no test, no
+ * wait), then ONE comm_work_test must say done. A backend that moved data
+ * only inside test/wait would fail here (test_async polls in a loop, which
+ * such a backend would pass). 4 MiB per rank: far above the eager limits of
+ * shared-memory transports, so the transfer needs progress on both sides. */
+static void test_progress_without_calls(void **state) {
+    fixture *fx = fx_of(state);
+    comm *c = fx->c;
+    int k = comm_size(c), r = comm_rank(c);
+    size_t n = (size_t)1 << 20;
+    float *buf = xmalloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (float)exact_in(r, i);
+    /* line the ranks up, so that every peer submits within the quiet window */
+    assert_int_equal(MPI_Barrier(fx->t.comm), MPI_SUCCESS);
+    comm_work *w = NULL;
+    long wrong = status_wrong(comm_all_reduce_async(c, buf, buf, n, COMM_DTYPE_F32, COMM_REDOP_SUM, &w),
+                              "progress: submit");
+    if (wrong) {
+        free(buf);
+        expect_none_wrong(fx, wrong, "progress submit");
+        return;
+    }
+    sl_sleep_us(400000);
+    double until = sl_now() + 0.1;
+    volatile double sink = 0;
+    while (sl_now() < until)
+        sink += 1e-9;
+    (void)sink;
+    bool done = false;
+    assert_int_equal(comm_work_test(w, &done), SL_OK);
+    if (!done)
+        fprintf(stderr, "rank %d: a 4 MiB all_reduce over %d ranks was not done after 500 ms without comm "
+                        "calls: the backend does not progress on its own\n", r, k);
+    wrong += !done;
+    wrong += status_wrong(comm_work_wait(w, 0), "progress: wait");
+    for (size_t i = 0; i < n; i++)
+        wrong += buf[i] != (float)exact_out(k, i, COMM_REDOP_SUM);
+    free(buf);
+    expect_none_wrong(fx, wrong, "progress without comm calls");
+}
+
 /* ---- fault injection for test_comm_timeout.sh ------------------------- */
 
 static int run_hang(fixture *fx, int hang_rank, double sleep_s) {
@@ -464,6 +507,7 @@ int main(int argc, char **argv) {
             cmocka_unit_test_prestate(test_sum_order_bitwise, st),
             cmocka_unit_test_prestate(test_broadcast, st),
             cmocka_unit_test_prestate(test_async, st),
+            cmocka_unit_test_prestate(test_progress_without_calls, st),
             cmocka_unit_test_prestate(test_split, st),
             cmocka_unit_test_prestate(test_invalid, st),
         };
