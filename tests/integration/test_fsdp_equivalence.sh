@@ -4,6 +4,8 @@
 # accumulation 2 against a doubled micro-batch, gives per-step losses and
 # final parameters within 1e-5 (relative) of the world-size-1 run.
 # The global batch is 12 sequences everywhere: micro_batch x grad_accum x world.
+# The step line of one run at world size 2 is checked field by field (format,
+# rank 0 only, values equal to metrics.jsonl's).
 source "$(dirname "$0")/lib.sh"
 mktmp
 fortune_shards fortunes literature riddles
@@ -35,6 +37,25 @@ for mode in full_shard shard_grad_op no_shard; do
 done
 run hybrid_4 4 hybrid 3 1 2
 run accum_2 2 full_shard 3 2
+# the step line (rank 0 only; no mfu on the CPU, whose peak is unknown), at
+# log_every 10: its fields in format, and its numbers are metrics.jsonl's
+for st in 10 20; do
+  line=$(grep -E "^\[r0 [^]]*\] info: step $st/20 \|" <<< "$OUT")
+  [ "$(grep -c . <<< "$line")" -eq 1 ] || fail "no single step $st/20 line from rank 0; output:
+$OUT"
+  grep -Eq "^\[r0 [^]]*\] info: step $st/20 \| loss [0-9]+\.[0-9]{4} \| lr [0-9]\.[0-9]{2}e[-+][0-9]{2} \| gnorm [0-9]+\.[0-9]{2} \| [0-9]+ ms \| [1-9][0-9]{0,2}(,[0-9]{3})* tok/s \| mem [0-9]+\.[0-9]{2} GiB \| comm exposed [0-9]+%$" <<< "$line" ||
+    fail "step line not in the documented format: [$line]"
+  "$PYTHON" - "$TMP/accum_2/metrics.jsonl" "$st" "$line" <<'PYEOF' || fail "step $st line disagrees with metrics.jsonl: [$line]"
+import json, re, sys
+m = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l and json.loads(l)["step"] == int(sys.argv[2])][-1]
+f = dict(re.findall(r"(loss|lr|gnorm) ([0-9.e+-]+)", sys.argv[3]))
+assert f["loss"] == "%.4f" % m["loss"] and f["lr"] == "%.2e" % m["lr"] and f["gnorm"] == "%.2f" % m["gnorm"], (f, m)
+tok = int(re.search(r"([0-9,]+) tok/s", sys.argv[3]).group(1).replace(",", ""))
+assert abs(tok - m["tok_per_s"]) <= 1, (tok, m["tok_per_s"])
+PYEOF
+done
+grep -Eq "^\[r1 [^]]*\] info: step " <<< "$OUT" && fail "rank 1 printed a step line; output:
+$OUT"
 run accum_1x4 1 full_shard 3 4
 expect_exit 0 "$PYTHON" "$SRC/tests/tools/compare_runs.py" --tol 1e-5 "$TMP/ref" "${RUNS[@]}"
 echo "$OUT"
