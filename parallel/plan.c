@@ -35,6 +35,12 @@ sl_status parallel_plan_make(const sl_config *cfg, const topology *t, parallel_p
     default:
         return sl_errorf(SL_ERR_INVALID, "unknown parallel.fsdp_mode %d", p->mode);
     }
+    /* The one check of the factors against the world size. A topology from
+     * topology_init always passes it (pretend nodes must divide the world,
+     * detected nodes must be uniform for HYBRID, and the other modes use
+     * world x 1 or 1 x world), so no config reaches it today; it guards this
+     * function's contract for any other topology (tests/unit/test_plan.c
+     * builds one) and for factors a future parallelism adds. */
     if (p->shard_size * p->replicate_size != p->world)
         return sl_errorf(SL_ERR_INVALID,
                          "parallel factors do not multiply to the world size: shard %d x replicate "
