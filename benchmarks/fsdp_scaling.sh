@@ -29,6 +29,7 @@ echo "| ranks | mode | overlap | median step s | tokens/s | tokens/s/rank | expo
 echo "|---|---|---|---|---|---|---|---|---|"
 row 1 full_shard true
 row 2 full_shard true
+row 2 full_shard false
 row 4 full_shard true
 row 4 full_shard false
 row 4 shard_grad_op true

@@ -227,7 +227,10 @@ static void report(const train_job *j, const bench_opts *o, const job_times *tm,
     } else {
         printf("exposed_comm_ms %.2f\n", 1e3 * tm->exposed_s);
         printf("total_comm_ms %.2f\n", 1e3 * tm->comm_s);
-        printf("overlap_pct %.1f\n", tm->comm_s > 0 ? 100.0 * (1.0 - tm->exposed_s / tm->comm_s) : 0.0);
+        if (j->plan.world > 1 && tm->comm_s > 0)
+            printf("overlap_pct %.1f\n", 100.0 * (1.0 - tm->exposed_s / tm->comm_s));
+        else
+            printf("overlap_pct n/a (no collectives at world size 1)\n");
     }
     printf("peak_mib %.1f\n", (double)mem_peak_total(&j->acct) / (1 << 20));
     if (d->is_gpu) {
