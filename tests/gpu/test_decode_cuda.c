@@ -88,43 +88,17 @@ typedef struct {
     float *params; /* total_numel floats, bf16-exact */
 } fixture;
 
-static int64_t unit_base(const model_layout *l, int unit) {
-    int64_t b = 0;
-    for (int u = 0; u < unit; u++)
-        b += l->units[u].numel;
-    return b;
-}
-
 static void fixture_make(fixture *f, int arch) {
     memset(f, 0, sizeof *f);
-    config_defaults(&f->cfg);
-    cfg_model *m = &f->cfg.model;
-    m->arch = arch;
-    m->n_layer = 2;
-    m->d_model = 128;
-    m->n_head = 2; /* head dim 64: the fused attention's main case */
-    m->vocab_size = 512;
-    m->max_seq_len = 64;
-    if (arch == MODEL_ARCH_LLAMA) {
-        m->n_kv_head = 1;
-        m->d_ff = 352;
-        m->tie_embeddings = false;
-        m->rope_theta = 10000.0;
-    } else {
-        m->n_kv_head = 0;
-        m->d_ff = 0;
-        m->tie_embeddings = true;
-    }
-    m->init_std = 0.1; /* larger than usual: peakier logits, clearer greedy margins */
-    f->cfg.data.seq_len = 32;
+    gpu_tiny_model(&f->cfg, arch, 64, 32, 0.1); /* larger than usual: peakier logits, clearer greedy margins */
     GPU_MUST(config_finalize(&f->cfg));
-    GPU_MUST(model_layout_create(m, false, &f->l));
+    GPU_MUST(model_layout_create(&f->cfg.model, false, &f->l));
     const model_layout *l = f->l;
     f->params = malloc((size_t)l->total_numel * sizeof(float));
     if (!f->params)
         gpu_die("malloc");
     for (int u = 0; u < l->n_units; u++)
-        GPU_MUST(model_init_unit_range(l, u, 0, l->units[u].numel, f->params + unit_base(l, u), 4321));
+        GPU_MUST(model_init_unit_range(l, u, 0, l->units[u].numel, f->params + gpu_unit_base(l, u), 4321));
     /* norms init to 1 and biases to 0: perturb them so that a misplaced norm
      * or bias on one backend shows */
     rng_stream s = rng_stream_make(7, RNG_PURPOSE_TEST, 0);
@@ -133,7 +107,7 @@ static void fixture_make(fixture *f, int arch) {
         if (p->role != MODEL_ROLE_NORM_WEIGHT && p->role != MODEL_ROLE_NORM_BIAS &&
             p->role != MODEL_ROLE_LINEAR_BIAS)
             continue;
-        float *dst = f->params + unit_base(l, p->unit) + p->offset;
+        float *dst = f->params + gpu_unit_base(l, p->unit) + p->offset;
         for (int64_t e = 0; e < p->numel; e++)
             dst[e] += 0.1f * rng_normal(&s, (uint64_t)(i * 100000 + e));
     }

@@ -110,35 +110,10 @@ static void round_bf16(float *x, size_t n) {
         x[i] = f32_from_bf16(bf16_from_f32(x[i]));
 }
 
-static int64_t unit_base(const model_layout *l, int unit) {
-    int64_t b = 0;
-    for (int u = 0; u < unit; u++)
-        b += l->units[u].numel;
-    return b;
-}
-
 static void fixture_make(fixture *f, int arch) {
     memset(f, 0, sizeof *f);
-    config_defaults(&f->cfg);
-    cfg_model *m = &f->cfg.model;
-    m->arch = arch;
-    m->n_layer = 2;
-    m->d_model = 128;
-    m->n_head = 2; /* head dim 64: the fused attention's main case */
-    m->vocab_size = 512;
-    m->max_seq_len = 128;
-    if (arch == MODEL_ARCH_LLAMA) {
-        m->n_kv_head = 1;
-        m->d_ff = 352;
-        m->tie_embeddings = false;
-        m->rope_theta = 10000.0;
-    } else {
-        m->n_kv_head = 0;
-        m->d_ff = 0;
-        m->tie_embeddings = true;
-    }
-    m->init_std = 0.05;
-    f->cfg.data.seq_len = 64;
+    gpu_tiny_model(&f->cfg, arch, 128, 64, 0.05);
+    const cfg_model *m = &f->cfg.model;
     GPU_MUST(config_finalize(&f->cfg));
     GPU_MUST(model_layout_create(m, false, &f->l));
     const model_layout *l = f->l;
@@ -146,7 +121,7 @@ static void fixture_make(fixture *f, int arch) {
     if (!f->params)
         gpu_die("malloc");
     for (int u = 0; u < l->n_units; u++)
-        GPU_MUST(model_init_unit_range(l, u, 0, l->units[u].numel, f->params + unit_base(l, u), 1234));
+        GPU_MUST(model_init_unit_range(l, u, 0, l->units[u].numel, f->params + gpu_unit_base(l, u), 1234));
     /* norms init to 1 and biases to 0: perturb them so that a misplaced norm
      * or bias on one backend shows */
     rng_stream s = rng_stream_make(7, RNG_PURPOSE_TEST, 0);
@@ -155,7 +130,7 @@ static void fixture_make(fixture *f, int arch) {
         if (p->role != MODEL_ROLE_NORM_WEIGHT && p->role != MODEL_ROLE_NORM_BIAS &&
             p->role != MODEL_ROLE_LINEAR_BIAS)
             continue;
-        float *dst = f->params + unit_base(l, p->unit) + p->offset;
+        float *dst = f->params + gpu_unit_base(l, p->unit) + p->offset;
         for (int64_t e = 0; e < p->numel; e++)
             dst[e] += 0.1f * rng_normal(&s, (uint64_t)(i * 100000 + e));
     }
@@ -246,7 +221,7 @@ static void run_model(sl_backend *be, bool on_gpu, const fixture *f, bool recomp
 
 static void compare_units(ctx *t, const model_layout *l, const float *got, const float *want) {
     for (int u = 0; u < l->n_units; u++) {
-        int64_t b = unit_base(l, u), n = l->units[u].numel;
+        int64_t b = gpu_unit_base(l, u), n = l->units[u].numel;
         if (n == 0)
             continue;
         char what[64];
@@ -345,7 +320,7 @@ static void test_lora(ctx *t, int arch) {
     if (!ad)
         gpu_die("calloc");
     for (int u = 0; u < al->n_units; u++)
-        GPU_MUST(model_init_unit_range(al, u, 0, al->units[u].numel, ad + unit_base(al, u), 99));
+        GPU_MUST(model_init_unit_range(al, u, 0, al->units[u].numel, ad + gpu_unit_base(al, u), 99));
     /* B starts at zero; give it values so that the adapters change the output */
     uint64_t r = 12345;
     for (size_t i = 0; i < na; i++)

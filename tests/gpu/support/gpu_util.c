@@ -20,3 +20,33 @@ double gpu_rel_err(const float *got, const float *want, size_t n) {
         return INFINITY;
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
+
+void gpu_tiny_model(sl_config *cfg, int arch, int max_seq_len, int seq_len, double init_std) {
+    config_defaults(cfg);
+    cfg_model *m = &cfg->model;
+    m->arch = arch;
+    m->n_layer = 2;
+    m->d_model = 128;
+    m->n_head = 2;
+    m->vocab_size = 512;
+    m->max_seq_len = max_seq_len;
+    if (arch == MODEL_ARCH_LLAMA) {
+        m->n_kv_head = 1;
+        m->d_ff = 352;
+        m->tie_embeddings = false;
+        m->rope_theta = 10000.0;
+    } else {
+        m->n_kv_head = 0;
+        m->d_ff = 0;
+        m->tie_embeddings = true;
+    }
+    m->init_std = init_std;
+    cfg->data.seq_len = seq_len;
+}
+
+int64_t gpu_unit_base(const model_layout *l, int unit) {
+    int64_t b = 0;
+    for (int u = 0; u < unit; u++)
+        b += l->units[u].numel;
+    return b;
+}

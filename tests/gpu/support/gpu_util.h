@@ -1,6 +1,6 @@
 /* tests/gpu/support/gpu_util.h: helpers the GPU-vs-CPU tests share.
  *
- * defines: gpu_die, GPU_MUST, gpu_rel_err
+ * defines: gpu_die, GPU_MUST, gpu_rel_err, gpu_tiny_model, gpu_unit_base
  *
  * Host-only (no CUDA calls): the tests compare host copies of results.
  */
@@ -8,7 +8,10 @@
 #define SL_TESTS_GPU_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "model/layout.h"
+#include "runtime/config.h"
 #include "runtime/status.h"
 
 /* Prints "FATAL <what>: <the last error message>" and exits 1. */
@@ -24,5 +27,14 @@ void gpu_die(const char *what);
 /* Relative error by norm ||got - want|| / ||want|| (absolute when want is 0);
  * +inf when got holds a NaN or an infinity. */
 double gpu_rel_err(const float *got, const float *want, size_t n);
+
+/* config_defaults, then the tiny model both GPU model tests use: 2 layers,
+ * d_model 128, 2 heads (head dim 64, the fused attention's main case), vocab
+ * 512; llama: 1 KV head, d_ff 352, untied, rope_theta 10000; gpt2: tied,
+ * d_ff 4 d_model. Not finalized (the caller may change more first). */
+void gpu_tiny_model(sl_config *cfg, int arch, int max_seq_len, int seq_len, double init_std);
+
+/* Offset of unit's first element in a buffer of all units back to back. */
+int64_t gpu_unit_base(const model_layout *l, int unit);
 
 #endif
