@@ -31,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/device_info.h"
 #include "kernels/ops.h"
 #include "model/decode.h"
 #include "model/layout.h"
@@ -223,21 +222,13 @@ static void test_arch(ctx *t, int arch) {
 }
 
 int main(void) {
-    device_info info;
-    device_info_query(&info);
-    if (info.count <= 0) {
-        printf("skipped: no CUDA device (%s)\n", info.note);
-        return 77;
-    }
-    printf("device: %s (cc %d.%d)\n", info.name0, info.cc_major, info.cc_minor);
     ctx t;
     memset(&t, 0, sizeof t);
     mem_accountant acct;
     mem_accountant_init(&acct);
-    if (backend_create_cpu(0, NULL, &t.cpu) != SL_OK || backend_create_cuda(0, 0, &acct, &t.gpu) != SL_OK) {
-        fprintf(stderr, "FAIL: backend creation: %s\n", sl_error_message());
-        return 1;
-    }
+    int rc = gpu_backends_open(&acct, &t.cpu, &t.gpu);
+    if (rc != 0)
+        return rc;
     test_arch(&t, MODEL_ARCH_GPT2);
     test_arch(&t, MODEL_ARCH_LLAMA);
     printf("peak device memory recorded: %lld bytes\n", (long long)mem_peak_total(&acct));

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "kernels/device_info.h"
+
 void gpu_die(const char *what) {
     fprintf(stderr, "FATAL %s: %s\n", what, sl_error_message());
     exit(1);
@@ -49,4 +51,19 @@ int64_t gpu_unit_base(const model_layout *l, int unit) {
     for (int u = 0; u < unit; u++)
         b += l->units[u].numel;
     return b;
+}
+
+int gpu_backends_open(mem_accountant *acct, sl_backend **cpu, sl_backend **gpu) {
+    device_info info;
+    device_info_query(&info);
+    if (info.count <= 0) {
+        printf("skipped: no CUDA device (%s)\n", info.note);
+        return 77;
+    }
+    printf("device: %s (cc %d.%d)\n", info.name0, info.cc_major, info.cc_minor);
+    if (backend_create_cpu(0, NULL, cpu) != SL_OK || backend_create_cuda(0, 0, acct, gpu) != SL_OK) {
+        fprintf(stderr, "FAIL: backend creation: %s\n", sl_error_message());
+        return 1;
+    }
+    return 0;
 }

@@ -1,6 +1,7 @@
 /* tests/gpu/support/gpu_util.h: helpers the GPU-vs-CPU tests share.
  *
- * defines: gpu_die, GPU_MUST, gpu_rel_err, gpu_tiny_model, gpu_unit_base
+ * defines: gpu_die, GPU_MUST, gpu_rel_err, gpu_tiny_model, gpu_unit_base,
+ *          gpu_backends_open
  *
  * Host-only (no CUDA calls): the tests compare host copies of results.
  */
@@ -10,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/ops.h"
 #include "model/layout.h"
 #include "runtime/config.h"
 #include "runtime/status.h"
@@ -36,5 +38,12 @@ void gpu_tiny_model(sl_config *cfg, int arch, int max_seq_len, int seq_len, doub
 
 /* Offset of unit's first element in a buffer of all units back to back. */
 int64_t gpu_unit_base(const model_layout *l, int unit);
+
+/* The two backends a GPU-vs-CPU test compares: the CPU reference and CUDA
+ * device 0 (recording into acct). Returns 0 when both exist; 77 (the ctest
+ * skip code) after printing "skipped: no CUDA device (...)" when no GPU is
+ * visible; 1 after printing the error when creation fails. Prints the
+ * device's name first. */
+int gpu_backends_open(mem_accountant *acct, sl_backend **cpu, sl_backend **gpu);
 
 #endif
