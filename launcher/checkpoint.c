@@ -1,7 +1,18 @@
-/* launcher/checkpoint.c: save, find, resume (with resharding) and describe
- * checkpoints of the training job (protocol and layout in checkpoint.h). */
+/* launcher/checkpoint.c: the checkpoint root, saving (the collective
+ * protocol in checkpoint.h: rank files, meta.json, `latest`, retention) and
+ * finding the checkpoint to resume from, plus the helpers both halves of
+ * the module share (checkpoint_internal.h).
+ *
+ * Does not: read checkpoints back, check them against the job, reshard or
+ * describe them (checkpoint_load.c).
+ *
+ * defines: ckpt_root, ckpt_save, ckpt_find_resume; and, for
+ *          checkpoint_load.c, ckpt_job_parts, ckpt_agree, ckpt_layout_hash,
+ *          ckpt_config_json, ckpt_list_complete, ckpt_resolve_root
+ */
 #define _GNU_SOURCE
 #include "launcher/checkpoint.h"
+#include "launcher/checkpoint_internal.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -17,19 +28,9 @@
 #include "runtime/fsutil.h"
 #include "runtime/log.h"
 
-#define CKPT_PATH_MAX 1100
-#define CKPT_META_MAX_BYTES ((size_t)64 << 20)
-
-/* A trainable FSDP instance and the name of its part in the rank files. */
-typedef struct {
-    const char *name;
-    fsdp *fs;
-    const model_layout *layout;
-} ckpt_part;
-
 /* The parts a job saves: the model unless it is a frozen LoRA base (that
  * is model.init_from, reloaded at setup), and the LoRA adapters. */
-static int job_parts(train_job *j, ckpt_part out[2]) {
+int ckpt_job_parts(train_job *j, ckpt_part out[2]) {
     int n = 0;
     if (!j->cfg->lora.enabled)
         out[n++] = (ckpt_part){"model", j->fs, j->layout};
@@ -48,7 +49,7 @@ sl_status ckpt_root(const sl_config *cfg, char *out, size_t cap) {
 
 /* Every rank learns whether any rank failed. A failing rank keeps its own
  * message; the others get one naming the lowest failing rank. */
-static sl_status agree(train_job *j, sl_status st, const char *what) {
+sl_status ckpt_agree(train_job *j, sl_status st, const char *what) {
     int32_t mine[2] = {st != SL_OK ? j->topo->world - j->topo->rank : 0, (int32_t)st};
     int32_t all[2];
     sl_status cst = comm_all_reduce(j->world, mine, all, 2, COMM_DTYPE_I32, COMM_REDOP_MAX);
@@ -64,7 +65,7 @@ static sl_status agree(train_job *j, sl_status st, const char *what) {
 }
 
 /* XXH3 of the parameter table: names, shapes, units, offsets. */
-static void layout_hash(const model_layout *l, char out[17]) {
+void ckpt_layout_hash(const model_layout *l, char out[17]) {
     size_t cap = (size_t)l->n_params * (MODEL_NAME_MAX + 96) + 64, n = 0;
     char *buf = malloc(cap);
     if (!buf) {
@@ -115,7 +116,7 @@ static int cmp_int(const void *a, const void *b) {
 }
 
 /* Complete checkpoints' steps under root, ascending; *steps freed by the caller. */
-static sl_status list_complete(const char *root, int **steps, int *n) {
+sl_status ckpt_list_complete(const char *root, int **steps, int *n) {
     *steps = NULL;
     *n = 0;
     DIR *d = opendir(root);
@@ -165,7 +166,7 @@ static sl_status remove_stale(const char *root) {
 
 static sl_status prune(const char *root, int keep) {
     int *steps, n;
-    SL_TRY(list_complete(root, &steps, &n));
+    SL_TRY(ckpt_list_complete(root, &steps, &n));
     sl_status st = SL_OK;
     for (int i = 0; i + keep < n && st == SL_OK; i++) {
         char p[CKPT_PATH_MAX];
@@ -194,7 +195,7 @@ static sl_status write_rank_file(train_job *j, const char *dir, int64_t *bytes) 
     ckpt_writer *w;
     SL_TRY(ckpt_writer_open(path, &info, &w));
     ckpt_part parts[2];
-    int np = job_parts(j, parts);
+    int np = ckpt_job_parts(j, parts);
     /* the shards are backend memory (device on CUDA): stage them on the host,
      * so the files are the same whatever the backend (fp32 master, m, v) */
     int64_t max_len = 1;
@@ -230,7 +231,7 @@ static sl_status write_rank_file(train_job *j, const char *dir, int64_t *bytes) 
     return SL_OK;
 }
 
-static cJSON *config_json(const sl_config *cfg) {
+cJSON *ckpt_config_json(const sl_config *cfg) {
     char *s = config_to_json(cfg);
     cJSON *c = s ? cJSON_Parse(s) : NULL;
     free(s);
@@ -278,10 +279,10 @@ static sl_status write_meta(train_job *j, const char *dir, const int64_t *per_ra
     cJSON *parts = cJSON_AddArrayToObject(m, "parts");
     cJSON *lh = cJSON_AddObjectToObject(m, "layout_hash");
     ckpt_part ps[2];
-    int np = job_parts(j, ps);
+    int np = ckpt_job_parts(j, ps);
     for (int i = 0; i < np; i++) {
         char h[17];
-        layout_hash(ps[i].layout, h);
+        ckpt_layout_hash(ps[i].layout, h);
         cJSON_AddItemToArray(parts, cJSON_CreateString(ps[i].name));
         cJSON_AddStringToObject(lh, ps[i].name, h);
     }
@@ -295,7 +296,7 @@ static sl_status write_meta(train_job *j, const char *dir, const int64_t *per_ra
     cJSON_AddStringToObject(m, "tokenizer_hash", j->tokenizer_hash);
     cJSON_AddStringToObject(m, "shardlm_version", SHARDLM_VERSION);
     cJSON_AddStringToObject(m, "git_hash", SHARDLM_GIT_HASH);
-    cJSON *cj = config_json(c);
+    cJSON *cj = ckpt_config_json(c);
     if (cj)
         cJSON_AddItemToObject(m, "config", cj);
     char *text = cJSON_Print(m);
@@ -344,14 +345,14 @@ sl_status ckpt_save(train_job *j) {
         if (st == SL_OK)
             st = fs_mkdirs(tmp);
     }
-    SL_TRY(agree(j, st, "create the checkpoint folder"));
+    SL_TRY(ckpt_agree(j, st, "create the checkpoint folder"));
     int64_t bytes = 0;
     st = write_rank_file(j, tmp, &bytes);
     if (j->fault_kill_save_step == j->step && j->topo->rank == 0 && st == SL_OK) {
         LOG_WARN("SHARDLM_FAULT_KILL_IN_SAVE: killing this rank after writing its checkpoint file");
         raise(SIGKILL);
     }
-    SL_TRY(agree(j, st, "write its checkpoint file"));
+    SL_TRY(ckpt_agree(j, st, "write its checkpoint file"));
     double secs = sl_now() - t0;
     SL_TRY(comm_all_reduce(j->world, &secs, &secs, 1, COMM_DTYPE_F64, COMM_REDOP_MAX));
     int world = j->topo->world;
@@ -365,7 +366,7 @@ sl_status ckpt_save(train_job *j) {
     for (int r = 0; r < world; r++)
         total += per_rank[3 * r + 2];
     free(per_rank);
-    SL_TRY(agree(j, st, "publish the checkpoint"));
+    SL_TRY(ckpt_agree(j, st, "publish the checkpoint"));
     j->saved_step = j->step;
     double all = sl_now() - t0;
     LOG_INFO0("checkpoint step %d saved to %s/step_%08d: %.1f MB in %.2f s (%.0f MB/s; rank files %.2f s)",
@@ -377,7 +378,7 @@ sl_status ckpt_save(train_job *j) {
 
 /* Latest complete checkpoint under root: `latest` if it names a complete
  * one, else the highest complete step folder. */
-static sl_status resolve_root(const char *root, char *dir, size_t cap, bool *found) {
+sl_status ckpt_resolve_root(const char *root, char *dir, size_t cap, bool *found) {
     *found = false;
     char lp[CKPT_PATH_MAX];
     SL_TRY(fs_join(lp, sizeof lp, root, "latest"));
@@ -399,7 +400,7 @@ static sl_status resolve_root(const char *root, char *dir, size_t cap, bool *fou
         free(text);
     }
     int *steps, n;
-    SL_TRY(list_complete(root, &steps, &n));
+    SL_TRY(ckpt_list_complete(root, &steps, &n));
     sl_status st = SL_OK;
     if (n > 0) {
         st = step_path(dir, cap, root, steps[n - 1], "");
@@ -417,7 +418,7 @@ static sl_status find_local(const sl_config *cfg, char *dir, size_t cap, bool *f
     char root[CKPT_PATH_MAX];
     if (strcmp(spec, "auto") == 0) {
         SL_TRY(ckpt_root(cfg, root, sizeof root));
-        SL_TRY(resolve_root(root, dir, cap, found));
+        SL_TRY(ckpt_resolve_root(root, dir, cap, found));
         if (!*found)
             LOG_INFO0("checkpoint.resume = auto: no complete checkpoint in %s; starting at step 0", root);
         return SL_OK;
@@ -432,7 +433,7 @@ static sl_status find_local(const sl_config *cfg, char *dir, size_t cap, bool *f
         return SL_OK;
     }
     if (fs_is_dir(spec)) {
-        SL_TRY(resolve_root(spec, dir, cap, found));
+        SL_TRY(ckpt_resolve_root(spec, dir, cap, found));
         if (*found)
             return SL_OK;
     }
@@ -466,566 +467,4 @@ sl_status ckpt_find_resume(train_job *j, char *dir, size_t cap, bool *found) {
     if (*found && snprintf(dir, cap, "%s", msg.dir) >= (int)cap)
         return sl_errorf(SL_ERR_INVALID, "checkpoint path too long: %s", msg.dir);
     return SL_OK;
-}
-
-/* ---- load ---- */
-
-static sl_status meta_read(const char *dir, cJSON **out) {
-    *out = NULL;
-    char path[CKPT_PATH_MAX];
-    SL_TRY(fs_join(path, sizeof path, dir, "meta.json"));
-    char *text = NULL;
-    size_t len = 0;
-    sl_status st = fs_read_file(path, &text, &len, CKPT_META_MAX_BYTES);
-    if (st != SL_OK)
-        return sl_error_wrapf(st, "checkpoint %s is incomplete or unreadable", dir);
-    cJSON *m = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!m || !cJSON_IsObject(m)) {
-        cJSON_Delete(m);
-        return sl_errorf(SL_ERR_FORMAT, "%s is not valid JSON: the checkpoint is corrupted", path);
-    }
-    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(m, "format");
-    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(m, "version");
-    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, CKPT_META_FORMAT) != 0 || !cJSON_IsNumber(ver)) {
-        cJSON_Delete(m);
-        return sl_errorf(SL_ERR_FORMAT, "%s: \"format\" is not \"%s\"", path, CKPT_META_FORMAT);
-    }
-    if (ver->valueint != CKPT_META_VERSION) {
-        cJSON_Delete(m);
-        return sl_errorf(SL_ERR_FORMAT, "%s has version %d; this shardlm reads version %d", path,
-                         ver->valueint, CKPT_META_VERSION);
-    }
-    *out = m;
-    return SL_OK;
-}
-
-static sl_status meta_int(const cJSON *o, const char *key, const char *dir, int64_t *v) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(x))
-        return sl_errorf(SL_ERR_FORMAT, "%s/meta.json: \"%s\" is missing or not a number", dir, key);
-    *v = (int64_t)x->valuedouble;
-    return SL_OK;
-}
-
-static const char *meta_str(const cJSON *o, const char *key) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(x) ? x->valuestring : "";
-}
-
-/* Appends "section.key: checkpoint A, now B" for each key of a or b that
- * differs (keys in skip ignored). */
-static void json_diff(const cJSON *a, const cJSON *b, const char *section, const char *const *skip,
-                      char *out, size_t cap, int *n) {
-    for (int pass = 0; pass < 2; pass++) {
-        const cJSON *x = pass == 0 ? a : b, *y = pass == 0 ? b : a;
-        for (const cJSON *e = x ? x->child : NULL; e; e = e->next) {
-            bool skipped = false;
-            for (int s = 0; skip && skip[s]; s++)
-                skipped |= strcmp(skip[s], e->string) == 0;
-            const cJSON *o = cJSON_GetObjectItemCaseSensitive(y, e->string);
-            if (skipped || (pass == 1 && o) || (o && cJSON_Compare(e, o, true)))
-                continue;
-            char *ev = cJSON_PrintUnformatted(e), *ov = o ? cJSON_PrintUnformatted(o) : NULL;
-            size_t used = strlen(out);
-            snprintf(out + used, cap - used, "%s%s.%s: checkpoint %s, now %s", *n ? "; " : "", section,
-                     e->string, pass == 0 ? ev : (ov ? ov : "absent"),
-                     pass == 0 ? (ov ? ov : "absent") : ev);
-            free(ev);
-            free(ov);
-            (*n)++;
-        }
-    }
-}
-
-static sl_status check_config(train_job *j, const cJSON *meta, const char *dir) {
-    const cJSON *old = cJSON_GetObjectItemCaseSensitive(meta, "config");
-    if (!cJSON_IsObject(old))
-        return sl_errorf(SL_ERR_FORMAT, "%s/meta.json lacks the resolved \"config\"", dir);
-    cJSON *now = config_json(j->cfg);
-    SL_CHECK_ALLOC(now, 1);
-    char diff[2048] = "";
-    int n = 0;
-    /* The base weights of a LoRA run come from model.init_from, so there it
-     * must match; a full-parameter run only used it for the initial weights. */
-    static const char *const skip_model[] = {"init_from", NULL};
-    json_diff(cJSON_GetObjectItemCaseSensitive(old, "model"), cJSON_GetObjectItemCaseSensitive(now, "model"),
-              "model", j->cfg->lora.enabled ? NULL : skip_model, diff, sizeof diff, &n);
-    static const char *const skip_lora[] = {"init_from", NULL};
-    json_diff(cJSON_GetObjectItemCaseSensitive(old, "lora"), cJSON_GetObjectItemCaseSensitive(now, "lora"),
-              "lora", skip_lora, diff, sizeof diff, &n);
-    sl_status st = SL_OK;
-    if (n > 0) {
-        st = sl_errorf(SL_ERR_INVALID,
-                       "checkpoint %s was made for another model: %s. Resume with the checkpoint's model "
-                       "and lora settings (its config is in meta.json), or use a new train.run_dir",
-                       dir, diff);
-    } else {
-        char warn[2048] = "";
-        int w = 0;
-        json_diff(cJSON_GetObjectItemCaseSensitive(old, "optim"), cJSON_GetObjectItemCaseSensitive(now, "optim"),
-                  "optim", NULL, warn, sizeof warn, &w);
-        static const char *const skip_data[] = {"prefetch", "eval", "tokenizer", NULL};
-        json_diff(cJSON_GetObjectItemCaseSensitive(old, "data"), cJSON_GetObjectItemCaseSensitive(now, "data"),
-                  "data", skip_data, warn, sizeof warn, &w);
-        /* micro_batch and grad_accum may change with the world size as long
-         * as the global batch stays: the sample order depends only on it */
-        static const char *const skip_train[] = {"steps",       "eval_every", "eval_batches",
-                                                 "run_dir",     "export_final", "nonfinite",
-                                                 "recompute",   "micro_batch", "grad_accum",
-                                                 NULL};
-        json_diff(cJSON_GetObjectItemCaseSensitive(old, "train"), cJSON_GetObjectItemCaseSensitive(now, "train"),
-                  "train", skip_train, warn, sizeof warn, &w);
-        const cJSON *ot = cJSON_GetObjectItemCaseSensitive(old, "train");
-        const cJSON *mb = cJSON_GetObjectItemCaseSensitive(ot, "micro_batch");
-        const cJSON *ga = cJSON_GetObjectItemCaseSensitive(ot, "grad_accum");
-        const cJSON *ws = cJSON_GetObjectItemCaseSensitive(meta, "world_size");
-        if (cJSON_IsNumber(mb) && cJSON_IsNumber(ga) && cJSON_IsNumber(ws)) {
-            int64_t gb = (int64_t)mb->valuedouble * (int64_t)ga->valuedouble * (int64_t)ws->valuedouble;
-            if (gb != j->plan.global_batch) {
-                size_t used = strlen(warn);
-                snprintf(warn + used, sizeof warn - used,
-                         "%sglobal batch: checkpoint %" PRId64 " sequences, now %" PRId64, w ? "; " : "", gb,
-                         j->plan.global_batch);
-                w++;
-            }
-        }
-        if (w > 0)
-            LOG_WARN0("resuming from %s with changed settings (training will not match an uninterrupted "
-                      "run): %s",
-                      dir, warn);
-    }
-    cJSON_Delete(now);
-    return st;
-}
-
-static sl_status check_hashes(train_job *j, const cJSON *meta, const char *dir) {
-    const cJSON *lh = cJSON_GetObjectItemCaseSensitive(meta, "layout_hash");
-    ckpt_part parts[2];
-    int np = job_parts(j, parts);
-    for (int i = 0; i < np; i++) {
-        char h[17];
-        layout_hash(parts[i].layout, h);
-        const char *want = meta_str(lh, parts[i].name);
-        if (!want[0])
-            return sl_errorf(SL_ERR_INVALID, "checkpoint %s holds no \"%s\" part, which this run trains",
-                             dir, parts[i].name);
-        if (strcmp(want, h) != 0)
-            return sl_errorf(SL_ERR_INVALID,
-                             "checkpoint %s: the %s parameter layout differs (layout hash %s, this run %s) "
-                             "although the model config matches; it was written by shardlm %s (git %s)",
-                             dir, parts[i].name, want, h, meta_str(meta, "shardlm_version"),
-                             meta_str(meta, "git_hash"));
-    }
-    const char *tok = meta_str(meta, "tokenizer_hash");
-    if (tok[0] && j->tokenizer_hash[0] && strcmp(tok, j->tokenizer_hash) != 0)
-        return sl_errorf(SL_ERR_INVALID,
-                         "checkpoint %s was trained on data tokenized with tokenizer hash %s, but "
-                         "data.train (%s) has tokenizer hash %s: the token ids mean different things; "
-                         "prepare the data with the checkpoint's tokenizer",
-                         dir, tok, j->cfg->data.train, j->tokenizer_hash);
-    return SL_OK;
-}
-
-/* The old run's rank files: shard rank per rank, every file's size checked. */
-typedef struct {
-    int world, shard_size;
-    int *shard_rank; /* [world] */
-    ckpt_reader **readers; /* [world], opened on demand */
-    const char *dir;
-    int64_t step;
-} old_run;
-
-static sl_status old_run_open(const cJSON *meta, const char *dir, old_run *o) {
-    memset(o, 0, sizeof *o);
-    o->dir = dir;
-    int64_t world = 0, shard_size = 0;
-    SL_TRY(meta_int(meta, "world_size", dir, &world));
-    SL_TRY(meta_int(meta, "shard_size", dir, &shard_size));
-    SL_TRY(meta_int(meta, "step", dir, &o->step));
-    const cJSON *files = cJSON_GetObjectItemCaseSensitive(meta, "files");
-    if (world < 1 || world > (1 << 20) || shard_size < 1 || shard_size > world || !cJSON_IsArray(files) ||
-        cJSON_GetArraySize(files) != world)
-        return sl_errorf(SL_ERR_FORMAT, "%s/meta.json: world_size %" PRId64 ", shard_size %" PRId64
-                         " and the files list (%d entries) disagree",
-                         dir, world, shard_size, cJSON_GetArraySize(files));
-    o->world = (int)world;
-    o->shard_size = (int)shard_size;
-    o->shard_rank = calloc((size_t)world, sizeof(int));
-    o->readers = calloc((size_t)world, sizeof(ckpt_reader *));
-    SL_CHECK_ALLOC(o->shard_rank && o->readers ? o->readers : NULL, (size_t)world * 16);
-    for (int r = 0; r < o->world; r++) {
-        const cJSON *f = cJSON_GetArrayItem(files, r);
-        int64_t rank = 0, sr = 0, bytes = 0;
-        SL_TRY(meta_int(f, "rank", dir, &rank));
-        SL_TRY(meta_int(f, "shard_rank", dir, &sr));
-        SL_TRY(meta_int(f, "bytes", dir, &bytes));
-        if (rank != r || sr < 0 || sr >= shard_size)
-            return sl_errorf(SL_ERR_FORMAT, "%s/meta.json: files[%d] has rank %" PRId64 ", shard_rank %" PRId64,
-                             dir, r, rank, sr);
-        o->shard_rank[r] = (int)sr;
-        char path[CKPT_PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", dir, meta_str(f, "file"));
-        struct stat sb;
-        if (stat(path, &sb) != 0)
-            return sl_errorf(SL_ERR_IO, "checkpoint %s is incomplete: rank file %s is missing", dir, path);
-        if ((int64_t)sb.st_size != bytes)
-            return sl_errorf(SL_ERR_FORMAT,
-                             "checkpoint rank file %s is %lld bytes, meta.json records %" PRId64
-                             ": the file is truncated or was replaced; resume from another checkpoint",
-                             path, (long long)sb.st_size, bytes);
-    }
-    return SL_OK;
-}
-
-static void old_run_close(old_run *o) {
-    for (int r = 0; o->readers && r < o->world; r++)
-        ckpt_reader_close(o->readers[r]);
-    free(o->readers);
-    free(o->shard_rank);
-}
-
-/* The old file holding shard q: this rank's own when it held q, else the
- * first rank that did (replicas hold equal shards). */
-static sl_status old_run_reader(old_run *o, int me, int q, ckpt_reader **out) {
-    int fi = me < o->world && o->shard_rank[me] == q ? me : -1;
-    for (int r = 0; r < o->world && fi < 0; r++)
-        if (o->shard_rank[r] == q)
-            fi = r;
-    if (fi < 0)
-        return sl_errorf(SL_ERR_FORMAT, "checkpoint %s: no rank file holds shard %d of %d", o->dir, q,
-                         o->shard_size);
-    if (!o->readers[fi]) {
-        char path[CKPT_PATH_MAX];
-        snprintf(path, sizeof path, "%s/rank_%05d.h5", o->dir, fi);
-        SL_TRY(ckpt_reader_open(path, &o->readers[fi]));
-        const ckpt_file_info *in = ckpt_reader_info(o->readers[fi]);
-        if (in->rank != fi || in->world != o->world || in->step != o->step || in->shard_rank != q)
-            return sl_errorf(SL_ERR_FORMAT,
-                             "checkpoint rank file %s says rank %d of %d, shard %d, step %" PRId64
-                             "; meta.json says rank %d of %d, shard %d, step %" PRId64,
-                             path, in->rank, in->world, in->shard_rank, in->step, fi, o->world, q, o->step);
-    }
-    *out = o->readers[fi];
-    return SL_OK;
-}
-
-/* Fills this rank's shards of one part from the old run's overlapping shards. */
-static sl_status load_part(train_job *j, const ckpt_part *p, old_run *o, int64_t *bytes_read) {
-    const model_layout *l = p->layout;
-    int k = o->shard_size;
-    int64_t scratch_len = 0;
-    for (int u = 0; u < l->n_units; u++) {
-        int64_t L = (l->units[u].numel + k - 1) / k;
-        scratch_len = L > scratch_len ? L : scratch_len;
-    }
-    /* this rank's shards are backend memory: assemble them on the host
-     * (dst, 3 x the largest shard), then upload (fsdp_shard_write, which
-     * also refreshes the act-dtype copy of the parameters) */
-    int64_t dst_len = 1;
-    for (int u = 0; u < l->n_units; u++) {
-        int64_t len = fsdp_shard(p->fs, u).len;
-        dst_len = len > dst_len ? len : dst_len;
-    }
-    float *scratch = malloc((size_t)(scratch_len > 0 ? scratch_len : 1) * sizeof(float));
-    float *staging = malloc((size_t)dst_len * 3 * sizeof(float));
-    if (!scratch || !staging) {
-        free(scratch);
-        free(staging);
-        return sl_errorf(SL_ERR_NOMEM, "checkpoint: out of memory staging %lld floats",
-                         (long long)(scratch_len + 3 * dst_len));
-    }
-    sl_status st = SL_OK;
-    for (int u = 0; u < l->n_units && st == SL_OK; u++) {
-        fsdp_unit_shard s = fsdp_shard(p->fs, u);
-        int64_t numel = l->units[u].numel;
-        ckpt_range nr = {s.start, s.len, s.valid, numel};
-        float *dst[3] = {staging, s.m ? staging + dst_len : NULL, s.v ? staging + 2 * dst_len : NULL};
-        static const char *const names[3] = {"param", "m", "v"};
-        for (int d = 0; d < 3; d++)
-            if (dst[d])
-                memset(dst[d], 0, (size_t)s.len * sizeof(float));
-        int64_t L = (numel + k - 1) / k;
-        for (int q = 0; q < k && st == SL_OK; q++) {
-            int64_t ostart = (int64_t)q * L, ovalid = numel - ostart;
-            ovalid = ovalid < 0 ? 0 : (ovalid > L ? L : ovalid);
-            ckpt_range want = {ostart, L, ovalid, numel}, got;
-            int64_t lo, hi;
-            ckpt_range_overlap(&nr, &want, &lo, &hi);
-            if (hi <= lo)
-                continue;
-            ckpt_reader *rd = NULL;
-            st = old_run_reader(o, j->topo->rank, q, &rd);
-            if (st == SL_OK)
-                st = ckpt_reader_range(rd, p->name, u, &got);
-            if (st == SL_OK && (got.start != want.start || got.len != want.len || got.valid != want.valid ||
-                                got.numel != numel))
-                st = sl_errorf(SL_ERR_FORMAT,
-                               "checkpoint file %s: %s unit %d holds [%" PRId64 ", +%" PRId64 ") of %" PRId64
-                               " elements; shard %d of %d of a %" PRId64 "-element unit is [%" PRId64
-                               ", +%" PRId64 ")",
-                               ckpt_reader_path(rd), p->name, u, got.start, got.len, got.numel, q, k, numel,
-                               want.start, want.len);
-            bool exact = got.start == nr.start && got.len == nr.len;
-            for (int d = 0; d < 3 && st == SL_OK; d++) {
-                if (!dst[d])
-                    continue;
-                st = ckpt_reader_read(rd, p->name, u, names[d], exact ? dst[d] : scratch);
-                if (st == SL_OK && !exact)
-                    memcpy(dst[d] + (lo - nr.start), scratch + (lo - got.start),
-                           (size_t)(hi - lo) * sizeof(float));
-                *bytes_read += got.len * (int64_t)sizeof(float);
-            }
-        }
-        for (int d = 0; d < 3 && st == SL_OK; d++)
-            if (dst[d])
-                st = fsdp_shard_write(p->fs, u, (fsdp_buf)d, dst[d]);
-    }
-    free(scratch);
-    free(staging);
-    return st;
-}
-
-/* Whether step folder dir lies in this run's checkpoint folder (then the
- * step is already saved there; a checkpoint taken from elsewhere is saved
- * again at the next save point, at this run's world size). */
-static bool in_own_root(const sl_config *cfg, const char *dir) {
-    char root[CKPT_PATH_MAX], parent[CKPT_PATH_MAX];
-    if (ckpt_root(cfg, root, sizeof root) != SL_OK ||
-        snprintf(parent, sizeof parent, "%s/..", dir) >= (int)sizeof parent)
-        return false;
-    char *a = realpath(root, NULL), *b = realpath(parent, NULL);
-    bool same = a && b && strcmp(a, b) == 0;
-    free(a);
-    free(b);
-    return same;
-}
-
-static sl_status load_local(train_job *j, const char *dir, int64_t *bytes_read) {
-    cJSON *meta;
-    SL_TRY(meta_read(dir, &meta));
-    old_run o;
-    memset(&o, 0, sizeof o);
-    sl_status st = check_config(j, meta, dir);
-    if (st == SL_OK)
-        st = check_hashes(j, meta, dir);
-    if (st == SL_OK)
-        st = old_run_open(meta, dir, &o);
-    int64_t skipped = 0;
-    if (st == SL_OK)
-        st = meta_int(meta, "skipped_steps", dir, &skipped);
-    if (st == SL_OK && o.step > j->cfg->train.steps)
-        st = sl_errorf(SL_ERR_INVALID, "checkpoint %s is at step %" PRId64 ", past \"train.steps\" = %d",
-                       dir, o.step, j->cfg->train.steps);
-    ckpt_part parts[2];
-    int np = job_parts(j, parts);
-    for (int i = 0; i < np && st == SL_OK; i++)
-        st = load_part(j, &parts[i], &o, bytes_read);
-    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(meta, "loader");
-    if (st == SL_OK && j->train_loader) {
-        if (!cJSON_IsObject(ls)) {
-            st = sl_errorf(SL_ERR_INVALID, "checkpoint %s has no loader state (it was made on synthetic data)",
-                           dir);
-        } else {
-            int64_t epoch = 0, sample = 0;
-            st = meta_int(ls, "epoch", dir, &epoch);
-            if (st == SL_OK)
-                st = meta_int(ls, "sample", dir, &sample);
-            if (st == SL_OK)
-                st = loader_state_set(j->train_loader, (loader_state){(uint64_t)epoch, (uint64_t)sample});
-        }
-    }
-    if (st == SL_OK) {
-        j->step = (int)o.step;
-        j->n_skipped = (int)skipped;
-        j->saved_step = in_own_root(j->cfg, dir) ? j->step : -1;
-        if (o.world != j->topo->world || strcmp(meta_str(meta, "fsdp_mode"),
-                                                config_enum_name("parallel.fsdp_mode", j->plan.mode)) != 0)
-            LOG_INFO0("resharded checkpoint from world %d (%s, shard %d) to world %d (%s, shard %d)", o.world,
-                      meta_str(meta, "fsdp_mode"), o.shard_size, j->topo->world,
-                      config_enum_name("parallel.fsdp_mode", j->plan.mode), j->plan.shard_size);
-    }
-    old_run_close(&o);
-    cJSON_Delete(meta);
-    return st;
-}
-
-sl_status ckpt_load(train_job *j, const char *dir) {
-    double t0 = sl_now();
-    int64_t bytes = 0;
-    sl_status st = load_local(j, dir, &bytes);
-    SL_TRY(agree(j, st, "load the checkpoint"));
-    SL_TRY(comm_all_reduce(j->world, &bytes, &bytes, 1, COMM_DTYPE_I64, COMM_REDOP_SUM));
-    double secs = sl_now() - t0;
-    SL_TRY(comm_all_reduce(j->world, &secs, &secs, 1, COMM_DTYPE_F64, COMM_REDOP_MAX));
-    LOG_INFO0("resumed from %s at step %d: read %.1f MB in %.2f s (%.0f MB/s)", dir, j->step,
-              (double)bytes / 1e6, secs, (double)bytes / 1e6 / secs);
-    return SL_OK;
-}
-
-/* ---- describe (shardlm inspect) ---- */
-
-bool ckpt_looks_like(const char *path) {
-    if (!fs_is_dir(path))
-        return false;
-    char p[CKPT_PATH_MAX];
-    if (fs_join(p, sizeof p, path, "meta.json") == SL_OK && fs_exists(p))
-        return true;
-    if (fs_join(p, sizeof p, path, "latest") == SL_OK && fs_exists(p))
-        return true;
-    int *steps, n;
-    if (list_complete(path, &steps, &n) != SL_OK)
-        return false;
-    free(steps);
-    return n > 0;
-}
-
-/* Reads every dataset of a rank file (checksums and hashes); prints one
- * line per part, or the whole file when verbose. */
-static sl_status describe_rank_file(const char *path, bool verbose, int64_t *bytes) {
-    ckpt_reader *r;
-    SL_TRY(ckpt_reader_open(path, &r));
-    const ckpt_file_info *in = ckpt_reader_info(r);
-    if (verbose) {
-        printf("%s\n", path);
-        printf("  format          %s version %d\n", CKPT_FILE_FORMAT_NAME, CKPT_FILE_FORMAT_VERSION);
-        printf("  step            %" PRId64 "\n", in->step);
-        printf("  rank            %d of %d (shard %d of %d, replica %d of %d, %s)\n", in->rank, in->world,
-               in->shard_rank, in->shard_size, in->replicate_rank, in->replicate_size, in->fsdp_mode);
-    }
-    static const char *const part_names[] = {"model", "lora"};
-    static const char *const names[] = {"param", "m", "v"};
-    sl_status st = SL_OK;
-    for (size_t pi = 0; pi < sizeof part_names / sizeof part_names[0] && st == SL_OK; pi++) {
-        int nu = 0;
-        st = ckpt_reader_n_units(r, part_names[pi], &nu);
-        if (st != SL_OK || nu == 0)
-            continue;
-        int64_t elems = 0, valid = 0, n_ds = 0;
-        bool has_opt = false;
-        for (int u = 0; u < nu && st == SL_OK; u++) {
-            ckpt_range rg;
-            st = ckpt_reader_range(r, part_names[pi], u, &rg);
-            if (st != SL_OK)
-                break;
-            float *buf = malloc((size_t)rg.len * sizeof(float));
-            if (!buf) {
-                st = sl_errorf(SL_ERR_NOMEM, "out of memory reading %s", path);
-                break;
-            }
-            for (int d = 0; d < 3 && st == SL_OK; d++) {
-                if (!ckpt_reader_has(r, part_names[pi], u, names[d])) {
-                    if (d == 0)
-                        st = sl_errorf(SL_ERR_FORMAT, "%s: %s unit %d has no param dataset", path,
-                                       part_names[pi], u);
-                    continue;
-                }
-                st = ckpt_reader_read(r, part_names[pi], u, names[d], buf);
-                n_ds++;
-                has_opt |= d > 0;
-                *bytes += rg.len * (int64_t)sizeof(float);
-            }
-            free(buf);
-            if (verbose && st == SL_OK)
-                printf("  %s unit %-4d   [%" PRId64 ", %" PRId64 ") of %" PRId64 " (%" PRId64 " valid)\n",
-                       part_names[pi], u, rg.start, rg.start + rg.len, rg.numel, rg.valid);
-            elems += rg.len;
-            valid += rg.valid;
-        }
-        if (st == SL_OK)
-            printf("  %-15s %s: %d units, %" PRId64 " elements (%" PRId64 " valid), %s; %" PRId64
-                   " datasets verified (Fletcher32 + XXH3)\n",
-                   verbose ? "verified" : strrchr(path, '/') ? strrchr(path, '/') + 1 : path, part_names[pi],
-                   nu, elems, valid, has_opt ? "params + AdamW m, v" : "params", n_ds);
-    }
-    ckpt_reader_close(r);
-    return st;
-}
-
-static sl_status describe_step(const char *dir) {
-    cJSON *meta;
-    SL_TRY(meta_read(dir, &meta));
-    int64_t step = 0, skipped = 0, world = 0, shard = 0, repl = 0, bytes = 0;
-    sl_status st = meta_int(meta, "step", dir, &step);
-    if (st == SL_OK)
-        st = meta_int(meta, "skipped_steps", dir, &skipped);
-    if (st == SL_OK)
-        st = meta_int(meta, "world_size", dir, &world);
-    if (st == SL_OK)
-        st = meta_int(meta, "shard_size", dir, &shard);
-    if (st == SL_OK)
-        st = meta_int(meta, "replicate_size", dir, &repl);
-    if (st == SL_OK)
-        st = meta_int(meta, "bytes", dir, &bytes);
-    if (st == SL_OK) {
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(meta, "config");
-        const cJSON *mo = cJSON_GetObjectItemCaseSensitive(c, "model");
-        char *model_json = mo ? cJSON_PrintUnformatted(mo) : NULL;
-        const cJSON *ls = cJSON_GetObjectItemCaseSensitive(meta, "loader");
-        const cJSON *lh = cJSON_GetObjectItemCaseSensitive(meta, "layout_hash");
-        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(meta, "config_hash");
-        printf("%s\n", dir);
-        printf("  format          %s version %d\n", CKPT_META_FORMAT, CKPT_META_VERSION);
-        printf("  step            %" PRId64 " (%" PRId64 " skipped for non-finite values)\n", step, skipped);
-        printf("  world           %" PRId64 " = shard %" PRId64 " x replicate %" PRId64 " (%s)\n", world,
-               shard, repl, meta_str(meta, "fsdp_mode"));
-        if (cJSON_IsObject(ls))
-            printf("  loader          epoch %.0f, next sample %.0f\n",
-                   cJSON_GetObjectItemCaseSensitive(ls, "epoch")->valuedouble,
-                   cJSON_GetObjectItemCaseSensitive(ls, "sample")->valuedouble);
-        else
-            printf("  loader          none (synthetic data)\n");
-        printf("  layout hash     model %s%s%s\n", meta_str(lh, "model")[0] ? meta_str(lh, "model") : "-",
-               meta_str(lh, "lora")[0] ? ", lora " : "", meta_str(lh, "lora"));
-        printf("  config hash     model %s, optim %s, data %s, lora %s\n", meta_str(ch, "model"),
-               meta_str(ch, "optim"), meta_str(ch, "data"), meta_str(ch, "lora"));
-        printf("  tokenizer hash  %s\n", meta_str(meta, "tokenizer_hash")[0] ? meta_str(meta, "tokenizer_hash")
-                                                                             : "- (synthetic data)");
-        printf("  written by      shardlm %s (git %s)\n", meta_str(meta, "shardlm_version"),
-               meta_str(meta, "git_hash"));
-        printf("  model           %s\n", model_json ? model_json : "?");
-        printf("  size            %.2f MB in %" PRId64 " rank files\n", (double)bytes / 1e6, world);
-        free(model_json);
-    }
-    old_run o;
-    memset(&o, 0, sizeof o);
-    if (st == SL_OK)
-        st = old_run_open(meta, dir, &o); /* every file present with its recorded size */
-    int64_t read = 0;
-    double t0 = sl_now();
-    for (int r = 0; r < o.world && st == SL_OK; r++) {
-        char path[CKPT_PATH_MAX];
-        snprintf(path, sizeof path, "%s/rank_%05d.h5", dir, r);
-        st = describe_rank_file(path, false, &read);
-    }
-    if (st == SL_OK)
-        printf("  verified        %.2f MB of datasets in %.2f s\n", (double)read / 1e6, sl_now() - t0);
-    old_run_close(&o);
-    cJSON_Delete(meta);
-    return st;
-}
-
-sl_status ckpt_describe(const char *path) {
-    if (!fs_is_dir(path)) {
-        int64_t bytes = 0;
-        return describe_rank_file(path, true, &bytes);
-    }
-    char p[CKPT_PATH_MAX];
-    SL_TRY(fs_join(p, sizeof p, path, "meta.json"));
-    if (fs_exists(p))
-        return describe_step(path);
-    int *steps, n;
-    SL_TRY(list_complete(path, &steps, &n));
-    printf("%s: %d complete checkpoint%s", path, n, n == 1 ? "" : "s");
-    for (int i = 0; i < n; i++)
-        printf("%s step_%08d", i ? "," : ":", steps[i]);
-    printf("\n");
-    free(steps);
-    char dir[CKPT_PATH_MAX];
-    bool found = false;
-    SL_TRY(resolve_root(path, dir, sizeof dir, &found));
-    if (!found)
-        return sl_errorf(SL_ERR_FORMAT, "%s holds no complete checkpoint", path);
-    printf("latest: ");
-    return describe_step(dir);
 }
