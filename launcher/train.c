@@ -317,23 +317,6 @@ static void synthetic_batch(train_job *j, int micro, uint32_t *in, int32_t *tg) 
     }
 }
 
-/* Whether this rank's gradient shards (backend memory) hold a NaN or an
- * infinity: the squared norm, accumulated in double, is non-finite exactly
- * then (squares of finite floats cannot overflow a double sum). */
-static sl_status grads_nonfinite(const train_job *j, fsdp *f, bool *bad) {
-    *bad = false;
-    sl_backend *be = j->be;
-    for (int u = 0; u < fsdp_n_units(f) && !*bad; u++) {
-        fsdp_unit_shard s = fsdp_shard(f, u);
-        if (!s.grad || s.valid == 0)
-            continue;
-        double sq = 0;
-        SL_TRY(ops_sq_norm(be, ops_view1(be, SL_DTYPE_F32, s.grad, s.valid), &sq));
-        *bad = !isfinite(sq);
-    }
-    return SL_OK;
-}
-
 /* SHARDLM_FAULT_NAN_GRAD: a NaN in this rank's first non-empty gradient shard. */
 static sl_status inject_nan_grad(const train_job *j, fsdp *f) {
     for (int u = 0; u < fsdp_n_units(f); u++) {
@@ -440,9 +423,9 @@ sl_status train_job_step(train_job *j, train_step_result *r) {
     }
     /* Per-rank non-finite flags (1: loss, 2: this rank's gradient shard), so
      * the step is skipped everywhere or the fatal error names the ranks. */
-    bool grad_bad = false;
-    SL_TRY(grads_nonfinite(j, trainable, &grad_bad));
-    int32_t bad = (isfinite(loss_sum) ? 0 : 1) | (grad_bad ? 2 : 0);
+    double grad_sq = 0;
+    SL_TRY(fsdp_local_grad_sq(j->fs, &grad_sq));
+    int32_t bad = (isfinite(loss_sum) ? 0 : 1) | (isfinite(grad_sq) ? 0 : 2);
     int32_t *flags = malloc(sizeof(int32_t) * (size_t)j->topo->world);
     SL_CHECK_ALLOC(flags, sizeof(int32_t) * (size_t)j->topo->world);
     sl_status st = comm_all_gather(j->world, &bad, flags, 1, COMM_DTYPE_I32);

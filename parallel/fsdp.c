@@ -42,6 +42,8 @@ struct fsdp {
     int n_micro, micro;
     int next_ar_unit;  /* replicate all-reduces are submitted in descending unit order */
     double exposed_s;
+    double local_sq;    /* sum of squares of this rank's gradient shards, this step */
+    bool local_sq_valid; /* computed since the gradients last changed */
     model_unit_hooks hooks;
     fsdp *adapter;     /* frozen base only: the trainable LoRA adapters (fsdp_attach_adapter) */
 };
@@ -520,6 +522,8 @@ sl_status fsdp_shard_write(fsdp *f, int unit, fsdp_buf which, const float *host)
     if (!b)
         return sl_errorf(SL_ERR_INVALID, "fsdp_shard_write: unit %d has no %s shard (frozen instance)", unit,
                          buf_names[which]);
+    if (which == FSDP_BUF_GRAD)
+        f->local_sq_valid = false;
     SL_TRY(backend_memcpy(f->o.be, b, host, (size_t)u->len * sizeof(float), BACKEND_COPY_H2D));
     return backend_synchronize(f->o.be);
 }
@@ -536,6 +540,7 @@ sl_status fsdp_begin_step(fsdp *f, int n_micro) {
                                    (size_t)f->units[i].padded * sizeof(float)));
     }
     f->next_ar_unit = f->n_units - 1;
+    f->local_sq_valid = false;
     return SL_OK;
 }
 
@@ -560,6 +565,33 @@ sl_status fsdp_finish_grads(fsdp *f) {
     return SL_OK;
 }
 
+/* Once per step: the caller's non-finite check and the optimizer's norm
+ * share one pass over the gradient shards. */
+static sl_status local_grad_sq(fsdp *f, double *out) {
+    if (!f->local_sq_valid) {
+        double sq = 0;
+        for (int i = 0; i < f->n_units; i++) {
+            fsdp_unit *u = &f->units[i];
+            if (u->valid == 0)
+                continue;
+            double s = 0;
+            SL_TRY(optim_sq_norm(f->o.be, u->grad_shard, u->valid, &s));
+            sq += s;
+        }
+        f->local_sq = sq;
+        f->local_sq_valid = true;
+    }
+    *out = f->local_sq;
+    return SL_OK;
+}
+
+sl_status fsdp_local_grad_sq(fsdp *f, double *sq) {
+    if (f->adapter)
+        return fsdp_local_grad_sq(f->adapter, sq);
+    *sq = 0;
+    return f->o.frozen ? SL_OK : local_grad_sq(f, sq);
+}
+
 sl_status fsdp_optimizer_step(fsdp *f, const cfg_optim *cfg, int step, int total_steps,
                               fsdp_step_stats *stats) {
     memset(stats, 0, sizeof *stats);
@@ -571,14 +603,7 @@ sl_status fsdp_optimizer_step(fsdp *f, const cfg_optim *cfg, int step, int total
         return SL_OK;
     }
     double sq = 0;
-    for (int i = 0; i < f->n_units; i++) {
-        fsdp_unit *u = &f->units[i];
-        if (u->valid == 0)
-            continue;
-        double s = 0;
-        SL_TRY(optim_sq_norm(f->o.be, u->grad_shard, u->valid, &s));
-        sq += s;
-    }
+    SL_TRY(local_grad_sq(f, &sq));
     /* shards of the shard group partition the model; replicas are equal */
     if (f->k > 1) {
         double t0 = sl_now();

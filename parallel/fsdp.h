@@ -3,7 +3,7 @@
  * defines: fsdp, fsdp_opts, fsdp_step_stats, fsdp_unit_shard, fsdp_create,
  *          fsdp_destroy, fsdp_hooks, fsdp_init_params, fsdp_load_unit,
  *          fsdp_gather_unit, fsdp_begin_step, fsdp_begin_micro,
- *          fsdp_finish_grads, fsdp_optimizer_step, fsdp_shard, fsdp_buf,
+ *          fsdp_finish_grads, fsdp_local_grad_sq, fsdp_optimizer_step, fsdp_shard, fsdp_buf,
  *          fsdp_shard_read, fsdp_shard_write, fsdp_padded_numel, fsdp_n_units,
  *          fsdp_exposed_comm_s,
  *          fsdp_comm_only_step, fsdp_attach_adapter
@@ -159,6 +159,13 @@ sl_status fsdp_begin_micro(fsdp *f, int i);
 /* After the last micro-step: waits for the reduce-scatters (and HYBRID's
  * all-reduces); the gradient shards then hold the step's summed gradient. */
 sl_status fsdp_finish_grads(fsdp *f);
+/* Sum of squares (double accumulation) of this rank's gradient shards: not
+ * finite exactly when one holds a NaN or an infinity (per-rank non-finite
+ * checks). Computed once per step, and that value is the one
+ * fsdp_optimizer_step all-reduces: gradients written by other means than
+ * fsdp_shard_write after this call are not seen. A frozen base answers for
+ * its adapter. */
+sl_status fsdp_local_grad_sq(fsdp *f, double *sq);
 /* Global gradient norm (all-reduced), clipping, and AdamW on the shards at
  * the scheduled LR of the 1-based `step`. A non-finite norm skips the update
  * on every rank (stats->skipped). */
