@@ -89,8 +89,8 @@
  * caller's buffers. Other failures (an MPI error) return SL_ERR_COMM with
  * MPI's message; the comm is then failed and later ops return SL_ERR_COMM.
  *
- * The NCCL backend (parallel/cuda/comm_nccl.c; verified by compiling only
- * until tests/gpu/test_nccl_comm runs on a GPU machine).
+ * The NCCL backend (parallel/cuda/comm_nccl.c, comm_nccl_setup.c; verified
+ * by compiling only until tests/gpu/test_nccl_comm runs on a GPU machine).
  * - Setup (comm_create_nccl, collective over `group`): the ranks all-gather
  *   their GPU's PCI bus id and host name over group and refuse, on every
  *   rank, two ranks on one GPU (SL_ERR_COMM naming both world ranks: one GPU
