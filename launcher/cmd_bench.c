@@ -9,6 +9,7 @@
 #include "launcher/bench.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
+#include "launcher/train.h"
 #include "runtime/log.h"
 
 void cmd_bench_usage(FILE *out) {
@@ -52,15 +53,10 @@ void cmd_bench_usage(FILE *out) {
     bench_comm_usage(out);
 }
 
-/* The backend the config resolves to (launcher/train.c's rule). */
 static bool wants_cuda(const sl_config *cfg) {
-    if (cfg->train.backend == BACKEND_KIND_CUDA)
-        return true;
-    if (cfg->train.backend != BACKEND_KIND_AUTO || cfg->train.dtype != COMPUTE_DTYPE_BF16)
-        return false;
     device_info di;
     device_info_query(&di);
-    return di.count > 0;
+    return train_uses_cuda(cfg, &di);
 }
 
 static sl_status parse_opts(const cli_args *a, sl_config *cfg, bench_opts *o) {

@@ -59,6 +59,12 @@ static sl_status make_comms(train_job *j) {
     return SL_OK;
 }
 
+bool train_uses_cuda(const sl_config *cfg, const device_info *di) {
+    if (cfg->train.backend == BACKEND_KIND_AUTO)
+        return cfg->train.dtype == COMPUTE_DTYPE_BF16 && di->count > 0;
+    return cfg->train.backend == BACKEND_KIND_CUDA;
+}
+
 /* The backend train.backend and train.dtype ask for: one GPU per local rank
  * on CUDA (which computes in bf16), the CPU otherwise (fp32). auto picks
  * CUDA when train.dtype = bf16 and this build sees a GPU. */
@@ -66,10 +72,7 @@ static sl_status make_backend(train_job *j) {
     const sl_config *cfg = j->cfg;
     device_info di;
     device_info_query(&di);
-    int kind = cfg->train.backend;
-    if (kind == BACKEND_KIND_AUTO)
-        kind = cfg->train.dtype == COMPUTE_DTYPE_BF16 && di.count > 0 ? BACKEND_KIND_CUDA : BACKEND_KIND_CPU;
-    j->use_cuda = kind == BACKEND_KIND_CUDA;
+    j->use_cuda = train_uses_cuda(cfg, &di);
     if (!j->use_cuda) {
         if (cfg->train.dtype != COMPUTE_DTYPE_F32)
             return sl_errorf(SL_ERR_UNSUPPORTED, "train.dtype = bf16 needs the CUDA backend (train.backend = "

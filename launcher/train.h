@@ -1,7 +1,7 @@
 /* launcher/train.h: the training job, composed in one place.
  *
  * defines: train_job, train_job_setup, train_job_run, train_job_teardown,
- *          train_step_result, train_job_eval
+ *          train_step_result, train_job_eval, train_uses_cuda
  *
  * This is where the modules meet (DESIGN section 8):
  *   config -> topology -> parallel plan -> layout -> backend (train.backend:
@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "data/loader.h"
+#include "kernels/device_info.h"
 #include "kernels/ops.h"
 #include "model/layout.h"
 #include "model/lora.h"
@@ -84,6 +85,10 @@ typedef struct {
     int64_t tokens;     /* non-ignored targets in the global batch */
     bool skipped;
 } train_step_result;
+
+/* Whether cfg trains on the CUDA backend: train.backend = cuda, or auto with
+ * train.dtype = bf16 when di (device_info_query) sees a GPU. */
+bool train_uses_cuda(const sl_config *cfg, const device_info *di);
 
 /* Builds everything for cfg on topo. synthetic = true draws random tokens
  * (bench) instead of reading data.train. */
