@@ -117,6 +117,16 @@ sl_status cli_get_float(const cli_args *a, const char *name, float *v) {
     return SL_OK;
 }
 
+sl_status cli_get_backend(const cli_args *a, bool *cuda) {
+    const char *b = cli_get(a, "backend");
+    if (!b)
+        return SL_OK;
+    if (strcmp(b, "cuda") != 0 && strcmp(b, "cpu") != 0)
+        return sl_errorf(SL_ERR_INVALID, "--backend \"%s\": expected cpu or cuda", b);
+    *cuda = strcmp(b, "cuda") == 0;
+    return SL_OK;
+}
+
 sl_status cli_read_stream(FILE *f, const char *what, char **out, size_t *len) {
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);

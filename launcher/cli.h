@@ -1,6 +1,6 @@
 /* launcher/cli.h: option parsing and error reporting shared by commands.
  *
- * defines: cli_args, cli_parse, cli_opt, cli_get_int, cli_get_float,
+ * defines: cli_args, cli_parse, cli_opt, cli_get_int, cli_get_float, cli_get_backend,
  *          cli_read_stream, cli_load_config, cli_exit_code, cli_report,
  *          cli_print_version
  *
@@ -47,6 +47,9 @@ sl_status cli_check_known(const cli_args *a, const char *const *known);
 sl_status cli_get_int(const cli_args *a, const char *name, long long lo, long long hi, long long *v);
 /* The same for a finite number (no range). */
 sl_status cli_get_float(const cli_args *a, const char *name, float *v);
+/* --backend cpu|cuda: *cuda = true for cuda, false for cpu, left as it is
+ * when the option is absent; SL_ERR_INVALID for any other value. */
+sl_status cli_get_backend(const cli_args *a, bool *cuda);
 
 /* Reads f to its end into a malloc'd buffer (*out, caller frees; not
  * NUL-terminated) of *len bytes. `what` names the stream in errors ("stdin"). */

@@ -91,18 +91,14 @@ static sl_status parse_opts(const cli_args *a, sl_config *cfg, bench_opts *o) {
     if (v && !o->find_batch)
         return sl_errorf(SL_ERR_INVALID, "--max-batch %lld: only together with --find-batch", v);
     o->max_batch = (int)v;
-    const char *b = cli_get(a, "backend");
-    if (b && strcmp(b, "cuda") == 0 && !device_build_has_cuda())
-        return sl_errorf(SL_ERR_INVALID, "--backend cuda: this shardlm is built without CUDA; rebuild with "
-                                         "-DSHARDLM_CUDA=ON (scripts/gpu_bundle.sh builds one for a GPU machine)");
-    if (b && strcmp(b, "cuda") == 0) {
-        cfg->train.backend = BACKEND_KIND_CUDA;
-        cfg->train.dtype = COMPUTE_DTYPE_BF16; /* the CUDA kernels compute in bf16 */
-    } else if (b && strcmp(b, "cpu") == 0) {
-        cfg->train.backend = BACKEND_KIND_CPU;
-        cfg->train.dtype = COMPUTE_DTYPE_F32;
-    } else if (b) {
-        return sl_errorf(SL_ERR_INVALID, "--backend %s: expected cpu or cuda", b);
+    if (cli_get(a, "backend")) {
+        bool cuda = false;
+        SL_TRY(cli_get_backend(a, &cuda));
+        if (cuda && !device_build_has_cuda())
+            return sl_errorf(SL_ERR_INVALID, "--backend cuda: this shardlm is built without CUDA; rebuild with "
+                                             "-DSHARDLM_CUDA=ON (scripts/gpu_bundle.sh builds one for a GPU machine)");
+        cfg->train.backend = cuda ? BACKEND_KIND_CUDA : BACKEND_KIND_CPU;
+        cfg->train.dtype = cuda ? COMPUTE_DTYPE_BF16 : COMPUTE_DTYPE_F32; /* the CUDA kernels compute in bf16 */
     }
     if (o->find_batch && !wants_cuda(cfg) && o->mem_cap_gib <= 0)
         return sl_errorf(SL_ERR_INVALID, "--find-batch on the CPU backend needs --mem-cap GIB: host "

@@ -82,11 +82,7 @@ static sl_status parse_opts(const cli_args *a, eval_opts *o) {
     v = 0;
     SL_TRY(cli_get_int(a, "threads", 0, 4096, &v));
     o->threads = (int)v;
-    const char *bk = cli_get(a, "backend");
-    if (bk && strcmp(bk, "cuda") == 0)
-        o->cuda = true;
-    else if (bk && strcmp(bk, "cpu") != 0)
-        return sl_errorf(SL_ERR_INVALID, "--backend \"%s\": expected cpu or cuda", bk);
+    SL_TRY(cli_get_backend(a, &o->cuda));
     const char *m = cli_get(a, "mode");
     o->mode = DATA_MODE_PRETRAIN;
     if (m && strcmp(m, "sft") == 0)

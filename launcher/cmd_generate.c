@@ -96,11 +96,7 @@ static sl_status parse_opts(const cli_args *a, gen_opts *o) {
     o->seed = (uint64_t)v;
     SL_TRY(cli_get_float(a, "temperature", &o->temperature));
     SL_TRY(cli_get_float(a, "top-p", &o->top_p));
-    const char *bk = cli_get(a, "backend");
-    if (bk && strcmp(bk, "cuda") == 0)
-        o->cuda = true;
-    else if (bk && strcmp(bk, "cpu") != 0)
-        return sl_errorf(SL_ERR_INVALID, "--backend \"%s\": expected cpu or cuda", bk);
+    SL_TRY(cli_get_backend(a, &o->cuda));
     if (o->temperature < 0)
         return sl_errorf(SL_ERR_INVALID, "--temperature %g: expected >= 0 (0 = greedy)", (double)o->temperature);
     if (!(o->top_p > 0 && o->top_p <= 1))
