@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "data/h5io.h"
+#include "runtime/h5io.h"
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
 

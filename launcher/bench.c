@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "kernels/ops.h"
-#include "launcher/bench_device.h"
+#include "train/bench_device.h"
 #include "model/hf.h"
 #include "model/layout.h"
 #include "model/model.h"

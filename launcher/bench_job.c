@@ -22,9 +22,9 @@
 #include <string.h>
 
 #include "launcher/bench.h"
-#include "launcher/bench_device.h"
+#include "train/bench_device.h"
 #include "launcher/cli.h"
-#include "launcher/train.h"
+#include "train/train.h"
 #include "runtime/check.h"
 #include "runtime/log.h"
 

@@ -9,7 +9,7 @@
 #include "launcher/bench.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
-#include "launcher/train.h"
+#include "train/train.h"
 #include "runtime/log.h"
 
 void cmd_bench_usage(FILE *out) {

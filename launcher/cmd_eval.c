@@ -19,7 +19,7 @@
 #include "kernels/ops.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
-#include "launcher/model_dir.h"
+#include "model/model_dir.h"
 #include "model/model.h"
 #include "parallel/topology.h"
 #include "runtime/check.h"

@@ -17,7 +17,7 @@
 #include "kernels/ops.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
-#include "launcher/model_dir.h"
+#include "model/model_dir.h"
 #include "model/decode.h"
 #include "model/sample.h"
 #include "runtime/check.h"

@@ -6,10 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "data/ckpt_file.h"
-#include "data/h5io.h"
+#include "ckpt/ckpt_file.h"
+#include "runtime/h5io.h"
 #include "data/shard.h"
-#include "launcher/checkpoint.h"
+#include "train/checkpoint.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "runtime/log.h"

@@ -5,7 +5,7 @@
 
 #include "launcher/cli.h"
 #include "launcher/commands.h"
-#include "launcher/train.h"
+#include "train/train.h"
 #include "runtime/log.h"
 #include "runtime/preempt.h"
 

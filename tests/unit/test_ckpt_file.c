@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "data/ckpt_file.h"
-#include "data/h5io.h"
+#include "ckpt/ckpt_file.h"
+#include "runtime/h5io.h"
 #include "runtime/fsutil.h"
 #include "runtime/status.h"
 

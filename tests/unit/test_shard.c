@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "data/h5io.h"
+#include "runtime/h5io.h"
 #include "data/shard.h"
 #include "runtime/fsutil.h"
 #include "runtime/status.h"

@@ -1,6 +1,6 @@
 /* launcher/train_lora.c: LoRA setup and export for the training job
  * (train_lora.h). */
-#include "launcher/train_lora.h"
+#include "train/train_lora.h"
 
 #include <stdio.h>
 #include <stdlib.h>

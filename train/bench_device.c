@@ -1,6 +1,6 @@
 /* launcher/bench_device.c: device name, peak table, memory in use and the
  * peer's FLOP count for the step benchmark (see bench_device.h). */
-#include "launcher/bench_device.h"
+#include "train/bench_device.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* launcher/model_dir.c: load a model folder for inference (model_dir.h). */
-#include "launcher/model_dir.h"
+#include "model/model_dir.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

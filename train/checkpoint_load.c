@@ -11,8 +11,8 @@
  * defines: ckpt_load, ckpt_looks_like, ckpt_describe
  */
 #define _GNU_SOURCE
-#include "launcher/checkpoint.h"
-#include "launcher/checkpoint_internal.h"
+#include "train/checkpoint.h"
+#include "train/checkpoint_internal.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -21,7 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "data/ckpt_file.h"
+#include "ckpt/ckpt_file.h"
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
 #include "runtime/log.h"

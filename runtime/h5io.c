@@ -2,7 +2,7 @@
  * With -DSHARDLM_H5Z_PLUGIN this file alone builds the dynamically loaded
  * HDF5 plugin (no lock, no sl_status: only the filter and the two H5PL entry
  * points). */
-#include "data/h5io.h"
+#include "runtime/h5io.h"
 
 #include <H5PLextern.h>
 #include <stdlib.h>

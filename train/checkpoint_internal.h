@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "launcher/checkpoint.h"
+#include "train/checkpoint.h"
 
 #define CKPT_PATH_MAX 1100
 

@@ -52,7 +52,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "launcher/train.h"
+#include "train/train.h"
 
 #define CKPT_META_FORMAT "shardlm-checkpoint-meta"
 #define CKPT_META_VERSION 1

@@ -16,7 +16,7 @@
 #ifndef SL_LAUNCHER_TRAIN_LORA_H
 #define SL_LAUNCHER_TRAIN_LORA_H
 
-#include "launcher/train.h"
+#include "train/train.h"
 
 /* After the base fsdp exists and holds its weights and before the model is
  * created: sets j->lora and j->lora_fs. base_opts: the base fsdp's options

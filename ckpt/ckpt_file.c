@@ -1,7 +1,7 @@
 /* data/ckpt_file.c: HDF5 checkpoint rank files (format in ckpt_file.h).
  * Every HDF5 call runs under h5io_lock(); functions named *_locked expect
  * it held. */
-#include "data/ckpt_file.h"
+#include "ckpt/ckpt_file.h"
 
 #include <hdf5.h>
 #include <inttypes.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "data/h5io.h"
+#include "runtime/h5io.h"
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
 

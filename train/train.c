@@ -1,4 +1,4 @@
-#include "launcher/train.h"
+#include "train/train.h"
 
 #include <math.h>
 #include <signal.h>
@@ -8,9 +8,9 @@
 
 #include "data/shard.h"
 #include "kernels/device_info.h"
-#include "launcher/bench_device.h"
-#include "launcher/checkpoint.h"
-#include "launcher/train_lora.h"
+#include "train/bench_device.h"
+#include "train/checkpoint.h"
+#include "train/train_lora.h"
 #include "model/hf.h"
 #include "optim/optim.h"
 #include "runtime/check.h"

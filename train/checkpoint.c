@@ -11,8 +11,8 @@
  *          ckpt_config_json, ckpt_list_complete, ckpt_resolve_root
  */
 #define _GNU_SOURCE
-#include "launcher/checkpoint.h"
-#include "launcher/checkpoint_internal.h"
+#include "train/checkpoint.h"
+#include "train/checkpoint_internal.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -23,7 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "data/ckpt_file.h"
+#include "ckpt/ckpt_file.h"
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
 #include "runtime/log.h"
