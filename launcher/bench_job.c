@@ -1,8 +1,9 @@
-/* The training-job step benchmark: `shardlm bench --backend cuda` (one
- * process, one GPU), `shardlm bench --fsdp` and any run under mpirun with
- * more than one rank. It drives the real training job (launcher/train.h:
- * FSDP, model, fused AdamW; world 1 is a job of one rank) on synthetic
- * tokens, on the CPU backend (fp32) or the CUDA backend (bf16).
+/* The training-step benchmark, `shardlm bench`: one process on the CPU or
+ * one GPU, or any world under mpirun. It drives the real training job
+ * (train/train.h: FSDP, model, the one optimizer step of `shardlm train`;
+ * world 1 is a job of one rank) on synthetic tokens
+ * (train_synthetic_tokens), on the CPU backend (fp32) or the CUDA backend
+ * (bf16).
  *
  * Order: [--find-batch: the largest micro-batch that fits] -> a reference
  * run of steps 0 and 1 (setup, two steps, teardown) -> the measured run:
@@ -41,10 +42,11 @@ static double median(double *v, int n) {
 #define REF_STEPS 2 /* steps of the reference run compared bitwise */
 
 /* Setup, n steps (losses into loss[0..n)), teardown. */
-static sl_status reference_run(sl_config *cfg, topology *topo, int n, double *loss) {
+static sl_status reference_run(sl_config *cfg, topology *topo, int threads, int n, double *loss) {
     train_job *j = calloc(1, sizeof *j);
     SL_CHECK_ALLOC(j, sizeof *j);
-    sl_status st = train_job_setup(j, cfg, topo, true);
+    train_setup_opts so = {.synthetic = true, .cpu_threads = threads};
+    sl_status st = train_job_setup(j, cfg, topo, &so);
     for (int i = 0; i < n && st == SL_OK; i++) {
         train_step_result r;
         st = train_job_step(j, &r);
@@ -58,12 +60,13 @@ static sl_status reference_run(sl_config *cfg, topology *topo, int n, double *lo
 /* Whether micro_batch B fits: setup and one step succeed (an allocation
  * failure, device or host, means no) and the accountant's peak is within
  * cap_bytes when that is > 0. Other errors are returned. */
-static sl_status try_batch(sl_config *cfg, topology *topo, int B, int64_t cap_bytes, bool *fits,
+static sl_status try_batch(sl_config *cfg, topology *topo, int threads, int B, int64_t cap_bytes, bool *fits,
                            int64_t *peak) {
     cfg->train.micro_batch = B;
     train_job *j = calloc(1, sizeof *j);
     SL_CHECK_ALLOC(j, sizeof *j);
-    sl_status st = train_job_setup(j, cfg, topo, true);
+    train_setup_opts so = {.synthetic = true, .cpu_threads = threads};
+    sl_status st = train_job_setup(j, cfg, topo, &so);
     train_step_result r;
     if (st == SL_OK)
         st = train_job_step(j, &r);
@@ -101,7 +104,7 @@ static sl_status find_batch(sl_config *cfg, topology *topo, const bench_opts *o)
     for (int B = 1; B <= max_b && st == SL_OK; B *= 2) {
         bool fits = false;
         int64_t peak = 0;
-        st = try_batch(cfg, topo, B, cap, &fits, &peak);
+        st = try_batch(cfg, topo, o->threads, B, cap, &fits, &peak);
         if (st != SL_OK || !fits)
             break;
         good = B;
@@ -172,8 +175,14 @@ static sl_status timed_steps(train_job *j, const bench_opts *o, job_times *out) 
         t[i] = sl_now() - t0;
         e[i] = r.exposed_comm_s;
     }
-    for (int i = 0; i < o->steps && st == SL_OK; i++)
-        st = fsdp_comm_only_step(j->fs, &c[i]);
+    for (int i = 0; i < o->steps && st == SL_OK; i++) {
+        c[i] = 0;
+        for (int g = 0; g < j->n_groups && st == SL_OK; g++) {
+            double s = 0;
+            st = fsdp_comm_only_step(j->groups[g].fs, &s);
+            c[i] += s;
+        }
+    }
     if (st == SL_OK) {
         out->step_s = median(t, o->steps);
         out->min_s = t[0];
@@ -244,8 +253,13 @@ static sl_status bench_job(sl_config *cfg, topology *topo, const bench_opts *o, 
         SL_TRY(find_batch(cfg, topo, o));
     double ref[REF_STEPS] = {0};
     if (o->repeat_check)
-        SL_TRY(reference_run(cfg, topo, REF_STEPS, ref));
-    SL_TRY(train_job_setup(j, cfg, topo, true));
+        SL_TRY(reference_run(cfg, topo, o->threads, REF_STEPS, ref));
+    train_setup_opts so = {.synthetic = true, .cpu_threads = o->threads};
+    SL_TRY(train_job_setup(j, cfg, topo, &so));
+    if (o->save_init) {
+        SL_TRY(train_job_export(j, o->save_init));
+        LOG_INFO0("wrote the initial weights to %s (--save-init)", o->save_init);
+    }
     job_times tm;
     memset(&tm, 0, sizeof tm);
     SL_TRY(validate(j, o, ref, &tm.loss0));

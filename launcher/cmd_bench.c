@@ -1,5 +1,6 @@
-/* shardlm bench: training steps on synthetic data, tokens/s and MFU (one
- * process on the CPU or one GPU, or the FSDP job under mpirun);
+/* shardlm bench: training steps of the training job on synthetic data,
+ * tokens/s and MFU (one process on the CPU or one GPU, or any world under
+ * mpirun);
  * `shardlm bench comm` is dispatched to cmd_bench_comm.c. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,19 +30,17 @@ void cmd_bench_usage(FILE *out) {
             "--peak T        device peak in TFLOP/s for MFU (default: dense bf16 datasheet\n"
             "                figure by device name: H100 SXM/H200 989, A100 312, ...; the CPU\n"
             "                and unknown devices have none)\n"
-            "--threads K     CPU threads of the one-process CPU benchmark (default: all cores)\n"
+            "--threads K     CPU threads of the CPU backend (default: all cores)\n"
             "--save-init DIR write the initial weights as a Hugging Face folder (for a peer;\n"
             "                one-process CPU benchmark only)\n"
             "Set model.init_from to start from a Hugging Face or shardlm model folder.\n\n"
-            "The CUDA backend, --fsdp and --find-batch run the training job of `shardlm\n"
-            "train` (FSDP, model, fused AdamW; world 1 without mpirun) and validate before\n"
-            "timing: step-0 loss finite, equal on every rank and within 1 of ln V for a\n"
+            "Every benchmark runs the training job of `shardlm train` (FSDP, model, the\n"
+            "same optimizer step; world 1 without mpirun) and validates before timing: step-0 loss finite, equal on every rank and within 1 of ln V for a\n"
             "random init; steps 0 and 1 bitwise equal to a second identical run. Each timed\n"
             "step ends with backend_synchronize (host clock). Prints median step, tokens/s\n"
             "(global and per rank), MFU, exposed and total comm, overlap, the memory\n"
             "accountant's peak and (GPU) the device memory in use by cudaMemGetInfo.\n"
-            "--fsdp          the training-job benchmark on the CPU too (implied under\n"
-            "                mpirun/srun with more than one rank)\n"
+            "--fsdp          accepted for compatibility: every benchmark is the training job\n"
             "--find-batch    first find the largest power-of-two micro_batch that fits\n"
             "                (setup + one step; doubling from 1 until an allocation fails),\n"
             "                then benchmark it (one process only)\n"
@@ -132,33 +131,16 @@ int cmd_bench(int argc, char **argv) {
     log_level lv;
     if (log_level_parse(cfg.logging.level, &lv))
         log_set_level(lv);
+    /* --save-init writes the weights a one-process PyTorch peer starts from
+     * (benchmarks/run_cpu_step.sh); elsewhere it has no use */
     const char *np = getenv("OMPI_COMM_WORLD_SIZE");
     if (!np)
         np = getenv("SLURM_NTASKS");
-    bool job = cli_has(&a, "fsdp") || o.find_batch || (np && atoi(np) > 1) || wants_cuda(&cfg);
-    if (job && o.save_init) {
+    bool one_cpu = !cli_has(&a, "fsdp") && !o.find_batch && !(np && atoi(np) > 1) && !wants_cuda(&cfg);
+    if (!one_cpu && o.save_init) {
         fprintf(stderr, "shardlm bench: error: --save-init is only for the one-process CPU benchmark "
                         "(--backend cpu without --fsdp/--find-batch)\n");
         return SL_EXIT_USAGE;
     }
-    if (job)
-        return bench_job_main(&cfg, &o, &argc, &argv);
-    bench_result r;
-    st = bench_run(&cfg, &o, &r);
-    if (st != SL_OK)
-        return cli_report("bench", st);
-    int B = cfg.train.micro_batch, T = cfg.data.seq_len;
-    printf("model %s: %lld params, micro_batch %d x seq_len %d x grad_accum %d, %d timed steps\n",
-           cfg.model.arch == MODEL_ARCH_GPT2 ? "gpt2" : "llama", (long long)r.params, B, T,
-           cfg.train.grad_accum, o.steps);
-    printf("loss0 %.6f\n", r.loss0);
-    printf("median_step_s %.4f\n", r.median_step_s);
-    printf("min_step_s %.4f\n", r.min_step_s);
-    printf("tokens_per_s %.1f\n", r.tokens_per_s);
-    printf("gflops_per_s %.2f\n", r.tokens_per_s * r.flops_per_token / 1e9);
-    if (o.peak_tflops > 0)
-        printf("mfu_pct %.1f\n", 100.0 * r.tokens_per_s * r.flops_per_token / (o.peak_tflops * 1e12));
-    printf("activation_mib %.1f\n", (double)r.activation_bytes / (1 << 20));
-    printf("peak_mib %.1f\n", (double)r.peak_bytes / (1 << 20));
-    return SL_EXIT_OK;
+    return bench_job_main(&cfg, &o, &argc, &argv);
 }

@@ -207,8 +207,10 @@ sl_status model_layout_create(const cfg_model *cfg, bool decay_embeddings, model
         model_layout_destroy(l);
         return st;
     }
-    for (int u = 0; u < l->n_units; u++)
+    for (int u = 0; u < l->n_units; u++) {
+        l->units[u].offset = l->total_numel;
         l->total_numel += l->units[u].numel;
+    }
     *out = l;
     return SL_OK;
 }

@@ -69,6 +69,8 @@ typedef struct {
 
 typedef struct {
     int64_t numel;      /* elements of the flat buffer */
+    int64_t offset;     /* first element of the unit in the model's contiguous order
+                         * (the sum of the numel of units 0 .. u-1) */
     int first_param;    /* params [first_param, first_param + n_params) */
     int n_params;
 } model_unit;

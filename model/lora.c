@@ -124,7 +124,7 @@ static sl_status build(lora_spec *s) {
     int L = b->cfg.n_layer, cap = l->n_params;
     l->n_params = 0;
     for (int u = 0; u < l->n_units; u++)
-        l->units[u] = (model_unit){0, 0, 0};
+        l->units[u] = (model_unit){0, 0, 0, 0};
     for (int layer = 0; layer < L; layer++) {
         int64_t off = 0;
         for (int m = 0; m < LORA_MOD_COUNT; m++) {
@@ -148,8 +148,10 @@ static sl_status build(lora_spec *s) {
             SL_TRY(add(l, &cap, layer + 1, &off, MODEL_ROLE_LORA_B, st->out, s->r, n, h));
         }
     }
-    for (int u = 0; u < l->n_units; u++)
+    for (int u = 0; u < l->n_units; u++) {
+        l->units[u].offset = l->total_numel;
         l->total_numel += l->units[u].numel;
+    }
     return SL_OK;
 }
 

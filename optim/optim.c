@@ -1,36 +1,144 @@
-/* optim/optim.c: AdamW (host and backend), LR schedules, clipping. */
+/* optim/optim.c: the optimizer step over shard lists (optim.h). */
 #include "optim/optim.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "runtime/check.h"
+#include "runtime/log.h"
 
-adamw_params adamw_params_from_cfg(const cfg_optim *cfg) {
-    adamw_params p;
-    p.beta1 = (float)cfg->beta1;
-    p.beta2 = (float)cfg->beta2;
-    p.eps = (float)cfg->eps;
-    p.grad_scale = 1.0f;
-    return p;
+struct optimizer {
+    sl_backend *be;
+    comm *norm_comm;
+    optim_shard *shards; /* segs point into segs_store */
+    int n_shards, cap_shards;
+    int64_t applied;     /* Adam's step count */
+    double local_sq;
+    bool local_sq_valid;
+};
+
+sl_status optim_create(sl_backend *be, comm *norm_comm, optimizer **out) {
+    *out = NULL;
+    SL_CHECK_ARG(be, "optim_create: no backend");
+    optimizer *o = calloc(1, sizeof *o);
+    SL_CHECK_ALLOC(o, sizeof *o);
+    o->be = be;
+    o->norm_comm = norm_comm && comm_size(norm_comm) > 1 ? norm_comm : NULL;
+    *out = o;
+    return SL_OK;
 }
 
-void adamw_update(const adamw_params *p, int64_t step, float lr, float *param, const float *grad,
-                  float *m, float *v, size_t n, float weight_decay) {
-    float b1 = p->beta1, b2 = p->beta2, eps = p->eps, gs = p->grad_scale;
-    float bc1 = 1.0f - powf(b1, (float)step);
-    float bc2_sqrt = sqrtf(1.0f - powf(b2, (float)step));
-    float step_size = lr / bc1;
-    float decay = 1.0f - lr * weight_decay;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float g = grad[i] * gs;
-        m[i] = b1 * m[i] + (1.0f - b1) * g;
-        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-        float pi = param[i] * decay;
-        param[i] = pi - step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+void optim_destroy(optimizer *o) {
+    if (!o)
+        return;
+    for (int i = 0; i < o->n_shards; i++)
+        free((void *)o->shards[i].segs);
+    free(o->shards);
+    free(o);
+}
+
+sl_status optim_add_shard(optimizer *o, const optim_shard *s) {
+    if (s->n == 0)
+        return SL_OK;
+    SL_CHECK_ARG(s->param && s->grad && s->m && s->v && s->n > 0 && s->n_segs >= 0,
+                 "optim_add_shard: a shard needs param, grad, m, v and n > 0");
+    int64_t end = 0;
+    for (int i = 0; i < s->n_segs; i++) {
+        const optim_segment *g = &s->segs[i];
+        SL_CHECK_ARG(g->offset >= end && g->length >= 0 && g->offset + g->length <= s->n,
+                     "optim_add_shard: segment %d [%lld, +%lld) is not ascending inside [0, %lld)", i,
+                     (long long)g->offset, (long long)g->length, (long long)s->n);
+        end = g->offset + g->length;
     }
+    if (o->n_shards == o->cap_shards) {
+        int cap = o->cap_shards ? 2 * o->cap_shards : 16;
+        optim_shard *p = realloc(o->shards, sizeof *p * (size_t)cap);
+        SL_CHECK_ALLOC(p, sizeof *p * (size_t)cap);
+        o->shards = p;
+        o->cap_shards = cap;
+    }
+    optim_segment *segs = NULL;
+    if (s->n_segs > 0) {
+        segs = malloc(sizeof *segs * (size_t)s->n_segs);
+        SL_CHECK_ALLOC(segs, sizeof *segs * (size_t)s->n_segs);
+        memcpy(segs, s->segs, sizeof *segs * (size_t)s->n_segs);
+    }
+    o->shards[o->n_shards] = *s;
+    o->shards[o->n_shards].segs = segs;
+    o->n_shards++;
+    o->local_sq_valid = false;
+    return SL_OK;
 }
+
+sl_status optim_local_sq(optimizer *o, double *sq) {
+    if (!o->local_sq_valid) {
+        double total = 0;
+        for (int i = 0; i < o->n_shards; i++) {
+            const optim_shard *s = &o->shards[i];
+            double x = 0;
+            SL_TRY(ops_sq_norm(o->be, ops_view1(o->be, SL_DTYPE_F32, s->grad, s->n), &x));
+            total += x;
+        }
+        o->local_sq = total;
+        o->local_sq_valid = true;
+    }
+    *sq = o->local_sq;
+    return SL_OK;
+}
+
+void optim_grads_changed(optimizer *o) { o->local_sq_valid = false; }
+
+/* AdamW over one shard's segments. */
+static sl_status adamw_shard(optimizer *o, const optim_shard *s, const cfg_optim *cfg, float lr,
+                             float grad_scale, int64_t adam_step) {
+    sl_backend *be = o->be;
+    size_t esz = dtype_size(be->act_dtype);
+    ops_adamw_args a = {lr, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps, 0.0f, grad_scale, adam_step};
+    for (int i = 0; i < s->n_segs; i++) {
+        const optim_segment *g = &s->segs[i];
+        if (g->length == 0)
+            continue;
+        int64_t k = g->offset, n = g->length;
+        a.weight_decay = g->decay ? (float)cfg->weight_decay : 0.0f;
+        SL_TRY(ops_adamw(be, ops_view1(be, SL_DTYPE_F32, s->param + k, n),
+                         ops_view1(be, SL_DTYPE_F32, s->grad + k, n), ops_view1(be, SL_DTYPE_F32, s->m + k, n),
+                         ops_view1(be, SL_DTYPE_F32, s->v + k, n),
+                         s->param_copy ? ops_view1(be, be->act_dtype, (char *)s->param_copy + (size_t)k * esz, n)
+                                       : ops_none(),
+                         &a));
+    }
+    return SL_OK;
+}
+
+sl_status optim_step(optimizer *o, const cfg_optim *cfg, int step, int total_steps,
+                     optim_step_stats *stats) {
+    memset(stats, 0, sizeof *stats);
+    double sq = 0;
+    SL_TRY(optim_local_sq(o, &sq));
+    o->local_sq_valid = false; /* the next step brings new gradients */
+    if (o->norm_comm) {
+        double t0 = sl_now();
+        SL_TRY(comm_all_reduce(o->norm_comm, &sq, &sq, 1, COMM_DTYPE_F64, COMM_REDOP_SUM));
+        stats->comm_s = sl_now() - t0;
+    }
+    stats->grad_norm = sqrt(sq);
+    stats->lr = lr_schedule_at(cfg, step, total_steps);
+    if (!isfinite(sq)) {
+        stats->skipped = true;
+        return SL_OK;
+    }
+    stats->clip_factor = optim_clip_factor(sq, cfg->grad_clip);
+    stats->adam_step = o->applied + 1;
+    for (int i = 0; i < o->n_shards; i++)
+        SL_TRY(adamw_shard(o, &o->shards[i], cfg, (float)stats->lr, (float)stats->clip_factor,
+                           stats->adam_step));
+    o->applied = stats->adam_step;
+    return SL_OK;
+}
+
+int64_t optim_steps_applied(const optimizer *o) { return o->applied; }
+void optim_set_steps_applied(optimizer *o, int64_t n) { o->applied = n; }
 
 double lr_schedule_at(const cfg_optim *cfg, int step, int total_steps) {
     double lr = cfg->lr, lo = cfg->lr_min;
@@ -63,41 +171,4 @@ double optim_clip_factor(double total_sq_norm, double max_norm) {
         return 1.0;
     double f = max_norm / (sqrt(total_sq_norm) + 1e-6);
     return f < 1.0 ? f : 1.0;
-}
-
-sl_status optim_sq_norm(sl_backend *be, const float *x, int64_t n, double *out) {
-    *out = 0;
-    if (n == 0)
-        return SL_OK;
-    return ops_sq_norm(be, ops_view1(be, SL_DTYPE_F32, x, n), out);
-}
-
-sl_status optim_adamw_segments(sl_backend *be, const model_layout *l, int unit, int64_t start,
-                               int64_t count, const cfg_optim *cfg, int64_t step, float lr,
-                               float grad_scale, float *params, const float *grads, float *m,
-                               float *v, void *param_copy) {
-    int n = 0;
-    SL_TRY(model_layout_decay_segments(l, unit, NULL, 0, &n));
-    model_decay_segment *segs = calloc((size_t)n, sizeof *segs);
-    SL_CHECK_ALLOC(segs, sizeof *segs * (size_t)n);
-    sl_status st = model_layout_decay_segments(l, unit, segs, n, &n);
-    ops_adamw_args a = {lr, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps, 0.0f, grad_scale, step};
-    int64_t end = start + count;
-    for (int i = 0; i < n && st == SL_OK; i++) {
-        int64_t s0 = segs[i].offset > start ? segs[i].offset : start;
-        int64_t s1 = segs[i].offset + segs[i].length < end ? segs[i].offset + segs[i].length : end;
-        if (s0 >= s1)
-            continue;
-        a.weight_decay = segs[i].decay ? (float)cfg->weight_decay : 0.0f;
-        int64_t k = s0 - start, len = s1 - s0;
-        st = ops_adamw(be, ops_view1(be, SL_DTYPE_F32, params + k, len),
-                       ops_view1(be, SL_DTYPE_F32, grads + k, len), ops_view1(be, SL_DTYPE_F32, m + k, len),
-                       ops_view1(be, SL_DTYPE_F32, v + k, len),
-                       param_copy ? ops_view1(be, be->act_dtype,
-                                              (char *)param_copy + (size_t)k * dtype_size(be->act_dtype), len)
-                                  : ops_none(),
-                       &a);
-    }
-    free(segs);
-    return st;
 }

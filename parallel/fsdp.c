@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "optim/optim.h"
 #include "runtime/check.h"
 #include "runtime/log.h"
 
@@ -19,8 +18,9 @@ typedef struct {
     float *m, *v, *grad_shard;         /* len each; grad_shard == grad_full when k == 1 */
     float *grad_full;                  /* padded */
     void *kept;         /* SHARD_GRAD_OP: gathered from forward to backward (padded, act) */
-    int slot;           /* pool slot holding the gathered unit, -1 if none */
-    comm_work *gather;  /* pending gather into that slot */
+    fsdp_unit_state state;
+    int slot;           /* pool slot of a GATHERING/GATHERED unit (not SHARD_GRAD_OP), else -1 */
+    comm_work *gather;  /* the all-gather of a GATHERING unit */
     comm_work *rs;      /* pending reduce-scatter (last micro-step) */
     comm_work *ar;      /* pending replicate all-reduce (HYBRID, NO_SHARD) */
     bool ready;         /* grads_ready seen on this step's last micro-step */
@@ -42,10 +42,6 @@ struct fsdp {
     int n_micro, micro;
     int next_ar_unit;  /* replicate all-reduces are submitted in descending unit order */
     double exposed_s;
-    double local_sq;    /* sum of squares of this rank's gradient shards, this step */
-    bool local_sq_valid; /* computed since the gradients last changed */
-    model_unit_hooks hooks;
-    fsdp *adapter;     /* frozen base only: the trainable LoRA adapters (fsdp_attach_adapter) */
 };
 
 static bool last_micro(const fsdp *f) { return f->micro == f->n_micro - 1; }
@@ -81,7 +77,7 @@ static void free_act(fsdp *f, mem_category cat, void *p, int64_t n) {
         backend_free(f->o.be, cat, p, (size_t)n * f->esz);
 }
 
-/* ---- hooks ---- */
+/* ---- the unit protocol ---- */
 
 static sl_status take_slot(fsdp *f, int unit, int *slot) {
     for (int s = 0; s < f->n_slots; s++) {
@@ -95,14 +91,14 @@ static sl_status take_slot(fsdp *f, int unit, int *slot) {
     return SL_OK;
 }
 
-static void *gather_dst(fsdp *f, fsdp_unit *u, int unit) {
+static void *gather_dst(fsdp *f, fsdp_unit *u) {
     if (f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP)
         return u->kept;
-    (void)unit;
     return u->slot >= 0 ? f->slots[u->slot] : NULL;
 }
 
-/* Starts the all-gather of unit into its slot (or kept buffer). */
+/* SHARDED -> GATHERING: starts the all-gather of unit into a pool slot (or
+ * its kept buffer); *started false when no slot is free. */
 static sl_status start_gather(fsdp *f, int unit, bool *started) {
     fsdp_unit *u = &f->units[unit];
     *started = false;
@@ -111,40 +107,41 @@ static sl_status start_gather(fsdp *f, int unit, bool *started) {
         if (u->slot < 0)
             return SL_OK;
     }
-    void *dst = gather_dst(f, u, unit);
-    SL_TRY(comm_all_gather_async(f->o.shard_comm, u->param_act, dst, (size_t)u->len, f->act_comm,
-                                 &u->gather));
+    SL_TRY(comm_all_gather_async(f->o.shard_comm, u->param_act, gather_dst(f, u), (size_t)u->len,
+                                 f->act_comm, &u->gather));
+    u->state = FSDP_UNIT_GATHERING;
     *started = true;
     return SL_OK;
 }
 
-static bool is_gathered(const fsdp *f, const fsdp_unit *u) {
-    if (f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP)
-        return u->kept != NULL && (u->gather != NULL || u->slot == -2);
-    return u->slot >= 0;
+/* GATHERED or GATHERING -> SHARDED (the pool slot returns to the pool). */
+static void drop_gathered(fsdp *f, fsdp_unit *u) {
+    if (u->slot >= 0) {
+        f->slot_owner[u->slot] = -1;
+        u->slot = -1;
+    }
+    u->state = FSDP_UNIT_SHARDED;
 }
 
-static sl_status hook_prefetch(void *ctx, int unit, int phase) {
+sl_status fsdp_prefetch(fsdp *f, int unit, fsdp_phase phase) {
     (void)phase;
-    fsdp *f = ctx;
     if (f->k == 1 || !f->o.overlap || unit < 0 || unit >= f->n_units)
         return SL_OK;
-    fsdp_unit *u = &f->units[unit];
-    if (is_gathered(f, u))
+    if (f->units[unit].state != FSDP_UNIT_SHARDED)
         return SL_OK;
     bool started;
     return start_gather(f, unit, &started);
 }
 
-static sl_status hook_acquire(void *ctx, int unit, int phase, const void **params) {
+sl_status fsdp_acquire(fsdp *f, int unit, fsdp_phase phase, const void **params) {
     (void)phase;
-    fsdp *f = ctx;
+    SL_CHECK_ARG(unit >= 0 && unit < f->n_units, "fsdp_acquire: unit %d of %d", unit, f->n_units);
     fsdp_unit *u = &f->units[unit];
     if (f->k == 1) {
         *params = u->param_act;
         return SL_OK;
     }
-    if (!is_gathered(f, u)) {
+    if (u->state == FSDP_UNIT_SHARDED) {
         bool started;
         SL_TRY(start_gather(f, unit, &started));
         if (!started)
@@ -154,32 +151,24 @@ static sl_status hook_acquire(void *ctx, int unit, int phase, const void **param
                              unit, f->n_slots);
     }
     SL_TRY(wait_work(f, &u->gather));
-    if (f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP)
-        u->slot = -2; /* marks "kept holds the gathered unit" */
-    *params = gather_dst(f, u, unit);
+    u->state = FSDP_UNIT_GATHERED;
+    *params = gather_dst(f, u);
     return SL_OK;
 }
 
-static sl_status hook_release(void *ctx, int unit, int phase) {
-    fsdp *f = ctx;
-    fsdp_unit *u = &f->units[unit];
+sl_status fsdp_release(fsdp *f, int unit, fsdp_phase phase) {
+    SL_CHECK_ARG(unit >= 0 && unit < f->n_units, "fsdp_release: unit %d of %d", unit, f->n_units);
     if (f->k == 1)
         return SL_OK;
-    if (f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP) {
-        /* kept from forward to backward; dropped after the backward */
-        if (phase == MODEL_PHASE_BACKWARD)
-            u->slot = -1;
+    /* SHARD_GRAD_OP keeps a unit from its forward to its backward */
+    if (f->o.plan->mode == FSDP_MODE_SHARD_GRAD_OP && phase == FSDP_PHASE_FORWARD)
         return SL_OK;
-    }
-    if (u->slot >= 0) {
-        f->slot_owner[u->slot] = -1;
-        u->slot = -1;
-    }
+    drop_gathered(f, &f->units[unit]);
     return SL_OK;
 }
 
-static sl_status hook_grad_buffer(void *ctx, int unit, float **grads) {
-    fsdp *f = ctx;
+sl_status fsdp_grad_buffer(fsdp *f, int unit, float **grads) {
+    SL_CHECK_ARG(unit >= 0 && unit < f->n_units, "fsdp_grad_buffer: unit %d of %d", unit, f->n_units);
     if (f->o.frozen)
         return sl_errorf(SL_ERR_INTERNAL, "fsdp: gradients of unit %d requested from a frozen instance", unit);
     *grads = f->units[unit].grad_full;
@@ -215,8 +204,8 @@ static sl_status submit_ready_all_reduces(fsdp *f, bool block) {
     return SL_OK;
 }
 
-static sl_status hook_grads_ready(void *ctx, int unit) {
-    fsdp *f = ctx;
+sl_status fsdp_grads_ready(fsdp *f, int unit) {
+    SL_CHECK_ARG(unit >= 0 && unit < f->n_units, "fsdp_grads_ready: unit %d of %d", unit, f->n_units);
     if (f->o.frozen)
         return sl_errorf(SL_ERR_INTERNAL, "fsdp: grads_ready(%d) on a frozen instance", unit);
     if (!last_micro(f))
@@ -263,7 +252,8 @@ void fsdp_destroy(fsdp *f) {
 
 sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
     *out = NULL;
-    SL_CHECK_ARG(o->layout && o->be && o->plan && o->shard_comm, "fsdp_create: missing layout, backend, plan or comm");
+    SL_CHECK_ARG(o->unit_numel && o->n_units >= 1 && o->be && o->plan && o->shard_comm,
+                 "fsdp_create: missing unit sizes, backend, plan or comm");
     SL_CHECK_ARG(comm_size(o->shard_comm) == o->plan->shard_size,
                  "fsdp_create: shard comm has %d ranks, plan says %d", comm_size(o->shard_comm),
                  o->plan->shard_size);
@@ -279,7 +269,7 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
     f->act = o->be->act_dtype;
     f->esz = dtype_size(f->act);
     f->act_is_master = f->act == SL_DTYPE_F32;
-    f->n_units = o->layout->n_units;
+    f->n_units = o->n_units;
     f->units = calloc((size_t)f->n_units, sizeof *f->units);
     sl_status st = f->units ? SL_OK : sl_errorf(SL_ERR_NOMEM, "out of memory (fsdp units)");
     if (st == SL_OK && f->act == SL_DTYPE_F32)
@@ -293,7 +283,7 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
     for (int i = 0; i < f->n_units && st == SL_OK; i++) {
         fsdp_unit *u = &f->units[i];
         u->slot = -1;
-        u->numel = o->layout->units[i].numel;
+        u->numel = o->unit_numel[i];
         u->len = (u->numel + f->k - 1) / f->k;
         if (u->len == 0)
             u->len = 1; /* an empty unit still takes part in collectives */
@@ -343,27 +333,9 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
         fsdp_destroy(f);
         return st;
     }
-    f->hooks = (model_unit_hooks){.ctx = f,
-                                  .prefetch = hook_prefetch,
-                                  .acquire = hook_acquire,
-                                  .release = hook_release,
-                                  .grad_buffer = hook_grad_buffer,
-                                  .grads_ready = hook_grads_ready};
+    f->o.unit_numel = NULL; /* borrowed for create only: the units hold the sizes */
     f->n_micro = 1;
     *out = f;
-    return SL_OK;
-}
-
-const model_unit_hooks *fsdp_hooks(fsdp *f) { return &f->hooks; }
-
-sl_status fsdp_attach_adapter(fsdp *base, fsdp *adapter) {
-    SL_CHECK_ARG(base->o.frozen && !adapter->o.frozen && !base->adapter,
-                 "fsdp_attach_adapter: needs a frozen base without an adapter and a trainable adapter");
-    SL_CHECK_ARG(base->n_units == adapter->n_units && base->k == adapter->k,
-                 "fsdp_attach_adapter: base has %d units over %d ranks, adapter %d over %d",
-                 base->n_units, base->k, adapter->n_units, adapter->k);
-    base->adapter = adapter;
-    base->hooks.adapter = &adapter->hooks;
     return SL_OK;
 }
 
@@ -374,9 +346,11 @@ static void invalidate_gathered(fsdp *f) {
     if (f->o.plan->mode != FSDP_MODE_SHARD_GRAD_OP)
         return;
     for (int i = 0; i < f->n_units; i++)
-        if (f->units[i].slot == -2)
-            f->units[i].slot = -1;
+        if (f->units[i].state == FSDP_UNIT_GATHERED)
+            f->units[i].state = FSDP_UNIT_SHARDED;
 }
+
+void fsdp_params_changed(fsdp *f) { invalidate_gathered(f); }
 
 /* Refreshes unit u's act copy from its fp32 master (no-op when they are one
  * buffer). On the CUDA backend this is the bf16 shard the all-gathers move. */
@@ -425,12 +399,12 @@ static sl_status download_f32(fsdp *f, const void *src, sl_dtype dt, int64_t n, 
     return st;
 }
 
-sl_status fsdp_init_params(fsdp *f, uint64_t seed) {
+sl_status fsdp_init_params(fsdp *f, fsdp_init_fn fn, void *ctx) {
     invalidate_gathered(f);
     int64_t max_len = 1;
     for (int i = 0; i < f->n_units; i++)
         max_len = f->units[i].len > max_len ? f->units[i].len : max_len;
-    /* model_init_unit_range writes host memory: stage, then upload */
+    /* the init function writes host memory: stage, then upload */
     float *host = malloc((size_t)max_len * sizeof(float));
     SL_CHECK_ALLOC(host, (size_t)max_len * sizeof(float));
     sl_status st = SL_OK;
@@ -438,7 +412,7 @@ sl_status fsdp_init_params(fsdp *f, uint64_t seed) {
         fsdp_unit *u = &f->units[i];
         memset(host, 0, (size_t)u->len * sizeof(float));
         if (u->valid > 0)
-            st = model_init_unit_range(f->o.layout, i, u->start, u->valid, host, seed);
+            st = fn(ctx, i, u->start, u->valid, host);
         if (st == SL_OK)
             st = upload_param(f, u, host);
     }
@@ -522,8 +496,6 @@ sl_status fsdp_shard_write(fsdp *f, int unit, fsdp_buf which, const float *host)
     if (!b)
         return sl_errorf(SL_ERR_INVALID, "fsdp_shard_write: unit %d has no %s shard (frozen instance)", unit,
                          buf_names[which]);
-    if (which == FSDP_BUF_GRAD)
-        f->local_sq_valid = false;
     SL_TRY(backend_memcpy(f->o.be, b, host, (size_t)u->len * sizeof(float), BACKEND_COPY_H2D));
     return backend_synchronize(f->o.be);
 }
@@ -532,27 +504,24 @@ sl_status fsdp_begin_step(fsdp *f, int n_micro) {
     SL_CHECK_ARG(n_micro >= 1, "fsdp_begin_step: n_micro must be >= 1");
     f->n_micro = n_micro;
     f->micro = 0;
-    if (f->adapter)
-        SL_TRY(fsdp_begin_step(f->adapter, n_micro));
     for (int i = 0; i < f->n_units && !f->o.frozen; i++) {
         f->units[i].ready = false;
         SL_TRY(backend_memset_zero(f->o.be, f->units[i].grad_full,
                                    (size_t)f->units[i].padded * sizeof(float)));
     }
     f->next_ar_unit = f->n_units - 1;
-    f->local_sq_valid = false;
     return SL_OK;
 }
 
 sl_status fsdp_begin_micro(fsdp *f, int i) {
     SL_CHECK_ARG(i >= 0 && i < f->n_micro, "fsdp_begin_micro: micro-step %d of %d", i, f->n_micro);
     f->micro = i;
-    return f->adapter ? fsdp_begin_micro(f->adapter, i) : SL_OK;
+    return SL_OK;
 }
 
 sl_status fsdp_finish_grads(fsdp *f) {
     if (f->o.frozen)
-        return f->adapter ? fsdp_finish_grads(f->adapter) : SL_OK;
+        return SL_OK;
     /* model order is L+1 .. 0; wait in the same order */
     for (int i = f->n_units - 1; i >= 0; i--) {
         if (!f->units[i].ready)
@@ -562,71 +531,6 @@ sl_status fsdp_finish_grads(fsdp *f) {
     SL_TRY(submit_ready_all_reduces(f, true));
     for (int i = f->n_units - 1; i >= 0; i--)
         SL_TRY(wait_work(f, &f->units[i].ar));
-    return SL_OK;
-}
-
-/* Once per step: the caller's non-finite check and the optimizer's norm
- * share one pass over the gradient shards. */
-static sl_status local_grad_sq(fsdp *f, double *out) {
-    if (!f->local_sq_valid) {
-        double sq = 0;
-        for (int i = 0; i < f->n_units; i++) {
-            fsdp_unit *u = &f->units[i];
-            if (u->valid == 0)
-                continue;
-            double s = 0;
-            SL_TRY(optim_sq_norm(f->o.be, u->grad_shard, u->valid, &s));
-            sq += s;
-        }
-        f->local_sq = sq;
-        f->local_sq_valid = true;
-    }
-    *out = f->local_sq;
-    return SL_OK;
-}
-
-sl_status fsdp_local_grad_sq(fsdp *f, double *sq) {
-    if (f->adapter)
-        return fsdp_local_grad_sq(f->adapter, sq);
-    *sq = 0;
-    return f->o.frozen ? SL_OK : local_grad_sq(f, sq);
-}
-
-sl_status fsdp_optimizer_step(fsdp *f, const cfg_optim *cfg, int step, int total_steps,
-                              fsdp_step_stats *stats) {
-    memset(stats, 0, sizeof *stats);
-    if (f->adapter)
-        return fsdp_optimizer_step(f->adapter, cfg, step, total_steps, stats);
-    if (f->o.frozen) {
-        stats->lr = lr_schedule_at(cfg, step, total_steps);
-        stats->clip_factor = 1.0;
-        return SL_OK;
-    }
-    double sq = 0;
-    SL_TRY(local_grad_sq(f, &sq));
-    /* shards of the shard group partition the model; replicas are equal */
-    if (f->k > 1) {
-        double t0 = sl_now();
-        SL_TRY(comm_all_reduce(f->o.shard_comm, &sq, &sq, 1, COMM_DTYPE_F64, COMM_REDOP_SUM));
-        f->exposed_s += sl_now() - t0;
-    }
-    stats->grad_norm = sqrt(sq);
-    stats->lr = lr_schedule_at(cfg, step, total_steps);
-    if (!isfinite(sq)) {
-        stats->skipped = true;
-        return SL_OK;
-    }
-    stats->clip_factor = optim_clip_factor(sq, cfg->grad_clip);
-    for (int i = 0; i < f->n_units; i++) {
-        fsdp_unit *u = &f->units[i];
-        if (u->valid == 0)
-            continue;
-        SL_TRY(optim_adamw_segments(f->o.be, f->o.layout, i, u->start, u->valid, cfg, step,
-                                    (float)stats->lr, (float)stats->clip_factor, u->param,
-                                    u->grad_shard, u->m, u->v,
-                                    f->act_is_master ? NULL : u->param_act));
-    }
-    invalidate_gathered(f);
     return SL_OK;
 }
 
@@ -644,15 +548,10 @@ fsdp_unit_shard fsdp_shard(fsdp *f, int unit) {
 
 int64_t fsdp_padded_numel(const fsdp *f, int unit) { return f->units[unit].padded; }
 int fsdp_n_units(const fsdp *f) { return f->n_units; }
+fsdp_unit_state fsdp_unit_state_of(const fsdp *f, int unit) { return f->units[unit].state; }
 
-double fsdp_exposed_comm_s(const fsdp *f) {
-    return f->exposed_s + (f->adapter ? fsdp_exposed_comm_s(f->adapter) : 0.0);
-}
-void fsdp_reset_comm_timer(fsdp *f) {
-    f->exposed_s = 0;
-    if (f->adapter)
-        fsdp_reset_comm_timer(f->adapter);
-}
+double fsdp_exposed_comm_s(const fsdp *f) { return f->exposed_s; }
+void fsdp_reset_comm_timer(fsdp *f) { f->exposed_s = 0; }
 
 /* Buffers of fsdp_comm_only_step: allocated, zeroed (uninitialized floats
  * could hold NaNs or denormals, which slow a CPU reduction) and synchronized

@@ -1,14 +1,22 @@
 /* parallel/fsdp.h: fully sharded data parallelism over a model's units.
  *
- * defines: fsdp, fsdp_opts, fsdp_step_stats, fsdp_unit_shard, fsdp_create,
- *          fsdp_destroy, fsdp_hooks, fsdp_init_params, fsdp_load_unit,
- *          fsdp_gather_unit, fsdp_begin_step, fsdp_begin_micro,
- *          fsdp_finish_grads, fsdp_local_grad_sq, fsdp_optimizer_step, fsdp_shard, fsdp_buf,
- *          fsdp_shard_read, fsdp_shard_write, fsdp_padded_numel, fsdp_n_units,
- *          fsdp_exposed_comm_s,
- *          fsdp_comm_only_step, fsdp_attach_adapter
+ * defines: fsdp, fsdp_opts, fsdp_phase, fsdp_unit_state, fsdp_unit_shard,
+ *          fsdp_buf, fsdp_init_fn, fsdp_create, fsdp_destroy, fsdp_prefetch,
+ *          fsdp_acquire, fsdp_release, fsdp_grad_buffer, fsdp_grads_ready,
+ *          fsdp_init_params, fsdp_load_unit, fsdp_gather_unit,
+ *          fsdp_begin_step, fsdp_begin_micro, fsdp_finish_grads,
+ *          fsdp_params_changed, fsdp_shard, fsdp_shard_read, fsdp_shard_write,
+ *          fsdp_padded_numel, fsdp_n_units, fsdp_unit_state_of,
+ *          fsdp_exposed_comm_s, fsdp_reset_comm_timer, fsdp_comm_only_step
  *
- * Each unit u of the layout (numel N_u) is padded to P_u = ceil(N_u / k) * k
+ * FSDP knows units as sizes, not as model types (DESIGN section 1): the
+ * caller gives the numel of each unit; which model the units belong to, how
+ * they are initialized (fsdp_init_fn) and which elements decay (optim/) are
+ * the caller's. train/ composes an instance with the model (its unit hooks
+ * call fsdp_prefetch/acquire/release/grad_buffer/grads_ready) and with the
+ * optimizer (fsdp_shard lists the shards optim_step updates).
+ *
+ * Each unit u (numel N_u) is padded to P_u = ceil(N_u / k) * k
  * with k = the shard group size, and rank r of the group owns elements
  * [r L_u, (r+1) L_u) with L_u = P_u / k (elements past N_u are padding that
  * stays zero). Per unit a rank owns: the fp32 master parameter shard, the
@@ -28,13 +36,11 @@
  *
  * Device residency. Every buffer above is backend memory (device memory on
  * CUDA) and every access goes through the backend: backend_memcpy for host
- * staging (init writes host memory through model_init_unit_range and is
- * uploaded; fsdp_load_unit, fsdp_gather_unit, fsdp_shard_read/_write stage
- * through host buffers), backend_memset_zero for zeroing, ops_* for the
- * rest. The global gradient norm is a host double all-reduced over the
- * shard comm (the NCCL comm stages host pointers and is host-synchronous for
- * them). Collectives on device buffers rely on the comm ordering itself
- * against be->stream (the NCCL backend does, with events).
+ * staging (fsdp_init_fn writes host memory, which is uploaded;
+ * fsdp_load_unit, fsdp_gather_unit, fsdp_shard_read/_write stage through
+ * host buffers), backend_memset_zero for zeroing, ops_* for the rest.
+ * Collectives on device buffers rely on the comm ordering itself against
+ * be->stream (the NCCL backend does, with events).
  *
  * Modes (parallel/plan.h decides the groups):
  *   FULL_SHARD    gather a unit for forward, free it, gather again for backward
@@ -43,8 +49,17 @@
  *   HYBRID        FULL_SHARD inside the shard group (a node), then the
  *                 gradient shards are all-reduced across the replicate group
  *
- * Overlap. The model calls the hooks (model/model.h) in a fixed order; this
- * module turns prefetch(u) into an async all-gather into a free pool slot
+ * Unit states (fsdp_unit_state): SHARDED (only this rank's shard is
+ * here), GATHERING (an all-gather into a pool slot, or the kept buffer of
+ * SHARD_GRAD_OP, is in flight), GATHERED (the full unit is readable there).
+ * prefetch and acquire move SHARDED -> GATHERING -> GATHERED, release moves
+ * back to SHARDED (SHARD_GRAD_OP: only after the backward), and
+ * fsdp_params_changed drops every GATHERED copy, which after an update would
+ * serve stale parameters. With k = 1 nothing is gathered: acquire returns the
+ * shard itself.
+ *
+ * Overlap. The caller (train/'s unit hooks, in the model's fixed call order)
+ * turns prefetch(u) into an async all-gather into a free pool slot
  * (skipped when none is free) and grads_ready(u) on the last micro-step into
  * an async reduce-scatter, both progressed by the comm thread while the main
  * thread computes the next unit. Every decision depends only on the call
@@ -58,18 +73,13 @@
  * communication (that needs a device-side timeline, e.g. Nsight Systems).
  * fsdp_comm_only_step synchronizes the backend, so its total is valid.
  *
- * Frozen instances and LoRA (DESIGN section 5). With opts.frozen the
- * instance holds parameter shards only: no m, v or gradient buffers, its
- * hooks' grad_buffer/grads_ready are errors, its optimizer step changes
- * nothing and its comm-only step has no reduce-scatters. LoRA runs a frozen
- * base and a trainable instance over the adapter layout (model/lora.h),
- * joined by fsdp_attach_adapter: the base's hooks then carry the adapter's
- * (model_unit_hooks.adapter), and fsdp_begin_step, fsdp_begin_micro,
- * fsdp_finish_grads, fsdp_optimizer_step (norm and clipping over the
- * adapters only; its stats are the adapter's), fsdp_exposed_comm_s and
- * fsdp_reset_comm_timer called on the base act on both, so a training loop
- * drives one object. The adapters are gathered, prefetched and
- * reduce-scattered like any unit, on the same comm, in the model's call order.
+ * Frozen instances (a LoRA base, DESIGN section 5). With opts.frozen the
+ * instance holds parameter shards only: no m, v or gradient buffers;
+ * fsdp_grad_buffer/fsdp_grads_ready are errors, fsdp_begin_step,
+ * fsdp_begin_micro and fsdp_finish_grads do nothing else than count
+ * micro-steps, and its comm-only step has no reduce-scatters. A LoRA run is
+ * two instances on the same comms, the frozen base and the trainable
+ * adapters, driven uniformly by train/ (its parameter groups).
  * A frozen instance keeps no fp32 master when the act dtype is not F32: its
  * units hold only the act shard (bf16 on CUDA, half the memory), written
  * from host fp32 through a temporary device buffer at init/load;
@@ -77,7 +87,7 @@
  * values widened to fp32. With act F32 the act shard is the master anyway.
  *
  * Ownership: fsdp owns every buffer above (backend memory recorded in
- * be->acct: params/grads/optimizer/comm categories). layout, be, the comms
+ * be->acct: params/grads/optimizer/comm categories). unit_numel, be, the comms
  * and opts' pointers are borrowed and must outlive it. The comms must move
  * the backend's memory: the MPI comm moves host memory (CPU backend), the
  * NCCL comm device memory (CUDA backend).
@@ -89,17 +99,15 @@
 #include <stdint.h>
 
 #include "kernels/ops.h"
-#include "model/layout.h"
-#include "model/model.h"
 #include "parallel/comm.h"
 #include "parallel/plan.h"
-#include "runtime/config.h"
 #include "runtime/status.h"
 
 typedef struct fsdp fsdp;
 
 typedef struct {
-    const model_layout *layout;
+    const int64_t *unit_numel; /* n_units entries: N_u */
+    int n_units;
     sl_backend *be;
     const parallel_plan *plan;
     comm *shard_comm;     /* the group a unit is sharded over (size plan->shard_size) */
@@ -109,12 +117,15 @@ typedef struct {
     bool frozen;          /* parameters only: no optimizer state, no grads (LoRA base) */
 } fsdp_opts;
 
-typedef struct {
-    double grad_norm;     /* global, before clipping */
-    double clip_factor;
-    double lr;
-    bool skipped;         /* non-finite norm: no update on any rank */
-} fsdp_step_stats;
+/* Which pass an acquire or release belongs to (SHARD_GRAD_OP keeps a unit
+ * gathered from its forward to its backward). */
+typedef enum { FSDP_PHASE_FORWARD = 0, FSDP_PHASE_BACKWARD } fsdp_phase;
+
+typedef enum { FSDP_UNIT_SHARDED = 0, FSDP_UNIT_GATHERING, FSDP_UNIT_GATHERED } fsdp_unit_state;
+
+/* Writes elements [start, start + count) of unit `unit`'s initial values
+ * into out (host memory, count floats). */
+typedef sl_status (*fsdp_init_fn)(void *ctx, int unit, int64_t start, int64_t count, float *out);
 
 /* This rank's shard of one unit. */
 typedef struct {
@@ -134,17 +145,24 @@ typedef enum { FSDP_BUF_PARAM = 0, FSDP_BUF_M, FSDP_BUF_V, FSDP_BUF_GRAD } fsdp_
 sl_status fsdp_create(const fsdp_opts *o, fsdp **out);
 void fsdp_destroy(fsdp *f); /* NULL is a no-op */
 
-/* Hooks for model_forward_backward / model_forward_loss. Valid while f lives. */
-const model_unit_hooks *fsdp_hooks(fsdp *f);
+/* ---- the unit protocol (the model's hooks, in its call order) ---- */
 
-/* Joins a trainable adapter instance to a frozen base (see "Frozen
- * instances and LoRA"); both borrowed; adapter must outlive base's use and
- * have the same unit count and shard group size. */
-sl_status fsdp_attach_adapter(fsdp *base, fsdp *adapter);
+/* Hint that unit will be acquired next: starts its all-gather into a free
+ * pool slot (nothing when none is free, when k = 1 or overlap is off). */
+sl_status fsdp_prefetch(fsdp *f, int unit, fsdp_phase phase);
+/* The full unit in be->act_dtype (backend memory), valid until release:
+ * waits for (or starts and waits for) its all-gather. */
+sl_status fsdp_acquire(fsdp *f, int unit, fsdp_phase phase, const void **params);
+sl_status fsdp_release(fsdp *f, int unit, fsdp_phase phase);
+/* The unit's full-size fp32 gradient buffer to accumulate into (+=). */
+sl_status fsdp_grad_buffer(fsdp *f, int unit, float **grads);
+/* This micro-step's contributions to unit's gradient are in: on the last
+ * micro-step, starts its reduce-scatter (and HYBRID's all-reduce). */
+sl_status fsdp_grads_ready(fsdp *f, int unit);
 
-/* Deterministic init of this rank's shards (model_init_unit_range): every
- * world size and mode gives the same weights. */
-sl_status fsdp_init_params(fsdp *f, uint64_t seed);
+/* Init of this rank's shards: fn writes each owned range (a deterministic fn
+ * gives the same weights at every world size and mode). */
+sl_status fsdp_init_params(fsdp *f, fsdp_init_fn fn, void *ctx);
 /* Sets unit u's shards from the full unit (host, N_u floats, e.g. from a
  * Hugging Face import). Local: every rank passes the same data. */
 sl_status fsdp_load_unit(fsdp *f, int unit, const float *full);
@@ -159,18 +177,9 @@ sl_status fsdp_begin_micro(fsdp *f, int i);
 /* After the last micro-step: waits for the reduce-scatters (and HYBRID's
  * all-reduces); the gradient shards then hold the step's summed gradient. */
 sl_status fsdp_finish_grads(fsdp *f);
-/* Sum of squares (double accumulation) of this rank's gradient shards: not
- * finite exactly when one holds a NaN or an infinity (per-rank non-finite
- * checks). Computed once per step, and that value is the one
- * fsdp_optimizer_step all-reduces: gradients written by other means than
- * fsdp_shard_write after this call are not seen. A frozen base answers for
- * its adapter. */
-sl_status fsdp_local_grad_sq(fsdp *f, double *sq);
-/* Global gradient norm (all-reduced), clipping, and AdamW on the shards at
- * the scheduled LR of the 1-based `step`. A non-finite norm skips the update
- * on every rank (stats->skipped). */
-sl_status fsdp_optimizer_step(fsdp *f, const cfg_optim *cfg, int step, int total_steps,
-                              fsdp_step_stats *stats);
+/* The shards' parameters were updated in place (the optimizer step): drops
+ * gathered copies (SHARD_GRAD_OP keeps units gathered across calls). */
+void fsdp_params_changed(fsdp *f);
 
 /* This rank's shard of unit u (backend memory: do not dereference on the
  * host; use fsdp_shard_read/_write); m, v and grad are NULL on a frozen
@@ -182,9 +191,10 @@ fsdp_unit_shard fsdp_shard(fsdp *f, int unit);
  * SL_ERR_INVALID for a buffer a frozen instance does not have. */
 sl_status fsdp_shard_read(fsdp *f, int unit, fsdp_buf which, float *host);
 sl_status fsdp_shard_write(fsdp *f, int unit, fsdp_buf which, const float *host);
-/* Padded size P_u of unit u; number of units. */
+/* Padded size P_u of unit u; number of units; unit u's state. */
 int64_t fsdp_padded_numel(const fsdp *f, int unit);
 int fsdp_n_units(const fsdp *f);
+fsdp_unit_state fsdp_unit_state_of(const fsdp *f, int unit);
 
 /* Seconds the main thread waited on communication since the last reset. */
 double fsdp_exposed_comm_s(const fsdp *f);

@@ -348,7 +348,7 @@ sl_status ckpt_save(train_job *j) {
     SL_TRY(ckpt_agree(j, st, "create the checkpoint folder"));
     int64_t bytes = 0;
     st = write_rank_file(j, tmp, &bytes);
-    if (j->fault_kill_save_step == j->step && j->topo->rank == 0 && st == SL_OK) {
+    if (j->faults.kill_save_step == j->step && j->topo->rank == 0 && st == SL_OK) {
         LOG_WARN("SHARDLM_FAULT_KILL_IN_SAVE: killing this rank after writing its checkpoint file");
         raise(SIGKILL);
     }

@@ -1,26 +1,30 @@
-/* launcher/train.h: the training job, composed in one place.
+/* train/train.h: the training job, composed in one place.
  *
- * defines: train_job, train_job_setup, train_job_run, train_job_teardown,
- *          train_step_result, train_job_eval, train_uses_cuda
+ * defines: train_job, train_setup_opts, train_step_result, train_job_setup,
+ *          train_job_step, train_step_batch, train_job_eval, train_job_run,
+ *          train_job_export, train_job_teardown, train_uses_cuda,
+ *          train_synthetic_tokens
  *
  * This is where the modules meet (DESIGN section 8):
  *   config -> topology -> parallel plan -> layout -> backend (train.backend:
  *   CPU fp32, or CUDA bf16 on the GPU of the local rank) -> comms (MPI; on
  *   CUDA the FSDP groups also get NCCL comms over them)
- *   -> fsdp shards (init or Hugging Face import) -> loader -> model
- *   -> resume (launcher/checkpoint.h: checkpoint.resume / --resume)
+ *   -> parameter groups (train/params.h: the model's fsdp, frozen under LoRA,
+ *   and the adapters' fsdp; init, Hugging Face or PEFT import)
+ *   -> optimizer (optim/optim.h over the trainable groups' shards)
+ *   -> loader -> model -> resume (train/train_ckpt.h)
  *   loop: preemption check (SIGTERM/SIGUSR1 on any rank: save, exit 75)
- *         -> grad_accum micro-batches -> forward/backward through the FSDP hooks
- *         -> reduce-scatter -> loss/non-finite flags all-gather -> clip +
- *         AdamW on shards (or skip the step everywhere) -> step line,
- *         metrics.jsonl, TensorBoard -> eval -> checkpoint every N steps
+ *         -> the step (train_step_batch: grad_accum micro-batches, forward/
+ *         backward through the groups' hooks, reduce-scatter, non-finite
+ *         flags, optim_step) -> step line, metrics.jsonl, TensorBoard
+ *         (train/train_log.c) -> eval -> checkpoint every N steps
  *   end:  checkpoint, eval, export of the final model (Hugging Face folder).
- * `shardlm train` and `shardlm bench` (synthetic data) both drive it.
+ * `shardlm train` and `shardlm bench` (synthetic tokens) both drive it.
  * Every rank runs the same code; only rank 0 prints the step line and writes
- * metrics and exports.
+ * metrics and exports. Test-only faults: train/faults.h.
  */
-#ifndef SL_LAUNCHER_TRAIN_H
-#define SL_LAUNCHER_TRAIN_H
+#ifndef SL_TRAIN_TRAIN_H
+#define SL_TRAIN_TRAIN_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,6 +42,14 @@
 #include "runtime/config.h"
 #include "runtime/mem.h"
 #include "runtime/metrics.h"
+#include "optim/optim.h"
+#include "train/faults.h"
+#include "train/params.h"
+
+typedef struct {
+    bool synthetic;  /* random tokens (train_synthetic_tokens: bench) instead of data.train */
+    int cpu_threads; /* threads of the CPU backend; <= 0: the OpenMP default */
+} train_setup_opts;
 
 typedef struct {
     sl_config *cfg; /* borrowed */
@@ -49,9 +61,13 @@ typedef struct {
     comm *world, *shard, *replicate; /* MPI (host memory); world carries host-side control */
     comm *dev_shard, *dev_replicate; /* CUDA: NCCL over shard/replicate, what FSDP uses; else NULL */
     bool use_cuda;   /* train.backend resolved (auto: CUDA for bf16 when a GPU is visible) */
-    fsdp *fs;        /* frozen when lora.enabled (launcher/train_lora.h) */
-    lora_spec *lora; /* lora.enabled: the adapters and their fsdp; else NULL */
-    fsdp *lora_fs;
+    fsdp *fs;        /* the model's parameters; frozen when lora.enabled */
+    lora_spec *lora; /* lora.enabled: the adapters (train/train_lora.h); else NULL */
+    fsdp *lora_fs;   /* their parameters */
+    train_group groups[2]; /* the model's, then the adapters' (lora.enabled) */
+    int n_groups;
+    model_unit_hooks hooks, adapter_hooks; /* the model's unit protocol on the groups */
+    optimizer *opt;  /* over the trainable groups' shards */
     model *mdl;
     loader *train_loader, *eval_loader;
     metrics_writer *metrics;
@@ -65,13 +81,7 @@ typedef struct {
                        * (preemption, train.nonfinite = fatal, a failed
                        * checkpoint): no MPI_Abort needed */
     char tokenizer_hash[32]; /* of data.train's shards ("" for synthetic data) */
-    /* Test-only fault injection (README "Testing hooks"), from the
-     * environment at setup; -1 = off. */
-    int fault_nan_rank, fault_nan_step; /* SHARDLM_FAULT_NAN_GRAD=rank:step */
-    int fault_nan_loss_rank, fault_nan_loss_step; /* SHARDLM_FAULT_NAN_LOSS=rank:step */
-    int fault_hang_rank, fault_hang_step; /* SHARDLM_FAULT_HANG=rank:step */
-    int fault_kill_save_step;           /* SHARDLM_FAULT_KILL_IN_SAVE=step */
-    model_unit_hooks fault_hooks;       /* SHARDLM_FAULT_HANG: wraps fsdp_hooks(fs) */
+    train_faults faults;
     double flops_per_token;
     double peak_flops; /* device peak for MFU; 0 when unknown */
 } train_job;
@@ -90,13 +100,31 @@ typedef struct {
  * train.dtype = bf16 when di (device_info_query) sees a GPU. */
 bool train_uses_cuda(const sl_config *cfg, const device_info *di);
 
-/* Builds everything for cfg on topo. synthetic = true draws random tokens
- * (bench) instead of reading data.train. */
-sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool synthetic);
-/* One optimizer step (collective). */
+/* Synthetic tokens (bench; benchmarks/peers/torch_step.py computes the
+ * same): global row g of the run (g = step * global_batch + the row's index
+ * in the step's global batch, data/loader.h order) is the (T+1)-token window
+ *     tok[t] = splitmix64(seed * 0x9E3779B97F4A7C15 + g * (T+1) + t) mod V,
+ * inputs positions 0..T-1, targets 1..T; rows first_row .. first_row+rows-1
+ * into inputs/targets (rows x T each). The same global batch at every world
+ * size. */
+void train_synthetic_tokens(uint64_t seed, int64_t first_row, int rows, int T, int V, uint32_t *inputs,
+                            int32_t *targets);
+
+/* Builds everything for cfg on topo. */
+sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const train_setup_opts *o);
+/* One optimizer step on the next batch (data.train or synthetic; collective). */
 sl_status train_job_step(train_job *j, train_step_result *r);
+/* One optimizer step on this rank's part of a global batch: inputs/targets
+ * hold its train.grad_accum micro-batches (micro_batch x seq_len each), as
+ * the loader would give them (collective). */
+sl_status train_step_batch(train_job *j, const uint32_t *inputs, const int32_t *targets,
+                           train_step_result *r);
 /* Mean loss over eval_batches global batches of data.eval (collective). */
 sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens);
+/* Gathers the model (collective) and writes it on rank 0 as a Hugging Face
+ * folder (with data.tokenizer beside it), or the PEFT adapter folder of a
+ * LoRA run. */
+sl_status train_job_export(train_job *j, const char *dir);
 /* The whole `shardlm train` loop, with logging, eval and export. */
 sl_status train_job_run(train_job *j);
 void train_job_teardown(train_job *j);

@@ -1,4 +1,4 @@
-/* launcher/train_lora.c: LoRA setup and export for the training job
+/* train/train_lora.c: LoRA setup and export for the training job
  * (train_lora.h). */
 #include "train/train_lora.h"
 
@@ -16,11 +16,8 @@ static sl_status load_adapter(train_job *j) {
     float *host = calloc(n, sizeof *host);
     SL_CHECK_ALLOC(host, n * sizeof *host);
     sl_status st = lora_peft_load(j->cfg->lora.init_from, j->lora, host);
-    int64_t off = 0;
-    for (int u = 0; u < al->n_units && st == SL_OK; u++) {
-        st = fsdp_load_unit(j->lora_fs, u, host + off);
-        off += al->units[u].numel;
-    }
+    if (st == SL_OK)
+        st = train_group_load(&j->groups[1], host);
     free(host);
     if (st != SL_OK)
         return sl_error_wrapf(st, "lora.init_from = %s", j->cfg->lora.init_from);
@@ -38,15 +35,23 @@ sl_status train_lora_setup(train_job *j, const fsdp_opts *base_opts) {
             return sl_error_wrapf(st, "lora.init_from = %s", c->lora.init_from);
     }
     SL_TRY(lora_create(j->layout, &c->lora, &j->lora));
+    const model_layout *al = j->lora->layout;
+    int64_t *numel = malloc(sizeof *numel * (size_t)al->n_units);
+    SL_CHECK_ALLOC(numel, sizeof *numel * (size_t)al->n_units);
+    for (int u = 0; u < al->n_units; u++)
+        numel[u] = al->units[u].numel;
     fsdp_opts fo = *base_opts;
-    fo.layout = j->lora->layout;
+    fo.unit_numel = numel;
+    fo.n_units = al->n_units;
     fo.frozen = false;
-    SL_TRY(fsdp_create(&fo, &j->lora_fs));
+    sl_status st = fsdp_create(&fo, &j->lora_fs);
+    free(numel);
+    SL_TRY(st);
+    j->groups[j->n_groups++] = (train_group){"lora", j->lora_fs, al, true};
     if (c->lora.init_from[0])
         SL_TRY(load_adapter(j));
     else
-        SL_TRY(fsdp_init_params(j->lora_fs, (uint64_t)c->train.seed));
-    SL_TRY(fsdp_attach_adapter(j->fs, j->lora_fs));
+        SL_TRY(train_group_init(&j->groups[1], (uint64_t)c->train.seed));
     char targets[256] = "";
     for (int i = 0; i < c->lora.targets.n; i++)
         snprintf(targets + strlen(targets), sizeof targets - strlen(targets), "%s%s", i ? "," : "",
@@ -66,12 +71,7 @@ sl_status train_lora_export(train_job *j, const char *dir) {
     size_t n = (size_t)(al->total_numel > 0 ? al->total_numel : 1);
     float *host = malloc(n * sizeof *host);
     SL_CHECK_ALLOC(host, n * sizeof *host);
-    sl_status st = SL_OK;
-    int64_t off = 0;
-    for (int u = 0; u < al->n_units && st == SL_OK; u++) {
-        st = fsdp_gather_unit(j->lora_fs, u, host + off);
-        off += al->units[u].numel;
-    }
+    sl_status st = train_group_gather(&j->groups[1], host);
     if (st == SL_OK && j->topo->rank == 0) {
         st = lora_peft_save(dir, j->lora, host, j->cfg->model.init_from);
         if (st == SL_OK)

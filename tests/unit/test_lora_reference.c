@@ -37,6 +37,7 @@
 #include "model/model.h"
 #include "optim/optim.h"
 #include "runtime/fsutil.h"
+#include "train/params.h"
 #include "support/golden.h"
 
 static char g_dir[512];
@@ -192,6 +193,9 @@ static void run_config(const char *name) {
     /* 3 AdamW steps on the adapters; clipping over their norm only */
     cfg_optim oc = cfg.optim;
     int total = golden_read_optim(f, &oc);
+    optimizer *opt = NULL; /* the production step (optim/optim.h) over the adapters */
+    OK(optim_create(be, NULL, &opt));
+    OK(train_local_add_to_optim(opt, al, ap, ag, am, av));
     for (int s = 1; s <= S; s++) {
         if (s > 1) {
             memset(ag, 0, PA * sizeof *ag);
@@ -199,15 +203,12 @@ static void run_config(const char *name) {
             double nvs = (double)golden_count_valid(tg + o, (size_t)BT);
             OK(train_call(m, &h.base_h, inp + o, tg + o, nvs, dseed, s, &loss_sum, &n_valid));
         }
-        double sq = 0;
-        OK(optim_sq_norm(be, ag, (int64_t)PA, &sq));
-        double clip = optim_clip_factor(sq, oc.grad_clip);
-        float lr = (float)lr_schedule_at(&oc, s, total);
-        for (int u = 0, off = 0; u < al->n_units; off += (int)al->units[u].numel, u++)
-            if (al->units[u].numel > 0)
-                OK(optim_adamw_segments(be, al, u, 0, al->units[u].numel, &oc, s, lr, (float)clip,
-                                        ap + off, ag + off, am + off, av + off, NULL));
+        optim_grads_changed(opt);
+        optim_step_stats os;
+        OK(optim_step(opt, &oc, s, total, &os));
+        assert_false(os.skipped);
     }
+    optim_destroy(opt);
     double e_params = compare_adapters(f, "params_after", al, ap, worst_p, sizeof worst_p);
     assert_memory_equal(params, params0, P * sizeof *params); /* the base is frozen */
 

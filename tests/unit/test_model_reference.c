@@ -22,9 +22,10 @@
 #include "kernels/ops.h"
 #include "model/hf.h"
 #include "model/model.h"
-#include "optim/trainer.h"
+#include "optim/optim.h"
 #include "runtime/fsutil.h"
 #include "runtime/safetensors.h"
+#include "train/params.h"
 #include "support/golden.h"
 
 static char g_dir[512];
@@ -118,14 +119,17 @@ static void run_config(const char *name) {
     OK(model_layout_create(&cfg.model, false, &l));
     sl_backend *be = NULL;
     OK(backend_create_cpu(2, NULL, &be));
-    trainer *t = NULL;
-    OK(trainer_create(l, be, &t));
     size_t P = (size_t)l->total_numel;
     float *host = malloc(P * sizeof *host);
-    assert_non_null(host);
+    float *tp = malloc(P * sizeof *tp), *tg_ = calloc(P, sizeof *tg_);
+    float *tm = calloc(P, sizeof *tm), *tv = calloc(P, sizeof *tv);
+    assert_true(host && tp && tg_ && tm && tv);
     hf_info info;
     OK(hf_load_params(hf, l, host, &info));
-    OK(trainer_load_params(t, host));
+    memcpy(tp, host, P * sizeof *tp);
+    model_local lh;
+    model_unit_hooks hk;
+    OK(model_local_init(&lh, l, tp, tg_, &hk));
 
     hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(f >= 0);
@@ -151,48 +155,52 @@ static void run_config(const char *name) {
     OK(model_create(l, be, B, T, true, &mr));
     float *logits = malloc(n_lg * sizeof *logits);
     assert_non_null(logits);
-    OK(model_forward_logits(m, trainer_hooks(t), inp, logits));
+    OK(model_forward_logits(m, &hk, inp, logits));
     double e_logits = golden_rel_err(logits, want_logits, n_lg);
 
     /* loss and grads on batch 0 */
     int64_t nv = golden_count_valid(tg, (size_t)BT);
     double loss_sum = 0;
     int64_t n_valid = 0;
-    OK(trainer_zero_grads(t));
-    OK(model_forward_backward(m, trainer_hooks(t), inp, tg, (float)(1.0 / (double)nv), &loss_sum, &n_valid));
+    memset(tg_, 0, P * sizeof *tg_);
+    OK(model_forward_backward(m, &hk, inp, tg, (float)(1.0 / (double)nv), &loss_sum, &n_valid));
     assert_int_equal(n_valid, nv);
     double loss = loss_sum / (double)n_valid;
     double e_loss = fabs(loss - want_loss[0]) / fabs(want_loss[0]);
     char worst_g[256] = "", worst_p[256] = "";
-    double e_grads = compare_params(f, "grads", l, info.prefix, trainer_grads(t), worst_g, sizeof worst_g);
+    double e_grads = compare_params(f, "grads", l, info.prefix, tg_, worst_g, sizeof worst_g);
 
     /* recomputation: bitwise equal gradients */
     float *g0 = malloc(P * sizeof *g0);
     assert_non_null(g0);
-    memcpy(g0, trainer_grads(t), P * sizeof *g0);
-    OK(trainer_zero_grads(t));
+    memcpy(g0, tg_, P * sizeof *g0);
+    memset(tg_, 0, P * sizeof *tg_);
     double loss_sum_r = 0;
-    OK(model_forward_backward(mr, trainer_hooks(t), inp, tg, (float)(1.0 / (double)nv), &loss_sum_r, &n_valid));
+    OK(model_forward_backward(mr, &hk, inp, tg, (float)(1.0 / (double)nv), &loss_sum_r, &n_valid));
     assert_true(loss_sum_r == loss_sum);
-    assert_memory_equal(g0, trainer_grads(t), P * sizeof *g0);
+    assert_memory_equal(g0, tg_, P * sizeof *g0);
 
     /* 3 AdamW steps: step 1 on batch 0's grads (already accumulated) */
     cfg_optim oc = cfg.optim;
     int total = golden_read_optim(f, &oc);
+    optimizer *opt = NULL;
+    OK(optim_create(be, NULL, &opt));
+    OK(train_local_add_to_optim(opt, l, tp, tg_, tm, tv));
     for (int s = 1; s <= S; s++) {
         if (s > 1) {
-            OK(trainer_zero_grads(t));
+            memset(tg_, 0, P * sizeof *tg_);
             int64_t nvs = golden_count_valid(tg + (size_t)(s - 1) * BT, (size_t)BT);
-            OK(model_forward_backward(m, trainer_hooks(t), inp + (size_t)(s - 1) * BT,
+            OK(model_forward_backward(m, &hk, inp + (size_t)(s - 1) * BT,
                                       tg + (size_t)(s - 1) * BT, (float)(1.0 / (double)nvs), &loss_sum,
                                       &n_valid));
         }
-        trainer_step_stats stats;
-        OK(trainer_optimizer_step(t, &oc, s, total, &stats));
+        optim_step_stats stats;
+        optim_grads_changed(opt);
+        OK(optim_step(opt, &oc, s, total, &stats));
         assert_false(stats.skipped);
         assert_true(stats.clip_factor < 1.0); /* the reference checked clipping is active */
     }
-    double e_params = compare_params(f, "params_after", l, info.prefix, trainer_params(t), worst_p, sizeof worst_p);
+    double e_params = compare_params(f, "params_after", l, info.prefix, tp, worst_p, sizeof worst_p);
     H5Fclose(f);
 
     printf("%-13s logits %.2e  loss %.2e  grads %.2e (worst %s)  params after %d steps %.2e (worst %s)\n",
@@ -234,7 +242,12 @@ static void run_config(const char *name) {
     free(host);
     model_destroy(m);
     model_destroy(mr);
-    trainer_destroy(t);
+    optim_destroy(opt);
+    model_local_free(&lh);
+    free(tp);
+    free(tg_);
+    free(tm);
+    free(tv);
     backend_destroy(be);
     model_layout_destroy(l);
 }

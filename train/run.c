@@ -1,0 +1,185 @@
+/* train/run.c: the `shardlm train` loop: step line, metrics, eval,
+ * checkpoints, preemption and the final export (train.h). */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/hf.h"
+#include "runtime/check.h"
+#include "runtime/fsutil.h"
+#include "runtime/log.h"
+#include "runtime/preempt.h"
+#include "train/checkpoint.h"
+#include "train/train.h"
+#include "train/train_lora.h"
+
+static void fmt_thousands(char *buf, size_t cap, double x) {
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%.0f", x);
+    size_t n = strlen(tmp), o = 0;
+    for (size_t i = 0; i < n && o + 2 < cap; i++) {
+        buf[o++] = tmp[i];
+        if ((n - i - 1) % 3 == 0 && i + 1 < n && tmp[i] != '-')
+            buf[o++] = ',';
+    }
+    buf[o] = 0;
+}
+
+static void log_step(train_job *j, const train_step_result *r) {
+    const sl_config *c = j->cfg;
+    double tok_s = (double)j->plan.tokens_per_step / r->seconds;
+    char toks[48], mfu[32] = "", skipped[48] = "", exposed[32] = "n/a";
+    fmt_thousands(toks, sizeof toks, tok_s);
+    /* NCCL waits do not block the host, so the host-blocked share means
+     * nothing on CUDA (parallel/fsdp.h) */
+    if (!j->use_cuda)
+        snprintf(exposed, sizeof exposed, "%.0f%%", 100.0 * r->exposed_comm_s / r->seconds);
+    if (j->peak_flops > 0)
+        snprintf(mfu, sizeof mfu, " | mfu %.1f%%",
+                 100.0 * tok_s * j->flops_per_token / (j->peak_flops * j->plan.world));
+    if (r->skipped)
+        snprintf(skipped, sizeof skipped, " | SKIPPED (non-finite; %d so far)", j->n_skipped);
+    LOG_INFO0("step %d/%d | loss %.4f | lr %.2e | gnorm %.2f | %.0f ms | %s tok/s%s | mem %.2f GiB | "
+              "comm exposed %s%s",
+              j->step, c->train.steps, r->loss, r->lr, r->grad_norm, 1e3 * r->seconds, toks, mfu,
+              (double)mem_peak_total(&j->acct) / (1024.0 * 1024.0 * 1024.0), exposed, skipped);
+}
+
+static sl_status log_metrics(train_job *j, const train_step_result *r) {
+    if (!j->metrics)
+        return SL_OK;
+    double tok_s = (double)j->plan.tokens_per_step / r->seconds;
+    metric_kv kv[] = {
+        {"loss", r->loss},
+        {"lr", r->lr},
+        {"gnorm", r->grad_norm},
+        {"step_ms", 1e3 * r->seconds},
+        {"tok_per_s", tok_s},
+        {"mem_gib", (double)mem_peak_total(&j->acct) / (1024.0 * 1024.0 * 1024.0)},
+        {"skipped", r->skipped ? 1.0 : 0.0},
+        {NULL, 0}, /* comm_exposed_pct: host-blocked time means nothing on CUDA (NCCL waits are stream-ordered) */
+        {NULL, 0}, /* mfu_pct: where the device's peak is known */
+    };
+    int n = 7;
+    if (!j->use_cuda)
+        kv[n++] = (metric_kv){"comm_exposed_pct", 100.0 * r->exposed_comm_s / r->seconds};
+    if (j->peak_flops > 0)
+        kv[n++] = (metric_kv){"mfu_pct", 100.0 * tok_s * j->flops_per_token / (j->peak_flops * j->plan.world)};
+    return metrics_write(j->metrics, j->step, kv, n);
+}
+
+static sl_status run_eval(train_job *j, const char *when) {
+    if (!j->eval_loader)
+        return SL_OK;
+    double loss;
+    int64_t tokens;
+    SL_TRY(train_job_eval(j, &loss, &tokens));
+    LOG_INFO0("eval %s (step %d) | loss %.4f | ppl %.2f | %lld tokens", when, j->step, loss, exp(loss),
+              (long long)tokens);
+    if (j->metrics) {
+        metric_kv kv[] = {{"eval_loss", loss}, {"eval_ppl", exp(loss)}};
+        SL_TRY(metrics_write(j->metrics, j->step, kv, 2));
+    }
+    return SL_OK;
+}
+
+sl_status train_job_export(train_job *j, const char *dir) {
+    const model_layout *l = j->layout;
+    if (j->lora)
+        return train_lora_export(j, dir);
+    float *host = malloc((size_t)l->total_numel * sizeof(float));
+    SL_CHECK_ALLOC(host, (size_t)l->total_numel * sizeof(float));
+    sl_status st = train_group_gather(&j->groups[0], host);
+    if (st == SL_OK && j->topo->rank == 0) {
+        st = hf_save(dir, l, host, SL_DTYPE_F32, "");
+        if (st == SL_OK && j->cfg->data.tokenizer[0]) {
+            /* generation needs the tokenizer beside the weights */
+            char *text = NULL;
+            size_t len = 0;
+            char dst[CFG_STR_MAX + 64];
+            const char *src = j->cfg->data.tokenizer;
+            if (!fs_is_dir(src) && fs_read_file(src, &text, &len, (size_t)1 << 30) == SL_OK) {
+                const char *base = strrchr(src, '/');
+                snprintf(dst, sizeof dst, "%s/%s", dir, base ? base + 1 : src);
+                st = fs_write_atomic(dst, text, len);
+                free(text);
+            }
+        }
+    }
+    free(host);
+    return st;
+}
+
+static sl_status export_final(train_job *j) {
+    char dir[CFG_STR_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/export", j->cfg->train.run_dir);
+    SL_TRY(train_job_export(j, dir));
+    if (!j->lora)
+        LOG_INFO0("exported the final model to %s (Hugging Face layout)", dir);
+    return SL_OK;
+}
+
+/* Step boundary: if any rank got SIGTERM/SIGUSR1 (runtime/preempt.h),
+ * every rank saves and returns SL_ERR_INTERRUPTED (exit 75). */
+static sl_status check_preempt(train_job *j) {
+    int32_t sig = preempt_signal();
+    SL_TRY(comm_all_reduce(j->world, &sig, &sig, 1, COMM_DTYPE_I32, COMM_REDOP_MAX));
+    if (sig == 0)
+        return SL_OK;
+    const char *name = sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";
+    LOG_WARN0("%s (%d) received: saving a checkpoint at step %d and stopping", name, sig, j->step);
+    if (j->saved_step != j->step)
+        SL_TRY(ckpt_save(j));
+    j->stop_agreed = true;
+    char root[CFG_STR_MAX + 32];
+    SL_TRY(ckpt_root(j->cfg, root, sizeof root));
+    return sl_errorf(SL_ERR_INTERRUPTED,
+                     "stopped by %s at step %d; checkpoint %s/step_%08d is saved: relaunch with --resume auto "
+                     "to continue",
+                     name, j->step, root, j->step);
+}
+
+sl_status train_job_run(train_job *j) {
+    const sl_config *c = j->cfg;
+    char plan[256];
+    parallel_plan_describe(&j->plan, plan, sizeof plan);
+    LOG_INFO0("%s", plan);
+    LOG_INFO0("model %s: %d layers, d_model %d, %d heads (%d kv), vocab %d, %.2fM parameters; "
+              "seq %d, %lld tokens per step",
+              config_enum_name("model.arch", c->model.arch), c->model.n_layer, c->model.d_model,
+              c->model.n_head, c->model.n_kv_head, c->model.vocab_size,
+              (double)model_layout_param_count(j->layout) / 1e6, c->data.seq_len,
+              (long long)j->plan.tokens_per_step);
+    if (j->topo->rank == 0) {
+        char path[CFG_STR_MAX + 32];
+        SL_TRY(fs_mkdirs(c->train.run_dir));
+        snprintf(path, sizeof path, "%s/config.json", c->train.run_dir);
+        SL_TRY(config_write_file(c, path));
+        SL_TRY(metrics_open(c->train.run_dir, c->logging.tensorboard, &j->metrics));
+    }
+    if (j->step == 0)
+        SL_TRY(run_eval(j, "before training"));
+    while (j->step < c->train.steps) {
+        SL_TRY(check_preempt(j));
+        train_step_result r;
+        SL_TRY(train_job_step(j, &r));
+        if (j->step % c->logging.log_every == 0 || j->step == c->train.steps || r.skipped)
+            log_step(j, &r);
+        SL_TRY(log_metrics(j, &r));
+        if (c->train.eval_every > 0 && j->step % c->train.eval_every == 0 && j->step < c->train.steps)
+            SL_TRY(run_eval(j, "during training"));
+        if (c->checkpoint.every > 0 && j->step % c->checkpoint.every == 0)
+            SL_TRY(ckpt_save(j));
+    }
+    if (j->saved_step != j->step)
+        SL_TRY(ckpt_save(j));
+    SL_TRY(run_eval(j, "after training"));
+    if (c->train.export_final)
+        SL_TRY(export_final(j));
+    if (j->n_skipped)
+        LOG_WARN0("%d of %d steps were skipped for non-finite loss or gradient norm", j->n_skipped,
+                  c->train.steps);
+    return SL_OK;
+}
