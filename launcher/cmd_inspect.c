@@ -68,7 +68,7 @@ static const inspector inspectors[] = {
 };
 
 static sl_status inspect_file(const char *path) {
-    if (ckpt_looks_like(path)) /* a checkpoint folder (launcher/checkpoint.h) */
+    if (ckpt_looks_like(path)) /* a checkpoint folder (ckpt/) */
         return ckpt_describe(path);
     char format[128];
     SL_TRY(h5io_read_format(path, format, sizeof format));

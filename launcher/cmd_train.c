@@ -1,4 +1,4 @@
-/* shardlm train: the training job (launcher/train.h) from a config. */
+/* shardlm train: the training job (train/train.h) from a config. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

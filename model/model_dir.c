@@ -1,4 +1,4 @@
-/* launcher/model_dir.c: load a model folder for inference (model_dir.h). */
+/* model/model_dir.c: load a model folder for inference (model_dir.h). */
 #include "model/model_dir.h"
 
 #include <inttypes.h>

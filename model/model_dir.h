@@ -1,18 +1,18 @@
-/* launcher/model_dir.h: a whole model folder in memory, for the inference
+/* model/model_dir.h: a whole model folder in memory, for the inference
  * commands (generate, eval).
  *
  * defines: model_dir_params, model_dir_open, model_dir_close, model_dir_upload
  *
  * Opens a shardlm model folder or a Hugging Face folder (model/hf.h decides
  * which) and loads every parameter, as fp32, into one host buffer in
- * model_local order (unit u at the prefix sum of unit sizes) -- what the CPU
+ * model_local order (unit u at layout->units[u].offset) -- what the CPU
  * backend, model_local_init and decode_create take as-is. Not sharded: each
  * process holds the whole model (4 bytes per parameter). Training does not
  * use this (FSDP loads only its shards). model_dir_upload copies that buffer
  * into backend memory in the backend's act dtype (the GPU's bf16 copy).
  */
-#ifndef SL_LAUNCHER_MODEL_DIR_H
-#define SL_LAUNCHER_MODEL_DIR_H
+#ifndef SL_MODEL_MODEL_DIR_H
+#define SL_MODEL_MODEL_DIR_H
 
 #include <stddef.h>
 

@@ -1,4 +1,4 @@
-/* data/h5io.c: HDF5 lock, the zstd filter (32015) and its registration.
+/* runtime/h5io.c: HDF5 lock, the zstd filter (32015) and its registration.
  * With -DSHARDLM_H5Z_PLUGIN this file alone builds the dynamically loaded
  * HDF5 plugin (no lock, no sl_status: only the filter and the two H5PL entry
  * points). */

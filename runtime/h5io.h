@@ -1,4 +1,4 @@
-/* data/h5io.h: the one place shardlm talks to the HDF5 library's global state.
+/* runtime/h5io.h: the one place shardlm talks to the HDF5 library's global state.
  *
  * defines: H5IO_FILTER_ZSTD, h5io_zstd_class, h5io_init, h5io_lock,
  *          h5io_unlock, h5io_read_format, h5io_attr_write_{i64,u64,str}_locked,
@@ -8,7 +8,7 @@
  * threads at once. Every HDF5 call in shardlm (shard writer, shard reader,
  * the loader's background thread, checkpoints) runs between h5io_lock() and
  * h5io_unlock(). The lock is process-wide because the library state it
- * protects is process-wide; it is the only mutable global of data/.
+ * protects is process-wide; it is the only mutable global of runtime/.
  *
  * The zstd filter (id 32015, the id registered with The HDF Group and used by
  * hdf5plugin): cd_values[0] is the compression level (hdf5plugin's
@@ -20,8 +20,8 @@
  *
  * Does not open files or know the shard layout (data/shard.h does).
  */
-#ifndef SL_DATA_H5IO_H
-#define SL_DATA_H5IO_H
+#ifndef SL_RUNTIME_H5IO_H
+#define SL_RUNTIME_H5IO_H
 
 #include <hdf5.h>
 #include <stddef.h>

@@ -4,7 +4,7 @@
 # each of them counted, shards that inspect verifies, identical shards for 1
 # and 2 threads; the SFT examples give the expected ids and masks; text files
 # split on blank lines; a flipped byte is reported by inspect. The shards and
-# the SFT ids are also read independently of data/h5io.c (prepare_check.py
+# the SFT ids are also read independently of runtime/h5io.c (prepare_check.py
 # --raw: stored chunks, Fletcher32 in Python, Debian's zstd CLI, no plugin).
 source "$SRC/tests/integration/lib.sh"
 mktmp
@@ -39,7 +39,7 @@ print("report ok:", r["documents_written"], "docs,", r["tokens_written"], "token
 PY
 expect_exit 0 "$SHARDLM" inspect "$TMP"/out1/train-*.h5
 expect_out "chunks ok"
-# independently of data/h5io.c: every chunk's stored bytes, Fletcher32 in
+# independently of runtime/h5io.c: every chunk's stored bytes, Fletcher32 in
 # Python, zstd by Debian's CLI, no HDF5 plugin; same values as HDF5's pipeline
 via_hdf5=$("$PYTHON" "$SRC/tests/tools/prepare_check.py" digest "$TMP/out1") || fail "digest failed"
 raw=$(env -u HDF5_PLUGIN_PATH "$PYTHON" "$SRC/tests/tools/prepare_check.py" --raw digest "$TMP/out1") \
