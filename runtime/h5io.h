@@ -8,7 +8,8 @@
  * threads at once. Every HDF5 call in shardlm (shard writer, shard reader,
  * the loader's background thread, checkpoints) runs between h5io_lock() and
  * h5io_unlock(). The lock is process-wide because the library state it
- * protects is process-wide; it is the only mutable global of runtime/.
+ * protects is process-wide: a runtime service of the whole process, used by
+ * data/ (token shards) and ckpt/ (checkpoint rank files) alike.
  *
  * The zstd filter (id 32015, the id registered with The HDF Group and used by
  * hdf5plugin): cd_values[0] is the compression level (hdf5plugin's
