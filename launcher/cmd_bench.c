@@ -7,9 +7,10 @@
 #include <string.h>
 
 #include "kernels/device_info.h"
-#include "launcher/bench.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
+#include "parallel/topology.h"
+#include "train/bench.h"
 #include "train/train.h"
 #include "runtime/log.h"
 
@@ -105,6 +106,25 @@ static sl_status parse_opts(const cli_args *a, sl_config *cfg, bench_opts *o) {
     return SL_OK;
 }
 
+/* MPI (a singleton without mpirun), logging, the benchmark; the exit code. */
+static int bench_main(sl_config *cfg, const bench_opts *o, int *argc, char ***argv) {
+    topology topo;
+    sl_status st = topology_init(&topo, argc, argv, cfg->parallel.ranks_per_node);
+    log_level lv = LOG_LEVEL_WARN;
+    log_level_parse(cfg->logging.level, &lv);
+    log_init(topo.rank, topo.host, lv < LOG_LEVEL_WARN ? lv : LOG_LEVEL_INFO);
+    if (st == SL_OK)
+        st = train_bench_run(cfg, &topo, o);
+    int code = cli_exit_code(st);
+    if (st != SL_OK) {
+        LOG_ERROR("shardlm bench: %s [%s]", sl_error_message(), sl_status_name(st));
+        if (topo.world > 1)
+            topology_abort(&topo, code);
+    }
+    topology_finalize(&topo);
+    return code;
+}
+
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "comm") == 0)
         return bench_comm_main(argc - 1, argv + 1);
@@ -142,5 +162,5 @@ int cmd_bench(int argc, char **argv) {
                         "(--backend cpu without --fsdp/--find-batch)\n");
         return SL_EXIT_USAGE;
     }
-    return bench_job_main(&cfg, &o, &argc, &argv);
+    return bench_main(&cfg, &o, &argc, &argv);
 }

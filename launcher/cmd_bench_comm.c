@@ -39,6 +39,7 @@
 #include "parallel/topology.h"
 #include "runtime/check.h"
 #include "runtime/log.h"
+#include "runtime/metrics.h"
 
 void bench_comm_usage(FILE *out) {
     fprintf(out,
@@ -291,11 +292,6 @@ static sl_status one(bench_ctx *b, int impl, comm_op_kind op, size_t count, mode
     return SL_OK;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median over iterations of the slowest rank's time. */
 static sl_status timed(bench_ctx *b, int impl, comm_op_kind op, size_t count, mode m, long reps, double *med) {
     for (int i = 0; i < b->o->warmup; i++)
@@ -304,8 +300,7 @@ static sl_status timed(bench_ctx *b, int impl, comm_op_kind op, size_t count, mo
     for (int i = 0; i < b->o->iters; i++)
         SL_TRY(one(b, impl, op, count, m, reps, &b->times[i]));
     SL_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, b->times, b->o->iters, MPI_DOUBLE, MPI_MAX, b->t->comm));
-    qsort(b->times, (size_t)b->o->iters, sizeof(double), cmp_double);
-    *med = b->times[b->o->iters / 2];
+    *med = metrics_median(b->times, b->o->iters);
     return SL_OK;
 }
 

@@ -3,13 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "data/tokenizer.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
+#include "runtime/log.h"
+#include "runtime/metrics.h"
 
 void cmd_tokenize_usage(FILE *out) {
     fprintf(out,
@@ -110,17 +111,6 @@ static sl_status run_decode(const tokenizer *t) {
     return st;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static sl_status run_bench(const tokenizer *t, const char *path, int runs, int special) {
     char *text;
     size_t len;
@@ -132,20 +122,19 @@ static sl_status run_bench(const tokenizer *t, const char *path, int runs, int s
     for (int r = 0; r <= runs && st == SL_OK; r++) { /* run 0 warms up */
         free(ids);
         ids = NULL;
-        double t0 = now_s();
+        double t0 = sl_now();
         st = encode_all(t, text, len, special, &ids, &n);
         if (r > 0)
-            times[r - 1] = now_s() - t0;
+            times[r - 1] = sl_now() - t0;
     }
     free(ids);
     free(text);
     SL_TRY(st);
-    qsort(times, (size_t)runs, sizeof *times, cmp_double);
+    double med = metrics_median(times, runs); /* sorts: times[0] is the best */
     double mb = (double)len / 1e6;
     printf("tokenizer %s: %zu bytes -> %zu tokens; %d runs on one thread: median %.3f s = "
            "%.2f MB/s (best %.2f, worst %.2f)\n",
-           tok_name(t), len, n, runs, times[runs / 2], mb / times[runs / 2], mb / times[0],
-           mb / times[runs - 1]);
+           tok_name(t), len, n, runs, med, mb / med, mb / times[0], mb / times[runs - 1]);
     return SL_OK;
 }
 

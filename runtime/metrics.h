@@ -1,7 +1,7 @@
 /* runtime/metrics.h: the run's metrics: metrics.jsonl and TensorBoard scalars.
  *
  * defines: metrics_writer, metrics_open, metrics_close, metrics_write,
- *          crc32c, tfrecord_masked_crc
+ *          metrics_median, crc32c, tfrecord_masked_crc
  *
  * One writer per run, on rank 0 only. Each metrics_write appends one JSON
  * line {"step": N, "<key>": value, ...} to <run_dir>/metrics.jsonl (flushed,
@@ -40,5 +40,10 @@ const char *metrics_event_path(const metrics_writer *w);
 /* CRC-32C (Castagnoli), as TFRecord uses. */
 uint32_t crc32c(const void *data, size_t len);
 uint32_t tfrecord_masked_crc(const void *data, size_t len);
+
+/* The median of v[0..n) (the mean of the two middle values when n is
+ * even); sorts v ascending in place, so v[0] and v[n-1] are then the
+ * minimum and maximum. n >= 1. */
+double metrics_median(double *v, int n);
 
 #endif

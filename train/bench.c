@@ -22,22 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "launcher/bench.h"
-#include "train/bench_device.h"
-#include "launcher/cli.h"
-#include "train/train.h"
 #include "runtime/check.h"
 #include "runtime/log.h"
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "runtime/metrics.h"
+#include "train/bench.h"
+#include "train/bench_device.h"
+#include "train/train.h"
 
 #define REF_STEPS 2 /* steps of the reference run compared bitwise */
 
@@ -184,10 +174,10 @@ static sl_status timed_steps(train_job *j, const bench_opts *o, job_times *out) 
         }
     }
     if (st == SL_OK) {
-        out->step_s = median(t, o->steps);
-        out->min_s = t[0];
-        out->exposed_s = median(e, o->steps);
-        out->comm_s = median(c, o->steps);
+        out->step_s = metrics_median(t, o->steps);
+        out->min_s = t[0]; /* sorted by metrics_median */
+        out->exposed_s = metrics_median(e, o->steps);
+        out->comm_s = metrics_median(c, o->steps);
     }
     free(t);
     free(e);
@@ -271,26 +261,11 @@ static sl_status bench_job(sl_config *cfg, topology *topo, const bench_opts *o, 
     return SL_OK;
 }
 
-int bench_job_main(sl_config *cfg, const bench_opts *o, int *argc, char ***argv) {
-    topology topo;
-    sl_status st = topology_init(&topo, argc, argv, cfg->parallel.ranks_per_node);
-    log_level lv = LOG_LEVEL_WARN;
-    log_level_parse(cfg->logging.level, &lv);
-    log_init(topo.rank, topo.host, lv < LOG_LEVEL_WARN ? lv : LOG_LEVEL_INFO);
+sl_status train_bench_run(sl_config *cfg, topology *topo, const bench_opts *o) {
     train_job *j = calloc(1, sizeof *j);
-    if (st == SL_OK && !j)
-        st = sl_errorf(SL_ERR_NOMEM, "out of memory");
-    if (st == SL_OK)
-        st = bench_job(cfg, &topo, o, j);
-    int code = cli_exit_code(st);
-    if (st != SL_OK) {
-        LOG_ERROR("shardlm bench: %s [%s]", sl_error_message(), sl_status_name(st));
-        if (topo.world > 1)
-            topology_abort(&topo, code);
-    }
-    if (j)
-        train_job_teardown(j);
+    SL_CHECK_ALLOC(j, sizeof *j);
+    sl_status st = bench_job(cfg, topo, o, j);
+    train_job_teardown(j);
     free(j);
-    topology_finalize(&topo);
-    return code;
+    return st;
 }
