@@ -479,7 +479,7 @@ sl_status model_forward_logits(model *m, const model_unit_hooks *hooks, const ui
 static sl_status local_acquire(void *ctx, int unit, int phase, const void **params) {
     (void)phase;
     model_local *lh = ctx;
-    *params = (const char *)lh->params + (size_t)lh->unit_offset[unit] * dtype_size(lh->param_dtype);
+    *params = (const char *)lh->params + (size_t)lh->layout->units[unit].offset * dtype_size(lh->param_dtype);
     return SL_OK;
 }
 
@@ -492,7 +492,7 @@ static sl_status local_grad_buffer(void *ctx, int unit, float **grads) {
     model_local *lh = ctx;
     if (!lh->grads)
         return sl_errorf(SL_ERR_INVALID, "model_local: unit %d's grads requested but none were given", unit);
-    *grads = lh->grads + lh->unit_offset[unit];
+    *grads = lh->grads + lh->layout->units[unit].offset;
     return SL_OK;
 }
 
@@ -516,7 +516,8 @@ sl_status model_local_init_typed(model_local *lh, const model_layout *layout, sl
     lh->unit_offset = calloc((size_t)layout->n_units + 1, sizeof *lh->unit_offset);
     SL_CHECK_ALLOC(lh->unit_offset, sizeof *lh->unit_offset * ((size_t)layout->n_units + 1));
     for (int u = 0; u < layout->n_units; u++)
-        lh->unit_offset[u + 1] = lh->unit_offset[u] + layout->units[u].numel;
+        lh->unit_offset[u] = layout->units[u].offset;
+    lh->unit_offset[layout->n_units] = layout->total_numel;
     memset(hooks, 0, sizeof *hooks);
     hooks->ctx = lh;
     hooks->acquire = local_acquire;
