@@ -115,12 +115,14 @@ static sl_status build(lora_spec *s) {
                 st->a = u->numel;
             snprintf(n, sizeof n, "%s.lora_A", b->params[bp].name);
             snprintf(h, sizeof h, "base_model.model.%s.lora_A.weight", path);
-            SL_TRY(model_layout_append_param(l, cap, layer + 1, MODEL_ROLE_LORA_A, true, false, s->r, st->in, n, h));
+            SL_TRY(model_layout_append_param(l, cap, layer + 1, MODEL_ROLE_LORA_A, true, false, s->r,
+                                             st->in, n, h));
             if (layer == 0)
                 st->b = u->numel;
             snprintf(n, sizeof n, "%s.lora_B", b->params[bp].name);
             snprintf(h, sizeof h, "base_model.model.%s.lora_B.weight", path);
-            SL_TRY(model_layout_append_param(l, cap, layer + 1, MODEL_ROLE_LORA_B, true, false, st->out, s->r, n, h));
+            SL_TRY(model_layout_append_param(l, cap, layer + 1, MODEL_ROLE_LORA_B, true, false, st->out,
+                                             s->r, n, h));
         }
     }
     model_layout_place_units(l);

@@ -245,9 +245,11 @@ static const void *head_unit(const model *m, const void *p0, const void *pl, int
 }
 
 static sl_status logits_chunk(model *m, const void *hp, int64_t hoff, int64_t v0, int64_t vc) {
+    const block_ctx *c = &m->bc;
     int64_t C = m->l->cfg.d_model;
-    return ops_linear_forward(m->be, act_view2(&m->bc, m->logits, m->bc.N, vc), act_view2(&m->bc, m->lnf, m->bc.N, C),
-                              weight_view2(&m->bc, hp, hoff + v0 * C, vc, C), ops_none());
+    /* logits (N, vc) = lnf (N, C) head[v0 : v0 + vc] (vc, C)^T */
+    return ops_linear_forward(m->be, act_view2(c, m->logits, c->N, vc), act_view2(c, m->lnf, c->N, C),
+                              weight_view2(c, hp, hoff + v0 * C, vc, C), ops_none());
 }
 
 static sl_status copy_logits_out(model *m, float *host, int64_t v0, int64_t vc) {
@@ -278,7 +280,8 @@ static sl_status copy_logits_out(model *m, float *host, int64_t v0, int64_t vc) 
 static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, const void *p0,
                            const void *pl, float grad_scale, float *logits_host, double *loss_sum,
                            int64_t *n_valid) {
-    int64_t V = m->l->cfg.vocab_size, C = m->l->cfg.d_model, N = m->bc.N;
+    const block_ctx *c = &m->bc;
+    int64_t V = m->l->cfg.vocab_size, C = m->l->cfg.d_model, N = c->N;
     int64_t hoff;
     const void *hp = head_unit(m, p0, pl, &hoff);
     sl_backend *be = m->be;
@@ -296,20 +299,21 @@ static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, 
         SL_TRY(h->grad_buffer(h->ctx, m->l->fin.head_w < 0 ? 0 : m->l->n_units - 1, &hg));
     if (m->vchunk == V) {
         SL_TRY(logits_chunk(m, hp, hoff, 0, V));
-        sl_tensor lg = act_view2(&m->bc, m->logits, N, V);
+        sl_tensor lg = act_view2(c, m->logits, N, V);
         SL_TRY(ops_cross_entropy(be, ops_none(), kind == PASS_TRAIN ? lg : ops_none(), lg, tg, grad_scale,
                                  loss_sum, n_valid));
         if (kind == PASS_TRAIN)
-            SL_TRY(ops_linear_backward(be, act_view2(&m->bc, m->d.dc, N, C), grad_view2(&m->bc, hg, hoff, V, C), ops_none(), lg,
-                                       act_view2(&m->bc, m->lnf, N, C), weight_view2(&m->bc, hp, hoff, V, C), false));
+            SL_TRY(ops_linear_backward(be, act_view2(c, m->d.dc, N, C), grad_view2(c, hg, hoff, V, C),
+                                       ops_none(), lg, act_view2(c, m->lnf, N, C),
+                                       weight_view2(c, hp, hoff, V, C), false));
         return SL_OK;
     }
     sl_tensor st = ops_view2(be, SL_DTYPE_F32, m->xstats, N, OPS_XENT_STATS);
-    sl_tensor lse = f32_view1(&m->bc, m->xlse, N);
+    sl_tensor lse = f32_view1(c, m->xlse, N);
     for (int64_t v0 = 0; v0 < V; v0 += m->vchunk) {
         int64_t vc = V - v0 < m->vchunk ? V - v0 : m->vchunk;
         SL_TRY(logits_chunk(m, hp, hoff, v0, vc));
-        SL_TRY(ops_xent_stats_chunk(be, st, act_view2(&m->bc, m->logits, N, vc), tg, v0, v0 == 0));
+        SL_TRY(ops_xent_stats_chunk(be, st, act_view2(c, m->logits, N, vc), tg, v0, v0 == 0));
     }
     SL_TRY(ops_xent_loss(be, ops_none(), lse, st, tg, loss_sum, n_valid));
     if (kind != PASS_TRAIN)
@@ -317,10 +321,11 @@ static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, 
     for (int64_t v0 = 0; v0 < V; v0 += m->vchunk) {
         int64_t vc = V - v0 < m->vchunk ? V - v0 : m->vchunk;
         SL_TRY(logits_chunk(m, hp, hoff, v0, vc));
-        sl_tensor lg = act_view2(&m->bc, m->logits, N, vc);
+        sl_tensor lg = act_view2(c, m->logits, N, vc);
         SL_TRY(ops_xent_backward_chunk(be, lg, lg, lse, tg, v0, grad_scale));
-        SL_TRY(ops_linear_backward(be, act_view2(&m->bc, m->d.dc, N, C), grad_view2(&m->bc, hg, hoff + v0 * C, vc, C), ops_none(), lg,
-                                   act_view2(&m->bc, m->lnf, N, C), weight_view2(&m->bc, hp, hoff + v0 * C, vc, C), v0 > 0));
+        SL_TRY(ops_linear_backward(be, act_view2(c, m->d.dc, N, C), grad_view2(c, hg, hoff + v0 * C, vc, C),
+                                   ops_none(), lg, act_view2(c, m->lnf, N, C),
+                                   weight_view2(c, hp, hoff + v0 * C, vc, C), v0 > 0));
     }
     return SL_OK;
 }
@@ -409,8 +414,8 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
         SL_TRY(h_prefetch(ha, L, BW));
     else
         SL_TRY(h->grad_buffer(h->ctx, last, &g));
-    SL_TRY(block_norm_backward(&m->bc, N, m->d.dres, g, m->d.dc, m->res[L], pl, l->fin.norm_w, l->fin.norm_b, m->lnf_mean,
-                    m->lnf_rstd, false));
+    SL_TRY(block_norm_backward(&m->bc, N, m->d.dres, g, m->d.dc, m->res[L], pl, l->fin.norm_w,
+                               l->fin.norm_b, m->lnf_mean, m->lnf_rstd, false));
     SL_TRY(ha ? ha->grads_ready(ha->ctx, last) : h->grads_ready(h->ctx, last));
     SL_TRY(h->release(h->ctx, last, BW));
     /* backward: blocks */
