@@ -9,6 +9,11 @@ void block_ctx_init(block_ctx *c, const model_layout *l, sl_backend *be) {
     c->l = l;
     c->act = be->act_dtype;
     c->esz = dtype_size(c->act);
+    c->C = l->cfg.d_model;
+    c->F = l->cfg.d_ff;
+    c->H = l->cfg.n_head;
+    c->Hkv = l->cfg.n_kv_head;
+    c->D = l->head_dim;
     c->B = c->T = 0;
     c->N = 0;
     c->lora = NULL;
@@ -26,6 +31,20 @@ void *block_carve(block_carver *cv, size_t bytes) {
     void *p = cv->base ? cv->base + cv->off : NULL;
     cv->off += (bytes + 63) & ~(size_t)63;
     return p;
+}
+
+sl_status block_arena_alloc(sl_backend *be, void (*carve)(void *obj, block_carver *cv), void *obj,
+                            char **arena, size_t *bytes) {
+    block_carver sizing = {NULL, 0};
+    carve(obj, &sizing);
+    *arena = NULL;
+    *bytes = sizing.off;
+    void *p = NULL;
+    SL_TRY(backend_alloc(be, MEM_CATEGORY_ACTIVATIONS, sizing.off, &p));
+    *arena = p;
+    block_carver real = {p, 0};
+    carve(obj, &real);
+    return SL_OK;
 }
 
 void block_acts_carve(block_carver *cv, const model_layout *l, int64_t N, size_t esz,
@@ -63,7 +82,7 @@ static bool is_llama(const block_ctx *c) { return c->l->cfg.arch == MODEL_ARCH_L
 
 sl_status block_norm_forward(const block_ctx *c, int64_t n, void *out, float *mean, float *rstd,
                              const void *inp, const void *p, int64_t w, int64_t b) {
-    int64_t C = c->l->cfg.d_model;
+    int64_t C = c->C;
     float eps = (float)c->l->cfg.norm_eps;
     if (is_llama(c))
         return ops_rmsnorm_forward(c->be, act_view2(c, out, n, C), f32_view1(c, rstd, n),
@@ -76,7 +95,7 @@ sl_status block_norm_forward(const block_ctx *c, int64_t n, void *out, float *me
 sl_status block_norm_backward(const block_ctx *c, int64_t n, void *dinp, float *g, const void *dout,
                               const void *inp, const void *p, int64_t w, int64_t b,
                               const float *mean, const float *rstd, bool acc) {
-    int64_t C = c->l->cfg.d_model;
+    int64_t C = c->C;
     if (is_llama(c))
         return ops_rmsnorm_backward(c->be, act_view2(c, dinp, n, C), grad_view1(c, g, w, C),
                                     act_view2(c, dout, n, C), act_view2(c, inp, n, C),
@@ -225,8 +244,7 @@ sl_status block_linear_backward(const block_ctx *c, int layer, const void *p, fl
  * adapter over all three), llama's three modules. */
 static void qkv_outputs(const block_ctx *c, void *q, void *k, void *v, block_linear out[3]) {
     const model_block_offsets *o = &c->l->block;
-    const cfg_model *cf = &c->l->cfg;
-    int64_t D = c->l->head_dim, HD = cf->n_head * D, KD = cf->n_kv_head * D;
+    int64_t HD = c->H * c->D, KD = c->Hkv * c->D;
     bool llama = is_llama(c);
     out[0] = block_linear1(q, o->q_w, o->q_b, HD, llama ? LORA_MOD_Q : LORA_MOD_QKV);
     out[1] = block_linear1(k, o->k_w, o->k_b, KD, llama ? LORA_MOD_K : LORA_MOD_QKV);
@@ -236,21 +254,18 @@ static void qkv_outputs(const block_ctx *c, void *q, void *k, void *v, block_lin
 /* The MLP's input linears of ln2: gpt2 c_fc; llama gate (in fc) and up. Returns their count. */
 static int mlp_outputs(const block_ctx *c, void *fc, void *up, block_linear out[2]) {
     const model_block_offsets *o = &c->l->block;
-    int64_t F = c->l->cfg.d_ff;
-    out[0] = block_linear1(fc, o->fc_w, o->fc_b, F, LORA_MOD_FC);
+    out[0] = block_linear1(fc, o->fc_w, o->fc_b, c->F, LORA_MOD_FC);
     if (!is_llama(c))
         return 1;
-    out[1] = block_linear1(up, o->up_w, -1, F, LORA_MOD_UP);
+    out[1] = block_linear1(up, o->up_w, -1, c->F, LORA_MOD_UP);
     return 2;
 }
 
 sl_status block_forward(const block_ctx *c, int layer, const void *p, const void *ap, const void *x,
                         void *y, block_acts *a, int64_t pos, const block_kv *kv) {
-    const cfg_model *cf = &c->l->cfg;
     const model_block_offsets *o = &c->l->block;
     sl_backend *be = c->be;
-    int64_t N = c->N, C = cf->d_model, F = cf->d_ff, H = cf->n_head, Hk = cf->n_kv_head;
-    int64_t D = c->l->head_dim;
+    int64_t N = c->N, C = c->C, F = c->F, H = c->H, Hk = c->Hkv;
     block_linear lin[3];
     /* attention */
     SL_TRY(block_norm_forward(c, N, a->ln1, a->ln1_mean, a->ln1_rstd, x, p, o->ln1_w, o->ln1_b));
@@ -258,13 +273,13 @@ sl_status block_forward(const block_ctx *c, int layer, const void *p, const void
     SL_TRY(block_linear_forward(c, layer, p, ap, a->ln1, C, 3, lin));
     sl_tensor q4 = heads_view(c, a->q, H), k4 = heads_view(c, a->k, Hk), v4 = heads_view(c, a->v, Hk);
     if (is_llama(c)) {
-        float theta = (float)cf->rope_theta;
+        float theta = (float)c->l->cfg.rope_theta;
         SL_TRY(ops_rope_forward(be, q4, q4, pos, theta));
         SL_TRY(ops_rope_forward(be, k4, k4, pos, theta));
     }
     if (kv) {
-        sl_tensor kc = ops_view4(be, c->act, kv->k, c->B, kv->S, Hk, D);
-        sl_tensor vc = ops_view4(be, c->act, kv->v, c->B, kv->S, Hk, D);
+        sl_tensor kc = ops_view4(be, c->act, kv->k, c->B, kv->S, Hk, c->D);
+        sl_tensor vc = ops_view4(be, c->act, kv->v, c->B, kv->S, Hk, c->D);
         SL_TRY(ops_kv_cache_append(be, kc, k4, pos));
         SL_TRY(ops_kv_cache_append(be, vc, v4, pos));
         SL_TRY(ops_attention_decode(be, heads_view(c, a->att, H), q4, kc, vc, pos + c->T));
@@ -273,7 +288,7 @@ sl_status block_forward(const block_ctx *c, int layer, const void *p, const void
                                      ops_view3(be, SL_DTYPE_F32, a->lse, c->B, H, c->T), q4, k4, v4));
     }
     lin[0] = block_linear1(a->res2, o->out_w, o->out_b, C, LORA_MOD_OUT);
-    SL_TRY(block_linear_forward(c, layer, p, ap, a->att, H * D, 1, lin));
+    SL_TRY(block_linear_forward(c, layer, p, ap, a->att, H * c->D, 1, lin));
     SL_TRY(ops_add(be, act_view2(c, a->res2, N, C), act_view2(c, a->res2, N, C), act_view2(c, x, N, C)));
     /* MLP */
     SL_TRY(block_norm_forward(c, N, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p, o->ln2_w, o->ln2_b));
@@ -291,14 +306,12 @@ sl_status block_forward(const block_ctx *c, int layer, const void *p, const void
 
 sl_status block_backward(const block_ctx *c, int layer, const void *p, float *g, const void *ap,
                          float *ag, const void *x, block_acts *a, block_grads *d) {
-    const cfg_model *cf = &c->l->cfg;
     const model_block_offsets *o = &c->l->block;
     sl_backend *be = c->be;
-    int64_t N = c->N, C = cf->d_model, F = cf->d_ff, H = cf->n_head, Hk = cf->n_kv_head;
-    int64_t D = c->l->head_dim;
+    int64_t N = c->N, F = c->F;
     block_linear lin[3];
     /* MLP */
-    lin[0] = block_linear1(d->dres, o->proj_w, o->proj_b, C, LORA_MOD_PROJ);
+    lin[0] = block_linear1(d->dres, o->proj_w, o->proj_b, c->C, LORA_MOD_PROJ);
     SL_TRY(block_linear_backward(c, layer, p, g, ap, ag, a->act, d->df, F, 1, lin));
     int nm;
     if (is_llama(c)) {
@@ -312,24 +325,25 @@ sl_status block_backward(const block_ctx *c, int layer, const void *p, float *g,
                                  act_view2(c, d->df, N, F)));
         nm = mlp_outputs(c, d->df, NULL, lin);
     }
-    SL_TRY(block_linear_backward(c, layer, p, g, ap, ag, a->ln2, d->dc, C, nm, lin));
+    SL_TRY(block_linear_backward(c, layer, p, g, ap, ag, a->ln2, d->dc, c->C, nm, lin));
     SL_TRY(block_norm_backward(c, N, d->dres, g, d->dc, a->res2, p, o->ln2_w, o->ln2_b, a->ln2_mean,
                                a->ln2_rstd, true));
     /* attention */
-    lin[0] = block_linear1(d->dres, o->out_w, o->out_b, C, LORA_MOD_OUT);
-    SL_TRY(block_linear_backward(c, layer, p, g, ap, ag, a->att, d->dc, H * D, 1, lin));
+    int64_t H = c->H, Hk = c->Hkv;
+    lin[0] = block_linear1(d->dres, o->out_w, o->out_b, c->C, LORA_MOD_OUT);
+    SL_TRY(block_linear_backward(c, layer, p, g, ap, ag, a->att, d->dc, H * c->D, 1, lin));
     SL_TRY(ops_attention_backward(be, heads_view(c, d->dq, H), heads_view(c, d->dk, Hk),
                                   heads_view(c, d->dv, Hk), heads_view(c, d->dc, H),
                                   heads_view(c, a->q, H), heads_view(c, a->k, Hk),
                                   heads_view(c, a->v, Hk), heads_view(c, a->att, H),
                                   ops_view3(be, SL_DTYPE_F32, a->lse, c->B, H, c->T)));
     if (is_llama(c)) {
-        float theta = (float)cf->rope_theta;
+        float theta = (float)c->l->cfg.rope_theta;
         SL_TRY(ops_rope_backward(be, heads_view(c, d->dq, H), heads_view(c, d->dq, H), 0, theta));
         SL_TRY(ops_rope_backward(be, heads_view(c, d->dk, Hk), heads_view(c, d->dk, Hk), 0, theta));
     }
     qkv_outputs(c, d->dq, d->dk, d->dv, lin);
-    SL_TRY(block_linear_backward(c, layer, p, g, ap, ag, a->ln1, d->dc, C, 3, lin));
+    SL_TRY(block_linear_backward(c, layer, p, g, ap, ag, a->ln1, d->dc, c->C, 3, lin));
     return block_norm_backward(c, N, d->dres, g, d->dc, x, p, o->ln1_w, o->ln1_b, a->ln1_mean,
                                a->ln1_rstd, true);
 }

@@ -3,7 +3,8 @@
  *
  * defines: block_ctx, block_ctx_init, block_ctx_rows, act_view2, f32_view1,
  *          param_ptr, weight_view2, weight_view1, grad_view2, grad_view1,
- *          heads_view, block_carver, block_carve, block_acts, block_acts_carve,
+ *          heads_view, block_carver, block_carve, block_arena_alloc, block_acts,
+ *          block_acts_carve,
  *          block_kv, block_lora, block_grads, block_linear, block_linear1,
  *          block_linear_forward, block_linear_backward, block_norm_forward,
  *          block_norm_backward, block_forward, block_backward
@@ -56,6 +57,8 @@ typedef struct {
     const model_layout *l;
     sl_dtype act;            /* be->act_dtype: activations and parameters */
     size_t esz;              /* dtype_size(act) */
+    int64_t C, F;            /* d_model, d_ff */
+    int64_t H, Hkv, D;       /* n_head, n_kv_head, head_dim */
     int B, T;                /* B sequences of T positions this call */
     int64_t N;               /* rows: B * T */
     const block_lora *lora;  /* adapters; NULL = none */
@@ -64,6 +67,7 @@ typedef struct {
 void block_ctx_init(block_ctx *c, const model_layout *l, sl_backend *be);
 /* Sets the rows of the next calls (decode changes T per chunk). */
 void block_ctx_rows(block_ctx *c, int B, int T);
+
 
 /* ---- views ---- */
 
@@ -100,7 +104,7 @@ static inline sl_tensor grad_view1(const block_ctx *c, float *g, int64_t off, in
 }
 /* (B, T, heads, head_dim) view of (N, heads * head_dim) rows */
 static inline sl_tensor heads_view(const block_ctx *c, const void *p, int64_t heads) {
-    return ops_view4(c->be, c->act, p, c->B, c->T, heads, c->l->head_dim);
+    return ops_view4(c->be, c->act, p, c->B, c->T, heads, c->D);
 }
 
 /* ---- activation arenas ---- */
@@ -113,6 +117,12 @@ typedef struct {
 } block_carver;
 
 void *block_carve(block_carver *cv, size_t bytes);
+
+/* Sizes an arena with carve(obj, sizing carver), allocates it on be under
+ * MEM_CATEGORY_ACTIVATIONS and carves obj's buffers out of it. *bytes is set
+ * even on failure (for the caller's message); *arena is NULL then. */
+sl_status block_arena_alloc(sl_backend *be, void (*carve)(void *obj, block_carver *cv), void *obj,
+                            char **arena, size_t *bytes);
 
 /* One block's activations for N rows. */
 typedef struct {

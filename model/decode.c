@@ -38,7 +38,8 @@ struct decode {
     float *logits;          /* (B, V) F32 whatever the act dtype */
 };
 
-static void carve_acts(decode *d, block_carver *c) {
+static void carve_acts(void *obj, block_carver *c) {
+    decode *d = obj;
     const cfg_model *cf = &d->l->cfg;
     size_t R = (size_t)d->B * (size_t)d->chunk, C = (size_t)cf->d_model, e = d->bc.esz;
     d->tokens = block_carve(c, R * sizeof(uint32_t));
@@ -92,18 +93,14 @@ sl_status decode_create(const model_layout *layout, sl_backend *be, const void *
         d->kv[i].v = d->cache + (size_t)(2 * i + 1) * per;
         d->kv[i].S = max_seq;
     }
-    block_carver sizing = {NULL, 0};
-    carve_acts(d, &sizing);
-    st = backend_alloc(be, MEM_CATEGORY_ACTIVATIONS, sizing.off, &p);
+    st = block_arena_alloc(be, carve_acts, d, &d->arena, &d->arena_bytes);
     if (st != SL_OK) {
+        size_t bytes = d->arena_bytes;
+        int chunk = d->chunk;
         decode_destroy(d);
-        return sl_error_wrapf(st, "decode_create: activations for %d x %d rows (%zu bytes)", batch,
-                              d->chunk, sizing.off);
+        return sl_error_wrapf(st, "decode_create: activations for %d x %d rows (%zu bytes)", batch, chunk,
+                              bytes);
     }
-    d->arena = p;
-    d->arena_bytes = sizing.off;
-    block_carver real = {d->arena, 0};
-    carve_acts(d, &real);
     *out = d;
     return SL_OK;
 }

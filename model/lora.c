@@ -111,18 +111,22 @@ static sl_status build(lora_spec *s) {
                 return sl_errorf(SL_ERR_INTERNAL, "lora: no base weight for module %d", m);
             char path[MODEL_NAME_MAX], n[MODEL_NAME_MAX + 16], h[MODEL_NAME_MAX + 48];
             lora_module_path(b, (lora_module)m, layer, path, sizeof path);
-            if (layer == 0)
-                st->a = u->numel;
-            snprintf(n, sizeof n, "%s.lora_A", b->params[bp].name);
-            snprintf(h, sizeof h, "base_model.model.%s.lora_A.weight", path);
-            SL_TRY(model_layout_append_param(l, cap, layer + 1, MODEL_ROLE_LORA_A, true, false, s->r,
-                                             st->in, n, h));
-            if (layer == 0)
-                st->b = u->numel;
-            snprintf(n, sizeof n, "%s.lora_B", b->params[bp].name);
-            snprintf(h, sizeof h, "base_model.model.%s.lora_B.weight", path);
-            SL_TRY(model_layout_append_param(l, cap, layer + 1, MODEL_ROLE_LORA_B, true, false, st->out,
-                                             s->r, n, h));
+            /* A (r, in) then B (out, r); every block has them at the same offsets */
+            const struct {
+                char ab;
+                model_role role;
+                int64_t d0, d1;
+                int64_t *off;
+            } t[2] = {{'A', MODEL_ROLE_LORA_A, s->r, st->in, &st->a},
+                      {'B', MODEL_ROLE_LORA_B, st->out, s->r, &st->b}};
+            for (int k = 0; k < 2; k++) {
+                if (layer == 0)
+                    *t[k].off = u->numel;
+                snprintf(n, sizeof n, "%s.lora_%c", b->params[bp].name, t[k].ab);
+                snprintf(h, sizeof h, "base_model.model.%s.lora_%c.weight", path, t[k].ab);
+                SL_TRY(model_layout_append_param(l, cap, layer + 1, t[k].role, true, false, t[k].d0,
+                                                 t[k].d1, n, h));
+            }
         }
     }
     model_layout_place_units(l);

@@ -45,7 +45,8 @@ struct model {
 
 /* ---- arena ---- */
 
-static void carve_all(model *m, block_carver *c) {
+static void carve_all(void *obj, block_carver *c) {
+    model *m = obj;
     const cfg_model *cf = &m->l->cfg;
     size_t N = (size_t)m->bc.N, C = (size_t)cf->d_model, F = (size_t)cf->d_ff;
     size_t HD = C, KD = (size_t)m->l->head_dim * (size_t)cf->n_kv_head;
@@ -113,19 +114,13 @@ sl_status model_create(const model_layout *layout, sl_backend *be, int micro_bat
         model_destroy(m);
         return sl_errorf(SL_ERR_NOMEM, "model_create: out of memory for %d layers' pointers", L);
     }
-    block_carver sizing = {NULL, 0};
-    carve_all(m, &sizing);
-    m->arena_bytes = sizing.off;
-    void *arena = NULL;
-    sl_status st = backend_alloc(be, MEM_CATEGORY_ACTIVATIONS, m->arena_bytes, &arena);
+    sl_status st = block_arena_alloc(be, carve_all, m, &m->arena, &m->arena_bytes);
     if (st != SL_OK) {
+        size_t bytes = m->arena_bytes;
         model_destroy(m);
         return sl_error_wrapf(st, "model_create: activations for micro_batch %d x seq_len %d (%zu bytes)",
-                              micro_batch, seq_len, sizing.off);
+                              micro_batch, seq_len, bytes);
     }
-    m->arena = arena;
-    block_carver real = {m->arena, 0};
-    carve_all(m, &real);
     *out = m;
     return SL_OK;
 }
