@@ -3,7 +3,8 @@
  * defines: decode, decode_create, decode_destroy, decode_reset, decode_prefill,
  *          decode_step, decode_pos, decode_cache_bytes
  *
- * The same GPT-2 / Llama block as model/model.c, computed only for the new
+ * The same GPT-2 / Llama block as model/model.c (model/block.h's
+ * block_forward, called with the layer's KV cache), computed only for the new
  * positions: each layer appends the new tokens' keys and values (after RoPE
  * for Llama) to its cache and attends the new queries against every cached
  * position (ops_attention_decode). Only kernels/ops.h ops are used, so the
@@ -11,9 +12,9 @@
  *
  * Parameters: one full (not sharded) buffer, borrowed, in backend memory:
  * layout->total_numel elements of be->act_dtype (fp32 host memory on the CPU
- * backend, bf16 device memory on CUDA) in model_local order (unit u at the
- * prefix sum of the unit sizes; what model_weights_load fills, cast for
- * CUDA). A decode holds no parameters of its own and never writes them.
+ * backend, bf16 device memory on CUDA) in model_local order (unit u at
+ * layout->units[u].offset; what model_weights_load fills, cast for CUDA).
+ * A decode holds no parameters of its own and never writes them.
  *
  * Backends: only kernels/ops.h entries and backend_memcpy, never a test of
  * which backend it runs on. The cache and activations are act dtype in

@@ -256,13 +256,6 @@ static void to_f32(float *dst, const void *src, sl_dtype dt, size_t n) {
         f32_from_f16_array(dst, src, n);
 }
 
-static int64_t unit_base(const model_layout *l, int unit) {
-    int64_t o = 0;
-    for (int u = 0; u < unit; u++)
-        o += l->units[u].numel;
-    return o;
-}
-
 /* Expected file shape of parameter p: HF orientation or shardlm's. */
 static void file_shape(const model_param *p, bool hf, int64_t shape[2]) {
     bool t = hf && p->hf_transposed;
@@ -354,7 +347,7 @@ static sl_status load_from(const char *dir, const model_layout *l, float *host, 
             info->dtype = t->dtype;
             snprintf(info->prefix, sizeof info->prefix, "%s", prefix);
         }
-        float *dst = host + unit_base(l, p->unit) + p->offset;
+        float *dst = host + l->units[p->unit].offset + p->offset;
         if (hf && p->hf_transposed) {
             free(tmp);
             tmp = malloc((size_t)p->numel * sizeof *tmp);
@@ -465,7 +458,7 @@ static sl_dtype save_dtype(void *ctx, const model_param *p) {
 
 static sl_status save_fill(void *ctx, const model_param *p, void *buf) {
     save_ctx *c = ctx;
-    const float *src = c->host + unit_base(c->l, p->unit) + p->offset;
+    const float *src = c->host + c->l->units[p->unit].offset + p->offset;
     size_t n = (size_t)p->numel;
     if (!p->hf_transposed) {
         from_f32(buf, src, c->dtype, n);

@@ -13,15 +13,15 @@
 typedef struct {
     model_layout *l;
     int cap;
-    int unit;
-    int64_t off; /* next free element in the current unit */
+    int unit; /* the unit being filled */
 } builder;
 
-static sl_status add_param(builder *b, model_role role, bool decay, bool hf_t, int64_t d0,
-                           int64_t d1, const char *name, const char *hf_name) {
-    model_layout *l = b->l;
-    if (l->n_params == b->cap)
+sl_status model_layout_append_param(model_layout *l, int cap, int unit, model_role role, bool decay,
+                                    bool hf_transposed, int64_t d0, int64_t d1, const char *name,
+                                    const char *hf_name) {
+    if (l->n_params >= cap)
         return sl_errorf(SL_ERR_INTERNAL, "layout: parameter table overflow at %s", name);
+    model_unit *u = &l->units[unit];
     model_param *p = &l->params[l->n_params++];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
@@ -30,24 +30,32 @@ static sl_status add_param(builder *b, model_role role, bool decay, bool hf_t, i
     p->shape[0] = d0;
     p->shape[1] = d1 > 0 ? d1 : 0;
     p->numel = d1 > 0 ? d0 * d1 : d0;
-    p->unit = b->unit;
-    p->offset = b->off;
+    p->unit = unit;
+    p->offset = u->numel;
     p->decay = decay;
-    p->hf_transposed = hf_t;
+    p->hf_transposed = hf_transposed;
     p->role = role;
-    b->off += p->numel;
-    model_unit *u = &l->units[b->unit];
     if (u->n_params == 0)
         u->first_param = l->n_params - 1;
     u->n_params++;
-    u->numel = b->off;
+    u->numel += p->numel;
     return SL_OK;
 }
 
-static void next_unit(builder *b) {
-    b->unit++;
-    b->off = 0;
+void model_layout_place_units(model_layout *l) {
+    l->total_numel = 0;
+    for (int u = 0; u < l->n_units; u++) {
+        l->units[u].offset = l->total_numel;
+        l->total_numel += l->units[u].numel;
+    }
 }
+
+static sl_status add_param(builder *b, model_role role, bool decay, bool hf_t, int64_t d0,
+                           int64_t d1, const char *name, const char *hf_name) {
+    return model_layout_append_param(b->l, b->cap, b->unit, role, decay, hf_t, d0, d1, name, hf_name);
+}
+
+static void next_unit(builder *b) { b->unit++; }
 
 #define NM(buf, ...) snprintf(buf, sizeof buf, __VA_ARGS__)
 
@@ -200,17 +208,14 @@ sl_status model_layout_create(const cfg_model *cfg, bool decay_embeddings, model
         model_layout_destroy(l);
         return sl_errorf(SL_ERR_NOMEM, "out of memory for the parameter table (%d params)", cap);
     }
-    builder b = {l, cap, 0, 0};
+    builder b = {l, cap, 0};
     sl_status st = cfg->arch == MODEL_ARCH_GPT2 ? build_gpt2(&b, decay_embeddings)
                                                 : build_llama(&b, decay_embeddings);
     if (st != SL_OK) {
         model_layout_destroy(l);
         return st;
     }
-    for (int u = 0; u < l->n_units; u++) {
-        l->units[u].offset = l->total_numel;
-        l->total_numel += l->units[u].numel;
-    }
+    model_layout_place_units(l);
     *out = l;
     return SL_OK;
 }

@@ -2,6 +2,7 @@
  *
  * defines: model_param, model_unit, model_block_offsets, model_final_offsets,
  *          model_layout, model_layout_create, model_layout_destroy,
+ *          model_layout_append_param, model_layout_place_units,
  *          model_layout_find, model_layout_find_hf, model_init_unit_range,
  *          model_layout_decay_segments, model_decay_segment,
  *          model_layout_param_count, model_layout_flops_per_token
@@ -69,8 +70,8 @@ typedef struct {
 
 typedef struct {
     int64_t numel;      /* elements of the flat buffer */
-    int64_t offset;     /* first element of the unit in the model's contiguous order
-                         * (the sum of the numel of units 0 .. u-1) */
+    int64_t offset;     /* first element in the model's contiguous order (model_local,
+                         * hf and checkpoint host buffers): the preceding units' numel summed */
     int first_param;    /* params [first_param, first_param + n_params) */
     int n_params;
 } model_unit;
@@ -114,6 +115,17 @@ typedef struct {
  * and so a tied head) only when decay_embeddings. On error *out is NULL. */
 sl_status model_layout_create(const cfg_model *cfg, bool decay_embeddings, model_layout **out);
 void model_layout_destroy(model_layout *l); /* NULL is a no-op */
+
+/* For builders of layouts (this file's and model/lora.c's adapter layout):
+ * appends a parameter of shape (d0) (d1 = 0) or (d0, d1) at the end of unit
+ * `unit` (offset = the unit's numel so far; numel = d0 or d0 * d1), growing
+ * the unit. l->params has room for cap entries; SL_ERR_INTERNAL when full. */
+sl_status model_layout_append_param(model_layout *l, int cap, int unit, model_role role, bool decay,
+                                    bool hf_transposed, int64_t d0, int64_t d1, const char *name,
+                                    const char *hf_name);
+/* Sets every unit's offset (prefix sum of numel) and total_numel once all
+ * parameters are appended. */
+void model_layout_place_units(model_layout *l);
 
 /* Index of the parameter with that shardlm (or Hugging Face, unprefixed)
  * name, or -1. */

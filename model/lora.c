@@ -93,40 +93,15 @@ void lora_destroy(lora_spec *s) {
     free(s);
 }
 
-static sl_status add(model_layout *l, int *cap, int unit, int64_t *off, model_role role,
-                     int64_t d0, int64_t d1, const char *name, const char *hf) {
-    if (l->n_params == *cap)
-        return sl_errorf(SL_ERR_INTERNAL, "lora: adapter table overflow at %s", name);
-    model_param *p = &l->params[l->n_params++];
-    memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s", name);
-    snprintf(p->hf_name, sizeof p->hf_name, "%s", hf);
-    p->ndim = 2;
-    p->shape[0] = d0;
-    p->shape[1] = d1;
-    p->numel = d0 * d1;
-    p->unit = unit;
-    p->offset = *off;
-    p->decay = true;
-    p->role = role;
-    *off += p->numel;
-    model_unit *u = &l->units[unit];
-    if (u->n_params == 0)
-        u->first_param = l->n_params - 1;
-    u->n_params++;
-    u->numel = *off;
-    return SL_OK;
-}
-
 static sl_status build(lora_spec *s) {
     const model_layout *b = s->base;
     model_layout *l = s->layout;
     int L = b->cfg.n_layer, cap = l->n_params;
     l->n_params = 0;
     for (int u = 0; u < l->n_units; u++)
-        l->units[u] = (model_unit){0, 0, 0, 0};
+        l->units[u] = (model_unit){0};
     for (int layer = 0; layer < L; layer++) {
-        int64_t off = 0;
+        const model_unit *u = &l->units[layer + 1];
         for (int m = 0; m < LORA_MOD_COUNT; m++) {
             lora_site *st = &s->site[m];
             if (!st->on)
@@ -136,22 +111,25 @@ static sl_status build(lora_spec *s) {
                 return sl_errorf(SL_ERR_INTERNAL, "lora: no base weight for module %d", m);
             char path[MODEL_NAME_MAX], n[MODEL_NAME_MAX + 16], h[MODEL_NAME_MAX + 48];
             lora_module_path(b, (lora_module)m, layer, path, sizeof path);
-            if (layer == 0)
-                st->a = off;
-            snprintf(n, sizeof n, "%s.lora_A", b->params[bp].name);
-            snprintf(h, sizeof h, "base_model.model.%s.lora_A.weight", path);
-            SL_TRY(add(l, &cap, layer + 1, &off, MODEL_ROLE_LORA_A, s->r, st->in, n, h));
-            if (layer == 0)
-                st->b = off;
-            snprintf(n, sizeof n, "%s.lora_B", b->params[bp].name);
-            snprintf(h, sizeof h, "base_model.model.%s.lora_B.weight", path);
-            SL_TRY(add(l, &cap, layer + 1, &off, MODEL_ROLE_LORA_B, st->out, s->r, n, h));
+            /* A (r, in) then B (out, r); every block has them at the same offsets */
+            const struct {
+                char ab;
+                model_role role;
+                int64_t d0, d1;
+                int64_t *off;
+            } t[2] = {{'A', MODEL_ROLE_LORA_A, s->r, st->in, &st->a},
+                      {'B', MODEL_ROLE_LORA_B, st->out, s->r, &st->b}};
+            for (int k = 0; k < 2; k++) {
+                if (layer == 0)
+                    *t[k].off = u->numel;
+                snprintf(n, sizeof n, "%s.lora_%c", b->params[bp].name, t[k].ab);
+                snprintf(h, sizeof h, "base_model.model.%s.lora_%c.weight", path, t[k].ab);
+                SL_TRY(model_layout_append_param(l, cap, layer + 1, t[k].role, true, false, t[k].d0,
+                                                 t[k].d1, n, h));
+            }
         }
     }
-    for (int u = 0; u < l->n_units; u++) {
-        l->units[u].offset = l->total_numel;
-        l->total_numel += l->units[u].numel;
-    }
+    model_layout_place_units(l);
     return SL_OK;
 }
 
@@ -233,29 +211,25 @@ uint64_t lora_dropout_seed(uint64_t seed, int64_t step, int layer, lora_module m
 
 sl_status lora_merge(const lora_spec *s, float *base_host, const float *adapter_host) {
     const model_layout *b = s->base, *a = s->layout;
-    int64_t boff = 0, aoff = 0;
     int r = s->r;
-    for (int u = 0; u < b->n_units; u++) {
-        if (u >= 1 && u <= b->cfg.n_layer) {
-            for (int m = 0; m < LORA_MOD_COUNT; m++) {
-                const lora_site *st = &s->site[m];
-                if (!st->on)
-                    continue;
-                float *W = base_host + boff + st->base_w;  /* (out, in) */
-                const float *A = adapter_host + aoff + st->a; /* (r, in) */
-                const float *B = adapter_host + aoff + st->b; /* (out, r) */
-                /* W += s B A in double, rounded once */
-                for (int64_t o = 0; o < st->out; o++)
-                    for (int64_t i = 0; i < st->in; i++) {
-                        double acc = 0;
-                        for (int k = 0; k < r; k++)
-                            acc += (double)B[o * r + k] * (double)A[(int64_t)k * st->in + i];
-                        W[o * st->in + i] = (float)((double)W[o * st->in + i] + s->scale * acc);
-                    }
-            }
+    for (int u = 1; u <= b->cfg.n_layer; u++) { /* the block units */
+        int64_t boff = b->units[u].offset, aoff = a->units[u].offset;
+        for (int m = 0; m < LORA_MOD_COUNT; m++) {
+            const lora_site *st = &s->site[m];
+            if (!st->on)
+                continue;
+            float *W = base_host + boff + st->base_w;  /* (out, in) */
+            const float *A = adapter_host + aoff + st->a; /* (r, in) */
+            const float *B = adapter_host + aoff + st->b; /* (out, r) */
+            /* W += s B A in double, rounded once */
+            for (int64_t o = 0; o < st->out; o++)
+                for (int64_t i = 0; i < st->in; i++) {
+                    double acc = 0;
+                    for (int k = 0; k < r; k++)
+                        acc += (double)B[o * r + k] * (double)A[(int64_t)k * st->in + i];
+                    W[o * st->in + i] = (float)((double)W[o * st->in + i] + s->scale * acc);
+                }
         }
-        boff += b->units[u].numel;
-        aoff += a->units[u].numel;
     }
     return SL_OK;
 }
@@ -399,15 +373,12 @@ sl_status lora_peft_save(const char *dir, const lora_spec *s, const float *adapt
             order[k] = order[k - 1];
             order[k - 1] = t;
         }
-    int64_t *ubase = calloc((size_t)l->n_units + 1, sizeof *ubase);
     safetensors_writer *w = safetensors_writer_create();
-    st = ubase && w ? SL_OK : sl_errorf(SL_ERR_NOMEM, "out of memory writing %s", LORA_PEFT_WEIGHTS);
-    for (int u = 0; u < l->n_units && st == SL_OK; u++)
-        ubase[u + 1] = ubase[u] + l->units[u].numel;
+    st = w ? SL_OK : sl_errorf(SL_ERR_NOMEM, "out of memory writing %s", LORA_PEFT_WEIGHTS);
     for (int i = 0; i < l->n_params && st == SL_OK; i++) {
         const model_param *p = &l->params[order[i]];
         st = safetensors_writer_add(w, p->hf_name, SL_DTYPE_F32, 2, p->shape,
-                                    adapter_host + ubase[p->unit] + p->offset);
+                                    adapter_host + l->units[p->unit].offset + p->offset);
     }
     if (st == SL_OK)
         st = safetensors_writer_set_metadata(w, "format", "pt");
@@ -415,7 +386,6 @@ sl_status lora_peft_save(const char *dir, const lora_spec *s, const float *adapt
     if (st == SL_OK)
         st = safetensors_writer_write(w, path);
     safetensors_writer_destroy(w);
-    free(ubase);
     free(order);
     return st;
 }
@@ -427,12 +397,8 @@ sl_status lora_peft_load(const char *dir, const lora_spec *s, float *adapter_hos
     SL_TRY(safetensors_open(path, &f));
     const model_layout *l = s->layout;
     sl_status st = SL_OK;
-    int64_t ubase = 0;
-    int unit = 0;
     for (int i = 0; i < l->n_params && st == SL_OK; i++) {
         const model_param *p = &l->params[i];
-        while (unit < p->unit)
-            ubase += l->units[unit++].numel;
         const safetensors_tensor *t = safetensors_find(f, p->hf_name);
         if (!t) {
             st = sl_errorf(SL_ERR_FORMAT, "%s: tensor %s is missing (is lora.targets/r the adapter's?)",
@@ -445,7 +411,7 @@ sl_status lora_peft_load(const char *dir, const lora_spec *s, float *adapter_hos
                            (long long)p->shape[0], (long long)p->shape[1]);
             break;
         }
-        float *dst = adapter_host + ubase + p->offset;
+        float *dst = adapter_host + l->units[p->unit].offset + p->offset;
         size_t n = (size_t)p->numel;
         if (t->dtype == SL_DTYPE_F32) {
             memcpy(dst, t->data, n * sizeof(float));

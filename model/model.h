@@ -154,7 +154,8 @@ sl_status model_forward_logits(model *m, const model_unit_hooks *hooks, const ui
 /* ---- local hooks: one process, every unit in one contiguous buffer ---- */
 
 /* params and grads are backend buffers of layout->total_numel elements, unit
- * u at element offset unit_offset[u] (the prefix sum of unit sizes). params
+ * u at element offset layout->units[u].offset (unit_offset[u] holds the same
+ * numbers, for callers that index it; entry n_units is total_numel). params
  * are of param_dtype (which must be the model's be->act_dtype), grads F32;
  * grads may be NULL for forward-only use. */
 typedef struct {

@@ -57,11 +57,9 @@ static void fixture_make(fixture *f, int arch) {
     OK(backend_create_cpu(2, NULL, &f->be));
     f->params = malloc((size_t)f->l->total_numel * sizeof *f->params);
     assert_non_null(f->params);
-    int64_t off = 0;
-    for (int u = 0; u < f->l->n_units; u++) {
-        OK(model_init_unit_range(f->l, u, 0, f->l->units[u].numel, f->params + off, 1234));
-        off += f->l->units[u].numel;
-    }
+    for (int u = 0; u < f->l->n_units; u++)
+        OK(model_init_unit_range(f->l, u, 0, f->l->units[u].numel, f->params + f->l->units[u].offset,
+                                 1234));
     /* norm weights init to exactly 1 and biases to 0: perturb them so a
      * decode path that skipped or misplaced a norm or bias would differ */
     rng_stream s = rng_stream_make(7, RNG_PURPOSE_TEST, 0);
@@ -70,10 +68,7 @@ static void fixture_make(fixture *f, int arch) {
         if (p->role != MODEL_ROLE_NORM_WEIGHT && p->role != MODEL_ROLE_NORM_BIAS &&
             p->role != MODEL_ROLE_LINEAR_BIAS)
             continue;
-        int64_t base = 0;
-        for (int u = 0; u < p->unit; u++)
-            base += f->l->units[u].numel;
-        float *dst = f->params + base + p->offset;
+        float *dst = f->params + f->l->units[p->unit].offset + p->offset;
         for (int64_t e = 0; e < p->numel; e++)
             dst[e] += 0.1f * rng_normal(&s, (uint64_t)(i * 1000 + e));
     }

@@ -8,6 +8,7 @@
  *   the target within 5 standard errors of each estimate. Also: a unit
  *   initialized in pieces is bitwise the unit initialized at once (any
  *   sharding gives the same weights), and another seed gives other weights.
+ *   Each unit's offset is the sum of the preceding units' sizes.
  * - lr_schedule_at for cosine, linear and constant: linear warmup
  *   lr * step / warmup, then each decay's formula over progress
  *   (step - warmup) / (total - warmup), the lr_min floor, no warmup, and
@@ -71,6 +72,13 @@ static double expected_init(const model_layout *l, const model_param *p, double 
 
 static void check_layout_init(int arch, bool tied) {
     model_layout *l = make_layout(arch, tied);
+    /* model_unit.offset: the preceding units' numel summed (model_local order) */
+    int64_t prefix = 0;
+    for (int u = 0; u < l->n_units; u++) {
+        assert_int_equal(l->units[u].offset, prefix);
+        prefix += l->units[u].numel;
+    }
+    assert_int_equal(prefix, l->total_numel);
     int n_normal = 0, n_resid = 0, n_const = 0;
     for (int u = 0; u < l->n_units; u++) {
         int64_t numel = l->units[u].numel;

@@ -58,12 +58,9 @@ static int group_teardown(void **state) {
 static double compare_adapters(hid_t f, const char *group, const model_layout *al, const float *buf,
                                char *worst, size_t cap) {
     double w = 0;
-    int64_t base = 0;
-    int unit = 0;
     for (int i = 0; i < al->n_params; i++) {
         const model_param *p = &al->params[i];
-        while (unit < p->unit)
-            base += al->units[unit++].numel;
+        int64_t base = al->units[p->unit].offset;
         char name[256];
         snprintf(name, sizeof name, "%s/%s", group, p->hf_name);
         size_t n = 0;
@@ -253,15 +250,12 @@ static void run_config(const char *name) {
     double e_peft = golden_rel_err(logits, peft_logits, n_lg);
 
     /* fresh adapters: B = 0, |A| <= 1/sqrt(in); the model starts as the base */
-    for (int u = 0, off = 0; u < al->n_units; off += (int)al->units[u].numel, u++)
-        OK(model_init_unit_range(al, u, 0, al->units[u].numel, ap + off, 11));
+    for (int u = 0; u < al->n_units; u++)
+        OK(model_init_unit_range(al, u, 0, al->units[u].numel, ap + al->units[u].offset, 11));
     int nonzero_a = 0;
     for (int i = 0; i < al->n_params; i++) {
         const model_param *p = &al->params[i];
-        int64_t off = 0;
-        for (int u = 0; u < p->unit; u++)
-            off += al->units[u].numel;
-        const float *x = ap + off + p->offset;
+        const float *x = ap + al->units[p->unit].offset + p->offset;
         float bound = 1.0f / sqrtf((float)p->shape[1]);
         for (int64_t k = 0; k < p->numel; k++) {
             if (p->role == MODEL_ROLE_LORA_B)

@@ -49,13 +49,10 @@ static int group_teardown(void **state) {
 static double compare_params(hid_t f, const char *group, const model_layout *l, const char *prefix,
                              const float *buf, char *worst, size_t worst_cap) {
     double max_err = 0;
-    int64_t base = 0;
-    int u_prev = 0;
     float *tmp = NULL;
     for (int i = 0; i < l->n_params; i++) {
         const model_param *p = &l->params[i];
-        while (u_prev < p->unit)
-            base += l->units[u_prev++].numel;
+        int64_t base = l->units[p->unit].offset;
         char name[256];
         snprintf(name, sizeof name, "%s/%s%s", group, prefix, p->hf_name);
         size_t n = 0;
