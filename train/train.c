@@ -9,7 +9,7 @@
 #include "data/shard.h"
 #include "kernels/device_info.h"
 #include "train/bench_device.h"
-#include "train/checkpoint.h"
+#include "train/train_ckpt.h"
 #include "train/train_lora.h"
 #include "model/hf.h"
 #include "optim/optim.h"
@@ -241,7 +241,7 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
     char resume_dir[1100];
     bool resume = false;
     if (!synthetic)
-        SL_TRY(ckpt_find_resume(j, resume_dir, sizeof resume_dir, &resume));
+        SL_TRY(train_ckpt_find_resume(j, resume_dir, sizeof resume_dir, &resume));
     /* A resumed run takes its weights from the checkpoint, except a LoRA
      * run's frozen base, which checkpoints do not hold. */
     if (cfg->model.init_from[0] && (!resume || cfg->lora.enabled))
@@ -273,7 +273,7 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, bool syn
     SL_TRY(bench_device_query(j->use_cuda, &dev));
     j->peak_flops = dev.peak_tflops * 1e12;
     if (resume)
-        SL_TRY(ckpt_load(j, resume_dir));
+        SL_TRY(train_ckpt_load(j, resume_dir));
     return SL_OK;
 }
 
@@ -628,7 +628,7 @@ static sl_status check_preempt(train_job *j) {
     const char *name = sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";
     LOG_WARN0("%s (%d) received: saving a checkpoint at step %d and stopping", name, sig, j->step);
     if (j->saved_step != j->step)
-        SL_TRY(ckpt_save(j));
+        SL_TRY(train_ckpt_save(j));
     j->stop_agreed = true;
     char root[CFG_STR_MAX + 32];
     SL_TRY(ckpt_root(j->cfg, root, sizeof root));
@@ -668,10 +668,10 @@ sl_status train_job_run(train_job *j) {
         if (c->train.eval_every > 0 && j->step % c->train.eval_every == 0 && j->step < c->train.steps)
             SL_TRY(run_eval(j, "during training"));
         if (c->checkpoint.every > 0 && j->step % c->checkpoint.every == 0)
-            SL_TRY(ckpt_save(j));
+            SL_TRY(train_ckpt_save(j));
     }
     if (j->saved_step != j->step)
-        SL_TRY(ckpt_save(j));
+        SL_TRY(train_ckpt_save(j));
     SL_TRY(run_eval(j, "after training"));
     if (c->train.export_final)
         SL_TRY(export_final(j));

@@ -8,7 +8,7 @@
  *   CPU fp32, or CUDA bf16 on the GPU of the local rank) -> comms (MPI; on
  *   CUDA the FSDP groups also get NCCL comms over them)
  *   -> fsdp shards (init or Hugging Face import) -> loader -> model
- *   -> resume (launcher/checkpoint.h: checkpoint.resume / --resume)
+ *   -> resume (train/train_ckpt.h over ckpt/ckpt.h: checkpoint.resume / --resume)
  *   loop: preemption check (SIGTERM/SIGUSR1 on any rank: save, exit 75)
  *         -> grad_accum micro-batches -> forward/backward through the FSDP hooks
  *         -> reduce-scatter -> loss/non-finite flags all-gather -> clip +
@@ -60,6 +60,9 @@ typedef struct {
     int32_t *targets;
     int step;        /* last completed optimizer step */
     int n_skipped;   /* steps skipped for non-finite values */
+    int64_t optim_steps; /* updates AdamW applied (its bias-correction step
+                          * count; a skipped step does not advance it):
+                          * saved in checkpoints and restored on resume */
     int saved_step;  /* step of the last checkpoint saved or resumed from; -1 none */
     bool stop_agreed; /* every rank returns the same error at the same point
                        * (preemption, train.nonfinite = fatal, a failed
