@@ -135,12 +135,13 @@ static sl_status describe_step(const char *dir) {
                    cJSON_GetObjectItemCaseSensitive(ls, "sample")->valuedouble);
         else
             printf("  loader          none (synthetic data)\n");
-        printf("  layout hash     model %s%s%s\n", ckpt_meta_str(lh, "model")[0] ? ckpt_meta_str(lh, "model") : "-",
-               ckpt_meta_str(lh, "lora")[0] ? ", lora " : "", ckpt_meta_str(lh, "lora"));
+        const char *lh_model = ckpt_meta_str(lh, "model"), *lh_lora = ckpt_meta_str(lh, "lora");
+        printf("  layout hash     model %s%s%s\n", lh_model[0] ? lh_model : "-", lh_lora[0] ? ", lora " : "",
+               lh_lora);
         printf("  config hash     model %s, optim %s, data %s, lora %s\n", ckpt_meta_str(ch, "model"),
                ckpt_meta_str(ch, "optim"), ckpt_meta_str(ch, "data"), ckpt_meta_str(ch, "lora"));
-        printf("  tokenizer hash  %s\n", ckpt_meta_str(meta, "tokenizer_hash")[0] ? ckpt_meta_str(meta, "tokenizer_hash")
-                                                                             : "- (synthetic data)");
+        const char *tok = ckpt_meta_str(meta, "tokenizer_hash");
+        printf("  tokenizer hash  %s\n", tok[0] ? tok : "- (synthetic data)");
         printf("  written by      shardlm %s (git %s)\n", ckpt_meta_str(meta, "shardlm_version"),
                ckpt_meta_str(meta, "git_hash"));
         printf("  model           %s\n", model_json ? model_json : "?");
