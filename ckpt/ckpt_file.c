@@ -1,4 +1,4 @@
-/* data/ckpt_file.c: HDF5 checkpoint rank files (format in ckpt_file.h).
+/* ckpt/ckpt_file.c: HDF5 checkpoint rank files (format in ckpt_file.h).
  * Every HDF5 call runs under h5io_lock(); functions named *_locked expect
  * it held. */
 #include "ckpt/ckpt_file.h"

@@ -1,4 +1,4 @@
-/* data/ckpt_file.h: the HDF5 container of one rank's checkpoint shards
+/* ckpt/ckpt_file.h: the HDF5 container of one rank's checkpoint shards
  * (README "Checkpoint format", DESIGN section 9).
  *
  * defines: CKPT_FILE_FORMAT_NAME, CKPT_FILE_FORMAT_VERSION, ckpt_file_info,
@@ -25,20 +25,19 @@
  * No compression: fp32 weights and Adam moments shrink by ~10% under zstd,
  * which is not worth the write time; h5py reads the files with no plugin.
  *
- * Why here: this is a file format over the HDF5 library, like the token
- * shards (data/shard.h), and every HDF5 call in the process must hold
- * data/h5io's lock (the loader's reader thread reads shards while a rank
- * writes its checkpoint). What goes into a checkpoint, meta.json, the
- * atomic folder protocol and resharding are launcher/checkpoint.h's; this
- * module knows neither FSDP nor the training job.
+ * Every HDF5 call in the process holds runtime/h5io's lock (the loader's
+ * reader thread reads token shards while a rank writes its checkpoint).
+ * What goes into a checkpoint, meta.json, the atomic folder protocol and
+ * resharding are ckpt/ckpt.h's; this container knows neither FSDP nor the
+ * parts' meaning.
  *
  * The writer writes "<path>.tmp", and close flushes, fsyncs and renames it
  * to path (then fsyncs the folder): a rank file that exists under its name
  * is complete. Neither writer nor reader is thread-safe; different objects
  * may be used from different threads (the lock serializes HDF5).
  */
-#ifndef SL_DATA_CKPT_FILE_H
-#define SL_DATA_CKPT_FILE_H
+#ifndef SL_CKPT_CKPT_FILE_H
+#define SL_CKPT_CKPT_FILE_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -9,7 +9,7 @@
 #include "ckpt/ckpt_file.h"
 #include "runtime/h5io.h"
 #include "data/shard.h"
-#include "train/checkpoint.h"
+#include "ckpt/ckpt.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "runtime/log.h"
@@ -68,7 +68,7 @@ static const inspector inspectors[] = {
 };
 
 static sl_status inspect_file(const char *path) {
-    if (ckpt_looks_like(path)) /* a checkpoint folder (ckpt/) */
+    if (ckpt_looks_like(path)) /* a checkpoint folder (ckpt/ckpt.h) */
         return ckpt_describe(path);
     char format[128];
     SL_TRY(h5io_read_format(path, format, sizeof format));

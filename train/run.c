@@ -11,7 +11,8 @@
 #include "runtime/fsutil.h"
 #include "runtime/log.h"
 #include "runtime/preempt.h"
-#include "train/checkpoint.h"
+#include "ckpt/ckpt.h"
+#include "train/train_ckpt.h"
 #include "train/train.h"
 #include "train/train_lora.h"
 
@@ -131,7 +132,7 @@ static sl_status check_preempt(train_job *j) {
     const char *name = sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";
     LOG_WARN0("%s (%d) received: saving a checkpoint at step %d and stopping", name, sig, j->step);
     if (j->saved_step != j->step)
-        SL_TRY(ckpt_save(j));
+        SL_TRY(train_ckpt_save(j));
     j->stop_agreed = true;
     char root[CFG_STR_MAX + 32];
     SL_TRY(ckpt_root(j->cfg, root, sizeof root));
@@ -171,10 +172,10 @@ sl_status train_job_run(train_job *j) {
         if (c->train.eval_every > 0 && j->step % c->train.eval_every == 0 && j->step < c->train.steps)
             SL_TRY(run_eval(j, "during training"));
         if (c->checkpoint.every > 0 && j->step % c->checkpoint.every == 0)
-            SL_TRY(ckpt_save(j));
+            SL_TRY(train_ckpt_save(j));
     }
     if (j->saved_step != j->step)
-        SL_TRY(ckpt_save(j));
+        SL_TRY(train_ckpt_save(j));
     SL_TRY(run_eval(j, "after training"));
     if (c->train.export_final)
         SL_TRY(export_final(j));

@@ -8,7 +8,7 @@
 #include "data/shard.h"
 #include "kernels/device_info.h"
 #include "train/bench_device.h"
-#include "train/checkpoint.h"
+#include "train/train_ckpt.h"
 #include "train/train_lora.h"
 #include "model/hf.h"
 #include "runtime/check.h"
@@ -226,7 +226,7 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
     char resume_dir[1100];
     bool resume = false;
     if (!synthetic)
-        SL_TRY(ckpt_find_resume(j, resume_dir, sizeof resume_dir, &resume));
+        SL_TRY(train_ckpt_find_resume(j, resume_dir, sizeof resume_dir, &resume));
     /* A resumed run takes its weights from the checkpoint, except a LoRA
      * run's frozen base, which checkpoints do not hold. */
     if (cfg->model.init_from[0] && (!resume || cfg->lora.enabled))
@@ -258,11 +258,8 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
     bench_device dev;
     SL_TRY(bench_device_query(j->use_cuda, &dev));
     j->peak_flops = dev.peak_tflops * 1e12;
-    if (resume) {
-        SL_TRY(ckpt_load(j, resume_dir));
-        /* Adam's step count: the applied updates (TEMPORARY until meta.json records it) */
-        optim_set_steps_applied(j->opt, (int64_t)(j->step - j->n_skipped));
-    }
+    if (resume)
+        SL_TRY(train_ckpt_load(j, resume_dir));
     return SL_OK;
 }
 

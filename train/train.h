@@ -12,12 +12,13 @@
  *   -> parameter groups (train/params.h: the model's fsdp, frozen under LoRA,
  *   and the adapters' fsdp; init, Hugging Face or PEFT import)
  *   -> optimizer (optim/optim.h over the trainable groups' shards)
- *   -> loader -> model -> resume (train/train_ckpt.h)
+ *   -> loader -> model -> resume (train/train_ckpt.h over ckpt/ckpt.h:
+ *   checkpoint.resume / --resume)
  *   loop: preemption check (SIGTERM/SIGUSR1 on any rank: save, exit 75)
  *         -> the step (train_step_batch: grad_accum micro-batches, forward/
  *         backward through the groups' hooks, reduce-scatter, non-finite
  *         flags, optim_step) -> step line, metrics.jsonl, TensorBoard
- *         (train/train_log.c) -> eval -> checkpoint every N steps
+ *         (train/run.c) -> eval -> checkpoint every N steps
  *   end:  checkpoint, eval, export of the final model (Hugging Face folder).
  * `shardlm train` and `shardlm bench` (synthetic tokens) both drive it.
  * Every rank runs the same code; only rank 0 prints the step line and writes

@@ -1,4 +1,4 @@
-/* Unit tests for data/ckpt_file: a rank file round-trips bitwise across
+/* Unit tests for ckpt/ckpt_file: a rank file round-trips bitwise across
  * units of several chunks (uneven lengths, a part without optimizer state),
  * the attributes come back, a flipped data byte fails Fletcher32 and a
  * wrong stored hash fails XXH3 (both naming file and dataset), a missing or

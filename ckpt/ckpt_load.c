@@ -1,18 +1,21 @@
-/* launcher/checkpoint_load.c: resuming from a checkpoint (meta.json and
- * the job's config, layout and tokenizer checked; every rank file present
- * with its recorded size; each rank's shards filled from the old shards
- * that overlap them, so across world sizes and FSDP modes; step, skipped
- * steps and loader state restored) and describing one (shardlm inspect:
- * metadata printed, every dataset read and verified).
+/* ckpt/ckpt_load.c: resuming from a checkpoint: meta.json checked against
+ * the run's config, the parts' layout hashes and the tokenizer hash; every
+ * rank file present with its recorded size; each rank's shards filled from
+ * the old shards that overlap them, so across world sizes and FSDP modes;
+ * the recorded step, skipped and optimizer steps and loader state returned.
+ * Also reads meta.json and the old run's file list for ckpt_describe.c.
  *
  * Does not: write checkpoints or decide which one to resume from
- * (checkpoint.c); the layout and protocol are in checkpoint.h.
+ * (ckpt_save.c), apply the loader state (the caller owns the loader); the
+ * layout and protocol are in ckpt.h.
  *
- * defines: ckpt_load, ckpt_looks_like, ckpt_describe
+ * defines: ckpt_load; and, for ckpt_describe.c, ckpt_meta_read,
+ *          ckpt_meta_int, ckpt_meta_str, ckpt_old_run_open,
+ *          ckpt_old_run_close
  */
 #define _GNU_SOURCE
-#include "train/checkpoint.h"
-#include "train/checkpoint_internal.h"
+#include "ckpt/ckpt.h"
+#include "ckpt/ckpt_internal.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -30,7 +33,7 @@
 
 /* ---- load ---- */
 
-static sl_status meta_read(const char *dir, cJSON **out) {
+sl_status ckpt_meta_read(const char *dir, cJSON **out) {
     *out = NULL;
     char path[CKPT_PATH_MAX];
     SL_TRY(fs_join(path, sizeof path, dir, "meta.json"));
@@ -60,7 +63,7 @@ static sl_status meta_read(const char *dir, cJSON **out) {
     return SL_OK;
 }
 
-static sl_status meta_int(const cJSON *o, const char *key, const char *dir, int64_t *v) {
+sl_status ckpt_meta_int(const cJSON *o, const char *key, const char *dir, int64_t *v) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsNumber(x))
         return sl_errorf(SL_ERR_FORMAT, "%s/meta.json: \"%s\" is missing or not a number", dir, key);
@@ -68,7 +71,7 @@ static sl_status meta_int(const cJSON *o, const char *key, const char *dir, int6
     return SL_OK;
 }
 
-static const char *meta_str(const cJSON *o, const char *key) {
+const char *ckpt_meta_str(const cJSON *o, const char *key) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(x) ? x->valuestring : "";
 }
@@ -98,11 +101,11 @@ static void json_diff(const cJSON *a, const cJSON *b, const char *section, const
     }
 }
 
-static sl_status check_config(train_job *j, const cJSON *meta, const char *dir) {
+static sl_status check_config(const ckpt_ctx *c, const cJSON *meta, const char *dir) {
     const cJSON *old = cJSON_GetObjectItemCaseSensitive(meta, "config");
     if (!cJSON_IsObject(old))
         return sl_errorf(SL_ERR_FORMAT, "%s/meta.json lacks the resolved \"config\"", dir);
-    cJSON *now = ckpt_config_json(j->cfg);
+    cJSON *now = ckpt_config_json(c->cfg);
     SL_CHECK_ALLOC(now, 1);
     char diff[2048] = "";
     int n = 0;
@@ -110,7 +113,7 @@ static sl_status check_config(train_job *j, const cJSON *meta, const char *dir) 
      * must match; a full-parameter run only used it for the initial weights. */
     static const char *const skip_model[] = {"init_from", NULL};
     json_diff(cJSON_GetObjectItemCaseSensitive(old, "model"), cJSON_GetObjectItemCaseSensitive(now, "model"),
-              "model", j->cfg->lora.enabled ? NULL : skip_model, diff, sizeof diff, &n);
+              "model", c->cfg->lora.enabled ? NULL : skip_model, diff, sizeof diff, &n);
     static const char *const skip_lora[] = {"init_from", NULL};
     json_diff(cJSON_GetObjectItemCaseSensitive(old, "lora"), cJSON_GetObjectItemCaseSensitive(now, "lora"),
               "lora", skip_lora, diff, sizeof diff, &n);
@@ -142,11 +145,11 @@ static sl_status check_config(train_job *j, const cJSON *meta, const char *dir) 
         const cJSON *ws = cJSON_GetObjectItemCaseSensitive(meta, "world_size");
         if (cJSON_IsNumber(mb) && cJSON_IsNumber(ga) && cJSON_IsNumber(ws)) {
             int64_t gb = (int64_t)mb->valuedouble * (int64_t)ga->valuedouble * (int64_t)ws->valuedouble;
-            if (gb != j->plan.global_batch) {
+            if (gb != c->plan->global_batch) {
                 size_t used = strlen(warn);
                 snprintf(warn + used, sizeof warn - used,
                          "%sglobal batch: checkpoint %" PRId64 " sequences, now %" PRId64, w ? "; " : "", gb,
-                         j->plan.global_batch);
+                         c->plan->global_batch);
                 w++;
             }
         }
@@ -159,14 +162,12 @@ static sl_status check_config(train_job *j, const cJSON *meta, const char *dir) 
     return st;
 }
 
-static sl_status check_hashes(train_job *j, const cJSON *meta, const char *dir) {
+static sl_status check_hashes(const ckpt_ctx *c, const ckpt_part *parts, int np, const cJSON *meta,
+                              const char *dir) {
     const cJSON *lh = cJSON_GetObjectItemCaseSensitive(meta, "layout_hash");
-    ckpt_part parts[2];
-    int np = ckpt_job_parts(j, parts);
     for (int i = 0; i < np; i++) {
-        char h[17];
-        ckpt_layout_hash(parts[i].layout, h);
-        const char *want = meta_str(lh, parts[i].name);
+        const char *h = parts[i].layout_hash;
+        const char *want = ckpt_meta_str(lh, parts[i].name);
         if (!want[0])
             return sl_errorf(SL_ERR_INVALID, "checkpoint %s holds no \"%s\" part, which this run trains",
                              dir, parts[i].name);
@@ -174,35 +175,27 @@ static sl_status check_hashes(train_job *j, const cJSON *meta, const char *dir) 
             return sl_errorf(SL_ERR_INVALID,
                              "checkpoint %s: the %s parameter layout differs (layout hash %s, this run %s) "
                              "although the model config matches; it was written by shardlm %s (git %s)",
-                             dir, parts[i].name, want, h, meta_str(meta, "shardlm_version"),
-                             meta_str(meta, "git_hash"));
+                             dir, parts[i].name, want, h, ckpt_meta_str(meta, "shardlm_version"),
+                             ckpt_meta_str(meta, "git_hash"));
     }
-    const char *tok = meta_str(meta, "tokenizer_hash");
-    if (tok[0] && j->tokenizer_hash[0] && strcmp(tok, j->tokenizer_hash) != 0)
+    const char *tok = ckpt_meta_str(meta, "tokenizer_hash");
+    const char *mine = c->tokenizer_hash ? c->tokenizer_hash : "";
+    if (tok[0] && mine[0] && strcmp(tok, mine) != 0)
         return sl_errorf(SL_ERR_INVALID,
                          "checkpoint %s was trained on data tokenized with tokenizer hash %s, but "
                          "data.train (%s) has tokenizer hash %s: the token ids mean different things; "
                          "prepare the data with the checkpoint's tokenizer",
-                         dir, tok, j->cfg->data.train, j->tokenizer_hash);
+                         dir, tok, c->cfg->data.train, mine);
     return SL_OK;
 }
 
-/* The old run's rank files: shard rank per rank, every file's size checked. */
-typedef struct {
-    int world, shard_size;
-    int *shard_rank; /* [world] */
-    ckpt_reader **readers; /* [world], opened on demand */
-    const char *dir;
-    int64_t step;
-} old_run;
-
-static sl_status old_run_open(const cJSON *meta, const char *dir, old_run *o) {
+sl_status ckpt_old_run_open(const cJSON *meta, const char *dir, ckpt_old_run *o) {
     memset(o, 0, sizeof *o);
     o->dir = dir;
     int64_t world = 0, shard_size = 0;
-    SL_TRY(meta_int(meta, "world_size", dir, &world));
-    SL_TRY(meta_int(meta, "shard_size", dir, &shard_size));
-    SL_TRY(meta_int(meta, "step", dir, &o->step));
+    SL_TRY(ckpt_meta_int(meta, "world_size", dir, &world));
+    SL_TRY(ckpt_meta_int(meta, "shard_size", dir, &shard_size));
+    SL_TRY(ckpt_meta_int(meta, "step", dir, &o->step));
     const cJSON *files = cJSON_GetObjectItemCaseSensitive(meta, "files");
     if (world < 1 || world > (1 << 20) || shard_size < 1 || shard_size > world || !cJSON_IsArray(files) ||
         cJSON_GetArraySize(files) != world)
@@ -217,15 +210,15 @@ static sl_status old_run_open(const cJSON *meta, const char *dir, old_run *o) {
     for (int r = 0; r < o->world; r++) {
         const cJSON *f = cJSON_GetArrayItem(files, r);
         int64_t rank = 0, sr = 0, bytes = 0;
-        SL_TRY(meta_int(f, "rank", dir, &rank));
-        SL_TRY(meta_int(f, "shard_rank", dir, &sr));
-        SL_TRY(meta_int(f, "bytes", dir, &bytes));
+        SL_TRY(ckpt_meta_int(f, "rank", dir, &rank));
+        SL_TRY(ckpt_meta_int(f, "shard_rank", dir, &sr));
+        SL_TRY(ckpt_meta_int(f, "bytes", dir, &bytes));
         if (rank != r || sr < 0 || sr >= shard_size)
             return sl_errorf(SL_ERR_FORMAT, "%s/meta.json: files[%d] has rank %" PRId64 ", shard_rank %" PRId64,
                              dir, r, rank, sr);
         o->shard_rank[r] = (int)sr;
         char path[CKPT_PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", dir, meta_str(f, "file"));
+        snprintf(path, sizeof path, "%s/%s", dir, ckpt_meta_str(f, "file"));
         struct stat sb;
         if (stat(path, &sb) != 0)
             return sl_errorf(SL_ERR_IO, "checkpoint %s is incomplete: rank file %s is missing", dir, path);
@@ -238,7 +231,7 @@ static sl_status old_run_open(const cJSON *meta, const char *dir, old_run *o) {
     return SL_OK;
 }
 
-static void old_run_close(old_run *o) {
+void ckpt_old_run_close(ckpt_old_run *o) {
     for (int r = 0; o->readers && r < o->world; r++)
         ckpt_reader_close(o->readers[r]);
     free(o->readers);
@@ -247,7 +240,7 @@ static void old_run_close(old_run *o) {
 
 /* The old file holding shard q: this rank's own when it held q, else the
  * first rank that did (replicas hold equal shards). */
-static sl_status old_run_reader(old_run *o, int me, int q, ckpt_reader **out) {
+static sl_status ckpt_old_run_reader(ckpt_old_run *o, int me, int q, ckpt_reader **out) {
     int fi = me < o->world && o->shard_rank[me] == q ? me : -1;
     for (int r = 0; r < o->world && fi < 0; r++)
         if (o->shard_rank[r] == q)
@@ -271,19 +264,18 @@ static sl_status old_run_reader(old_run *o, int me, int q, ckpt_reader **out) {
 }
 
 /* Fills this rank's shards of one part from the old run's overlapping shards. */
-static sl_status load_part(train_job *j, const ckpt_part *p, old_run *o, int64_t *bytes_read) {
-    const model_layout *l = p->layout;
+static sl_status load_part(const ckpt_ctx *c, const ckpt_part *p, ckpt_old_run *o, int64_t *bytes_read) {
     int k = o->shard_size;
     int64_t scratch_len = 0;
-    for (int u = 0; u < l->n_units; u++) {
-        int64_t L = (l->units[u].numel + k - 1) / k;
+    for (int u = 0; u < p->n_units; u++) {
+        int64_t L = (p->unit_numel[u] + k - 1) / k;
         scratch_len = L > scratch_len ? L : scratch_len;
     }
     /* this rank's shards are backend memory: assemble them on the host
      * (dst, 3 x the largest shard), then upload (fsdp_shard_write, which
      * also refreshes the act-dtype copy of the parameters) */
     int64_t dst_len = 1;
-    for (int u = 0; u < l->n_units; u++) {
+    for (int u = 0; u < p->n_units; u++) {
         int64_t len = fsdp_shard(p->fs, u).len;
         dst_len = len > dst_len ? len : dst_len;
     }
@@ -296,9 +288,9 @@ static sl_status load_part(train_job *j, const ckpt_part *p, old_run *o, int64_t
                          (long long)(scratch_len + 3 * dst_len));
     }
     sl_status st = SL_OK;
-    for (int u = 0; u < l->n_units && st == SL_OK; u++) {
+    for (int u = 0; u < p->n_units && st == SL_OK; u++) {
         fsdp_unit_shard s = fsdp_shard(p->fs, u);
-        int64_t numel = l->units[u].numel;
+        int64_t numel = p->unit_numel[u];
         ckpt_range nr = {s.start, s.len, s.valid, numel};
         float *dst[3] = {staging, s.m ? staging + dst_len : NULL, s.v ? staging + 2 * dst_len : NULL};
         static const char *const names[3] = {"param", "m", "v"};
@@ -315,7 +307,7 @@ static sl_status load_part(train_job *j, const ckpt_part *p, old_run *o, int64_t
             if (hi <= lo)
                 continue;
             ckpt_reader *rd = NULL;
-            st = old_run_reader(o, j->topo->rank, q, &rd);
+            st = ckpt_old_run_reader(o, c->rank, q, &rd);
             if (st == SL_OK)
                 st = ckpt_reader_range(rd, p->name, u, &got);
             if (st == SL_OK && (got.start != want.start || got.len != want.len || got.valid != want.valid ||
@@ -361,231 +353,78 @@ static bool in_own_root(const sl_config *cfg, const char *dir) {
     return same;
 }
 
-static sl_status load_local(train_job *j, const char *dir, int64_t *bytes_read) {
+static sl_status load_local(const ckpt_ctx *c, const char *dir, const ckpt_part *parts, int np,
+                            bool want_loader, ckpt_state *out, int64_t *bytes_read) {
     cJSON *meta;
-    SL_TRY(meta_read(dir, &meta));
-    old_run o;
+    SL_TRY(ckpt_meta_read(dir, &meta));
+    ckpt_old_run o;
     memset(&o, 0, sizeof o);
-    sl_status st = check_config(j, meta, dir);
+    sl_status st = check_config(c, meta, dir);
     if (st == SL_OK)
-        st = check_hashes(j, meta, dir);
+        st = check_hashes(c, parts, np, meta, dir);
     if (st == SL_OK)
-        st = old_run_open(meta, dir, &o);
-    int64_t skipped = 0;
+        st = ckpt_old_run_open(meta, dir, &o);
+    int64_t skipped = 0, optim_steps = 0;
     if (st == SL_OK)
-        st = meta_int(meta, "skipped_steps", dir, &skipped);
-    if (st == SL_OK && o.step > j->cfg->train.steps)
+        st = ckpt_meta_int(meta, "skipped_steps", dir, &skipped);
+    /* optim_steps came later: a checkpoint without it applied every step
+     * that was not skipped */
+    if (st == SL_OK)
+        st = cJSON_GetObjectItemCaseSensitive(meta, "optim_steps")
+                 ? ckpt_meta_int(meta, "optim_steps", dir, &optim_steps)
+                 : (optim_steps = o.step - skipped, SL_OK);
+    if (st == SL_OK && o.step > c->cfg->train.steps)
         st = sl_errorf(SL_ERR_INVALID, "checkpoint %s is at step %" PRId64 ", past \"train.steps\" = %d",
-                       dir, o.step, j->cfg->train.steps);
-    ckpt_part parts[2];
-    int np = ckpt_job_parts(j, parts);
+                       dir, o.step, c->cfg->train.steps);
     for (int i = 0; i < np && st == SL_OK; i++)
-        st = load_part(j, &parts[i], &o, bytes_read);
+        st = load_part(c, &parts[i], &o, bytes_read);
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(meta, "loader");
-    if (st == SL_OK && j->train_loader) {
-        if (!cJSON_IsObject(ls)) {
+    int64_t epoch = 0, sample = 0;
+    if (st == SL_OK && want_loader) {
+        if (!cJSON_IsObject(ls))
             st = sl_errorf(SL_ERR_INVALID, "checkpoint %s has no loader state (it was made on synthetic data)",
                            dir);
-        } else {
-            int64_t epoch = 0, sample = 0;
-            st = meta_int(ls, "epoch", dir, &epoch);
-            if (st == SL_OK)
-                st = meta_int(ls, "sample", dir, &sample);
-            if (st == SL_OK)
-                st = loader_state_set(j->train_loader, (loader_state){(uint64_t)epoch, (uint64_t)sample});
-        }
+        if (st == SL_OK)
+            st = ckpt_meta_int(ls, "epoch", dir, &epoch);
+        if (st == SL_OK)
+            st = ckpt_meta_int(ls, "sample", dir, &sample);
     }
     if (st == SL_OK) {
-        j->step = (int)o.step;
-        j->n_skipped = (int)skipped;
-        j->saved_step = in_own_root(j->cfg, dir) ? j->step : -1;
-        if (o.world != j->topo->world || strcmp(meta_str(meta, "fsdp_mode"),
-                                                config_enum_name("parallel.fsdp_mode", j->plan.mode)) != 0)
+        *out = (ckpt_state){.step = o.step,
+                            .skipped_steps = skipped,
+                            .optim_steps = optim_steps,
+                            .has_loader = cJSON_IsObject(ls) && want_loader,
+                            .loader_epoch = epoch,
+                            .loader_sample = sample};
+        const char *mode = config_enum_name("parallel.fsdp_mode", c->plan->mode);
+        if (o.world != c->world_size || strcmp(ckpt_meta_str(meta, "fsdp_mode"), mode) != 0)
             LOG_INFO0("resharded checkpoint from world %d (%s, shard %d) to world %d (%s, shard %d)", o.world,
-                      meta_str(meta, "fsdp_mode"), o.shard_size, j->topo->world,
-                      config_enum_name("parallel.fsdp_mode", j->plan.mode), j->plan.shard_size);
+                      ckpt_meta_str(meta, "fsdp_mode"), o.shard_size, c->world_size, mode,
+                      c->plan->shard_size);
     }
-    old_run_close(&o);
+    ckpt_old_run_close(&o);
     cJSON_Delete(meta);
     return st;
 }
 
-sl_status ckpt_load(train_job *j, const char *dir) {
+sl_status ckpt_load(ckpt_ctx *c, const char *dir, const ckpt_part *parts, int n_parts, bool want_loader,
+                    ckpt_state *out, bool *own_root) {
     double t0 = sl_now();
     int64_t bytes = 0;
-    sl_status st = load_local(j, dir, &bytes);
-    SL_TRY(ckpt_agree(j, st, "load the checkpoint"));
-    SL_TRY(comm_all_reduce(j->world, &bytes, &bytes, 1, COMM_DTYPE_I64, COMM_REDOP_SUM));
+    memset(out, 0, sizeof *out);
+    sl_status st = SL_OK;
+    for (int i = 0; i < n_parts && st == SL_OK; i++)
+        if (!parts[i].fs || fsdp_n_units(parts[i].fs) != parts[i].n_units || !parts[i].layout_hash)
+            st = sl_errorf(SL_ERR_INVALID, "ckpt_load: part \"%s\" lacks its fsdp instance or layout hash, or "
+                           "its unit count differs from the instance's", parts[i].name);
+    if (st == SL_OK)
+        st = load_local(c, dir, parts, n_parts, want_loader, out, &bytes);
+    SL_TRY(ckpt_agree(c, st, "load the checkpoint"));
+    SL_TRY(comm_all_reduce(c->world, &bytes, &bytes, 1, COMM_DTYPE_I64, COMM_REDOP_SUM));
     double secs = sl_now() - t0;
-    SL_TRY(comm_all_reduce(j->world, &secs, &secs, 1, COMM_DTYPE_F64, COMM_REDOP_MAX));
-    LOG_INFO0("resumed from %s at step %d: read %.1f MB in %.2f s (%.0f MB/s)", dir, j->step,
+    SL_TRY(comm_all_reduce(c->world, &secs, &secs, 1, COMM_DTYPE_F64, COMM_REDOP_MAX));
+    *own_root = in_own_root(c->cfg, dir);
+    LOG_INFO0("resumed from %s at step %" PRId64 ": read %.1f MB in %.2f s (%.0f MB/s)", dir, out->step,
               (double)bytes / 1e6, secs, (double)bytes / 1e6 / secs);
     return SL_OK;
-}
-
-/* ---- describe (shardlm inspect) ---- */
-
-bool ckpt_looks_like(const char *path) {
-    if (!fs_is_dir(path))
-        return false;
-    char p[CKPT_PATH_MAX];
-    if (fs_join(p, sizeof p, path, "meta.json") == SL_OK && fs_exists(p))
-        return true;
-    if (fs_join(p, sizeof p, path, "latest") == SL_OK && fs_exists(p))
-        return true;
-    int *steps, n;
-    if (ckpt_list_complete(path, &steps, &n) != SL_OK)
-        return false;
-    free(steps);
-    return n > 0;
-}
-
-/* Reads every dataset of a rank file (checksums and hashes); prints one
- * line per part, or the whole file when verbose. */
-static sl_status describe_rank_file(const char *path, bool verbose, int64_t *bytes) {
-    ckpt_reader *r;
-    SL_TRY(ckpt_reader_open(path, &r));
-    const ckpt_file_info *in = ckpt_reader_info(r);
-    if (verbose) {
-        printf("%s\n", path);
-        printf("  format          %s version %d\n", CKPT_FILE_FORMAT_NAME, CKPT_FILE_FORMAT_VERSION);
-        printf("  step            %" PRId64 "\n", in->step);
-        printf("  rank            %d of %d (shard %d of %d, replica %d of %d, %s)\n", in->rank, in->world,
-               in->shard_rank, in->shard_size, in->replicate_rank, in->replicate_size, in->fsdp_mode);
-    }
-    static const char *const part_names[] = {"model", "lora"};
-    static const char *const names[] = {"param", "m", "v"};
-    sl_status st = SL_OK;
-    for (size_t pi = 0; pi < sizeof part_names / sizeof part_names[0] && st == SL_OK; pi++) {
-        int nu = 0;
-        st = ckpt_reader_n_units(r, part_names[pi], &nu);
-        if (st != SL_OK || nu == 0)
-            continue;
-        int64_t elems = 0, valid = 0, n_ds = 0;
-        bool has_opt = false;
-        for (int u = 0; u < nu && st == SL_OK; u++) {
-            ckpt_range rg;
-            st = ckpt_reader_range(r, part_names[pi], u, &rg);
-            if (st != SL_OK)
-                break;
-            float *buf = malloc((size_t)rg.len * sizeof(float));
-            if (!buf) {
-                st = sl_errorf(SL_ERR_NOMEM, "out of memory reading %s", path);
-                break;
-            }
-            for (int d = 0; d < 3 && st == SL_OK; d++) {
-                if (!ckpt_reader_has(r, part_names[pi], u, names[d])) {
-                    if (d == 0)
-                        st = sl_errorf(SL_ERR_FORMAT, "%s: %s unit %d has no param dataset", path,
-                                       part_names[pi], u);
-                    continue;
-                }
-                st = ckpt_reader_read(r, part_names[pi], u, names[d], buf);
-                n_ds++;
-                has_opt |= d > 0;
-                *bytes += rg.len * (int64_t)sizeof(float);
-            }
-            free(buf);
-            if (verbose && st == SL_OK)
-                printf("  %s unit %-4d   [%" PRId64 ", %" PRId64 ") of %" PRId64 " (%" PRId64 " valid)\n",
-                       part_names[pi], u, rg.start, rg.start + rg.len, rg.numel, rg.valid);
-            elems += rg.len;
-            valid += rg.valid;
-        }
-        if (st == SL_OK)
-            printf("  %-15s %s: %d units, %" PRId64 " elements (%" PRId64 " valid), %s; %" PRId64
-                   " datasets verified (Fletcher32 + XXH3)\n",
-                   verbose ? "verified" : strrchr(path, '/') ? strrchr(path, '/') + 1 : path, part_names[pi],
-                   nu, elems, valid, has_opt ? "params + AdamW m, v" : "params", n_ds);
-    }
-    ckpt_reader_close(r);
-    return st;
-}
-
-static sl_status describe_step(const char *dir) {
-    cJSON *meta;
-    SL_TRY(meta_read(dir, &meta));
-    int64_t step = 0, skipped = 0, world = 0, shard = 0, repl = 0, bytes = 0;
-    sl_status st = meta_int(meta, "step", dir, &step);
-    if (st == SL_OK)
-        st = meta_int(meta, "skipped_steps", dir, &skipped);
-    if (st == SL_OK)
-        st = meta_int(meta, "world_size", dir, &world);
-    if (st == SL_OK)
-        st = meta_int(meta, "shard_size", dir, &shard);
-    if (st == SL_OK)
-        st = meta_int(meta, "replicate_size", dir, &repl);
-    if (st == SL_OK)
-        st = meta_int(meta, "bytes", dir, &bytes);
-    if (st == SL_OK) {
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(meta, "config");
-        const cJSON *mo = cJSON_GetObjectItemCaseSensitive(c, "model");
-        char *model_json = mo ? cJSON_PrintUnformatted(mo) : NULL;
-        const cJSON *ls = cJSON_GetObjectItemCaseSensitive(meta, "loader");
-        const cJSON *lh = cJSON_GetObjectItemCaseSensitive(meta, "layout_hash");
-        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(meta, "config_hash");
-        printf("%s\n", dir);
-        printf("  format          %s version %d\n", CKPT_META_FORMAT, CKPT_META_VERSION);
-        printf("  step            %" PRId64 " (%" PRId64 " skipped for non-finite values)\n", step, skipped);
-        printf("  world           %" PRId64 " = shard %" PRId64 " x replicate %" PRId64 " (%s)\n", world,
-               shard, repl, meta_str(meta, "fsdp_mode"));
-        if (cJSON_IsObject(ls))
-            printf("  loader          epoch %.0f, next sample %.0f\n",
-                   cJSON_GetObjectItemCaseSensitive(ls, "epoch")->valuedouble,
-                   cJSON_GetObjectItemCaseSensitive(ls, "sample")->valuedouble);
-        else
-            printf("  loader          none (synthetic data)\n");
-        printf("  layout hash     model %s%s%s\n", meta_str(lh, "model")[0] ? meta_str(lh, "model") : "-",
-               meta_str(lh, "lora")[0] ? ", lora " : "", meta_str(lh, "lora"));
-        printf("  config hash     model %s, optim %s, data %s, lora %s\n", meta_str(ch, "model"),
-               meta_str(ch, "optim"), meta_str(ch, "data"), meta_str(ch, "lora"));
-        printf("  tokenizer hash  %s\n", meta_str(meta, "tokenizer_hash")[0] ? meta_str(meta, "tokenizer_hash")
-                                                                             : "- (synthetic data)");
-        printf("  written by      shardlm %s (git %s)\n", meta_str(meta, "shardlm_version"),
-               meta_str(meta, "git_hash"));
-        printf("  model           %s\n", model_json ? model_json : "?");
-        printf("  size            %.2f MB in %" PRId64 " rank files\n", (double)bytes / 1e6, world);
-        free(model_json);
-    }
-    old_run o;
-    memset(&o, 0, sizeof o);
-    if (st == SL_OK)
-        st = old_run_open(meta, dir, &o); /* every file present with its recorded size */
-    int64_t read = 0;
-    double t0 = sl_now();
-    for (int r = 0; r < o.world && st == SL_OK; r++) {
-        char path[CKPT_PATH_MAX];
-        snprintf(path, sizeof path, "%s/rank_%05d.h5", dir, r);
-        st = describe_rank_file(path, false, &read);
-    }
-    if (st == SL_OK)
-        printf("  verified        %.2f MB of datasets in %.2f s\n", (double)read / 1e6, sl_now() - t0);
-    old_run_close(&o);
-    cJSON_Delete(meta);
-    return st;
-}
-
-sl_status ckpt_describe(const char *path) {
-    if (!fs_is_dir(path)) {
-        int64_t bytes = 0;
-        return describe_rank_file(path, true, &bytes);
-    }
-    char p[CKPT_PATH_MAX];
-    SL_TRY(fs_join(p, sizeof p, path, "meta.json"));
-    if (fs_exists(p))
-        return describe_step(path);
-    int *steps, n;
-    SL_TRY(ckpt_list_complete(path, &steps, &n));
-    printf("%s: %d complete checkpoint%s", path, n, n == 1 ? "" : "s");
-    for (int i = 0; i < n; i++)
-        printf("%s step_%08d", i ? "," : ":", steps[i]);
-    printf("\n");
-    free(steps);
-    char dir[CKPT_PATH_MAX];
-    bool found = false;
-    SL_TRY(ckpt_resolve_root(path, dir, sizeof dir, &found));
-    if (!found)
-        return sl_errorf(SL_ERR_FORMAT, "%s holds no complete checkpoint", path);
-    printf("latest: ");
-    return describe_step(dir);
 }

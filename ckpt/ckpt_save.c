@@ -1,18 +1,18 @@
-/* launcher/checkpoint.c: the checkpoint root, saving (the collective
- * protocol in checkpoint.h: rank files, meta.json, `latest`, retention) and
- * finding the checkpoint to resume from, plus the helpers both halves of
- * the module share (checkpoint_internal.h).
+/* ckpt/ckpt_save.c: the checkpoint root, saving (the collective protocol
+ * in ckpt.h: rank files, meta.json, `latest`, retention), the agreement
+ * every collective step ends with, and finding the checkpoint to resume
+ * from, plus the folder helpers the other files share (ckpt_internal.h).
  *
- * Does not: read checkpoints back, check them against the job, reshard or
- * describe them (checkpoint_load.c).
+ * Does not: read checkpoints back, check them against the run, reshard
+ * (ckpt_load.c) or describe them (ckpt_describe.c).
  *
- * defines: ckpt_root, ckpt_save, ckpt_find_resume; and, for
- *          checkpoint_load.c, ckpt_job_parts, ckpt_agree, ckpt_layout_hash,
- *          ckpt_config_json, ckpt_list_complete, ckpt_resolve_root
+ * defines: ckpt_root, ckpt_step_path, ckpt_save, ckpt_write_rank_file,
+ *          ckpt_commit, ckpt_agree, ckpt_find_resume; and, for the other
+ *          files, ckpt_config_json, ckpt_list_complete, ckpt_resolve_root
  */
 #define _GNU_SOURCE
-#include "train/checkpoint.h"
-#include "train/checkpoint_internal.h"
+#include "ckpt/ckpt.h"
+#include "ckpt/ckpt_internal.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -28,17 +28,6 @@
 #include "runtime/fsutil.h"
 #include "runtime/log.h"
 
-/* The parts a job saves: the model unless it is a frozen LoRA base (that
- * is model.init_from, reloaded at setup), and the LoRA adapters. */
-int ckpt_job_parts(train_job *j, ckpt_part out[2]) {
-    int n = 0;
-    if (!j->cfg->lora.enabled)
-        out[n++] = (ckpt_part){"model", j->fs, j->layout};
-    if (j->lora_fs)
-        out[n++] = (ckpt_part){"lora", j->lora_fs, j->lora->layout};
-    return n;
-}
-
 sl_status ckpt_root(const sl_config *cfg, char *out, size_t cap) {
     int n = cfg->checkpoint.dir[0] ? snprintf(out, cap, "%s", cfg->checkpoint.dir)
                                    : snprintf(out, cap, "%s/checkpoints", cfg->train.run_dir);
@@ -49,43 +38,23 @@ sl_status ckpt_root(const sl_config *cfg, char *out, size_t cap) {
 
 /* Every rank learns whether any rank failed. A failing rank keeps its own
  * message; the others get one naming the lowest failing rank. */
-sl_status ckpt_agree(train_job *j, sl_status st, const char *what) {
-    int32_t mine[2] = {st != SL_OK ? j->topo->world - j->topo->rank : 0, (int32_t)st};
+sl_status ckpt_agree(ckpt_ctx *c, sl_status st, const char *what) {
+    int32_t mine[2] = {st != SL_OK ? c->world_size - c->rank : 0, (int32_t)st};
     int32_t all[2];
-    sl_status cst = comm_all_reduce(j->world, mine, all, 2, COMM_DTYPE_I32, COMM_REDOP_MAX);
+    sl_status cst = comm_all_reduce(c->world, mine, all, 2, COMM_DTYPE_I32, COMM_REDOP_MAX);
     if (cst != SL_OK)
         return st != SL_OK ? st : cst;
     if (all[0] == 0)
         return SL_OK;
-    j->stop_agreed = true;
+    c->stop_agreed = true;
     if (st != SL_OK)
         return st;
     return sl_errorf((sl_status)all[1], "rank %d could not %s (its error is printed above)",
-                     j->topo->world - all[0], what);
+                     c->world_size - all[0], what);
 }
 
-/* XXH3 of the parameter table: names, shapes, units, offsets. */
-void ckpt_layout_hash(const model_layout *l, char out[17]) {
-    size_t cap = (size_t)l->n_params * (MODEL_NAME_MAX + 96) + 64, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        snprintf(out, 17, "%016x", 0);
-        return;
-    }
-    n += (size_t)snprintf(buf + n, cap - n, "units %d;", l->n_units);
-    for (int u = 0; u < l->n_units; u++)
-        n += (size_t)snprintf(buf + n, cap - n, "%" PRId64 ",", l->units[u].numel);
-    for (int i = 0; i < l->n_params; i++) {
-        const model_param *p = &l->params[i];
-        n += (size_t)snprintf(buf + n, cap - n, "%s:%" PRId64 "x%" PRId64 ":%d:%" PRId64 ";", p->name,
-                              p->shape[0], p->ndim > 1 ? p->shape[1] : 0, p->unit, p->offset);
-    }
-    snprintf(out, 17, "%016" PRIx64, fs_hash64(buf, n));
-    free(buf);
-}
-
-static sl_status step_path(char *out, size_t cap, const char *root, int step, const char *suffix) {
-    int n = snprintf(out, cap, "%s/step_%08d%s", root, step, suffix);
+sl_status ckpt_step_path(char *out, size_t cap, const char *root, int64_t step, const char *suffix) {
+    int n = snprintf(out, cap, "%s/step_%08" PRId64 "%s", root, step, suffix);
     if (n < 0 || (size_t)n >= cap)
         return sl_errorf(SL_ERR_IO, "checkpoint path too long under %s", root);
     return SL_OK;
@@ -170,7 +139,7 @@ static sl_status prune(const char *root, int keep) {
     sl_status st = SL_OK;
     for (int i = 0; i + keep < n && st == SL_OK; i++) {
         char p[CKPT_PATH_MAX];
-        st = step_path(p, sizeof p, root, steps[i], "");
+        st = ckpt_step_path(p, sizeof p, root, steps[i], "");
         if (st == SL_OK)
             st = fs_remove_tree(p);
     }
@@ -180,37 +149,51 @@ static sl_status prune(const char *root, int keep) {
 
 /* ---- save ---- */
 
-static sl_status write_rank_file(train_job *j, const char *dir, int64_t *bytes) {
+static sl_status check_parts(const ckpt_part *parts, int n_parts, bool need_fs) {
+    for (int i = 0; i < n_parts; i++) {
+        const ckpt_part *p = &parts[i];
+        SL_CHECK_ARG(p->name && p->name[0] && p->layout_hash && p->layout_hash[0] && p->n_units >= 0 &&
+                         (p->n_units == 0 || p->unit_numel),
+                     "checkpoint part %d: missing name, layout hash or unit sizes", i);
+        SL_CHECK_ARG(!need_fs || (p->fs && fsdp_n_units(p->fs) == p->n_units),
+                     "checkpoint part \"%s\": %d units given, its fsdp instance has %d", p->name, p->n_units,
+                     p->fs ? fsdp_n_units(p->fs) : -1);
+    }
+    return SL_OK;
+}
+
+sl_status ckpt_write_rank_file(const ckpt_ctx *c, const char *dir, const ckpt_part *parts, int n_parts,
+                               int64_t step, int64_t *bytes) {
+    SL_TRY(check_parts(parts, n_parts, true));
     char path[CKPT_PATH_MAX];
-    snprintf(path, sizeof path, "%s/rank_%05d.h5", dir, j->topo->rank);
-    const parallel_plan *p = &j->plan;
-    ckpt_file_info info = {.rank = j->topo->rank,
-                           .world = j->topo->world,
+    if (snprintf(path, sizeof path, "%s/rank_%05d.h5", dir, c->rank) >= (int)sizeof path)
+        return sl_errorf(SL_ERR_IO, "checkpoint path too long under %s", dir);
+    const parallel_plan *p = c->plan;
+    ckpt_file_info info = {.rank = c->rank,
+                           .world = c->world_size,
                            .shard_rank = p->shard_rank,
                            .shard_size = p->shard_size,
                            .replicate_rank = p->replicate_rank,
                            .replicate_size = p->replicate_size,
-                           .step = j->step};
+                           .step = step};
     snprintf(info.fsdp_mode, sizeof info.fsdp_mode, "%s", config_enum_name("parallel.fsdp_mode", p->mode));
     ckpt_writer *w;
     SL_TRY(ckpt_writer_open(path, &info, &w));
-    ckpt_part parts[2];
-    int np = ckpt_job_parts(j, parts);
     /* the shards are backend memory (device on CUDA): stage them on the host,
      * so the files are the same whatever the backend (fp32 master, m, v) */
     int64_t max_len = 1;
-    for (int i = 0; i < np; i++)
-        for (int u = 0; u < parts[i].layout->n_units; u++) {
+    for (int i = 0; i < n_parts; i++)
+        for (int u = 0; u < parts[i].n_units; u++) {
             int64_t len = fsdp_shard(parts[i].fs, u).len;
             max_len = len > max_len ? len : max_len;
         }
     float *host = malloc((size_t)max_len * 3 * sizeof(float));
     sl_status st = host ? SL_OK : sl_errorf(SL_ERR_NOMEM, "checkpoint: out of memory staging %lld floats",
                                             (long long)max_len * 3);
-    for (int i = 0; i < np && st == SL_OK; i++) {
-        for (int u = 0; u < parts[i].layout->n_units && st == SL_OK; u++) {
+    for (int i = 0; i < n_parts && st == SL_OK; i++) {
+        for (int u = 0; u < parts[i].n_units && st == SL_OK; u++) {
             fsdp_unit_shard s = fsdp_shard(parts[i].fs, u);
-            ckpt_range r = {s.start, s.len, s.valid, parts[i].layout->units[u].numel};
+            ckpt_range r = {s.start, s.len, s.valid, parts[i].unit_numel[u]};
             float *hb[3] = {host, host + max_len, host + 2 * max_len};
             for (int d = 0; d < 3 && st == SL_OK; d++)
                 st = fsdp_shard_read(parts[i].fs, u, (fsdp_buf)d, hb[d]);
@@ -238,65 +221,61 @@ cJSON *ckpt_config_json(const sl_config *cfg) {
     return c;
 }
 
-/* meta.json (rank 0). per_rank: world x {shard_rank, replicate_rank, bytes}. */
-static sl_status write_meta(train_job *j, const char *dir, const int64_t *per_rank, double seconds) {
-    const sl_config *c = j->cfg;
-    const parallel_plan *p = &j->plan;
+/* meta.json (rank 0). */
+static sl_status write_meta(const ckpt_ctx *c, const char *dir, const ckpt_part *ps, int np,
+                            const ckpt_state *s, const ckpt_rank_file *files, double seconds) {
+    const parallel_plan *p = c->plan;
     cJSON *m = cJSON_CreateObject();
     SL_CHECK_ALLOC(m, 1);
     cJSON_AddStringToObject(m, "format", CKPT_META_FORMAT);
     cJSON_AddNumberToObject(m, "version", CKPT_META_VERSION);
-    cJSON_AddNumberToObject(m, "step", j->step);
-    cJSON_AddNumberToObject(m, "skipped_steps", j->n_skipped);
-    cJSON_AddNumberToObject(m, "world_size", j->topo->world);
+    cJSON_AddNumberToObject(m, "step", (double)s->step);
+    cJSON_AddNumberToObject(m, "skipped_steps", (double)s->skipped_steps);
+    cJSON_AddNumberToObject(m, "optim_steps", (double)s->optim_steps);
+    cJSON_AddNumberToObject(m, "world_size", c->world_size);
     cJSON_AddStringToObject(m, "fsdp_mode", config_enum_name("parallel.fsdp_mode", p->mode));
     cJSON_AddNumberToObject(m, "shard_size", p->shard_size);
     cJSON_AddNumberToObject(m, "replicate_size", p->replicate_size);
-    cJSON *files = cJSON_AddArrayToObject(m, "files");
+    cJSON *fl = cJSON_AddArrayToObject(m, "files");
     int64_t total = 0;
-    for (int r = 0; r < j->topo->world; r++) {
+    for (int r = 0; r < c->world_size; r++) {
         cJSON *f = cJSON_CreateObject();
         char name[32];
         snprintf(name, sizeof name, "rank_%05d.h5", r);
         cJSON_AddNumberToObject(f, "rank", r);
         cJSON_AddStringToObject(f, "file", name);
-        cJSON_AddNumberToObject(f, "shard_rank", (double)per_rank[3 * r]);
-        cJSON_AddNumberToObject(f, "replicate_rank", (double)per_rank[3 * r + 1]);
-        cJSON_AddNumberToObject(f, "bytes", (double)per_rank[3 * r + 2]);
-        cJSON_AddItemToArray(files, f);
-        total += per_rank[3 * r + 2];
+        cJSON_AddNumberToObject(f, "shard_rank", files[r].shard_rank);
+        cJSON_AddNumberToObject(f, "replicate_rank", files[r].replicate_rank);
+        cJSON_AddNumberToObject(f, "bytes", (double)files[r].bytes);
+        cJSON_AddItemToArray(fl, f);
+        total += files[r].bytes;
     }
     cJSON_AddNumberToObject(m, "bytes", (double)total);
     cJSON_AddNumberToObject(m, "write_seconds", seconds);
-    if (j->train_loader) {
-        loader_state ls = loader_state_get(j->train_loader);
+    if (s->has_loader) {
         cJSON *l = cJSON_AddObjectToObject(m, "loader");
-        cJSON_AddNumberToObject(l, "epoch", (double)ls.epoch);
-        cJSON_AddNumberToObject(l, "sample", (double)ls.sample);
+        cJSON_AddNumberToObject(l, "epoch", (double)s->loader_epoch);
+        cJSON_AddNumberToObject(l, "sample", (double)s->loader_sample);
     } else {
         cJSON_AddNullToObject(m, "loader");
     }
     cJSON *parts = cJSON_AddArrayToObject(m, "parts");
     cJSON *lh = cJSON_AddObjectToObject(m, "layout_hash");
-    ckpt_part ps[2];
-    int np = ckpt_job_parts(j, ps);
     for (int i = 0; i < np; i++) {
-        char h[17];
-        ckpt_layout_hash(ps[i].layout, h);
         cJSON_AddItemToArray(parts, cJSON_CreateString(ps[i].name));
-        cJSON_AddStringToObject(lh, ps[i].name, h);
+        cJSON_AddStringToObject(lh, ps[i].name, ps[i].layout_hash);
     }
     cJSON *ch = cJSON_AddObjectToObject(m, "config_hash");
     static const char *const sections[] = {"model", "optim", "data", "lora"};
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
         char h[17];
-        config_hash(c, sections[i], h);
+        config_hash(c->cfg, sections[i], h);
         cJSON_AddStringToObject(ch, sections[i], h);
     }
-    cJSON_AddStringToObject(m, "tokenizer_hash", j->tokenizer_hash);
+    cJSON_AddStringToObject(m, "tokenizer_hash", c->tokenizer_hash ? c->tokenizer_hash : "");
     cJSON_AddStringToObject(m, "shardlm_version", SHARDLM_VERSION);
     cJSON_AddStringToObject(m, "git_hash", SHARDLM_GIT_HASH);
-    cJSON *cj = ckpt_config_json(c);
+    cJSON *cj = ckpt_config_json(c->cfg);
     if (cj)
         cJSON_AddItemToObject(m, "config", cj);
     char *text = cJSON_Print(m);
@@ -310,13 +289,15 @@ static sl_status write_meta(train_job *j, const char *dir, const int64_t *per_ra
 }
 
 /* Rank 0, step 4 of the protocol: meta.json, rename, latest, retention. */
-static sl_status publish(train_job *j, const char *root, const char *tmp, const int64_t *per_rank,
-                         double seconds) {
-    char final[CKPT_PATH_MAX], old[CKPT_PATH_MAX], latest[CKPT_PATH_MAX], name[32];
-    SL_TRY(write_meta(j, tmp, per_rank, seconds));
+sl_status ckpt_commit(const ckpt_ctx *c, const char *tmp, const ckpt_part *parts, int n_parts,
+                      const ckpt_state *s, const ckpt_rank_file *files, double seconds) {
+    SL_TRY(check_parts(parts, n_parts, false));
+    char root[CKPT_PATH_MAX], final[CKPT_PATH_MAX], old[CKPT_PATH_MAX], latest[CKPT_PATH_MAX], name[32];
+    SL_TRY(ckpt_root(c->cfg, root, sizeof root));
+    SL_TRY(write_meta(c, tmp, parts, n_parts, s, files, seconds));
     SL_TRY(fs_fsync_path(tmp));
-    SL_TRY(step_path(final, sizeof final, root, j->step, ""));
-    SL_TRY(step_path(old, sizeof old, root, j->step, ".old.tmp"));
+    SL_TRY(ckpt_step_path(final, sizeof final, root, s->step, ""));
+    SL_TRY(ckpt_step_path(old, sizeof old, root, s->step, ".old.tmp"));
     /* A checkpoint of this step from an earlier attempt (a resume from an
      * older checkpoint) is moved aside first: rename cannot replace a
      * non-empty folder. */
@@ -324,53 +305,61 @@ static sl_status publish(train_job *j, const char *root, const char *tmp, const 
     if (replaced)
         SL_TRY(fs_rename_atomic(final, old));
     SL_TRY(fs_rename_atomic(tmp, final));
-    snprintf(name, sizeof name, "step_%08d\n", j->step);
+    snprintf(name, sizeof name, "step_%08" PRId64 "\n", s->step);
     SL_TRY(fs_join(latest, sizeof latest, root, "latest"));
     SL_TRY(fs_write_atomic(latest, name, strlen(name)));
     if (replaced)
         SL_TRY(fs_remove_tree(old));
-    return prune(root, j->cfg->checkpoint.keep);
+    return prune(root, c->cfg->checkpoint.keep);
 }
 
-sl_status ckpt_save(train_job *j) {
+sl_status ckpt_save(ckpt_ctx *c, const ckpt_part *parts, int n_parts, const ckpt_state *s) {
     char root[CKPT_PATH_MAX], tmp[CKPT_PATH_MAX];
-    SL_TRY(ckpt_root(j->cfg, root, sizeof root));
-    SL_TRY(step_path(tmp, sizeof tmp, root, j->step, ".tmp"));
+    SL_TRY(ckpt_root(c->cfg, root, sizeof root));
+    SL_TRY(ckpt_step_path(tmp, sizeof tmp, root, s->step, ".tmp"));
     double t0 = sl_now();
     sl_status st = SL_OK;
-    if (j->topo->rank == 0) {
+    if (c->rank == 0) {
         st = fs_mkdirs(root);
         if (st == SL_OK)
             st = remove_stale(root);
         if (st == SL_OK)
             st = fs_mkdirs(tmp);
     }
-    SL_TRY(ckpt_agree(j, st, "create the checkpoint folder"));
+    SL_TRY(ckpt_agree(c, st, "create the checkpoint folder"));
     int64_t bytes = 0;
-    st = write_rank_file(j, tmp, &bytes);
-    if (j->faults.kill_save_step == j->step && j->topo->rank == 0 && st == SL_OK) {
+    st = ckpt_write_rank_file(c, tmp, parts, n_parts, s->step, &bytes);
+    if (c->kill_in_save_step == s->step && c->rank == 0 && st == SL_OK) {
         LOG_WARN("SHARDLM_FAULT_KILL_IN_SAVE: killing this rank after writing its checkpoint file");
         raise(SIGKILL);
     }
-    SL_TRY(ckpt_agree(j, st, "write its checkpoint file"));
+    SL_TRY(ckpt_agree(c, st, "write its checkpoint file"));
     double secs = sl_now() - t0;
-    SL_TRY(comm_all_reduce(j->world, &secs, &secs, 1, COMM_DTYPE_F64, COMM_REDOP_MAX));
-    int world = j->topo->world;
-    int64_t mine[3] = {j->plan.shard_rank, j->plan.replicate_rank, bytes};
+    SL_TRY(comm_all_reduce(c->world, &secs, &secs, 1, COMM_DTYPE_F64, COMM_REDOP_MAX));
+    int world = c->world_size;
+    int64_t mine[3] = {c->plan->shard_rank, c->plan->replicate_rank, bytes};
     int64_t *per_rank = malloc(sizeof(int64_t) * 3 * (size_t)world);
-    SL_CHECK_ALLOC(per_rank, sizeof(int64_t) * 3 * (size_t)world);
-    st = comm_all_gather(j->world, mine, per_rank, 3, COMM_DTYPE_I64);
-    if (st == SL_OK && j->topo->rank == 0)
-        st = publish(j, root, tmp, per_rank, secs);
+    ckpt_rank_file *files = malloc(sizeof *files * (size_t)world);
+    if (!per_rank || !files) {
+        free(per_rank);
+        free(files);
+        return sl_errorf(SL_ERR_NOMEM, "checkpoint: out of memory for %d rank entries", world);
+    }
+    st = comm_all_gather(c->world, mine, per_rank, 3, COMM_DTYPE_I64);
     int64_t total = 0;
-    for (int r = 0; r < world; r++)
-        total += per_rank[3 * r + 2];
+    for (int r = 0; r < world; r++) {
+        files[r] = (ckpt_rank_file){(int)per_rank[3 * r], (int)per_rank[3 * r + 1], per_rank[3 * r + 2]};
+        total += files[r].bytes;
+    }
+    if (st == SL_OK && c->rank == 0)
+        st = ckpt_commit(c, tmp, parts, n_parts, s, files, secs);
     free(per_rank);
-    SL_TRY(ckpt_agree(j, st, "publish the checkpoint"));
-    j->saved_step = j->step;
+    free(files);
+    SL_TRY(ckpt_agree(c, st, "publish the checkpoint"));
     double all = sl_now() - t0;
-    LOG_INFO0("checkpoint step %d saved to %s/step_%08d: %.1f MB in %.2f s (%.0f MB/s; rank files %.2f s)",
-              j->step, root, j->step, (double)total / 1e6, all, (double)total / 1e6 / all, secs);
+    LOG_INFO0("checkpoint step %" PRId64 " saved to %s/step_%08" PRId64
+              ": %.1f MB in %.2f s (%.0f MB/s; rank files %.2f s)",
+              s->step, root, s->step, (double)total / 1e6, all, (double)total / 1e6 / all, secs);
     return SL_OK;
 }
 
@@ -403,7 +392,7 @@ sl_status ckpt_resolve_root(const char *root, char *dir, size_t cap, bool *found
     SL_TRY(ckpt_list_complete(root, &steps, &n));
     sl_status st = SL_OK;
     if (n > 0) {
-        st = step_path(dir, cap, root, steps[n - 1], "");
+        st = ckpt_step_path(dir, cap, root, steps[n - 1], "");
         *found = st == SL_OK;
     }
     free(steps);
@@ -443,23 +432,23 @@ static sl_status find_local(const sl_config *cfg, char *dir, size_t cap, bool *f
                      spec);
 }
 
-sl_status ckpt_find_resume(train_job *j, char *dir, size_t cap, bool *found) {
+sl_status ckpt_find_resume(ckpt_ctx *c, char *dir, size_t cap, bool *found) {
     struct {
         int32_t st, found;
         char dir[CKPT_PATH_MAX];
     } msg;
     memset(&msg, 0, sizeof msg);
     sl_status st = SL_OK;
-    if (j->topo->rank == 0) {
+    if (c->rank == 0) {
         bool f = false;
-        st = find_local(j->cfg, msg.dir, sizeof msg.dir, &f);
+        st = find_local(c->cfg, msg.dir, sizeof msg.dir, &f);
         msg.st = (int32_t)st;
         msg.found = f;
     }
-    SL_TRY(comm_broadcast(j->world, &msg, sizeof msg, COMM_DTYPE_U8, 0));
+    SL_TRY(comm_broadcast(c->world, &msg, sizeof msg, COMM_DTYPE_U8, 0));
     if (msg.st != SL_OK) {
-        j->stop_agreed = true;
-        return j->topo->rank == 0 ? st
+        c->stop_agreed = true;
+        return c->rank == 0 ? st
                                   : sl_errorf((sl_status)msg.st,
                                               "rank 0 could not resolve checkpoint.resume (its error is above)");
     }
