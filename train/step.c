@@ -177,6 +177,7 @@ sl_status train_step_batch(train_job *j, const uint32_t *inputs, const int32_t *
         j->n_skipped++;
     r->skipped = os.skipped;
     r->grad_norm = os.grad_norm;
+    r->clip_factor = os.clip_factor;
     r->lr = os.lr;
     /* the step ends when the device has finished it (the AdamW tail is
      * still queued on CUDA); a no-op on the CPU */

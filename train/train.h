@@ -90,6 +90,8 @@ typedef struct {
 typedef struct {
     double loss;        /* mean over the step's non-ignored targets */
     double grad_norm;
+    double clip_factor; /* the gradients' scale in the update (clip_grad_norm_'s;
+                         * 1: not clipped); 0 when skipped */
     double lr;
     double seconds;
     double exposed_comm_s;

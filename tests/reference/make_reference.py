@@ -16,11 +16,25 @@ The model runs in float64 (weights are float32 values) with the plain PyTorch
 definitions of models.py; AdamW is written out in golden.py (torch.optim.AdamW semantics)
 with torch's clip_grad_norm_ factor.
 
+A configuration with skip_step (llama_skip) trains with the real
+torch.optim.AdamW (decay / no-decay parameter groups), clip_grad_norm_ and a
+LambdaLR schedule instead, and makes the gradient of step skip_step
+non-finite (a NaN in one element): clip_grad_norm_ returns a non-finite norm
+and, as torch.cuda.amp.GradScaler.step does when it finds infs or NaNs,
+optimizer.step() is not called while scheduler.step() is. Adam's step count
+(state["step"]) therefore counts applied updates only. Its golden.h5 also has
+the attribute skip_step and
+  params_after_advance/<hf name>  the same run with state["step"] advanced at
+                       the skip (bias correction from the global step, what
+                       shardlm's FSDP step did before): a step count that
+                       advances must fail the comparison with params_after.
+
 usage: make_reference.py OUT_DIR [NAME ...]
 """
 import os
 import sys
 
+import h5py
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +42,7 @@ import golden  # noqa: E402
 import hf_io  # noqa: E402
 import models  # noqa: E402
 
-STEPS = 3
+STEPS = 3  # optimizer steps per configuration unless it sets "steps"
 OPT = dict(lr=2e-3, lr_min=2e-4, lr_warmup=2, total_steps=5, schedule="cosine", beta1=0.9,
            beta2=0.95, eps=1e-8, weight_decay=0.1, grad_clip=0.05)
 
@@ -40,9 +54,13 @@ CONFIGS = {
     # llama with GQA (n_head = 3 x n_kv_head), tied, "rope_theta" key
     "llama_gqa": dict(kind="llama", L=2, C=48, H=6, Hk=2, F=80, V=96, P=64, T=16, B=2, tied=True,
                       theta=10000.0, rope_key="rope_theta"),
-    # llama untied, head dim 10 and T 13 (not powers of two), theta 500000 via rope_parameters
-    "llama_untied": dict(kind="llama", L=2, C=40, H=4, Hk=4, F=72, V=90, P=32, T=13, B=3, tied=False,
+    # llama untied, head dim 10 and T 13 (not powers of two), theta 500000 via rope_parameters;
+    # B 4 so that the batch splits over 2 ranks
+    "llama_untied": dict(kind="llama", L=2, C=40, H=4, Hk=4, F=72, V=90, P=32, T=13, B=4, tied=False,
                          theta=500000.0, rope_key="rope_parameters"),
+    # llama, 4 steps of torch.optim.AdamW, step 2's gradient non-finite (skipped)
+    "llama_skip": dict(kind="llama", L=2, C=32, H=4, Hk=2, F=64, V=80, P=32, T=12, B=2, tied=False,
+                       theta=10000.0, rope_key="rope_theta", steps=4, skip_step=2),
 }
 
 
@@ -115,13 +133,80 @@ def hf_config(c):
 
 
 def batches(c, g):
-    S, B, T, V = STEPS, c["B"], c["T"], c["V"]
+    S, B, T, V = c.get("steps", STEPS), c["B"], c["T"], c["V"]
     ids = torch.randint(0, V, (S, B, T + 1), generator=g)
     inp, tgt = ids[..., :-1].clone(), ids[..., 1:].clone()
     ignore = torch.rand(S, B, T, generator=g) < 0.25
     tgt[ignore] = -100
     tgt[:, 0, 0] = 5  # at least one valid target per batch
     return inp, tgt
+
+
+def torch_adamw_run(P, cfg, inp, tgt, steps, skip_step, advance_on_skip):
+    """steps optimizer steps with torch.optim.AdamW, clip_grad_norm_ and
+    LambdaLR (models.lr_at); at skip_step a NaN goes into one gradient
+    element and optimizer.step() is not called (GradScaler's skip), unless
+    advance_on_skip, which instead only advances every state["step"] (the
+    semantics a test must reject). Returns the parameters after the steps
+    and the clip_active list (False at the skip)."""
+    P = {k: v.detach().clone().requires_grad_(True) for k, v in P.items()}
+    groups = [{"params": [p for k, p in P.items() if models.decays(k)], "weight_decay": OPT["weight_decay"]},
+              {"params": [p for k, p in P.items() if not models.decays(k)], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=OPT["lr"], betas=(OPT["beta1"], OPT["beta2"]), eps=OPT["eps"])
+
+    def lr_at(s):  # the LR of 1-based optimizer step s
+        return models.lr_at(s, OPT["total_steps"], OPT["lr"], OPT["lr_min"], OPT["lr_warmup"], OPT["schedule"])
+
+    # LambdaLR sets lr = base_lr * lambda(last_epoch), last_epoch = 0 after
+    # construction and + 1 per scheduler.step(): step s runs at last_epoch s - 1
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_at(e + 1) / OPT["lr"])
+    params = list(P.values())
+    clip_active = []
+    for s in range(1, steps + 1):
+        assert abs(opt.param_groups[0]["lr"] - lr_at(s)) <= 1e-12 * OPT["lr"], (s, opt.param_groups[0]["lr"])
+        opt.zero_grad(set_to_none=True)
+        _, ls = golden.loss_of(P, cfg, inp[s - 1], tgt[s - 1])
+        ls.backward()
+        if s == skip_step:
+            next(iter(P.values())).grad.view(-1)[0] = float("nan")
+        norm = torch.nn.utils.clip_grad_norm_(params, OPT["grad_clip"]).item()
+        if s == skip_step:
+            assert not torch.isfinite(torch.tensor(norm)), f"step {s}: the norm {norm} should be non-finite"
+            clip_active.append(False)
+            if advance_on_skip:
+                for st in opt.state.values():
+                    st["step"] += 1
+        else:
+            assert norm == norm and norm != float("inf")
+            clip_active.append(OPT["grad_clip"] / (norm + 1e-6) < 1.0)
+            opt.step()
+        sched.step()
+    return {k: v.detach() for k, v in P.items()}, clip_active
+
+
+def run_skip(name, c, out, folder, cfg, P32, inp, tgt):
+    S, skip = c["steps"], c["skip_step"]
+    P = {k: v.to(torch.float64).requires_grad_(True) for k, v in P32.items()}
+    lg, loss = golden.loss_of(P, cfg, inp[0], tgt[0])
+    loss.backward()
+    grads0 = {k: v.grad.detach().clone() for k, v in P.items()}
+    after, clip_active = torch_adamw_run(P, cfg, inp, tgt, S, skip, False)
+    advance, _ = torch_adamw_run(P, cfg, inp, tgt, S, skip, True)
+    applied = [a for i, a in enumerate(clip_active) if i + 1 != skip]
+    if not all(applied):
+        raise SystemExit(f"{name}: clipping was not active at every applied step ({clip_active}); lower grad_clip")
+    num = sum(((after[k] - advance[k]) ** 2).sum() for k in after).sqrt().item()
+    den = sum((after[k] ** 2).sum() for k in after).sqrt().item()
+    if num / den < 1e-3:
+        raise SystemExit(f"{name}: advancing the step count on the skip changes the parameters by only "
+                         f"{num / den:.2e}: the test could not tell the semantics apart")
+    path = os.path.join(folder, "golden.h5")
+    golden.write(path, inp, tgt, lg, loss, grads0, after, OPT, S, clip_active, name=name, skip_step=skip)
+    with h5py.File(path, "a") as f:
+        for k, t in advance.items():
+            f["params_after_advance/" + k] = t.numpy()
+    print(f"{name}: loss {loss.item():.6f}, step {skip} of {S} skipped; advancing the count instead "
+          f"moves the parameters by {num / den:.2e} -> {folder}")
 
 
 def run(name, c, out):
@@ -131,6 +216,8 @@ def run(name, c, out):
     folder = os.path.join(out, name)
     hf_io.write_folder(os.path.join(folder, "hf"), cfg, P32)
     inp, tgt = batches(c, g)
+    if "skip_step" in c:
+        return run_skip(name, c, out, folder, cfg, P32, inp, tgt)
     P = {k: v.to(torch.float64).requires_grad_(True) for k, v in P32.items()}
     lg, loss = golden.loss_of(P, cfg, inp[0], tgt[0])
     loss.backward()

@@ -1,12 +1,26 @@
-/* The model against PyTorch: tests/reference/make_reference.py (run here, with
- * Debian's python3-torch) writes a Hugging Face folder and golden.h5 per
- * configuration; this test imports the folder through model/hf, and compares
- * logits (rel. error by norm <= 1e-5), the loss (<= 1e-6), every parameter
- * gradient (<= 1e-4 each) and every parameter after 3 AdamW steps with
- * warmup, cosine decay and active clipping (<= 1e-5 each). It also checks
- * that activation recomputation gives bitwise the same gradients, and that
- * hf_save and import -> export reproduce the folder's tensor data byte for
- * byte. Any failure fails the test through cmocka's exit code. */
+/* The model and the production training step against PyTorch:
+ * tests/reference/make_reference.py (run here, with Debian's python3-torch)
+ * writes a Hugging Face folder and golden.h5 per configuration; this test
+ * builds the training job on it (train/train.h: model.init_from = the folder,
+ * CPU fp32, FSDP over the ranks of this run: world size 1 from ctest,
+ * 2 under mpirun from tests/integration/test_model_reference_mpi.sh, each
+ * rank holding B / world rows of every global batch) and compares
+ *   logits through the job's model and FSDP hooks  (rel. error by norm <= 1e-5)
+ *   the loss of step 1 (train_step_batch)           (<= 1e-6)
+ *   every parameter gradient of step 1, read from the FSDP gradient shards
+ *   and all-gathered over the shard group           (<= 1e-4 each)
+ *   every parameter after all steps (warmup, cosine decay, active clipping;
+ *   train_group_gather)                             (<= 1e-5 each).
+ * llama_skip's step 2 gets a NaN gradient (train/faults.h, rank 0): the step
+ * must report skipped and the parameters after 4 steps must match PyTorch's
+ * AdamW, which does not count the skipped step; its golden file also holds
+ * the parameters the step count would give if it advanced on the skip, and
+ * those must differ from ours by far more than the tolerance.
+ * It also checks that activation recomputation gives bitwise the same loss,
+ * gradients and parameters, and that hf_save and import -> export reproduce
+ * the folder's tensor data byte for byte (rank 0). Every rank compares the
+ * same gathered data, so every rank passes or fails the same assertions, and
+ * any failure fails the test through cmocka's exit code. */
 #include <hdf5.h>
 #include <math.h>
 #include <setjmp.h>
@@ -19,46 +33,58 @@
 
 #include <cmocka.h>
 
-#include "kernels/ops.h"
 #include "model/hf.h"
 #include "model/model.h"
-#include "optim/optim.h"
+#include "parallel/topology.h"
 #include "runtime/fsutil.h"
+#include "runtime/log.h"
 #include "runtime/safetensors.h"
-#include "train/params.h"
+#include "train/train.h"
 #include "support/golden.h"
 
+#define MAX_STEPS 8
+
+static topology g_topo;
 static char g_dir[512];
 
+/* Rank 0 writes the golden data; the others use its folder (same machine:
+ * mpirun -np 2 in the integration test). */
 static int group_setup(void **state) {
     (void)state;
+    int rc = 0;
     snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_modelref.XXXXXX");
-    return golden_make(g_dir, "make_reference.py");
+    if (g_topo.rank == 0)
+        rc = golden_make(g_dir, "make_reference.py");
+    MPI_Bcast(&rc, 1, MPI_INT, 0, g_topo.comm);
+    MPI_Bcast(g_dir, (int)sizeof g_dir, MPI_CHAR, 0, g_topo.comm);
+    return rc;
 }
 
 static int group_teardown(void **state) {
     (void)state;
-    fs_remove_tree(g_dir);
+    MPI_Barrier(g_topo.comm);
+    if (g_topo.rank == 0)
+        fs_remove_tree(g_dir);
     return 0;
 }
 
 /* ---- comparisons ---- */
 
-/* Each parameter of buf (model_local order) against group/<prefix><hf_name>
- * (HF layout); returns the worst relative error and names it. */
+/* Each parameter of buf (the layout's host order) against
+ * group/<prefix><hf_name> (HF layout); returns the worst relative error and
+ * names it. */
 static double compare_params(hid_t f, const char *group, const model_layout *l, const char *prefix,
                              const float *buf, char *worst, size_t worst_cap) {
     double max_err = 0;
     float *tmp = NULL;
     for (int i = 0; i < l->n_params; i++) {
         const model_param *p = &l->params[i];
-        int64_t base = l->units[p->unit].offset;
         char name[256];
         snprintf(name, sizeof name, "%s/%s%s", group, prefix, p->hf_name);
         size_t n = 0;
         double *want = golden_read(f, name, &n);
         assert_int_equal(n, (size_t)p->numel);
-        const float *got = buf + base + p->offset;
+        const float *got = buf + l->units[p->unit].offset + p->offset;
         if (p->hf_transposed) { /* golden (in, out); ours (out, in) */
             tmp = realloc(tmp, n * sizeof *tmp);
             assert_non_null(tmp);
@@ -101,151 +127,243 @@ static void expect_same_tensors(const char *a_path, const char *b_path) {
     safetensors_close(b);
 }
 
+/* ---- one configuration's golden data ---- */
+
+typedef struct {
+    char hf[800];
+    hid_t f;
+    int S, B, T, V;
+    int skip_step;    /* 1-based step whose gradient is made non-finite; 0: none */
+    size_t BT;        /* one global batch, B * T */
+    uint32_t *inputs; /* (S, B, T): batch s - 1 is optimizer step s's */
+    int32_t *targets; /* (S, B, T), -100 = ignored */
+} golden_case;
+
+/* What one run of the training job gives, gathered on every rank. */
+typedef struct {
+    float *logits;  /* (B, T, V) of batch 0 before step 1 */
+    double loss1;   /* step 1's loss */
+    float *grads;   /* step 1's reduced gradient, the layout's host order */
+    float *params;  /* after S steps, the layout's host order */
+    bool skipped[MAX_STEPS];
+    double clip[MAX_STEPS];
+    int64_t adam_steps; /* Adam's step count after S steps */
+} job_run;
+
+static void job_run_free(job_run *r) {
+    free(r->logits);
+    free(r->grads);
+    free(r->params);
+}
+
+/* The job's config for gc on this run's world size (see the file comment). */
+static void job_config(const golden_case *gc, bool recompute, sl_config *cfg) {
+    config_defaults(cfg);
+    snprintf(cfg->model.init_from, sizeof cfg->model.init_from, "%s", gc->hf);
+    cfg->train.backend = BACKEND_KIND_CPU;
+    cfg->train.dtype = COMPUTE_DTYPE_F32;
+    cfg->train.micro_batch = gc->B / g_topo.world;
+    cfg->train.grad_accum = 1;
+    cfg->train.recompute = recompute;
+    cfg->data.seq_len = gc->T;
+    cfg->train.steps = golden_read_optim(gc->f, &cfg->optim);
+    /* the reference decays linear weights and an untied head only */
+    cfg->optim.decay_embeddings = false;
+    /* a rank that left a test early makes the other fail, not hang */
+    cfg->parallel.comm_timeout_s = 120;
+}
+
+/* Step 1's gradient from the FSDP gradient shards (which still hold the
+ * step's reduce-scattered gradient after the optimizer used it), all-gathered
+ * over the shard group into the layout's host order. */
+static void gather_grads(train_job *j, float *host) {
+    const model_layout *l = j->layout;
+    for (int u = 0; u < l->n_units; u++) {
+        fsdp_unit_shard s = fsdp_shard(j->fs, u);
+        float *mine = malloc((size_t)s.len * sizeof *mine);
+        float *full = malloc((size_t)s.len * (size_t)comm_size(j->shard) * sizeof *full);
+        assert_true(mine && full);
+        OK(fsdp_shard_read(j->fs, u, FSDP_BUF_GRAD, mine));
+        OK(comm_all_gather(j->shard, mine, full, (size_t)s.len, COMM_DTYPE_F32));
+        memcpy(host + l->units[u].offset, full, (size_t)l->units[u].numel * sizeof *host);
+        free(mine);
+        free(full);
+    }
+}
+
+/* Builds the training job for gc, computes batch 0's logits through its
+ * model and hooks, then runs S production steps (train_step_batch) on this
+ * rank's rows of batches 0 .. S-1, with a NaN gradient on rank 0 at
+ * gc->skip_step. */
+static void run_job(const golden_case *gc, bool recompute, job_run *out) {
+    memset(out, 0, sizeof *out);
+    assert_true(gc->S <= MAX_STEPS);
+    sl_config *cfg = malloc(sizeof *cfg);
+    assert_non_null(cfg);
+    job_config(gc, recompute, cfg);
+    train_job j;
+    OK(train_job_setup(&j, cfg, &g_topo, &(train_setup_opts){.synthetic = true}));
+    if (gc->skip_step > 0) {
+        j.faults.nan_grad_rank = 0;
+        j.faults.nan_grad_step = gc->skip_step;
+    }
+    const model_layout *l = j.layout;
+    size_t P = (size_t)l->total_numel;
+    size_t rows = (size_t)cfg->train.micro_batch * (size_t)gc->T; /* this rank's tokens per batch */
+    size_t first = (size_t)g_topo.rank * rows;                    /* its first, in a global batch */
+    float *mine = malloc(rows * (size_t)gc->V * sizeof *mine);
+    out->logits = malloc(gc->BT * (size_t)gc->V * sizeof *out->logits);
+    out->grads = malloc(P * sizeof *out->grads);
+    out->params = malloc(P * sizeof *out->params);
+    assert_true(mine && out->logits && out->grads && out->params);
+
+    /* ranks hold consecutive rows, so the all-gather is the global batch */
+    OK(model_forward_logits(j.mdl, &j.hooks, gc->inputs + first, mine));
+    OK(comm_all_gather(j.world, mine, out->logits, rows * (size_t)gc->V, COMM_DTYPE_F32));
+    free(mine);
+
+    for (int s = 1; s <= gc->S; s++) {
+        size_t off = (size_t)(s - 1) * gc->BT + first;
+        train_step_result r;
+        OK(train_step_batch(&j, gc->inputs + off, gc->targets + off, &r));
+        out->skipped[s - 1] = r.skipped;
+        out->clip[s - 1] = r.clip_factor;
+        if (s == 1) {
+            out->loss1 = r.loss;
+            gather_grads(&j, out->grads);
+        }
+    }
+    OK(train_group_gather(&j.groups[0], out->params));
+    out->adam_steps = optim_steps_applied(j.opt);
+    train_job_teardown(&j);
+    free(cfg);
+}
+
 /* ---- the test ---- */
 
 static void run_config(const char *name) {
-    char dir[700], hf[800], h5[800], tmp[800];
+    char dir[700], h5[800], tmp[800];
+    golden_case gc;
+    memset(&gc, 0, sizeof gc);
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
-    snprintf(hf, sizeof hf, "%s/hf", dir);
+    snprintf(gc.hf, sizeof gc.hf, "%s/hf", dir);
     snprintf(h5, sizeof h5, "%s/golden.h5", dir);
 
-    sl_config cfg;
-    config_defaults(&cfg);
-    OK(model_config_from_dir(hf, &cfg));
+    /* the layout and the folder's weights, for the comparisons and the export */
+    sl_config *cfg = malloc(sizeof *cfg);
+    assert_non_null(cfg);
+    config_defaults(cfg);
+    OK(model_config_from_dir(gc.hf, cfg));
     model_layout *l = NULL;
-    OK(model_layout_create(&cfg.model, false, &l));
-    sl_backend *be = NULL;
-    OK(backend_create_cpu(2, NULL, &be));
+    OK(model_layout_create(&cfg->model, false, &l));
     size_t P = (size_t)l->total_numel;
     float *host = malloc(P * sizeof *host);
-    float *tp = malloc(P * sizeof *tp), *tg_ = calloc(P, sizeof *tg_);
-    float *tm = calloc(P, sizeof *tm), *tv = calloc(P, sizeof *tv);
-    assert_true(host && tp && tg_ && tm && tv);
+    assert_non_null(host);
     hf_info info;
-    OK(hf_load_params(hf, l, host, &info));
-    memcpy(tp, host, P * sizeof *tp);
-    model_local lh;
-    model_unit_hooks hk;
-    OK(model_local_init(&lh, l, tp, tg_, &hk));
+    OK(hf_load_params(gc.hf, l, host, &info));
 
-    hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(f >= 0);
+    gc.f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(gc.f >= 0);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_lg = 0, n1 = 0;
-    int32_t *ids = golden_read_i32(f, "input_ids", &n_ids, dims);
-    int32_t *tg = golden_read_i32(f, "targets", &n_tg, NULL);
-    double *want_logits = golden_read(f, "logits", &n_lg);
-    double *want_loss = golden_read(f, "loss", &n1);
-    int S = (int)golden_attr(f, "steps");
-    int V = cfg.model.vocab_size;
-    int BT = (int)(n_lg / (size_t)V);
-    assert_int_equal(n_ids, (size_t)S * BT);
-    int B = (int)dims[1], T = (int)dims[2];
-    uint32_t *inp = malloc(n_ids * sizeof *inp);
-    assert_non_null(inp);
+    int32_t *ids = golden_read_i32(gc.f, "input_ids", &n_ids, dims);
+    gc.targets = golden_read_i32(gc.f, "targets", &n_tg, NULL);
+    double *want_logits = golden_read(gc.f, "logits", &n_lg);
+    double *want_loss = golden_read(gc.f, "loss", &n1);
+    gc.S = (int)golden_attr(gc.f, "steps");
+    gc.skip_step = H5Aexists(gc.f, "skip_step") > 0 ? (int)golden_attr(gc.f, "skip_step") : 0;
+    gc.B = (int)dims[1];
+    gc.T = (int)dims[2];
+    gc.V = cfg->model.vocab_size;
+    gc.BT = (size_t)gc.B * (size_t)gc.T;
+    assert_int_equal(dims[0], (hsize_t)gc.S);
+    assert_int_equal(n_lg, gc.BT * (size_t)gc.V);
+    if (gc.B % g_topo.world != 0)
+        fail_msg("%s: batch %d does not split over %d ranks (make_reference.py: choose B divisible by "
+                 "the world sizes this test runs at)", name, gc.B, g_topo.world);
+    gc.inputs = malloc(n_ids * sizeof *gc.inputs);
+    assert_non_null(gc.inputs);
     for (size_t i = 0; i < n_ids; i++)
-        inp[i] = (uint32_t)ids[i];
+        gc.inputs[i] = (uint32_t)ids[i];
 
-    /* logits */
-    model *m = NULL, *mr = NULL;
-    OK(model_create(l, be, B, T, false, &m));
-    OK(model_create(l, be, B, T, true, &mr));
-    float *logits = malloc(n_lg * sizeof *logits);
-    assert_non_null(logits);
-    OK(model_forward_logits(m, &hk, inp, logits));
-    double e_logits = golden_rel_err(logits, want_logits, n_lg);
+    job_run a, rc;
+    run_job(&gc, false, &a);
+    double e_logits = golden_rel_err(a.logits, want_logits, n_lg);
+    double e_loss = fabs(a.loss1 - want_loss[0]) / fabs(want_loss[0]);
+    char worst_g[256] = "", worst_p[256] = "", worst_adv[256] = "";
+    double e_grads = compare_params(gc.f, "grads", l, info.prefix, a.grads, worst_g, sizeof worst_g);
+    double e_params = compare_params(gc.f, "params_after", l, info.prefix, a.params, worst_p, sizeof worst_p);
+    double e_advance = 0;
+    if (gc.skip_step > 0)
+        e_advance = compare_params(gc.f, "params_after_advance", l, info.prefix, a.params, worst_adv,
+                                   sizeof worst_adv);
 
-    /* loss and grads on batch 0 */
-    int64_t nv = golden_count_valid(tg, (size_t)BT);
-    double loss_sum = 0;
-    int64_t n_valid = 0;
-    memset(tg_, 0, P * sizeof *tg_);
-    OK(model_forward_backward(m, &hk, inp, tg, (float)(1.0 / (double)nv), &loss_sum, &n_valid));
-    assert_int_equal(n_valid, nv);
-    double loss = loss_sum / (double)n_valid;
-    double e_loss = fabs(loss - want_loss[0]) / fabs(want_loss[0]);
-    char worst_g[256] = "", worst_p[256] = "";
-    double e_grads = compare_params(f, "grads", l, info.prefix, tg_, worst_g, sizeof worst_g);
+    /* recomputation: bitwise the same loss, gradients and updates */
+    run_job(&gc, true, &rc);
+    assert_true(rc.loss1 == a.loss1);
+    assert_memory_equal(rc.grads, a.grads, P * sizeof *a.grads);
+    assert_memory_equal(rc.params, a.params, P * sizeof *a.params);
+    H5Fclose(gc.f);
 
-    /* recomputation: bitwise equal gradients */
-    float *g0 = malloc(P * sizeof *g0);
-    assert_non_null(g0);
-    memcpy(g0, tg_, P * sizeof *g0);
-    memset(tg_, 0, P * sizeof *tg_);
-    double loss_sum_r = 0;
-    OK(model_forward_backward(mr, &hk, inp, tg, (float)(1.0 / (double)nv), &loss_sum_r, &n_valid));
-    assert_true(loss_sum_r == loss_sum);
-    assert_memory_equal(g0, tg_, P * sizeof *g0);
-
-    /* 3 AdamW steps: step 1 on batch 0's grads (already accumulated) */
-    cfg_optim oc = cfg.optim;
-    int total = golden_read_optim(f, &oc);
-    optimizer *opt = NULL;
-    OK(optim_create(be, NULL, &opt));
-    OK(train_local_add_to_optim(opt, l, tp, tg_, tm, tv));
-    for (int s = 1; s <= S; s++) {
-        if (s > 1) {
-            memset(tg_, 0, P * sizeof *tg_);
-            int64_t nvs = golden_count_valid(tg + (size_t)(s - 1) * BT, (size_t)BT);
-            OK(model_forward_backward(m, &hk, inp + (size_t)(s - 1) * BT,
-                                      tg + (size_t)(s - 1) * BT, (float)(1.0 / (double)nvs), &loss_sum,
-                                      &n_valid));
-        }
-        optim_step_stats stats;
-        optim_grads_changed(opt);
-        OK(optim_step(opt, &oc, s, total, &stats));
-        assert_false(stats.skipped);
-        assert_true(stats.clip_factor < 1.0); /* the reference checked clipping is active */
+    if (g_topo.rank == 0) {
+        printf("%-13s logits %.2e  loss %.2e  grads %.2e (worst %s)  params after %d steps %.2e (worst %s)\n",
+               name, e_logits, e_loss, e_grads, worst_g, gc.S, e_params, worst_p);
+        if (gc.skip_step > 0)
+            printf("%-13s step %d skipped, Adam's step count %lld after %d steps; had the count advanced on "
+                   "the skip: params %.2e (worst %s)\n",
+                   name, gc.skip_step, (long long)a.adam_steps, gc.S, e_advance, worst_adv);
+        fflush(stdout);
     }
-    double e_params = compare_params(f, "params_after", l, info.prefix, tp, worst_p, sizeof worst_p);
-    H5Fclose(f);
-
-    printf("%-13s logits %.2e  loss %.2e  grads %.2e (worst %s)  params after %d steps %.2e (worst %s)\n",
-           name, e_logits, e_loss, e_grads, worst_g, S, e_params, worst_p);
+    for (int s = 1; s <= gc.S; s++) {
+        if (a.skipped[s - 1] != (s == gc.skip_step))
+            fail_msg("%s step %d: skipped = %d, expected %d", name, s, a.skipped[s - 1], s == gc.skip_step);
+        if (s != gc.skip_step && !(a.clip[s - 1] < 1.0)) /* the reference checked clipping is active */
+            fail_msg("%s step %d: clip factor %g, expected < 1 (clipping active)", name, s, a.clip[s - 1]);
+    }
     assert_true(e_logits <= 1e-5);
     assert_true(e_loss <= 1e-6);
     assert_true(e_grads <= 1e-4);
     assert_true(e_params <= 1e-5);
+    assert_int_equal(a.adam_steps, gc.S - (gc.skip_step > 0));
+    /* a step count that advanced on the skip misses by far more than the
+     * tolerance: this comparison can tell the semantics apart */
+    if (gc.skip_step > 0)
+        assert_true(e_advance > 1e-3);
 
-    /* export: hf_save of the loaded params, and import -> export, both byte-identical */
-    char src_w[900], out_w[900];
-    snprintf(src_w, sizeof src_w, "%s/model.safetensors", hf);
-    snprintf(tmp, sizeof tmp, "%s/saved", dir);
-    OK(hf_save(tmp, l, host, SL_DTYPE_F32, info.prefix));
-    snprintf(out_w, sizeof out_w, "%s/model.safetensors", tmp);
-    expect_same_tensors(src_w, out_w);
-    expect_same_tensors(out_w, src_w);
-    snprintf(tmp, sizeof tmp, "%s/imported", dir);
-    OK(hf_import(hf, tmp));
-    float *host2 = calloc(P, sizeof *host2);
-    assert_non_null(host2);
-    OK(model_weights_load(tmp, l, host2));
-    assert_memory_equal(host, host2, P * sizeof *host);
-    char exp_dir[900];
-    snprintf(exp_dir, sizeof exp_dir, "%s/exported", dir);
-    OK(hf_export(tmp, exp_dir));
-    snprintf(out_w, sizeof out_w, "%s/model.safetensors", exp_dir);
-    expect_same_tensors(src_w, out_w);
-    expect_same_tensors(out_w, src_w);
+    /* export: hf_save of the loaded params, and import -> export, both
+     * byte-identical (local: rank 0, after the last collective) */
+    if (g_topo.rank == 0) {
+        char src_w[900], out_w[900];
+        snprintf(src_w, sizeof src_w, "%s/model.safetensors", gc.hf);
+        snprintf(tmp, sizeof tmp, "%s/saved", dir);
+        OK(hf_save(tmp, l, host, SL_DTYPE_F32, info.prefix));
+        snprintf(out_w, sizeof out_w, "%s/model.safetensors", tmp);
+        expect_same_tensors(src_w, out_w);
+        expect_same_tensors(out_w, src_w);
+        snprintf(tmp, sizeof tmp, "%s/imported", dir);
+        OK(hf_import(gc.hf, tmp));
+        float *host2 = calloc(P, sizeof *host2);
+        assert_non_null(host2);
+        OK(model_weights_load(tmp, l, host2));
+        assert_memory_equal(host, host2, P * sizeof *host);
+        char exp_dir[900];
+        snprintf(exp_dir, sizeof exp_dir, "%s/exported", dir);
+        OK(hf_export(tmp, exp_dir));
+        snprintf(out_w, sizeof out_w, "%s/model.safetensors", exp_dir);
+        expect_same_tensors(src_w, out_w);
+        expect_same_tensors(out_w, src_w);
+        free(host2);
+    }
 
-    free(host2);
-    free(g0);
-    free(logits);
-    free(inp);
+    job_run_free(&a);
+    job_run_free(&rc);
+    free(gc.inputs);
+    free(gc.targets);
     free(ids);
-    free(tg);
     free(want_logits);
     free(want_loss);
     free(host);
-    model_destroy(m);
-    model_destroy(mr);
-    optim_destroy(opt);
-    model_local_free(&lh);
-    free(tp);
-    free(tg_);
-    free(tm);
-    free(tv);
-    backend_destroy(be);
+    free(cfg);
     model_layout_destroy(l);
 }
 
@@ -253,13 +371,27 @@ static void test_gpt2_tied(void **s) { (void)s; run_config("gpt2_tied"); }
 static void test_gpt2_untied(void **s) { (void)s; run_config("gpt2_untied"); }
 static void test_llama_gqa(void **s) { (void)s; run_config("llama_gqa"); }
 static void test_llama_untied(void **s) { (void)s; run_config("llama_untied"); }
+static void test_llama_skip(void **s) { (void)s; run_config("llama_skip"); }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (topology_init(&g_topo, &argc, &argv, 0) != SL_OK) {
+        fprintf(stderr, "topology_init: %s\n", sl_error_message());
+        return 1;
+    }
+    log_init(g_topo.rank, g_topo.host, LOG_LEVEL_WARN);
+    if (g_topo.rank == 0) {
+        printf("test_model_reference: world size %d (the training job, FSDP full_shard, CPU fp32)\n",
+               g_topo.world);
+        fflush(stdout);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt2_tied),
         cmocka_unit_test(test_gpt2_untied),
         cmocka_unit_test(test_llama_gqa),
         cmocka_unit_test(test_llama_untied),
+        cmocka_unit_test(test_llama_skip),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    topology_finalize(&g_topo);
+    return rc;
 }
