@@ -9,8 +9,12 @@
  *     error that names it.
  *   - 1 -> 1 round trip through ckpt_save / ckpt_load: bitwise equal shards,
  *     `latest`, the state, no loader state on synthetic data.
+ *   - the training job (train/, linked without the executable): a world-2
+ *     checkpoint resumed into a world-1 job (train_ckpt_load: shards,
+ *     step, Adam's step count), then one production step from there.
  */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +37,7 @@
 #include "parallel/topology.h"
 #include "runtime/fsutil.h"
 #include "runtime/log.h"
+#include "train/train.h"
 #include "train/train_ckpt.h"
 
 static struct {
@@ -103,9 +108,11 @@ static ckpt_ctx ctx_of(run *r) {
                       .tokenizer_hash = "", .kill_in_save_step = -1};
 }
 
-/* The full value of element i of unit u in buffer d (0 param, 1 m, 2 v). */
+/* The full value of element i of unit u in buffer d (0 param, 1 m, 2 v),
+ * times g_scale (small for a model that is to train from them). */
+static double g_scale = 1.0;
 static float full_val(int u, int d, int64_t i) {
-    return (float)(u * 10000 + d * 1000) + (float)i * 0.25f + (d == 2 ? 0.5f : 0.0f);
+    return (float)(g_scale * ((double)(u * 10000 + d * 1000) + (double)i * 0.25 + (d == 2 ? 0.5 : 0.0)));
 }
 
 /* Writes <root>/step_<step> as a world of 2 ranks (full_shard, shard 2)
@@ -293,6 +300,50 @@ static void test_round_trip_1_to_1(void **state) {
     run_free(&r);
 }
 
+static void test_job_resumes_world2_and_steps(void **state) {
+    (void)state;
+    run r;
+    run_make(&r);
+    g_scale = 1e-5; /* weights and moments a model can take a step from */
+    ckpt_state s = {.step = 7, .skipped_steps = 2, .optim_steps = 5};
+    write_world2(&r, &s);
+    char dir[CKPT_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/checkpoints/step_00000007", r.run_dir);
+
+    train_job *j = calloc(1, sizeof *j);
+    assert_non_null(j);
+    train_setup_opts so = {.synthetic = true, .cpu_threads = 1};
+    check_ok(train_job_setup(j, &r.cfg, &g.topo, &so));
+    check_ok(train_ckpt_load(j, dir));
+    expect_full_values(&r, j->fs);
+    assert_int_equal(j->step, 7);
+    assert_int_equal(j->n_skipped, 2);
+    assert_int_equal(optim_steps_applied(j->opt), 5);
+
+    train_step_result res;
+    check_ok(train_job_step(j, &res));
+    assert_false(res.skipped);
+    assert_true(isfinite(res.loss) && res.loss > 0);
+    assert_int_equal(j->step, 8);
+    assert_int_equal(optim_steps_applied(j->opt), 6);
+    /* the update moved the parameters away from the checkpoint's */
+    int64_t moved = 0;
+    for (int u = 0; u < r.l->n_units; u++) {
+        fsdp_unit_shard sh = fsdp_shard(j->fs, u);
+        float *b = malloc((size_t)sh.len * sizeof(float));
+        assert_non_null(b);
+        check_ok(fsdp_shard_read(j->fs, u, FSDP_BUF_PARAM, b));
+        for (int64_t i = 0; i < sh.valid; i++)
+            moved += b[i] != full_val(u, 0, i);
+        free(b);
+    }
+    assert_true(moved > 0);
+    train_job_teardown(j);
+    free(j);
+    g_scale = 1.0;
+    run_free(&r);
+}
+
 int main(int argc, char **argv) {
     if (topology_init(&g.topo, &argc, &argv, 0) != SL_OK) {
         fprintf(stderr, "topology_init: %s\n", sl_error_message());
@@ -313,6 +364,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reshard_2_to_1),
         cmocka_unit_test(test_round_trip_1_to_1),
+        cmocka_unit_test(test_job_resumes_world2_and_steps),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     backend_destroy(g.be);
