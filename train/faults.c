@@ -21,7 +21,7 @@ static sl_status parse_rank_step(const char *name, const char *what, int *rank, 
 }
 
 sl_status train_faults_from_env(train_faults *f, int rank) {
-    *f = (train_faults){.rank = rank, .kill_save_step = -1};
+    *f = (train_faults){.rank = rank, .kill_save_step = -1, .stall_step = -1};
     SL_TRY(parse_rank_step("SHARDLM_FAULT_NAN_GRAD", "writes a NaN into its gradient", &f->nan_grad_rank,
                            &f->nan_grad_step));
     SL_TRY(parse_rank_step("SHARDLM_FAULT_NAN_LOSS", "replaces its local loss by NaN", &f->nan_loss_rank,
@@ -34,6 +34,12 @@ sl_status train_faults_from_env(train_faults *f, int rank) {
             return sl_errorf(SL_ERR_INVALID, "SHARDLM_FAULT_KILL_IN_SAVE=%s: expected STEP", e);
         LOG_WARN0("test hook SHARDLM_FAULT_KILL_IN_SAVE: rank 0 kills itself while saving step %d",
                   f->kill_save_step);
+    }
+    e = getenv("SHARDLM_FAULT_STALL");
+    if (e && e[0]) {
+        if (sscanf(e, "%d", &f->stall_step) != 1 || f->stall_step < 1)
+            return sl_errorf(SL_ERR_INVALID, "SHARDLM_FAULT_STALL=%s: expected STEP >= 1", e);
+        LOG_WARN0("test hook SHARDLM_FAULT_STALL: every rank stops after step %d", f->stall_step);
     }
     return SL_OK;
 }
@@ -91,6 +97,14 @@ sl_status train_faults_after_grads(const train_faults *f, fsdp *fs, sl_backend *
         }
     }
     return SL_OK;
+}
+
+void train_faults_after_step(const train_faults *f, int step) {
+    if (f->stall_step != step)
+        return;
+    LOG_WARN("SHARDLM_FAULT_STALL: rank %d stops after step %d (sleeping until killed)", f->rank, step);
+    for (;;)
+        sl_sleep_us(3600L * 1000000L);
 }
 
 bool train_faults_loss(const train_faults *f, int step) {

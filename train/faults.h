@@ -2,7 +2,7 @@
  * "Testing hooks"), read from the environment once at setup.
  *
  * defines: train_faults, train_faults_from_env, train_faults_hooks,
- *          train_faults_after_grads, train_faults_loss
+ *          train_faults_after_grads, train_faults_loss, train_faults_after_step
  *
  *   SHARDLM_FAULT_NAN_GRAD=RANK:STEP   that rank writes a NaN into its first
  *                                      non-empty trainable gradient shard
@@ -11,6 +11,10 @@
  *                                      acquire of the step submits its
  *                                      all-gather, then the rank sleeps forever
  *   SHARDLM_FAULT_KILL_IN_SAVE=STEP    rank 0 kills itself while saving that step
+ *   SHARDLM_FAULT_STALL=STEP           every rank stops (sleeps forever) once
+ *                                      that step is logged and checkpointed,
+ *                                      so that a test's kill lands at a known
+ *                                      step whatever the machine's speed
  * Steps are 1-based optimizer steps. Unset variables leave the fault off
  * (-1). The step itself only asks this module at three points; none of the
  * bookkeeping lives in the step.
@@ -31,6 +35,7 @@ typedef struct {
     int nan_loss_rank, nan_loss_step;
     int hang_rank, hang_step;
     int kill_save_step;
+    int stall_step;
     model_unit_hooks hang_hooks;         /* the wrapped hooks of a hanging step */
     const model_unit_hooks *inner;
 } train_faults;
@@ -51,5 +56,9 @@ sl_status train_faults_after_grads(const train_faults *f, fsdp *fs, sl_backend *
 
 /* SHARDLM_FAULT_NAN_LOSS: true when this rank's loss of `step` is to be NaN. */
 bool train_faults_loss(const train_faults *f, int step);
+
+/* SHARDLM_FAULT_STALL: at the end of step `step` (logged, checkpointed),
+ * never returns on the stalled step. */
+void train_faults_after_step(const train_faults *f, int step);
 
 #endif

@@ -173,6 +173,7 @@ sl_status train_job_run(train_job *j) {
             SL_TRY(run_eval(j, "during training"));
         if (c->checkpoint.every > 0 && j->step % c->checkpoint.every == 0)
             SL_TRY(train_ckpt_save(j));
+        train_faults_after_step(&j->faults, j->step);
     }
     if (j->saved_step != j->step)
         SL_TRY(train_ckpt_save(j));

@@ -23,7 +23,7 @@ train() {
 }
 
 # Steps in RUN_DIR/metrics.jsonl so far.
-metric_steps() { [ -f "$1/metrics.jsonl" ] && grep -c '"loss"' "$1/metrics.jsonl" || echo 0; }
+metric_steps() { awk '/"loss"/ {n++} END {print n + 0}' "$1/metrics.jsonl" 2>/dev/null || echo 0; }
 
 # wait_steps RUN_DIR N PID: polls until N step lines exist; fails if PID ends first.
 wait_steps() {

@@ -10,14 +10,16 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/ckpt_lib.sh"
 mktmp
 ckpt_data
-# 30 steps so that the kill lands mid-run; checkpoints every 5 steps.
+# 30 steps, checkpoints every 5; the killed run stalls after step 7
+# (SHARDLM_FAULT_STALL) so that the kill lands there however loaded the
+# machine is.
 STEPS=30
 for np in 2 3; do
   micro=$((6 / np))
   train "$np" "$TMP/ref$np" --set train.steps=$STEPS --set train.micro_batch=$micro
   # killed: SIGKILL to mpirun and every rank once step 7 is logged
   dir="$TMP/killed$np"
-  $MPIRUN -np "$np" "$SHARDLM" train --config "$TMP/run.json" --set train.run_dir="$dir" \
+  SHARDLM_FAULT_STALL=7 $MPIRUN -np "$np" "$SHARDLM" train --config "$TMP/run.json" --set train.run_dir="$dir" \
     --set train.steps=$STEPS --set train.micro_batch=$micro > "$dir.log" 2>&1 &
   pid=$!
   wait_steps "$dir" 7 "$pid"
