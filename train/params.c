@@ -6,6 +6,22 @@
 
 #include "runtime/check.h"
 
+sl_status train_group_create(train_group *g, const char *name, const model_layout *layout,
+                             const fsdp_opts *base, bool trainable) {
+    *g = (train_group){name, NULL, layout, trainable};
+    int64_t *numel = malloc(sizeof *numel * (size_t)layout->n_units);
+    SL_CHECK_ALLOC(numel, sizeof *numel * (size_t)layout->n_units);
+    for (int u = 0; u < layout->n_units; u++)
+        numel[u] = layout->units[u].numel;
+    fsdp_opts o = *base;
+    o.unit_numel = numel;
+    o.n_units = layout->n_units;
+    o.frozen = !trainable;
+    sl_status st = fsdp_create(&o, &g->fs);
+    free(numel);
+    return st;
+}
+
 /* ---- the model's hooks on an fsdp instance ---- */
 
 static sl_status hk_prefetch(void *ctx, int unit, int phase) {

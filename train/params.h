@@ -1,7 +1,7 @@
 /* train/params.h: parameter groups: an FSDP instance over a model layout,
  * composed with the model (unit hooks) and the optimizer (shard lists).
  *
- * defines: train_group, train_group_hooks, train_group_init,
+ * defines: train_group, train_group_create, train_group_hooks, train_group_init,
  *          train_group_load, train_group_gather, train_group_add_to_optim,
  *          train_local_add_to_optim
  *
@@ -36,6 +36,13 @@ typedef struct {
     const model_layout *layout;  /* borrowed */
     bool trainable;
 } train_group;
+
+/* Creates g's fsdp instance over layout's units with base's comms, plan and
+ * pool (base->unit_numel and n_units are ignored); a frozen group holds
+ * parameter shards only (fsdp_opts.frozen). g->fs is owned by the caller
+ * (fsdp_destroy). */
+sl_status train_group_create(train_group *g, const char *name, const model_layout *layout,
+                             const fsdp_opts *base, bool trainable);
 
 /* Fills h so that the model's unit protocol (model/model.h) runs on f:
  * h->ctx = f, the five entries call fsdp_prefetch/acquire/release/

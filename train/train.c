@@ -206,23 +206,15 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
     else
         LOG_INFO0("backend cpu, compute dtype %s", dtype_name(j->be->act_dtype));
     SL_TRY(make_comms(j));
-    int64_t *numel = malloc(sizeof *numel * (size_t)j->layout->n_units);
-    SL_CHECK_ALLOC(numel, sizeof *numel * (size_t)j->layout->n_units);
-    for (int u = 0; u < j->layout->n_units; u++)
-        numel[u] = j->layout->units[u].numel;
-    fsdp_opts fo = {.unit_numel = numel,
-                    .n_units = j->layout->n_units,
-                    .be = j->be,
+    fsdp_opts fo = {.be = j->be,
                     .plan = &j->plan,
                     .shard_comm = j->dev_shard ? j->dev_shard : j->shard,
                     .replicate_comm = j->dev_replicate ? j->dev_replicate : j->replicate,
                     .gather_buffers = cfg->parallel.gather_buffers,
-                    .overlap = cfg->parallel.overlap,
-                    .frozen = cfg->lora.enabled};
-    sl_status st = fsdp_create(&fo, &j->fs);
-    free(numel);
-    SL_TRY(st);
-    j->groups[j->n_groups++] = (train_group){"model", j->fs, j->layout, !cfg->lora.enabled};
+                    .overlap = cfg->parallel.overlap};
+    SL_TRY(train_group_create(&j->groups[0], "model", j->layout, &fo, !cfg->lora.enabled));
+    j->fs = j->groups[0].fs;
+    j->n_groups = 1;
     char resume_dir[1100];
     bool resume = false;
     if (!synthetic)
@@ -253,7 +245,7 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
     j->targets = malloc(n * sizeof *j->targets);
     SL_CHECK_ALLOC(j->inputs && j->targets ? j->inputs : NULL, n * 8);
     j->flops_per_token = model_layout_flops_per_token(j->layout, cfg->data.seq_len);
-    /* MFU in the step line: the device's datasheet bf16 peak (launcher/bench_device.h);
+    /* MFU in the step line: the device's datasheet bf16 peak (train/bench_device.h);
      * none on the CPU or on a GPU the table lacks */
     bench_device dev;
     SL_TRY(bench_device_query(j->use_cuda, &dev));

@@ -35,19 +35,9 @@ sl_status train_lora_setup(train_job *j, const fsdp_opts *base_opts) {
             return sl_error_wrapf(st, "lora.init_from = %s", c->lora.init_from);
     }
     SL_TRY(lora_create(j->layout, &c->lora, &j->lora));
-    const model_layout *al = j->lora->layout;
-    int64_t *numel = malloc(sizeof *numel * (size_t)al->n_units);
-    SL_CHECK_ALLOC(numel, sizeof *numel * (size_t)al->n_units);
-    for (int u = 0; u < al->n_units; u++)
-        numel[u] = al->units[u].numel;
-    fsdp_opts fo = *base_opts;
-    fo.unit_numel = numel;
-    fo.n_units = al->n_units;
-    fo.frozen = false;
-    sl_status st = fsdp_create(&fo, &j->lora_fs);
-    free(numel);
-    SL_TRY(st);
-    j->groups[j->n_groups++] = (train_group){"lora", j->lora_fs, al, true};
+    SL_TRY(train_group_create(&j->groups[1], "lora", j->lora->layout, base_opts, true));
+    j->lora_fs = j->groups[1].fs;
+    j->n_groups = 2;
     if (c->lora.init_from[0])
         SL_TRY(load_adapter(j));
     else
