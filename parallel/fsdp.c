@@ -15,16 +15,32 @@ typedef struct {
     int64_t valid;  /* owned elements below N_u */
     float *param;   /* len F32: the master; NULL on a frozen instance with act != F32 */
     void *param_act; /* len act dtype: what is gathered; == param when act is F32 */
-    float *m, *v, *grad_shard;         /* len each; grad_shard == grad_full when k == 1 */
-    float *grad_full;                  /* padded */
+    float *m, *v, *grad_shard;         /* len each: the step's gradient shard */
+    float *grad_full;                  /* padded: per_step's full-size accumulation, else NULL */
+    int grad_slot;                     /* per-microstep: gradient pool slot held now, -1 none */
+    int last_slot;                     /* its slot whose reduce-scatter ends the step, -1 none */
     void *kept;         /* SHARD_GRAD_OP: gathered from forward to backward (padded, act) */
     fsdp_unit_state state;
     int slot;           /* pool slot of a GATHERING/GATHERED unit (not SHARD_GRAD_OP), else -1 */
     comm_work *gather;  /* the all-gather of a GATHERING unit */
-    comm_work *rs;      /* pending reduce-scatter (last micro-step) */
+    comm_work *rs;      /* per_step: pending reduce-scatter (last micro-step) */
     comm_work *ar;      /* pending replicate all-reduce (HYBRID, NO_SHARD) */
     bool ready;         /* grads_ready seen on this step's last micro-step */
 } fsdp_unit;
+
+/* A gradient pool slot (per-microstep sync, k > 1): the full-size buffer a
+ * unit's backward accumulates into, then the source of its reduce-scatter
+ * until that completes. */
+typedef struct {
+    float *full;        /* max P_u F32 (MEM_CATEGORY_GATHERED) */
+    float *recv;        /* max L_u F32 (MEM_CATEGORY_COMM): the reduce-scatter output of micro-steps
+                         * after the first, added into the unit's shard when it completes */
+    int unit;           /* holder, -1 free */
+    bool add_recv;      /* on completion: grad_shard += recv (else it wrote grad_shard itself) */
+    comm_work *rs;      /* in flight; NULL when not submitted */
+} grad_slot;
+
+#define FSDP_GRAD_SLOTS 3 /* a unit held across the backward (tied embeddings), one computing, one reducing */
 
 struct fsdp {
     fsdp_opts o;
@@ -39,6 +55,12 @@ struct fsdp {
     int64_t slot_numel;
     void **slots;       /* act dtype, slot_numel each */
     int *slot_owner;   /* unit or -1 */
+    bool per_step;      /* grad_sync per_step (full-size accumulation), else per micro-step */
+    grad_slot gslots[FSDP_GRAD_SLOTS];
+    int n_gslots;       /* 0 unless per micro-step with k > 1 */
+    int64_t gslot_padded, gslot_len;
+    int fifo[FSDP_GRAD_SLOTS]; /* submitted slots, oldest first: completed in this order */
+    int n_fifo;
     int n_micro, micro;
     int next_ar_unit;  /* replicate all-reduces are submitted in descending unit order */
     double exposed_s;
@@ -167,18 +189,70 @@ sl_status fsdp_release(fsdp *f, int unit, fsdp_phase phase) {
     return SL_OK;
 }
 
+/* Completes the oldest submitted reduce-scatter of the gradient pool: waits
+ * for it, adds its output into the unit's shard (micro-steps after the
+ * first) and frees the slot. FIFO order keeps every unit's additions in
+ * micro-step order. */
+static sl_status complete_oldest(fsdp *f) {
+    grad_slot *g = &f->gslots[f->fifo[0]];
+    SL_TRY(wait_work(f, &g->rs));
+    fsdp_unit *u = &f->units[g->unit];
+    if (g->add_recv) {
+        sl_backend *be = f->o.be;
+        sl_tensor sh = ops_view1(be, SL_DTYPE_F32, u->grad_shard, u->len);
+        SL_TRY(ops_add(be, sh, sh, ops_view1(be, SL_DTYPE_F32, g->recv, u->len)));
+    }
+    if (u->last_slot == f->fifo[0])
+        u->last_slot = -1;
+    g->unit = -1;
+    memmove(f->fifo, f->fifo + 1, sizeof f->fifo[0] * (size_t)(f->n_fifo - 1));
+    f->n_fifo--;
+    return SL_OK;
+}
+
+/* A free pool slot for unit, zeroed over its P_u elements; completes the
+ * oldest reduce-scatters while none is free. */
+static sl_status take_grad_slot(fsdp *f, int unit) {
+    fsdp_unit *u = &f->units[unit];
+    for (;;) {
+        for (int s = 0; s < f->n_gslots; s++) {
+            if (f->gslots[s].unit < 0) {
+                f->gslots[s].unit = unit;
+                u->grad_slot = s;
+                return backend_memset_zero(f->o.be, f->gslots[s].full, (size_t)u->padded * sizeof(float));
+            }
+        }
+        if (f->n_fifo == 0)
+            return sl_errorf(SL_ERR_INTERNAL, "fsdp: gradient pool exhausted for unit %d (%d slots held by units "
+                                              "still computing)", unit, f->n_gslots);
+        SL_TRY(complete_oldest(f));
+    }
+}
+
 sl_status fsdp_grad_buffer(fsdp *f, int unit, float **grads) {
     SL_CHECK_ARG(unit >= 0 && unit < f->n_units, "fsdp_grad_buffer: unit %d of %d", unit, f->n_units);
     if (f->o.frozen)
         return sl_errorf(SL_ERR_INTERNAL, "fsdp: gradients of unit %d requested from a frozen instance", unit);
-    *grads = f->units[unit].grad_full;
+    fsdp_unit *u = &f->units[unit];
+    if (f->per_step) {
+        *grads = u->grad_full;
+        return SL_OK;
+    }
+    if (f->k == 1) { /* the shard is the whole unit: accumulate in place */
+        *grads = u->grad_shard;
+        return SL_OK;
+    }
+    if (u->grad_slot < 0)
+        SL_TRY(take_grad_slot(f, unit));
+    *grads = f->gslots[u->grad_slot].full;
     return SL_OK;
 }
 
 /* Replicate all-reduces go out in descending unit order (the order
- * grads_ready arrives in), each once its reduce-scatter is done; submitted
- * opportunistically here and completed in fsdp_finish_grads. The set
- * submitted at any moment depends on timing, but the ORDER never does. */
+ * grads_ready arrives in), each once the unit's shard holds the step's sum
+ * (its last reduce-scatter done and added); submitted opportunistically here
+ * and completed in fsdp_finish_grads. The set submitted at any moment
+ * depends on timing, but the ORDER never does. */
 static sl_status submit_ready_all_reduces(fsdp *f, bool block) {
     if (!f->o.replicate_comm)
         return SL_OK;
@@ -186,7 +260,16 @@ static sl_status submit_ready_all_reduces(fsdp *f, bool block) {
         fsdp_unit *u = &f->units[f->next_ar_unit];
         if (!u->ready)
             return SL_OK;
-        if (u->rs) {
+        while (u->last_slot >= 0) { /* per micro-step: its reduce-scatter is in the pool's FIFO */
+            if (!block) {
+                bool done = false;
+                SL_TRY(comm_work_test(f->gslots[f->fifo[0]].rs, &done));
+                if (!done)
+                    return SL_OK;
+            }
+            SL_TRY(complete_oldest(f));
+        }
+        if (u->rs) { /* per_step */
             if (!block) {
                 bool done = false;
                 SL_TRY(comm_work_test(u->rs, &done));
@@ -208,16 +291,39 @@ sl_status fsdp_grads_ready(fsdp *f, int unit) {
     SL_CHECK_ARG(unit >= 0 && unit < f->n_units, "fsdp_grads_ready: unit %d of %d", unit, f->n_units);
     if (f->o.frozen)
         return sl_errorf(SL_ERR_INTERNAL, "fsdp: grads_ready(%d) on a frozen instance", unit);
-    if (!last_micro(f))
-        return SL_OK; /* accumulate in grad_full; reduce once per step */
     fsdp_unit *u = &f->units[unit];
-    u->ready = true;
-    if (f->k > 1) {
-        SL_TRY(comm_reduce_scatter_async(f->o.shard_comm, u->grad_full, u->grad_shard,
-                                         (size_t)u->len, COMM_DTYPE_F32, COMM_REDOP_SUM, &u->rs));
-        if (!f->o.overlap)
-            SL_TRY(wait_work(f, &u->rs));
+    if (f->per_step) {
+        if (!last_micro(f))
+            return SL_OK; /* accumulate in grad_full; reduce once per step */
+        u->ready = true;
+        if (f->k > 1) {
+            SL_TRY(comm_reduce_scatter_async(f->o.shard_comm, u->grad_full, u->grad_shard, (size_t)u->len,
+                                             COMM_DTYPE_F32, COMM_REDOP_SUM, &u->rs));
+            if (!f->o.overlap)
+                SL_TRY(wait_work(f, &u->rs));
+        }
+        return submit_ready_all_reduces(f, false);
     }
+    if (f->k > 1) {
+        /* reduce-scatter this micro-step's gradient out of its pool slot: the
+         * first micro-step writes the shard, later ones add into it */
+        if (u->grad_slot < 0) /* a unit with no gradient this pass (an empty adapter unit) */
+            SL_TRY(take_grad_slot(f, unit));
+        int s = u->grad_slot;
+        grad_slot *g = &f->gslots[s];
+        g->add_recv = f->micro > 0;
+        SL_TRY(comm_reduce_scatter_async(f->o.shard_comm, g->full, g->add_recv ? g->recv : u->grad_shard,
+                                         (size_t)u->len, COMM_DTYPE_F32, COMM_REDOP_SUM, &g->rs));
+        f->fifo[f->n_fifo++] = s;
+        u->grad_slot = -1;
+        if (last_micro(f))
+            u->last_slot = s;
+        if (!f->o.overlap)
+            while (f->n_fifo > 0)
+                SL_TRY(complete_oldest(f));
+    }
+    if (last_micro(f))
+        u->ready = true;
     return submit_ready_all_reduces(f, false);
 }
 
@@ -237,13 +343,19 @@ void fsdp_destroy(fsdp *f) {
         free_f32(f, MEM_CATEGORY_PARAMS, u->param, u->len);
         free_f32(f, MEM_CATEGORY_OPTIMIZER, u->m, u->len);
         free_f32(f, MEM_CATEGORY_OPTIMIZER, u->v, u->len);
-        if (u->grad_shard != u->grad_full)
-            free_f32(f, MEM_CATEGORY_GRADS, u->grad_shard, u->len);
-        free_f32(f, MEM_CATEGORY_GRADS, u->grad_full, u->padded);
-        free_act(f, MEM_CATEGORY_PARAMS, u->kept, u->padded);
+        if (u->grad_full != u->grad_shard)
+            free_f32(f, MEM_CATEGORY_GATHERED, u->grad_full, u->padded);
+        free_f32(f, MEM_CATEGORY_GRADS, u->grad_shard, u->len);
+        free_act(f, MEM_CATEGORY_GATHERED, u->kept, u->padded);
+    }
+    for (int s = 0; s < f->n_gslots; s++) {
+        if (f->gslots[s].rs)
+            (void)comm_work_wait(f->gslots[s].rs, 0);
+        free_f32(f, MEM_CATEGORY_GATHERED, f->gslots[s].full, f->gslot_padded);
+        free_f32(f, MEM_CATEGORY_COMM, f->gslots[s].recv, f->gslot_len);
     }
     for (int s = 0; s < f->n_slots && f->slots; s++)
-        free_act(f, MEM_CATEGORY_PARAMS, f->slots[s], f->slot_numel);
+        free_act(f, MEM_CATEGORY_GATHERED, f->slots[s], f->slot_numel);
     free(f->slots);
     free(f->slot_owner);
     free(f->units);
@@ -269,6 +381,7 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
     f->act = o->be->act_dtype;
     f->esz = dtype_size(f->act);
     f->act_is_master = f->act == SL_DTYPE_F32;
+    f->per_step = o->grad_sync_per_step;
     f->n_units = o->n_units;
     f->units = calloc((size_t)f->n_units, sizeof *f->units);
     sl_status st = f->units ? SL_OK : sl_errorf(SL_ERR_NOMEM, "out of memory (fsdp units)");
@@ -279,10 +392,11 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
     else if (st == SL_OK)
         st = sl_errorf(SL_ERR_UNSUPPORTED, "fsdp_create: backend \"%s\" computes in %s; FSDP gathers "
                        "F32 or BF16 parameters only", o->be->ops->name, dtype_name(f->act));
-    int64_t max_padded = 0;
+    int64_t max_padded = 0, max_len = 0;
     for (int i = 0; i < f->n_units && st == SL_OK; i++) {
         fsdp_unit *u = &f->units[i];
         u->slot = -1;
+        u->grad_slot = u->last_slot = -1;
         u->numel = o->unit_numel[i];
         u->len = (u->numel + f->k - 1) / f->k;
         if (u->len == 0)
@@ -293,6 +407,8 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
         u->valid = end > u->start ? end - u->start : 0;
         if (u->padded > max_padded)
             max_padded = u->padded;
+        if (u->len > max_len)
+            max_len = u->len;
         /* the fp32 master exists when the shard trains, or when it is the act copy */
         if (st == SL_OK && (!o->frozen || f->act_is_master))
             st = alloc_f32(f, MEM_CATEGORY_PARAMS, u->len, &u->param);
@@ -307,15 +423,26 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
         if (st == SL_OK && !o->frozen)
             st = alloc_f32(f, MEM_CATEGORY_OPTIMIZER, u->len, &u->v);
         if (st == SL_OK && !o->frozen)
-            st = alloc_f32(f, MEM_CATEGORY_GRADS, u->padded, &u->grad_full);
-        if (st == SL_OK && !o->frozen) {
-            if (f->k == 1)
-                u->grad_shard = u->grad_full;
-            else
-                st = alloc_f32(f, MEM_CATEGORY_GRADS, u->len, &u->grad_shard);
-        }
+            st = alloc_f32(f, MEM_CATEGORY_GRADS, u->len, &u->grad_shard);
+        if (st == SL_OK && !o->frozen && f->per_step && f->k > 1)
+            st = alloc_f32(f, MEM_CATEGORY_GATHERED, u->padded, &u->grad_full);
+        else if (st == SL_OK && !o->frozen && f->per_step)
+            u->grad_full = u->grad_shard; /* k = 1: the shard is the whole unit */
         if (st == SL_OK && f->k > 1 && o->plan->mode == FSDP_MODE_SHARD_GRAD_OP)
-            st = alloc_act(f, MEM_CATEGORY_PARAMS, u->padded, &u->kept);
+            st = alloc_act(f, MEM_CATEGORY_GATHERED, u->padded, &u->kept);
+    }
+    /* the gradient pool of per-microstep sync: full-size buffers only for the
+     * units whose backward is running or whose reduce-scatter is in flight */
+    if (st == SL_OK && !o->frozen && !f->per_step && f->k > 1) {
+        f->n_gslots = FSDP_GRAD_SLOTS;
+        f->gslot_padded = max_padded;
+        f->gslot_len = max_len;
+        for (int s = 0; s < f->n_gslots && st == SL_OK; s++) {
+            f->gslots[s].unit = -1;
+            st = alloc_f32(f, MEM_CATEGORY_GATHERED, max_padded, &f->gslots[s].full);
+            if (st == SL_OK)
+                st = alloc_f32(f, MEM_CATEGORY_COMM, max_len, &f->gslots[s].recv);
+        }
     }
     if (st == SL_OK && f->k > 1 && o->plan->mode != FSDP_MODE_SHARD_GRAD_OP) {
         f->n_slots = o->gather_buffers;
@@ -326,7 +453,7 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
             st = sl_errorf(SL_ERR_NOMEM, "out of memory (fsdp pool)");
         for (int s = 0; s < f->n_slots && st == SL_OK; s++) {
             f->slot_owner[s] = -1;
-            st = alloc_act(f, MEM_CATEGORY_PARAMS, max_padded, &f->slots[s]);
+            st = alloc_act(f, MEM_CATEGORY_GATHERED, max_padded, &f->slots[s]);
         }
     }
     if (st != SL_OK) {
@@ -505,9 +632,12 @@ sl_status fsdp_begin_step(fsdp *f, int n_micro) {
     f->n_micro = n_micro;
     f->micro = 0;
     for (int i = 0; i < f->n_units && !f->o.frozen; i++) {
-        f->units[i].ready = false;
-        SL_TRY(backend_memset_zero(f->o.be, f->units[i].grad_full,
-                                   (size_t)f->units[i].padded * sizeof(float)));
+        fsdp_unit *u = &f->units[i];
+        u->ready = false;
+        if (f->per_step)
+            SL_TRY(backend_memset_zero(f->o.be, u->grad_full, (size_t)u->padded * sizeof(float)));
+        else /* k = 1 accumulates in place; k > 1 overwrites it with the first reduce-scatter */
+            SL_TRY(backend_memset_zero(f->o.be, u->grad_shard, (size_t)u->len * sizeof(float)));
     }
     f->next_ar_unit = f->n_units - 1;
     return SL_OK;
@@ -528,6 +658,8 @@ sl_status fsdp_finish_grads(fsdp *f) {
             return sl_errorf(SL_ERR_INTERNAL, "fsdp_finish_grads: unit %d never reported its gradients", i);
         SL_TRY(wait_work(f, &f->units[i].rs));
     }
+    while (f->n_fifo > 0)
+        SL_TRY(complete_oldest(f));
     SL_TRY(submit_ready_all_reduces(f, true));
     for (int i = f->n_units - 1; i >= 0; i--)
         SL_TRY(wait_work(f, &f->units[i].ar));
@@ -634,9 +766,12 @@ sl_status fsdp_comm_only_step(fsdp *f, double *seconds) {
             for (int i = 0; i < f->n_units && st == SL_OK; i++)
                 st = comm_all_gather(f->o.shard_comm, f->units[i].param_act, b.gather,
                                      (size_t)f->units[i].len, f->act_comm);
-        for (int i = f->n_units - 1; i >= 0 && st == SL_OK && b.rs_recv; i--)
-            st = comm_reduce_scatter(f->o.shard_comm, b.rs_send, b.rs_recv, (size_t)f->units[i].len,
-                                     COMM_DTYPE_F32, COMM_REDOP_SUM);
+        /* per micro-step sync reduce-scatters every micro-step of the last step */
+        int rs_passes = f->per_step ? 1 : f->n_micro;
+        for (int p = 0; p < rs_passes && st == SL_OK; p++)
+            for (int i = f->n_units - 1; i >= 0 && st == SL_OK && b.rs_recv; i--)
+                st = comm_reduce_scatter(f->o.shard_comm, b.rs_send, b.rs_recv, (size_t)f->units[i].len,
+                                         COMM_DTYPE_F32, COMM_REDOP_SUM);
     }
     for (int i = f->n_units - 1; i >= 0 && st == SL_OK && b.ar; i--)
         st = comm_all_reduce(f->o.replicate_comm, b.ar, b.ar, (size_t)f->units[i].len, COMM_DTYPE_F32,

@@ -27,12 +27,27 @@
  * shard that ops_adamw writes through its param_copy on every update and
  * that is cast from the master after init, load and checkpoint resume; the
  * all-gathers then move half the bytes (COMM_DTYPE_BF16) while the
- * reduce-scatters and all-reduces of gradients stay F32. Full-size buffers:
- * a pool of gathered units (parallel.gather_buffers slots of max P_u
- * elements of the act dtype) and one F32 gradient buffer per unit that
- * micro-steps accumulate into; the reduce-scatter runs once per optimizer
- * step, on the last micro-step (so gradient accumulation costs no extra
- * communication, and costs the full gradient's memory).
+ * reduce-scatters and all-reduces of gradients stay F32.
+ *
+ * Full-size buffers (MEM_CATEGORY_GATHERED) exist only for the units being
+ * computed: a pool of gathered units (parallel.gather_buffers slots of max
+ * P_u elements of the act dtype; SHARD_GRAD_OP instead keeps one per unit
+ * from forward to backward) and, for gradients, by parallel.grad_sync:
+ *   per_microstep (default)  a pool of FSDP_GRAD_SLOTS (3) F32 buffers of max
+ *     P_u: a unit's backward accumulates into a zeroed slot, grads_ready
+ *     reduce-scatters it (async) into the unit's shard (the first micro-step
+ *     writes the shard, later ones add a shard-size output into it), and the
+ *     slot is reused once that completes (oldest first). Gradient memory per
+ *     rank: 4 bytes x sum L_u (the shards) + 3 x 4 x max P_u; a reduce-scatter
+ *     per unit per micro-step. With k = 1 (world 1, NO_SHARD) the shard is
+ *     the whole unit and the backward accumulates into it directly.
+ *   per_step (FSDP's no_sync)  one F32 buffer of P_u per unit for the whole
+ *     run, accumulated over the micro-steps and reduce-scattered once, on the
+ *     last micro-step: fewer collectives with gradient accumulation, 4 bytes
+ *     per parameter on every rank whatever the world size.
+ * params, grads and optimizer (the other categories) are exactly the
+ * shards: per unit L_u elements of the master, the act copy (when not the
+ * master), m, v and the gradient shard.
  *
  * Device residency. Every buffer above is backend memory (device memory on
  * CUDA) and every access goes through the backend: backend_memcpy for host
@@ -115,6 +130,8 @@ typedef struct {
     int gather_buffers;   /* pool slots (>= 2) */
     bool overlap;         /* false: every collective is waited at once */
     bool frozen;          /* parameters only: no optimizer state, no grads (LoRA base) */
+    bool grad_sync_per_step; /* parallel.grad_sync = per_step: full-size gradients accumulate
+                              * over the micro-steps, one reduce-scatter per step (no_sync) */
 } fsdp_opts;
 
 /* Which pass an acquire or release belongs to (SHARD_GRAD_OP keeps a unit

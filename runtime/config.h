@@ -33,6 +33,9 @@ typedef struct {
 typedef enum { MODEL_ARCH_GPT2 = 0, MODEL_ARCH_LLAMA } model_arch;
 typedef enum { DATA_MODE_PRETRAIN = 0, DATA_MODE_SFT } data_mode;
 typedef enum { LR_SCHEDULE_COSINE = 0, LR_SCHEDULE_LINEAR, LR_SCHEDULE_CONSTANT } lr_schedule;
+/* When FSDP reduce-scatters gradients (parallel/fsdp.h): each micro-step,
+ * or once per optimizer step from full-size accumulation (FSDP's no_sync). */
+typedef enum { GRAD_SYNC_PER_MICROSTEP = 0, GRAD_SYNC_PER_STEP } grad_sync;
 typedef enum {
     FSDP_MODE_FULL_SHARD = 0, /* ZeRO-3 */
     FSDP_MODE_SHARD_GRAD_OP,  /* ZeRO-2 */
@@ -140,6 +143,7 @@ typedef struct {
     double comm_timeout_s;
     bool overlap;
     int gather_buffers;
+    int grad_sync; /* grad_sync */
 } cfg_parallel;
 
 typedef struct {

@@ -108,6 +108,7 @@ const cfg_field cfg_schema[] = {
     FLT("parallel.comm_timeout_s", parallel, comm_timeout_s, "300", 0.1, BIG, "a collective that does not complete in this time aborts the job"),
     BOOL("parallel.overlap", parallel, overlap, "true", "prefetch gathers and overlap reduce-scatters with compute"),
     INT("parallel.gather_buffers", parallel, gather_buffers, "3", 2, 8, "gathered-unit buffers in the pool"),
+    ENUM("parallel.grad_sync", parallel, grad_sync, "per_microstep", "per_microstep|per_step", "per_microstep: reduce-scatter each unit's gradient as its backward ends, every micro-step (gradient memory: the shards + 3 unit buffers); per_step: accumulate full-size gradients over the micro-steps and reduce-scatter once per step (4 bytes per parameter on every rank, fewer collectives)"),
 
     /* checkpoint */
     INT("checkpoint.every", checkpoint, every, "0", 0, 1 << 30, "save every N steps; 0 = only at the end and on preemption"),

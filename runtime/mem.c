@@ -5,7 +5,7 @@
 #include <sys/resource.h>
 
 static const char *const category_names[MEM_CATEGORY_COUNT] = {
-    "params", "grads", "optimizer", "activations", "comm", "workspace", "data",
+    "params", "grads", "optimizer", "gathered", "activations", "comm", "workspace", "data",
 };
 
 void mem_accountant_init(mem_accountant *acct) {

@@ -5,7 +5,11 @@
  *          mem_category_name, mem_host_alloc, mem_host_free
  *
  * Records current and peak bytes per category (params, grads, optimizer,
- * activations, comm buffers, workspace, data). Host allocations made through
+ * gathered, activations, comm buffers, workspace, data). params, grads and
+ * optimizer are a rank's shards only; "gathered" holds the full-size unit
+ * buffers FSDP keeps for the units it is computing (the all-gather pool,
+ * SHARD_GRAD_OP's kept units, the gradient pool or per_step's full-size
+ * gradients). Host allocations made through
  * mem_host_alloc are 64-byte aligned and recorded; device allocators record
  * through mem_record_alloc/free. Counters are atomic, so recording is safe
  * from the comm and loader threads. Does not own any memory itself.
@@ -21,6 +25,7 @@ typedef enum {
     MEM_CATEGORY_PARAMS = 0,
     MEM_CATEGORY_GRADS,
     MEM_CATEGORY_OPTIMIZER,
+    MEM_CATEGORY_GATHERED,
     MEM_CATEGORY_ACTIVATIONS,
     MEM_CATEGORY_COMM,
     MEM_CATEGORY_WORKSPACE,

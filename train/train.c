@@ -211,7 +211,8 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
                     .shard_comm = j->dev_shard ? j->dev_shard : j->shard,
                     .replicate_comm = j->dev_replicate ? j->dev_replicate : j->replicate,
                     .gather_buffers = cfg->parallel.gather_buffers,
-                    .overlap = cfg->parallel.overlap};
+                    .overlap = cfg->parallel.overlap,
+                    .grad_sync_per_step = cfg->parallel.grad_sync == GRAD_SYNC_PER_STEP};
     SL_TRY(train_group_create(&j->groups[0], "model", j->layout, &fo, !cfg->lora.enabled));
     j->fs = j->groups[0].fs;
     j->n_groups = 1;
