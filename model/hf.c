@@ -8,9 +8,8 @@
 
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
+#include "model/hf_internal.h"
 #include "runtime/safetensors.h"
-
-#define PATH_CAP 4096
 
 /* ---- config.json ---- */
 
@@ -185,7 +184,7 @@ sl_status hf_read_config(const char *dir, cfg_model *cfg, hf_info *info) {
     return st;
 }
 
-static char *config_json_of(const cfg_model *c) {
+char *hf_config_json(const cfg_model *c) {
     cJSON *r = cJSON_CreateObject();
     if (!r)
         return NULL;
@@ -223,7 +222,7 @@ static char *config_json_of(const cfg_model *c) {
     return s;
 }
 
-static sl_status write_text(const char *dir, const char *name, const char *text) {
+sl_status hf_write_text(const char *dir, const char *name, const char *text) {
     char path[PATH_CAP];
     SL_TRY(fs_join(path, sizeof path, dir, name));
     return fs_write_atomic(path, text, strlen(text));
@@ -239,7 +238,7 @@ static bool skippable(const char *name) {
 }
 
 /* dst (c, r) = src (r, c)^T for elements of esz bytes. */
-static void transpose_raw(void *dst, const void *src, int64_t r, int64_t c, size_t esz) {
+void hf_transpose_raw(void *dst, const void *src, int64_t r, int64_t c, size_t esz) {
     const char *s = src;
     char *d = dst;
     for (int64_t i = 0; i < r; i++)
@@ -247,7 +246,7 @@ static void transpose_raw(void *dst, const void *src, int64_t r, int64_t c, size
             memcpy(d + ((size_t)(j * r + i)) * esz, s + ((size_t)(i * c + j)) * esz, esz);
 }
 
-static void to_f32(float *dst, const void *src, sl_dtype dt, size_t n) {
+void hf_to_f32(float *dst, const void *src, sl_dtype dt, size_t n) {
     if (dt == SL_DTYPE_F32)
         memcpy(dst, src, n * 4);
     else if (dt == SL_DTYPE_BF16)
@@ -257,16 +256,16 @@ static void to_f32(float *dst, const void *src, sl_dtype dt, size_t n) {
 }
 
 /* Expected file shape of parameter p: HF orientation or shardlm's. */
-static void file_shape(const model_param *p, bool hf, int64_t shape[2]) {
+void hf_file_shape(const model_param *p, bool hf, int64_t shape[2]) {
     bool t = hf && p->hf_transposed;
     shape[0] = t ? p->shape[1] : p->shape[0];
     shape[1] = t ? p->shape[0] : p->shape[1];
 }
 
-static sl_status check_tensor(const safetensors_tensor *t, const model_param *p, bool hf,
+sl_status hf_check_tensor(const safetensors_tensor *t, const model_param *p, bool hf,
                               const char *file) {
     int64_t want[2];
-    file_shape(p, hf, want);
+    hf_file_shape(p, hf, want);
     bool ok = t->ndim == p->ndim && t->shape[0] == want[0] && (p->ndim == 1 || t->shape[1] == want[1]);
     if (!ok)
         return sl_errorf(SL_ERR_FORMAT,
@@ -282,7 +281,7 @@ static sl_status check_tensor(const safetensors_tensor *t, const model_param *p,
 }
 
 /* Finds parameter p in ix under prefix + name (hf) or its shardlm name. */
-static const safetensors_tensor *find_param(const safetensors_index *ix, const model_param *p, bool hf,
+const safetensors_tensor *hf_find_param(const safetensors_index *ix, const model_param *p, bool hf,
                                             const char *prefix) {
     char name[2 * MODEL_NAME_MAX];
     snprintf(name, sizeof name, "%s%s", hf ? prefix : "", hf ? p->hf_name : p->name);
@@ -290,7 +289,7 @@ static const safetensors_tensor *find_param(const safetensors_index *ix, const m
 }
 
 /* Every tensor of ix must be a parameter, a tied duplicate or skippable. */
-static sl_status check_extras(const safetensors_index *ix, const model_layout *l, bool hf,
+sl_status hf_check_extras(const safetensors_index *ix, const model_layout *l, bool hf,
                               const char *prefix, const char *dir) {
     size_t plen = strlen(prefix);
     for (int i = 0; i < safetensors_index_count(ix); i++) {
@@ -311,7 +310,7 @@ static sl_status check_extras(const safetensors_index *ix, const model_layout *l
     return SL_OK;
 }
 
-static sl_status detect_prefix(const safetensors_index *ix, const model_layout *l, char *prefix, size_t cap) {
+sl_status hf_detect_prefix(const safetensors_index *ix, const model_layout *l, char *prefix, size_t cap) {
     prefix[0] = 0;
     if (l->cfg.arch != MODEL_ARCH_GPT2)
         return SL_OK;
@@ -322,55 +321,16 @@ static sl_status detect_prefix(const safetensors_index *ix, const model_layout *
     return SL_OK;
 }
 
+/* The whole model into host: hf_stream.h's reader over every unit. */
 static sl_status load_from(const char *dir, const model_layout *l, float *host, bool hf, hf_info *info) {
-    char wpath[PATH_CAP];
-    SL_TRY(fs_join(wpath, sizeof wpath, dir, MODEL_DIR_WEIGHTS));
-    safetensors_index *ix = NULL;
-    SL_TRY(safetensors_index_open(hf ? dir : wpath, &ix));
-    char prefix[32];
-    sl_status st = detect_prefix(ix, l, prefix, sizeof prefix);
-    if (st == SL_OK)
-        st = check_extras(ix, l, hf, prefix, dir);
-    float *tmp = NULL;
-    for (int i = 0; i < l->n_params && st == SL_OK; i++) {
-        const model_param *p = &l->params[i];
-        const safetensors_tensor *t = find_param(ix, p, hf, prefix);
-        if (!t) {
-            st = sl_errorf(SL_ERR_FORMAT, "%s: parameter %s%s is missing", dir, hf ? prefix : "",
-                           hf ? p->hf_name : p->name);
-            break;
-        }
-        st = check_tensor(t, p, hf, dir);
-        if (st != SL_OK)
-            break;
-        if (i == 0 && info) {
-            info->dtype = t->dtype;
-            snprintf(info->prefix, sizeof info->prefix, "%s", prefix);
-        }
-        float *dst = host + l->units[p->unit].offset + p->offset;
-        if (hf && p->hf_transposed) {
-            free(tmp);
-            tmp = malloc((size_t)p->numel * sizeof *tmp);
-            if (!tmp) {
-                st = sl_errorf(SL_ERR_NOMEM, "out of memory converting %s", t->name);
-                break;
-            }
-            to_f32(tmp, t->data, t->dtype, (size_t)p->numel);
-            transpose_raw(dst, tmp, p->shape[1], p->shape[0], sizeof(float));
-        } else {
-            to_f32(dst, t->data, t->dtype, (size_t)p->numel);
-        }
-    }
-    free(tmp);
-    if (st == SL_OK && hf && l->cfg.tie_embeddings) {
-        const safetensors_tensor *h = safetensors_index_find(ix, "lm_head.weight", NULL);
-        const safetensors_tensor *w = find_param(ix, &l->params[0], true, prefix);
-        if (h && w && (h->nbytes != w->nbytes || memcmp(h->data, w->data, h->nbytes) != 0))
-            st = sl_errorf(SL_ERR_FORMAT,
-                           "%s: tie_word_embeddings is true but lm_head.weight differs from %s%s",
-                           dir, prefix, l->params[0].hf_name);
-    }
-    safetensors_index_close(ix);
+    hf_reader *r = NULL;
+    SL_TRY(hf_reader_open_as(dir, l, hf, &r));
+    sl_status st = SL_OK;
+    for (int u = 0; u < l->n_units && st == SL_OK; u++)
+        st = hf_reader_range(r, u, 0, l->units[u].numel, host + l->units[u].offset);
+    if (info)
+        *info = hf_reader_info(r);
+    hf_reader_close(r);
     return st;
 }
 
@@ -380,16 +340,11 @@ sl_status hf_load_params(const char *dir, const model_layout *l, float *host, hf
 
 /* ---- writing ---- */
 
-typedef struct {
-    const model_param *p;
-    char name[2 * MODEL_NAME_MAX];
-} named;
-
-static int cmp_named(const void *a, const void *b) {
+int hf_cmp_named(const void *a, const void *b) {
     return strcmp(((const named *)a)->name, ((const named *)b)->name);
 }
 
-static void from_f32(void *dst, const float *src, sl_dtype dt, size_t n) {
+void hf_from_f32(void *dst, const float *src, sl_dtype dt, size_t n) {
     if (dt == SL_DTYPE_F32)
         memcpy(dst, src, n * 4);
     else if (dt == SL_DTYPE_BF16)
@@ -398,18 +353,19 @@ static void from_f32(void *dst, const float *src, sl_dtype dt, size_t n) {
         f16_from_f32_array(dst, src, n);
 }
 
-/* Writes the params of l to path. Data for each tensor comes from
- * get(ctx, p, buf) which fills buf (numel * esz bytes) in file orientation. */
+/* Writes the params of l to path, one tensor in memory at a time. Data for
+ * each tensor comes from fill(ctx, p, buf), which fills buf (numel * esz
+ * bytes) in file orientation. */
 typedef sl_status (*fill_fn)(void *ctx, const model_param *p, void *buf);
 
 static sl_status write_weights(const char *path, const model_layout *l, bool hf, const char *prefix,
                                sl_dtype (*dtype_of)(void *ctx, const model_param *p), fill_fn fill,
                                void *ctx, const char *const *meta) {
     named *order = calloc((size_t)l->n_params, sizeof *order);
-    void **bufs = calloc((size_t)l->n_params, sizeof *bufs);
     safetensors_writer *w = safetensors_writer_create();
+    safetensors_stream *s = NULL;
     sl_status st = SL_OK;
-    if (!order || !bufs || !w)
+    if (!order || !w)
         st = sl_errorf(SL_ERR_NOMEM, "out of memory preparing %s", path);
     for (int i = 0; i < l->n_params && st == SL_OK; i++) {
         order[i].p = &l->params[i];
@@ -417,76 +373,51 @@ static sl_status write_weights(const char *path, const model_layout *l, bool hf,
                  hf ? l->params[i].hf_name : l->params[i].name);
     }
     if (st == SL_OK)
-        qsort(order, (size_t)l->n_params, sizeof *order, cmp_named);
+        qsort(order, (size_t)l->n_params, sizeof *order, hf_cmp_named);
     for (int k = 0; meta && meta[k] && st == SL_OK; k += 2)
         st = safetensors_writer_set_metadata(w, meta[k], meta[k + 1]);
     for (int i = 0; i < l->n_params && st == SL_OK; i++) {
+        int64_t shape[2];
+        hf_file_shape(order[i].p, hf, shape);
+        st = safetensors_writer_add_planned(w, order[i].name, dtype_of(ctx, order[i].p), order[i].p->ndim, shape);
+    }
+    if (st == SL_OK)
+        st = safetensors_stream_open(w, path, &s);
+    for (int i = 0; i < l->n_params && st == SL_OK; i++) {
         const model_param *p = order[i].p;
-        sl_dtype dt = dtype_of(ctx, p);
-        size_t bytes = (size_t)p->numel * dtype_size(dt);
-        bufs[i] = malloc(bytes ? bytes : 1);
-        if (!bufs[i]) {
+        size_t bytes = (size_t)p->numel * dtype_size(dtype_of(ctx, p));
+        void *buf = malloc(bytes ? bytes : 1);
+        if (!buf) {
             st = sl_errorf(SL_ERR_NOMEM, "out of memory for %s (%zu bytes)", order[i].name, bytes);
             break;
         }
-        st = fill(ctx, p, bufs[i]);
-        int64_t shape[2];
-        file_shape(p, hf, shape);
+        st = fill(ctx, p, buf);
         if (st == SL_OK)
-            st = safetensors_writer_add(w, order[i].name, dt, p->ndim, shape, bufs[i]);
+            st = safetensors_stream_put(s, i, buf);
+        free(buf);
     }
-    if (st == SL_OK)
-        st = safetensors_writer_write(w, path);
+    if (st == SL_OK) {
+        st = safetensors_stream_close(s);
+        s = NULL;
+    }
+    safetensors_stream_abort(s);
     safetensors_writer_destroy(w);
-    for (int i = 0; bufs && i < l->n_params; i++)
-        free(bufs[i]);
-    free(bufs);
     free(order);
     return st;
 }
 
-typedef struct {
-    const model_layout *l;
-    const float *host;
-    sl_dtype dtype;
-} save_ctx;
-
-static sl_dtype save_dtype(void *ctx, const model_param *p) {
-    (void)p;
-    return ((save_ctx *)ctx)->dtype;
-}
-
-static sl_status save_fill(void *ctx, const model_param *p, void *buf) {
-    save_ctx *c = ctx;
-    const float *src = c->host + c->l->units[p->unit].offset + p->offset;
-    size_t n = (size_t)p->numel;
-    if (!p->hf_transposed) {
-        from_f32(buf, src, c->dtype, n);
-        return SL_OK;
-    }
-    float *tmp = malloc(n * sizeof *tmp);
-    SL_CHECK_ALLOC(tmp, n * sizeof *tmp);
-    transpose_raw(tmp, src, p->shape[0], p->shape[1], sizeof(float));
-    from_f32(buf, tmp, c->dtype, n);
-    free(tmp);
-    return SL_OK;
-}
-
 sl_status hf_save(const char *dir, const model_layout *l, const float *host, sl_dtype dtype,
                   const char *prefix) {
-    SL_CHECK_ARG(dtype == SL_DTYPE_F32 || dtype == SL_DTYPE_BF16 || dtype == SL_DTYPE_F16,
-                 "hf_save: dtype %s is not F32, BF16 or F16", dtype_name(dtype));
-    SL_TRY(fs_mkdirs(dir));
-    char *cj = config_json_of(&l->cfg);
-    SL_CHECK_ALLOC(cj, 1);
-    sl_status st = write_text(dir, "config.json", cj);
-    free(cj);
-    SL_TRY(st);
-    char path[PATH_CAP];
-    SL_TRY(fs_join(path, sizeof path, dir, MODEL_DIR_WEIGHTS));
-    save_ctx c = {l, host, dtype};
-    static const char *const meta[] = {"format", "pt", NULL};
-    return write_weights(path, l, true, prefix ? prefix : "", save_dtype, save_fill, &c, meta);
+    hf_writer *w = NULL;
+    SL_TRY(hf_writer_open(dir, l, dtype, prefix ? prefix : "", 0, &w));
+    sl_status st = SL_OK;
+    for (int u = 0; u < l->n_units && st == SL_OK; u++)
+        st = hf_writer_put_unit(w, u, host + l->units[u].offset);
+    if (st != SL_OK) {
+        hf_writer_abort(w);
+        return st;
+    }
+    return hf_writer_close(w);
 }
 
 /* ---- import / export: raw bytes, dtype kept ---- */
@@ -498,7 +429,7 @@ typedef struct {
 } raw_ctx;
 
 static const safetensors_tensor *raw_find(raw_ctx *c, const model_param *p) {
-    return find_param(c->ix, p, c->src_hf, c->prefix);
+    return hf_find_param(c->ix, p, c->src_hf, c->prefix);
 }
 
 static sl_dtype raw_dtype(void *ctx, const model_param *p) {
@@ -513,7 +444,7 @@ static sl_status raw_fill(void *ctx, const model_param *p, void *buf) {
     }
     /* source orientation: HF (in, out) when importing, shardlm (out, in) when exporting */
     int64_t r = t->shape[0], c = t->shape[1];
-    transpose_raw(buf, t->data, r, c, dtype_size(t->dtype));
+    hf_transpose_raw(buf, t->data, r, c, dtype_size(t->dtype));
     return SL_OK;
 }
 
@@ -522,16 +453,16 @@ static sl_status open_checked(const char *dir, const model_layout *l, bool hf, s
     char wpath[PATH_CAP];
     SL_TRY(fs_join(wpath, sizeof wpath, dir, MODEL_DIR_WEIGHTS));
     SL_TRY(safetensors_index_open(hf ? dir : wpath, ix));
-    sl_status st = detect_prefix(*ix, l, prefix, cap);
+    sl_status st = hf_detect_prefix(*ix, l, prefix, cap);
     if (st == SL_OK)
-        st = check_extras(*ix, l, hf, prefix, dir);
+        st = hf_check_extras(*ix, l, hf, prefix, dir);
     for (int i = 0; i < l->n_params && st == SL_OK; i++) {
-        const safetensors_tensor *t = find_param(*ix, &l->params[i], hf, prefix);
+        const safetensors_tensor *t = hf_find_param(*ix, &l->params[i], hf, prefix);
         if (!t)
             st = sl_errorf(SL_ERR_FORMAT, "%s: parameter %s%s is missing", dir, hf ? prefix : "",
                            hf ? l->params[i].hf_name : l->params[i].name);
         else
-            st = check_tensor(t, &l->params[i], hf, dir);
+            st = hf_check_tensor(t, &l->params[i], hf, dir);
     }
     if (st != SL_OK) {
         safetensors_index_close(*ix);
@@ -595,7 +526,7 @@ sl_status hf_import(const char *hf_dir, const char *out_dir) {
         st = fs_mkdirs(out_dir);
     if (st == SL_OK) {
         sj = model_section_json(&cfg.model);
-        st = sj ? write_text(out_dir, MODEL_DIR_CONFIG, sj) : sl_errorf(SL_ERR_NOMEM, "out of memory");
+        st = sj ? hf_write_text(out_dir, MODEL_DIR_CONFIG, sj) : sl_errorf(SL_ERR_NOMEM, "out of memory");
     }
     if (st == SL_OK)
         st = fs_join(path, sizeof path, out_dir, MODEL_DIR_WEIGHTS);
@@ -644,11 +575,11 @@ sl_status hf_export(const char *model_dir, const char *hf_dir) {
         st = fs_mkdirs(hf_dir);
     if (st == SL_OK) {
         const char *hc = safetensors_metadata(f, "hf_config");
-        char *gen = hc ? NULL : config_json_of(&cfg.model);
+        char *gen = hc ? NULL : hf_config_json(&cfg.model);
         if (!hc && !gen)
             st = sl_errorf(SL_ERR_NOMEM, "out of memory");
         else
-            st = write_text(hf_dir, "config.json", hc ? hc : gen);
+            st = hf_write_text(hf_dir, "config.json", hc ? hc : gen);
         free(gen);
     }
     if (st == SL_OK)

@@ -553,6 +553,7 @@ typedef struct {
 struct safetensors_writer {
     st_entry *e;
     int n, cap;
+    bool planning; /* inside safetensors_writer_add_planned: data comes through a stream */
     char **keys, **vals;
     int nm, mcap;
 };
@@ -654,7 +655,7 @@ sl_status safetensors_writer_add(safetensors_writer *w, const char *name, sl_dty
     uint64_t nbytes;
     if (shape_nbytes(dt, ndim, shape, &nbytes) != SL_OK)
         return sl_error_wrapf(SL_ERR_INVALID, "safetensors_writer_add: tensor \"%s\"", name);
-    SL_CHECK_ARG(data || nbytes == 0, "safetensors_writer_add: tensor \"%s\" has %" PRIu64
+    SL_CHECK_ARG(data || nbytes == 0 || w->planning, "safetensors_writer_add: tensor \"%s\" has %" PRIu64
                  " bytes but data is NULL", name, nbytes);
     if (w->n == w->cap) {
         int cap = w->cap ? 2 * w->cap : 16;
@@ -675,6 +676,14 @@ sl_status safetensors_writer_add(safetensors_writer *w, const char *name, sl_dty
     e->nbytes = nbytes;
     w->n++;
     return SL_OK;
+}
+
+sl_status safetensors_writer_add_planned(safetensors_writer *w, const char *name, sl_dtype dt, int ndim,
+                                         const int64_t *shape) {
+    w->planning = true;
+    sl_status st = safetensors_writer_add(w, name, dt, ndim, shape, NULL);
+    w->planning = false;
+    return st;
 }
 
 sl_status safetensors_writer_set_metadata(safetensors_writer *w, const char *key, const char *value) {
@@ -798,6 +807,11 @@ static sl_status write_body(int fd, const char *tmp, const safetensors_writer *w
 
 sl_status safetensors_writer_write(safetensors_writer *w, const char *path) {
     SL_CHECK_ARG(w && path, "safetensors_writer_write: NULL argument");
+    for (int i = 0; i < w->n; i++)
+        SL_CHECK_ARG(w->e[i].data || w->e[i].nbytes == 0,
+                     "safetensors_writer_write: tensor \"%s\" has %" PRIu64 " bytes but no data "
+                     "(added with safetensors_writer_add_planned: write it through a stream)",
+                     w->e[i].name, w->e[i].nbytes);
     strbuf h = {0};
     uint64_t data_size = 0;
     sl_status st = build_header(w, &h, &data_size);
@@ -826,5 +840,125 @@ sl_status safetensors_writer_write(safetensors_writer *w, const char *path) {
         unlink(tmp);
         return sl_error_wrapf(st, "writing safetensors file %s (%" PRIu64 " data bytes)", path, data_size);
     }
+    return SL_OK;
+}
+
+/* ---- streamed writing ---- */
+
+struct safetensors_stream {
+    int fd;
+    char path[4096];
+    char tmp[4200];
+    uint64_t data_begin;  /* file offset of the data section: 8 + header length */
+    uint64_t *offset;     /* per tensor: offset in the data section */
+    uint64_t *nbytes;
+    bool *put;
+    int n;
+};
+
+void safetensors_stream_abort(safetensors_stream *s) {
+    if (!s)
+        return;
+    if (s->fd >= 0)
+        close(s->fd);
+    unlink(s->tmp);
+    free(s->offset);
+    free(s->nbytes);
+    free(s->put);
+    free(s);
+}
+
+sl_status safetensors_stream_open(const safetensors_writer *w, const char *path, safetensors_stream **out) {
+    *out = NULL;
+    SL_CHECK_ARG(w && path && strlen(path) < 4000, "safetensors_stream_open: bad argument");
+    strbuf h = {0};
+    uint64_t data_size = 0;
+    sl_status st = build_header(w, &h, &data_size);
+    safetensors_stream *s = calloc(1, sizeof *s);
+    if (st == SL_OK && !s)
+        st = sl_errorf(SL_ERR_NOMEM, "out of memory opening %s", path);
+    if (st != SL_OK) {
+        free(h.p);
+        free(s);
+        return st;
+    }
+    s->fd = -1;
+    s->n = w->n;
+    snprintf(s->path, sizeof s->path, "%s", path);
+    snprintf(s->tmp, sizeof s->tmp, "%s.tmp.%d", path, (int)getpid());
+    s->offset = calloc((size_t)(w->n + 1), sizeof *s->offset);
+    s->nbytes = calloc((size_t)(w->n + 1), sizeof *s->nbytes);
+    s->put = calloc((size_t)(w->n + 1), sizeof *s->put);
+    if (!s->offset || !s->nbytes || !s->put)
+        st = sl_errorf(SL_ERR_NOMEM, "out of memory opening %s", path);
+    uint64_t off = 0;
+    for (int i = 0; i < w->n && st == SL_OK; i++) {
+        s->offset[i] = off;
+        s->nbytes[i] = w->e[i].nbytes;
+        off += w->e[i].nbytes;
+    }
+    s->data_begin = 8 + (uint64_t)h.len;
+    if (st == SL_OK) {
+        s->fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (s->fd < 0)
+            st = sl_errorf(SL_ERR_IO, "cannot create %s: %s", s->tmp, strerror(errno));
+    }
+    if (st == SL_OK) {
+        uint8_t len8[8];
+        for (int i = 0; i < 8; i++)
+            len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
+        st = write_all(s->fd, s->tmp, len8, 8);
+        if (st == SL_OK)
+            st = write_all(s->fd, s->tmp, h.p, h.len);
+        /* the whole file's size now: tensors land at their offsets in any order */
+        if (st == SL_OK && ftruncate(s->fd, (off_t)(s->data_begin + data_size)) != 0)
+            st = sl_errorf(SL_ERR_IO, "cannot size %s to %" PRIu64 " bytes: %s", s->tmp,
+                           s->data_begin + data_size, strerror(errno));
+    }
+    free(h.p);
+    if (st != SL_OK) {
+        safetensors_stream_abort(s);
+        return st;
+    }
+    *out = s;
+    return SL_OK;
+}
+
+sl_status safetensors_stream_put(safetensors_stream *s, int index, const void *data) {
+    SL_CHECK_ARG(index >= 0 && index < s->n, "safetensors_stream_put: tensor %d of %d", index, s->n);
+    uint64_t done = 0, n = s->nbytes[index];
+    const char *p = data;
+    while (done < n) {
+        ssize_t k = pwrite(s->fd, p + done, (size_t)(n - done), (off_t)(s->data_begin + s->offset[index] + done));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return sl_errorf(SL_ERR_IO, "cannot write %s: %s", s->tmp, strerror(errno));
+        done += (uint64_t)k;
+    }
+    s->put[index] = true;
+    return SL_OK;
+}
+
+sl_status safetensors_stream_close(safetensors_stream *s) {
+    sl_status st = SL_OK;
+    for (int i = 0; i < s->n && st == SL_OK; i++)
+        if (!s->put[i] && s->nbytes[i] > 0)
+            st = sl_errorf(SL_ERR_INTERNAL, "%s: tensor %d of %d was never written", s->path, i, s->n);
+    if (st == SL_OK && fsync(s->fd) != 0)
+        st = sl_errorf(SL_ERR_IO, "fsync %s: %s", s->tmp, strerror(errno));
+    if (st == SL_OK && close(s->fd) != 0)
+        st = sl_errorf(SL_ERR_IO, "cannot close %s: %s", s->tmp, strerror(errno));
+    s->fd = -1;
+    if (st == SL_OK)
+        st = fs_rename_atomic(s->tmp, s->path);
+    if (st != SL_OK) {
+        safetensors_stream_abort(s);
+        return st;
+    }
+    free(s->offset);
+    free(s->nbytes);
+    free(s->put);
+    free(s);
     return SL_OK;
 }

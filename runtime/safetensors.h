@@ -5,9 +5,10 @@
  * defines: safetensors_open, safetensors_open_memory, safetensors_close,
  *          safetensors_count, safetensors_get, safetensors_find,
  *          safetensors_metadata, safetensors_path,
- *          safetensors_writer_create, safetensors_writer_add,
+ *          safetensors_writer_create, safetensors_writer_add, safetensors_writer_add_planned,
  *          safetensors_writer_set_metadata, safetensors_writer_write,
- *          safetensors_writer_destroy,
+ *          safetensors_writer_destroy, safetensors_stream, safetensors_stream_open,
+ *          safetensors_stream_put, safetensors_stream_close, safetensors_stream_abort,
  *          safetensors_index_open, safetensors_index_close,
  *          safetensors_index_count, safetensors_index_get,
  *          safetensors_index_find, safetensors_index_shard_count,
@@ -120,6 +121,11 @@ safetensors_writer *safetensors_writer_create(void);
 sl_status safetensors_writer_add(safetensors_writer *w, const char *name, sl_dtype dt, int ndim,
                                  const int64_t *shape, const void *data);
 
+/* Queues a tensor whose bytes a safetensors_stream writes later (same
+ * checks as safetensors_writer_add; safetensors_writer_write refuses it). */
+sl_status safetensors_writer_add_planned(safetensors_writer *w, const char *name, sl_dtype dt, int ndim,
+                                         const int64_t *shape);
+
 /* Sets (or replaces) one "__metadata__" entry; both strings are copied. */
 sl_status safetensors_writer_set_metadata(safetensors_writer *w, const char *key,
                                           const char *value);
@@ -137,6 +143,24 @@ sl_status safetensors_writer_write(safetensors_writer *w, const char *path);
 
 /* NULL is a no-op. Does not touch the tensors' data. */
 void safetensors_writer_destroy(safetensors_writer *w);
+
+/* ---- streamed writing (exports larger than memory) ---- */
+
+typedef struct safetensors_stream safetensors_stream;
+
+/* Writes the header of w's queued tensors (added with
+ * safetensors_writer_add_planned: their bytes come later) to "<path>.tmp.<pid>" and sizes the file; the header is
+ * byte for byte what safetensors_writer_write would write. w may be
+ * destroyed afterwards. */
+sl_status safetensors_stream_open(const safetensors_writer *w, const char *path, safetensors_stream **out);
+/* Writes tensor `index` (insertion order; all of its nbytes) at its offset:
+ * tensors may come in any order. */
+sl_status safetensors_stream_put(safetensors_stream *s, int index, const void *data);
+/* Every tensor must have been put: fsync, rename to path (atomic), free. On
+ * error the temporary file is removed and s freed. */
+sl_status safetensors_stream_close(safetensors_stream *s);
+/* Removes the temporary file and frees s; NULL is a no-op. */
+void safetensors_stream_abort(safetensors_stream *s);
 
 /* ---- sharded checkpoints ---- */
 
