@@ -9,7 +9,7 @@
 #
 # sets LD_LIBRARY_PATH (BUNDLE/lib, then $SHARDLM_CUDA_LIBS, the CUDA
 # library folders scripts/gpu_run.sh found, then the caller's) and the
-# OPAL_* variables of the relocated Open MPI for that one process and its
+# OPAL_*/PMIX_* variables of the relocated Open MPI and PMIx for that one process and its
 # children only: python, torch and the PyTorch peers that gpu_run.sh starts
 # keep the target's own libstdc++, libssl, libz ... Ranks started by the
 # wrapped mpirun inherit the environment, so they are named by their
@@ -31,6 +31,8 @@ export LD_LIBRARY_PATH="$B/lib${SHARDLM_CUDA_LIBS:+:$SHARDLM_CUDA_LIBS}${LD_LIBR
 export OPAL_PREFIX="$B/ompi" OPAL_LIBDIR="$B/ompi/lib" OPAL_PKGLIBDIR="$B/ompi/lib/openmpi"
 export OPAL_DATADIR="$B/ompi/share" OPAL_PKGDATADIR="$B/ompi/share/openmpi" OPAL_SYSCONFDIR="$B/ompi/etc"
 export OMPI_MCA_mca_base_component_path="$B/ompi/lib/openmpi"
+export PMIX_INSTALL_PREFIX="$B/pmix" PMIX_PREFIX="$B/pmix" PMIX_LIBDIR="$B/pmix/lib" PMIX_PKGLIBDIR="$B/pmix/lib/pmix"
+export PMIX_DATADIR="$B/pmix/share" PMIX_PKGDATADIR="$B/pmix/share/pmix" PMIX_MCA_mca_base_component_path="$B/pmix/lib/pmix"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PATH="$B/ompi/bin:$PATH"
 case $prog in
   --exec) cmd=("$@") ;;

@@ -78,6 +78,18 @@ if [[ -n $OMPI_PKGLIB && -d $OMPI_PKGLIB ]]; then
   cp -L "$OMPI_PKGLIB"/mca_*.so "$OUT/ompi/lib/openmpi/" 2>/dev/null || true
   for m in "$OUT"/ompi/lib/openmpi/*.so; do collect "$m"; done
 fi
+# PMIx (Debian: its own prefix beside Open MPI's): plugins and help files,
+# relocated through PMIX_PREFIX-style variables (scripts/bundle_run.sh);
+# without them every rank prints "couldn't open the help file" for the
+# missing pcompress plugin.
+PMIX_ROOT=$(ls -d "$OMPI_LIBDIR"/pmix2 "$OMPI_LIBDIR"/pmix 2>/dev/null | head -1 || true)
+if [[ -n $PMIX_ROOT && -d $PMIX_ROOT/lib/pmix ]]; then
+  mkdir -p "$OUT/pmix/lib/pmix" "$OUT/pmix/share/pmix"
+  cp -L "$PMIX_ROOT"/lib/pmix/*.so "$OUT/pmix/lib/pmix/" 2>/dev/null || true
+  cp -r "$PMIX_ROOT"/share/pmix/. "$OUT/pmix/share/pmix/" 2>/dev/null || true
+  for m in "$OUT"/pmix/lib/pmix/*.so; do collect "$m"; done
+  strip --strip-unneeded "$OUT"/pmix/lib/pmix/*.so 2>/dev/null || true
+fi
 cp -r /usr/share/openmpi/. "$OUT/ompi/share/openmpi/" 2>/dev/null || true
 cp -L /etc/openmpi/openmpi-mca-params.conf "$OUT/ompi/etc/" 2>/dev/null || true
 strip --strip-unneeded "$OUT"/ompi/bin/* "$OUT"/ompi/lib/openmpi/*.so 2>/dev/null || true

@@ -6,10 +6,13 @@
 # PMIx, HDF5 and of every library the bundle carries are hidden: folders
 # under a bare tmpfs, single files under an empty file (a fallback to one
 # fails loudly: "file too short"). There it checks
-#   1. every bundled file (bin/*, ompi/bin/*, ompi/lib/openmpi/*.so, lib/*)
+#   1. every bundled file (bin/*, ompi/bin/*, ompi/lib/openmpi/*.so,
+#      pmix/lib/pmix/*.so, lib/*)
 #      resolves all its libraries (the dynamic loader's --list, as ldd), each
 #      from the bundle or from what stays on the target (glibc, CUDA);
-#   2. `shardlm env` as an MPI singleton and under the bundle's `mpirun -np 2`;
+#   2. `shardlm env` as an MPI singleton and under the bundle's `mpirun -np 2`
+#      (exit 0, and no "couldn't open the help file": a piece of Open MPI or
+#      PMIx the bundle lacks);
 #   3. one CPU training step (`shardlm bench`, a small Llama) as a singleton
 #      and under `mpirun -np 2` (FSDP over two ranks);
 #   4. every library those runs loaded, dlopen'ed MPI plugins included
@@ -106,7 +109,8 @@ done
 # What may come from outside the bundle: glibc and the loader, the driver
 # and CUDA's libraries (the target's), and the vDSO.
 ALLOWED='^(linux-vdso|ld-linux|libc\.so|libm\.so|libmvec|libdl\.so|libpthread\.so|librt\.so|libresolv\.so|libutil\.so|libanl\.so|libnss_|libcuda\.so|libcudart|libcublas|libnccl|libnvidia|libnvJitLink|libnvrtc)'
-echo "== hidden: ${#HIDE_DIRS[@]} folders (${HIDE_DIRS[*]}), ${#HIDE_FILES[@]} files (the system copies of the bundle's ${#SEEN[@]} libraries and mpirun)"
+n_libs=$(ls "$B"/lib | wc -l)
+echo "== hidden: ${#HIDE_DIRS[@]} folders (${HIDE_DIRS[*]}) and ${#HIDE_FILES[@]} files (the system's copies of the bundle's $n_libs libraries, mpirun, orted)"
 
 # Runs inside the namespace: bash builtins, mount and the bundle only (grep,
 # sed, ls load PCRE2, hidden here). Writes its verdicts to stdout and the
@@ -135,7 +139,7 @@ inner() {
   fi
   # 1. every bundled file resolves every library it names
   export SHARDLM_CUDA_LIBS=$CUDA_LIBS
-  for f in "$B"/bin/* "$B"/ompi/bin/* "$B"/ompi/lib/openmpi/*.so "$B"/lib/*; do
+  for f in "$B"/bin/* "$B"/ompi/bin/* "$B"/ompi/lib/openmpi/*.so "$B"/pmix/lib/pmix/*.so "$B"/lib/*; do
     out=$("$B/run" --exec "$LOADER" --list "$f" 2>&1); rc=$?
     echo "$out" > "$W/ld/list.${f##*/}"
     if [[ $rc -ne 0 || $out == *"not found"* || $out == *"too short"* || $out == *rror* ]]; then
@@ -155,8 +159,9 @@ inner() {
     out=$(cd "$W/run" && BUNDLE_LD_DEBUG=libs,files LD_DEBUG_OUTPUT=$W/ld/trace.$name OMP_NUM_THREADS=1 \
       timeout 120 "$@" 2>&1); rc=$?
     echo "$out" > "$W/run/$name.log"
-    if [[ $rc -ne 0 || $out != *"$want"* ]]; then
-      echo "FAIL: $name: exit $rc$([[ $out != *"$want"* ]] && echo ", no '$want' in the output"):"
+    if [[ $rc -ne 0 || $out != *"$want"* || $out == *"couldn't open the help file"* ]]; then
+      echo "FAIL: $name: exit $rc$([[ $out != *"$want"* ]] && echo ", no '$want' in the output")$(
+        [[ $out == *"couldn't open the help file"* ]] && echo ", a help file the bundle lacks"):"
       echo "$out" | while read -r line; do echo "    $line"; done
       ((fails++))
     else
