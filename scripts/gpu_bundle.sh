@@ -4,7 +4,8 @@
 #
 #   bash scripts/gpu_bundle.sh [DIR]   (default: bundle/, git-ignored) -> DIR/shardlm-gpu.tar.xz
 #
-# The bundle holds: bin/ (shardlm, test_cuda_ops, test_model_cuda, test_decode_cuda, test_nccl_comm,
+# The bundle holds: run and wrap/<binary> (scripts/bundle_run.sh: each
+# bundled binary with the bundle's library path, set for it alone), bin/ (shardlm, test_cuda_ops, test_model_cuda, test_decode_cuda, test_nccl_comm,
 # bench_cuda_attention, stripped), lib/ (every shared library those need that is not glibc or
 # CUDA: Open MPI, HDF5, OpenBLAS, cJSON, zstd, PCRE2, utf8proc, xxHash,
 # cmocka, gfortran/gomp), ompi/ (Open MPI's mpirun/orted, its plugin folder
@@ -22,17 +23,30 @@
 # reports it missing otherwise, and test_nccl_comm prints the NCCL version
 # it runs with.
 # Single-GPU runs need no mpirun: shardlm runs as an MPI singleton.
+#
+# Environment: BUILD (default build-cuda), JOBS (2), XZ_OPT (tar's xz
+# options; default -6), and PREBUILT=1: run no cmake, bundle the binaries
+# already in $BUILD (those of the list below that exist; shardlm at least).
+# scripts/gpu_rehearse.sh uses PREBUILT=1 with the CPU build (build/) so that
+# its ctest test rehearses the same collection logic in seconds instead of
+# the CUDA build's many minutes.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 DEST=${1:-$SRC/bundle}
 OUT=$DEST/stage
 BUILD=${BUILD:-$SRC/build-cuda}
-cmake -S "$SRC" -B "$BUILD" -DSHARDLM_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j"${JOBS:-2}" --target shardlm test_cuda_ops test_model_cuda test_decode_cuda test_nccl_comm bench_cuda_attention
+BINS=(shardlm tests/test_cuda_ops tests/test_model_cuda tests/test_decode_cuda tests/test_nccl_comm
+  benchmarks/bench_cuda_attention)
+if [[ ${PREBUILT:-0} != 1 ]]; then
+  cmake -S "$SRC" -B "$BUILD" -DSHARDLM_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$BUILD" -j"${JOBS:-2}" --target "${BINS[@]##*/}"
+fi
+[[ -x $BUILD/shardlm ]] || { echo "gpu_bundle.sh: no $BUILD/shardlm (build it, or unset PREBUILT)" >&2; exit 2; }
 rm -rf "$DEST"
 mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/ompi" "$OUT/scripts" "$OUT/peers"
-for b in "$BUILD/shardlm" "$BUILD/tests/test_cuda_ops" "$BUILD/tests/test_model_cuda" "$BUILD/tests/test_decode_cuda" "$BUILD/tests/test_nccl_comm" "$BUILD/benchmarks/bench_cuda_attention"; do
-  cp "$b" "$OUT/bin/"
+for b in "${BINS[@]}"; do
+  if [[ -x $BUILD/$b ]]; then cp "$BUILD/$b" "$OUT/bin/"
+  elif [[ ${PREBUILT:-0} != 1 ]]; then echo "gpu_bundle.sh: $BUILD/$b was not built" >&2; exit 1; fi
 done
 strip --strip-unneeded "$OUT"/bin/*
 
@@ -64,18 +78,39 @@ if [[ -n $OMPI_PKGLIB && -d $OMPI_PKGLIB ]]; then
   cp -L "$OMPI_PKGLIB"/mca_*.so "$OUT/ompi/lib/openmpi/" 2>/dev/null || true
   for m in "$OUT"/ompi/lib/openmpi/*.so; do collect "$m"; done
 fi
+# PMIx (Debian: its own prefix beside Open MPI's): plugins and help files,
+# relocated through PMIX_PREFIX-style variables (scripts/bundle_run.sh);
+# without them every rank prints "couldn't open the help file" for the
+# missing pcompress plugin.
+PMIX_ROOT=$(ls -d "$OMPI_LIBDIR"/pmix2 "$OMPI_LIBDIR"/pmix 2>/dev/null | head -1 || true)
+if [[ -n $PMIX_ROOT && -d $PMIX_ROOT/lib/pmix ]]; then
+  mkdir -p "$OUT/pmix/lib/pmix" "$OUT/pmix/share/pmix"
+  cp -L "$PMIX_ROOT"/lib/pmix/*.so "$OUT/pmix/lib/pmix/" 2>/dev/null || true
+  cp -r "$PMIX_ROOT"/share/pmix/. "$OUT/pmix/share/pmix/" 2>/dev/null || true
+  for m in "$OUT"/pmix/lib/pmix/*.so; do collect "$m"; done
+  strip --strip-unneeded "$OUT"/pmix/lib/pmix/*.so 2>/dev/null || true
+fi
 cp -r /usr/share/openmpi/. "$OUT/ompi/share/openmpi/" 2>/dev/null || true
 cp -L /etc/openmpi/openmpi-mca-params.conf "$OUT/ompi/etc/" 2>/dev/null || true
 strip --strip-unneeded "$OUT"/ompi/bin/* "$OUT"/ompi/lib/openmpi/*.so 2>/dev/null || true
 
-cp "$SRC/scripts/gpu_run.sh" "$SRC/benchmarks/gpu_step.sh" "$OUT/scripts/"
+cp "$SRC/scripts/gpu_run.sh" "$SRC/scripts/gpu_rehearse.sh" "$SRC/benchmarks/gpu_step.sh" "$OUT/scripts/"
+# run: the library path for the bundled binaries alone (scripts/bundle_run.sh);
+# wrap/<name> runs bin/<name> (or the bundled mpirun) through it.
+cp "$SRC/scripts/bundle_run.sh" "$OUT/run"
+chmod +x "$OUT/run"
+mkdir -p "$OUT/wrap"
+for b in "$OUT"/bin/* mpirun; do ln -s ../run "$OUT/wrap/${b##*/}"; done
 cp "$SRC/benchmarks/peers/torch_gpu_bench.py" "$SRC/benchmarks/peers/torch_attention_bench.py" "$OUT/peers/"
 {
   echo "shardlm GPU bundle, git $(git -C "$SRC" rev-parse --short=12 HEAD), built $(date -u +%FT%TZ) on $(. /etc/os-release; echo "$PRETTY_NAME")"
-  echo "nvcc: $(nvcc --version | tail -1)"
-  echo "CUDA archs: $(grep CMAKE_CUDA_ARCHITECTURES: "$BUILD/CMakeCache.txt" | cut -d= -f2)"
+  echo "nvcc: $(nvcc --version 2>/dev/null | tail -1)"
+  archs=$(grep CMAKE_CUDA_ARCHITECTURES: "$BUILD/CMakeCache.txt" | cut -d= -f2 || true)
+  [[ -x $OUT/bin/test_cuda_ops ]] || archs="none (a CPU build: rehearsal only)"
+  echo "CUDA archs: $archs"
   echo "needs on the target: glibc >= $(ldd --version | head -1 | awk '{print $NF}'), CUDA 13 runtime, cuBLASLt and NCCL (toolkit or pip nvidia-* wheels)"
   (cd "$OUT" && find . -type f | sort | xargs ls -l | awk '{print $5"\t"$9}')
+  (cd "$OUT" && find wrap -type l | sort | sed 's|$| -> ../run|')
 } > "$OUT/MANIFEST.txt"
 # The unpacked bundle is ~90 MB (OpenBLAS alone 36 MB) and the device tool
 # carries 64 MiB: ship one xz archive that gpu_run.sh unpacks on the target.

@@ -13,7 +13,11 @@
  * Forward (grid: query tile x head x batch): for each key tile up to the
  * diagonal, S = Q K^T (fp32, shared), online softmax per row (running max m
  * and sum l, the O rows rescaled by exp(m_old - m_new)), P rounded to bf16,
- * O += P V. O = O / l; lse = m + log l is saved (natural log) for backward.
+ * O += P V. l sums the fp32 p, not the rounded P (as FlashAttention-2 does):
+ * lse then carries only fp32 rounding (backward recomputes P = exp(S - lse)
+ * from it), and O = (P_bf16 V) / l is off by the bf16 rounding of P, a
+ * relative 2^-9 per element that averages out over the key sum. O = O / l;
+ * lse = m + log l is saved (natural log) for backward.
  * Backward, deterministic (no atomics; ops.h asks for bitwise reproducible
  * dK/dV): delta = rowsum(dO * O) first; then
  *   dkv kernel (grid: key tile x kv head x batch): dK, dV of a key tile stay
@@ -186,9 +190,9 @@ attn_fwd_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 
         bf16 *prow = sP + row * ATT_LDP + hf * 32;
         float ls = 0.0f;
         for (int j = 0; j < 32; j++) {
-            bf16 pb = st_bf16(exp2f(srow[j] - m_new));
-            prow[j] = pb;
-            ls += ld_f32(pb); /* sum what P V will use */
+            float p = exp2f(srow[j] - m_new);
+            prow[j] = st_bf16(p); /* P V takes bf16 P ... */
+            ls += p;              /* ... l sums fp32 p (FlashAttention-2), so lse is fp32-exact */
         }
         ls += __shfl_xor_sync(0xffffffffu, ls, 1);
         float alpha = exp2f(m_old - m_new); /* m_old = -inf: 0 */

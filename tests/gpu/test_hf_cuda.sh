@@ -12,9 +12,17 @@
 # sample once (--batch 1 over one pass), so the mean loss does not depend on
 # the order. The token counts must agree exactly.
 # Tolerances: shardlm CPU (fp32) vs transformers: 1e-4 relative on the mean
-# loss; shardlm CUDA (bf16) vs transformers: 1e-2 relative (not yet
-# calibrated on a GPU; the values are printed). Logits are not compared
-# (shardlm eval reports the loss only).
+# loss (fp32 sums in another order). shardlm CUDA (bf16) vs transformers,
+# from tests/gpu/support/gpu_util.h's error model: the logits carry K = 30
+# bf16 roundings (test_model_cuda's count for two blocks), a relative error
+# by norm of U_BF16 sqrt(K / 3) = 1.2e-2; a token's loss (lse - z_target,
+# p near uniform at this init) moves by about that times z_rms, and z_rms <
+# the loss per token here (init range 0.1, d 128: z_rms ~ 1.1 < ln 640);
+# errors are taken as correlated within a sequence (attention mixes its
+# positions) and independent across the N_seq = tokens / T sequences, so
+# tol = 4 U_BF16 sqrt(K / 3) / sqrt(N_seq) (about 4e-3 for ~150 sequences;
+# not yet calibrated on a GPU; the values are printed). Logits are not
+# compared (shardlm eval reports the loss only).
 # Skips (exit 77) without a CUDA device or without transformers + torch.
 source "$(dirname "$0")/../integration/lib.sh"
 PY=${PYTHON:-python3}
@@ -105,7 +113,8 @@ for arch in gpt2 llama; do
     got=$(printf '%s' "$OUT" | grep '^{"loss"')
     [ "$(tokens_of "$got")" = "$(tokens_of "$ref")" ] \
       || fail "$arch $be: shardlm evaluated $(tokens_of "$got") tokens, transformers $(tokens_of "$ref")"
-    tol=1e-4; [ $be = cuda ] && tol=1e-2
+    tol=1e-4
+    [ $be = cuda ] && tol=$("$PY" -c "import math, sys; print(f'{4 * 2**-8 * math.sqrt(30 / 3) / math.sqrt(int(sys.argv[1]) / $T):.2e}')" "$(tokens_of "$ref")")
     close "$(loss_of "$got")" "$(loss_of "$ref")" $tol "ok $arch shardlm $be vs transformers mean loss"
   done
 done

@@ -1,13 +1,15 @@
 /* tests/gpu/support/gpu_util.h: helpers the GPU-vs-CPU tests share.
  *
  * defines: gpu_die, GPU_MUST, gpu_rel_err, gpu_tiny_model, gpu_unit_base,
- *          gpu_backends_open
+ *          gpu_backends_open; the error model: U_BF16, U_F32, TOL_MARGIN,
+ *          tol_bf16, tol_f32, tol_f32_sum
  *
  * Host-only (no CUDA calls): the tests compare host copies of results.
  */
 #ifndef SL_TESTS_GPU_UTIL_H
 #define SL_TESTS_GPU_UTIL_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +17,37 @@
 #include "model/layout.h"
 #include "runtime/config.h"
 #include "runtime/status.h"
+
+/* The error model every GPU tolerance is derived from (GPU: bf16 storage,
+ * fp32 arithmetic; CPU: fp32; both from the same bf16-exact inputs).
+ *   Unit roundoff: bf16 has 8 significand bits, U_BF16 = 2^-8 = 3.9e-3;
+ *   fp32 U_F32 = 2^-24 = 6.0e-8.
+ *   One rounding to bf16 multiplies a value by (1 + d), |d| <= u, d close to
+ *   uniform: RMS u / sqrt(3). k independent roundings on the path from the
+ *   common inputs to an output (each intermediate the GPU stores in bf16, P
+ *   in attention, the output itself) give a relative error by norm of about
+ *   u sqrt(k / 3); products of bf16 values are exact in fp32 and fp32
+ *   accumulation adds n U_F32 at most, far below one bf16 rounding. A
+ *   tolerance is TOL_MARGIN = 4 times the estimate:
+ *     tol_bf16(k) = 4 U_BF16 sqrt(k / 3)   k = 1: 9.0e-3, 2: 1.3e-2, 3: 1.6e-2,
+ *                                          30: 4.9e-2, 60: 7.0e-2
+ *   fp32 outputs whose k roundings differ (FMA contraction, another formula
+ *   order): tol_f32(k) = 4 U_F32 sqrt(k / 3).
+ *   fp32 sums of n terms in another order (tree reductions, tensor-core
+ *   adders that truncate instead of rounding): each add errs by at most
+ *   U_F32 of a partial sum, so worst case n U_F32 of the sum of magnitudes;
+ *   for the sums checked here (positive terms, or random-sign terms whose
+ *   partial sums stay within the total's size) that bounds the relative
+ *   error: tol_f32_sum(n) = 4 n U_F32   (n = 100: 2.4e-5, 1000: 2.4e-4).
+ * An error far above its tolerance is a bug (wrong index, missing rescale,
+ * a race); one just above it means a rounding the count missed: recount
+ * before raising the number. */
+#define U_BF16 0x1p-8
+#define U_F32 0x1p-24
+#define TOL_MARGIN 4.0
+static inline double tol_bf16(double k) { return TOL_MARGIN * U_BF16 * sqrt(k / 3.0); }
+static inline double tol_f32(double k) { return TOL_MARGIN * U_F32 * sqrt(k / 3.0); }
+static inline double tol_f32_sum(double n) { return TOL_MARGIN * U_F32 * n; }
 
 /* Prints "FATAL <what>: <the last error message>" and exits 1. */
 void gpu_die(const char *what);
