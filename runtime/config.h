@@ -170,6 +170,11 @@ typedef struct {
 } cfg_logging;
 
 typedef struct {
+    int64_t max_shard_size; /* bytes per safetensors file of an export (0: one file) */
+    int dtype;              /* compute_dtype: of the exported weights */
+} cfg_export;
+
+typedef struct {
     cfg_model model;
     cfg_data data;
     cfg_prepare prepare;
@@ -179,6 +184,7 @@ typedef struct {
     cfg_checkpoint checkpoint;
     cfg_lora lora;
     cfg_logging logging;
+    cfg_export export;
 } sl_config;
 
 /* Fills every field with its documented default. */

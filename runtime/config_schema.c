@@ -129,6 +129,10 @@ const cfg_field cfg_schema[] = {
     STR("logging.level", logging, level, "info", "debug, info, warn or error"),
     INT("logging.log_every", logging, log_every, "1", 1, 1 << 30, "print a step line every N steps"),
     BOOL("logging.tensorboard", logging, tensorboard, "true", "write TensorBoard scalars to <run_dir>/tb"),
+
+    /* export */
+    I64("export.max_shard_size", export, max_shard_size, "5000000000", 0, BIG, "bytes per safetensors file of the final export, as transformers' max_shard_size (5GB); a larger model is written as model-0000K-of-0000N.safetensors + model.safetensors.index.json; 0 = one file"),
+    ENUM("export.dtype", export, dtype, "fp32", "fp32|bf16", "dtype of the exported weights"),
 };
 
 const size_t cfg_schema_count = sizeof cfg_schema / sizeof cfg_schema[0];
