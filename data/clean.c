@@ -11,18 +11,10 @@
 
 #include "data/utf8.h"
 #include "runtime/check.h"
+#include "runtime/mem.h"
 
 sl_status clean_buf_reserve(clean_buf *b, size_t cap) {
-    if (cap + 1 <= b->cap)
-        return SL_OK;
-    size_t nc = b->cap ? b->cap : 256;
-    while (nc < cap + 1)
-        nc *= 2;
-    char *p = realloc(b->p, nc);
-    SL_CHECK_ALLOC(p, nc);
-    b->p = p;
-    b->cap = nc;
-    return SL_OK;
+    return mem_grow_bytes(&b->p, &b->cap, cap + 1, 256);
 }
 
 sl_status clean_buf_append(clean_buf *b, const void *s, size_t n) {

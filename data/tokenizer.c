@@ -9,6 +9,7 @@
 #include "data/tok_internal.h"
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
+#include "runtime/mem.h"
 
 /* ---- hash maps ---- */
 
@@ -132,15 +133,7 @@ sl_status tok_set_token(tokenizer *t, uint32_t id, const void *bytes, size_t len
             n *= 2;
         SL_TRY(grow_ids(t, n));
     }
-    if (t->arena_len + len > t->arena_cap) {
-        size_t cap = t->arena_cap ? t->arena_cap : 1 << 16;
-        while (cap < t->arena_len + len)
-            cap *= 2;
-        char *a = realloc(t->arena, cap);
-        SL_CHECK_ALLOC(a, cap);
-        t->arena = a;
-        t->arena_cap = cap;
-    }
+    SL_TRY(mem_grow_bytes(&t->arena, &t->arena_cap, t->arena_len + len, 1 << 16));
     memcpy(t->arena + t->arena_len, bytes, len);
     t->off[id] = t->arena_len;
     t->len[id] = (uint32_t)len;
