@@ -726,6 +726,20 @@ sl_status ops_cross_entropy(sl_backend *be, sl_tensor losses, sl_tensor dlogits,
                                   n_valid);
 }
 
+void ops_xent_sum_losses(const double *row_loss, const int32_t *targets, int64_t rows,
+                         double *sum, int64_t *n_valid) {
+    double s = 0.0;
+    int64_t nv = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        if (targets[r] < 0)
+            continue;
+        s += row_loss[r];
+        nv++;
+    }
+    *sum = s;
+    *n_valid = nv;
+}
+
 sl_status ops_xent_stats_chunk(sl_backend *be, sl_tensor stats, sl_tensor logits_chunk,
                                sl_tensor targets, int64_t vocab_offset, bool first_chunk) {
     OPS_ENTRY(xent_stats_chunk);

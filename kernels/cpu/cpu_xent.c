@@ -59,19 +59,10 @@ static void put_loss(double *row_loss, float *lo, int64_t r, double loss) {
         lo[r] = (float)loss;
 }
 
-/* Sums per-row double losses in row order; counts valid rows; frees row_loss. */
+/* ops_xent_sum_losses, then frees row_loss. */
 static sl_status sum_losses(double *row_loss, const int32_t *tgt, int64_t rows, double *sum,
                             int64_t *n_valid) {
-    double s = 0.0;
-    int64_t nv = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        if (tgt[r] < 0)
-            continue;
-        s += row_loss[r];
-        nv++;
-    }
-    *sum = s;
-    *n_valid = nv;
+    ops_xent_sum_losses(row_loss, tgt, rows, sum, n_valid);
     free(row_loss);
     return SL_OK;
 }
