@@ -484,15 +484,23 @@ sl_status ops_swiglu_backward(sl_backend *be, sl_tensor dgate, sl_tensor dup, sl
 /* ------------------------------------------------------------------------ */
 /* rope */
 
+/* Two 4-d tensors with the same dims; q quotes the names in the message
+ * ("'" or ""). */
+static sl_status check_dims4_equal(const char *op, const char *na, sl_tensor a, const char *nb,
+                                   sl_tensor b, const char *q) {
+    for (int d = 0; d < 4; d++)
+        if (a.shape[d] != b.shape[d])
+            return sl_errorf(SL_ERR_INVALID, "%s: %s%s%s %s and %s%s%s %s differ", op, q, na, q,
+                             shape_str(a).s, q, nb, q, shape_str(b).s);
+    return SL_OK;
+}
+
 static sl_status check_rope(const sl_backend *be, const char *op, const char *no, sl_tensor o,
                             const char *ni, sl_tensor i, int64_t pos_offset, float theta) {
     CHECK_EACH(be->act_dtype, {no, o}, {ni, i});
     SL_TRY(check_ndim(op, ni, i, 4, "(B, T, H, D)"));
     SL_TRY(check_ndim(op, no, o, 4, "(B, T, H, D)"));
-    for (int d = 0; d < 4; d++)
-        if (o.shape[d] != i.shape[d])
-            return sl_errorf(SL_ERR_INVALID, "%s: '%s' %s and '%s' %s differ", op, no,
-                             shape_str(o).s, ni, shape_str(i).s);
+    SL_TRY(check_dims4_equal(op, no, o, ni, i, "'"));
     SL_CHECK_ARG(i.shape[3] % 2 == 0 && i.shape[3] > 0,
                  "%s: head dim D = %" PRId64 " must be even and positive", op, i.shape[3]);
     SL_CHECK_ARG(pos_offset >= 0, "%s: pos_offset %" PRId64 " is negative", op, pos_offset);
@@ -524,10 +532,7 @@ static sl_status check_qkv(const sl_backend *be, const char *op, sl_tensor q, sl
     SL_TRY(check_ndim(op, "q", q, 4, "(B, T, n_head, head_dim)"));
     SL_TRY(check_ndim(op, kname, k, 4, "(B, T, n_kv_head, head_dim)"));
     SL_TRY(check_ndim(op, vname, v, 4, "(B, T, n_kv_head, head_dim)"));
-    for (int d = 0; d < 4; d++)
-        if (k.shape[d] != v.shape[d])
-            return sl_errorf(SL_ERR_INVALID, "%s: %s %s and %s %s differ", op, kname,
-                             shape_str(k).s, vname, shape_str(v).s);
+    SL_TRY(check_dims4_equal(op, kname, k, vname, v, ""));
     if (k.shape[0] != q.shape[0] || k.shape[3] != q.shape[3])
         return sl_errorf(SL_ERR_INVALID, "%s: q %s and %s %s differ in batch or head dim", op,
                          shape_str(q).s, kname, shape_str(k).s);
