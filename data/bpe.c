@@ -19,6 +19,7 @@
 
 #include "data/tok_internal.h"
 #include "runtime/check.h"
+#include "runtime/mem.h"
 
 void bpe_scratch_free(bpe_scratch *s) {
     free(s->id);
@@ -31,9 +32,7 @@ void bpe_scratch_free(bpe_scratch *s) {
 static sl_status scratch_reserve(bpe_scratch *s, size_t n) {
     if (n <= s->cap)
         return SL_OK;
-    size_t cap = s->cap ? s->cap : 64;
-    while (cap < n)
-        cap *= 2;
+    size_t cap = mem_grow_cap(s->cap, n, 64);
     uint32_t *id = realloc(s->id, cap * sizeof *id);
     if (id)
         s->id = id;

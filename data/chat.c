@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "runtime/check.h"
+#include "runtime/mem.h"
 
 static const char *const role_names[CHAT_ROLE_COUNT] = {"system", "user", "assistant", "tool"};
 
@@ -25,9 +26,7 @@ const char *chat_role_name(chat_role r) { return r < CHAT_ROLE_COUNT ? role_name
 sl_status chat_seq_reserve(chat_seq *s, size_t cap) {
     if (cap <= s->cap)
         return SL_OK;
-    size_t nc = s->cap ? s->cap : 256;
-    while (nc < cap)
-        nc *= 2;
+    size_t nc = mem_grow_cap(s->cap, cap, 256);
     uint32_t *ids = realloc(s->ids, nc * sizeof *ids);
     SL_CHECK_ALLOC(ids, nc * sizeof *ids);
     s->ids = ids;

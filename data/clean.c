@@ -11,18 +11,10 @@
 
 #include "data/utf8.h"
 #include "runtime/check.h"
+#include "runtime/mem.h"
 
 sl_status clean_buf_reserve(clean_buf *b, size_t cap) {
-    if (cap + 1 <= b->cap)
-        return SL_OK;
-    size_t nc = b->cap ? b->cap : 256;
-    while (nc < cap + 1)
-        nc *= 2;
-    char *p = realloc(b->p, nc);
-    SL_CHECK_ALLOC(p, nc);
-    b->p = p;
-    b->cap = nc;
-    return SL_OK;
+    return mem_grow_bytes(&b->p, &b->cap, cap + 1, 256);
 }
 
 sl_status clean_buf_append(clean_buf *b, const void *s, size_t n) {
@@ -47,6 +39,13 @@ static void swap_bufs(clean_buf *a, clean_buf *b) {
 
 /* ---- pass 1: UTF-8 validity and control characters ---- */
 
+/* A pass wrote out->p up to d: its length, and the terminating NUL. */
+static sl_status pass_end(clean_buf *out, const char *d) {
+    out->len = (size_t)(d - out->p);
+    out->p[out->len] = 0;
+    return SL_OK;
+}
+
 static sl_status pass_utf8(const clean_opts *o, const unsigned char *s, size_t n, clean_buf *out,
                            clean_result *res) {
     SL_TRY(clean_buf_reserve(out, n * 3)); /* each invalid byte may become 3 */
@@ -70,9 +69,7 @@ static sl_status pass_utf8(const clean_opts *o, const unsigned char *s, size_t n
         if (k == 0) {
             if (o->invalid_utf8 == CLEAN_UTF8_DROP) {
                 res->dropped_invalid_utf8 = true;
-                out->len = 0;
-                out->p[0] = 0;
-                return SL_OK;
+                return pass_end(out, out->p);
             }
             res->repaired_utf8 = true;
             d += utf8_encode(0xFFFD, d);
@@ -85,9 +82,7 @@ static sl_status pass_utf8(const clean_opts *o, const unsigned char *s, size_t n
         }
         i += k;
     }
-    out->len = (size_t)(d - out->p);
-    out->p[out->len] = 0;
-    return SL_OK;
+    return pass_end(out, d);
 }
 
 /* ---- pass 2: HTML ---- */
@@ -217,9 +212,7 @@ static sl_status pass_html(const char *s, size_t n, clean_buf *out, clean_result
         }
         *d++ = *p++;
     }
-    out->len = (size_t)(d - out->p);
-    out->p[out->len] = 0;
-    return SL_OK;
+    return pass_end(out, d);
 }
 
 /* ---- pass 3: NFKC ---- */
@@ -259,9 +252,7 @@ static sl_status pass_fullwidth(const char *s, size_t n, clean_buf *out) {
         }
         i += k;
     }
-    out->len = (size_t)(d - out->p);
-    out->p[out->len] = 0;
-    return SL_OK;
+    return pass_end(out, d);
 }
 
 /* ---- pass 5: whitespace ---- */
@@ -324,10 +315,8 @@ static sl_status pass_space(const char *s, size_t n, clean_buf *out, size_t *n_c
         }
         i += k;
     }
-    out->len = (size_t)(d - out->p);
-    out->p[out->len] = 0;
     *n_chars = chars;
-    return SL_OK;
+    return pass_end(out, d);
 }
 
 static bool all_ascii(const char *s, size_t n) {

@@ -10,6 +10,7 @@
 #include "data/tok_internal.h"
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
+#include "runtime/mem.h"
 
 typedef struct {
     uint32_t *v;
@@ -164,15 +165,7 @@ static sl_status count_word(void *ctx, const uint8_t *p, size_t len) {
             return sl_errorf(SL_ERR_NOMEM, "out of memory for %zu words", cap);
         tr->cap_words = cap;
     }
-    if (tr->warena_len + len > tr->warena_cap) {
-        size_t cap = tr->warena_cap ? tr->warena_cap : 1 << 20;
-        while (cap < tr->warena_len + len)
-            cap *= 2;
-        char *a = realloc(tr->warena, cap);
-        SL_CHECK_ALLOC(a, cap);
-        tr->warena = a;
-        tr->warena_cap = cap;
-    }
+    SL_TRY(mem_grow_bytes(&tr->warena, &tr->warena_cap, tr->warena_len + len, 1 << 20));
     memcpy(tr->warena + tr->warena_len, p, len);
     size_t w = tr->n_words++;
     tr->woff[w] = tr->warena_len;

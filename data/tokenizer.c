@@ -9,6 +9,8 @@
 #include "data/tok_internal.h"
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
+#include "runtime/mem.h"
+#include "runtime/sort.h"
 
 /* ---- hash maps ---- */
 
@@ -132,15 +134,7 @@ sl_status tok_set_token(tokenizer *t, uint32_t id, const void *bytes, size_t len
             n *= 2;
         SL_TRY(grow_ids(t, n));
     }
-    if (t->arena_len + len > t->arena_cap) {
-        size_t cap = t->arena_cap ? t->arena_cap : 1 << 16;
-        while (cap < t->arena_len + len)
-            cap *= 2;
-        char *a = realloc(t->arena, cap);
-        SL_CHECK_ALLOC(a, cap);
-        t->arena = a;
-        t->arena_cap = cap;
-    }
+    SL_TRY(mem_grow_bytes(&t->arena, &t->arena_cap, t->arena_len + len, 1 << 16));
     memcpy(t->arena + t->arena_len, bytes, len);
     t->off[id] = t->arena_len;
     t->len[id] = (uint32_t)len;
@@ -276,23 +270,6 @@ static int cmp_pair_slot(const void *a, const void *b, void *ctx) {
     return m->slots[i].key < m->slots[j].key ? -1 : m->slots[i].key > m->slots[j].key;
 }
 
-/* qsort_r is not C11; a small merge sort keeps the hash portable. */
-static void sort_slots(size_t *v, size_t *tmp, size_t n, const tok_pairmap *m) {
-    if (n < 2)
-        return;
-    size_t h = n / 2;
-    sort_slots(v, tmp, h, m);
-    sort_slots(v + h, tmp, n - h, m);
-    size_t i = 0, j = h, k = 0;
-    while (i < h && j < n)
-        tmp[k++] = cmp_pair_slot(&v[j], &v[i], (void *)m) < 0 ? v[j++] : v[i++];
-    while (i < h)
-        tmp[k++] = v[i++];
-    while (j < n)
-        tmp[k++] = v[j++];
-    memcpy(v, tmp, n * sizeof *v);
-}
-
 static sl_status compute_hash(tokenizer *t) {
     XXH3_state_t *st = XXH3_createState();
     SL_CHECK_ALLOC(st, sizeof(void *));
@@ -322,7 +299,7 @@ static sl_status compute_hash(tokenizer *t) {
     for (size_t i = 0; i < t->pairs.cap; i++)
         if (t->pairs.slots[i].key != TOK_PAIR_EMPTY)
             slots[k++] = i;
-    sort_slots(slots, slots + n, n, &t->pairs);
+    sort_stable(slots, slots + n, n, sizeof *slots, cmp_pair_slot, &t->pairs);
     for (size_t i = 0; i < n; i++) {
         size_t s = slots[i];
         uint32_t rec[4] = {(uint32_t)(t->pairs.slots[s].key >> 32), (uint32_t)t->pairs.slots[s].key,

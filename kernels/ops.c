@@ -74,6 +74,26 @@ static sl_status check_t(const sl_backend *be, const char *op, const char *name,
     return check_t2(be, op, name, t, dt, dt);
 }
 
+/* A tensor with the name the messages give it; ARG(x) names it after the variable. */
+typedef struct {
+    const char *name;
+    sl_tensor t;
+} named_tensor;
+
+#define ARG(x) ((named_tensor){#x, (x)})
+
+/* check_t on each of a list, in order: the first failure is the one reported. */
+static sl_status check_each(const sl_backend *be, const char *op, sl_dtype dt,
+                            const named_tensor *ts, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        SL_TRY(check_t(be, op, ts[i].name, ts[i].t, dt));
+    return SL_OK;
+}
+
+#define CHECK_EACH(dt, ...)                                                                    \
+    SL_TRY(check_each(be, op, (dt), (const named_tensor[]){__VA_ARGS__},                       \
+                      sizeof((const named_tensor[]){__VA_ARGS__}) / sizeof(named_tensor)))
+
 /* Optional tensor: absent is fine, present must pass check_t2. */
 static sl_status check_opt2(const sl_backend *be, const char *op, const char *name, sl_tensor t,
                             sl_dtype dt1, sl_dtype dt2) {
@@ -123,6 +143,19 @@ static sl_status check_disjoint(const char *op, const char *na, sl_tensor a, con
                          na, nb);
     return SL_OK;
 }
+
+/* a must not overlap any of others (in order). */
+static sl_status check_disjoint_from(const char *op, named_tensor a, const named_tensor *others,
+                                     size_t n) {
+    for (size_t i = 0; i < n; i++)
+        SL_TRY(check_disjoint(op, a.name, a.t, others[i].name, others[i].t));
+    return SL_OK;
+}
+
+#define CHECK_DISJOINT_FROM(a, ...)                                                            \
+    SL_TRY(check_disjoint_from(op, (a), (const named_tensor[]){__VA_ARGS__},                   \
+                               sizeof((const named_tensor[]){__VA_ARGS__}) /                   \
+                                   sizeof(named_tensor)))
 
 static sl_status check_backend(const sl_backend *be, const char *op, const void *fn) {
     if (!be || !be->ops)
@@ -200,8 +233,7 @@ sl_status ops_matmul(sl_backend *be, sl_tensor c, sl_tensor a, sl_tensor b, sl_t
     OPS_ENTRY(matmul);
     const char *op = "ops_matmul";
     sl_dtype act = be->act_dtype;
-    SL_TRY(check_t(be, op, "a", a, act));
-    SL_TRY(check_t(be, op, "b", b, act));
+    CHECK_EACH(act, ARG(a), ARG(b));
     SL_TRY(check_t2(be, op, "c", c, act, SL_DTYPE_F32));
     SL_TRY(check_opt2(be, op, "bias", bias, act, SL_DTYPE_F32));
     int64_t m = trans_a ? cols_of(a) : rows_of(a), k = trans_a ? rows_of(a) : cols_of(a);
@@ -216,8 +248,7 @@ sl_status ops_matmul(sl_backend *be, sl_tensor c, sl_tensor a, sl_tensor b, sl_t
                          ")", op, shape_str(c).s, m, n);
     if (present(bias))
         SL_TRY(check_numel(op, "bias", bias, n, "one per output column"));
-    SL_TRY(check_disjoint(op, "c", c, "a", a));
-    SL_TRY(check_disjoint(op, "c", c, "b", b));
+    CHECK_DISJOINT_FROM(ARG(c), ARG(a), ARG(b));
     return be->ops->matmul(be, c, a, b, bias, trans_a, trans_b, alpha, beta);
 }
 
@@ -226,9 +257,7 @@ sl_status ops_linear_forward(sl_backend *be, sl_tensor out, sl_tensor inp, sl_te
     OPS_ENTRY(linear_forward);
     const char *op = "ops_linear_forward";
     sl_dtype act = be->act_dtype;
-    SL_TRY(check_t(be, op, "out", out, act));
-    SL_TRY(check_t(be, op, "inp", inp, act));
-    SL_TRY(check_t(be, op, "weight", weight, act));
+    CHECK_EACH(act, ARG(out), ARG(inp), ARG(weight));
     SL_TRY(check_opt2(be, op, "bias", bias, act, act));
     SL_TRY(check_ndim(op, "weight", weight, 2, "(out_features, in_features)"));
     int64_t n = weight.shape[0], k = weight.shape[1];
@@ -238,8 +267,7 @@ sl_status ops_linear_forward(sl_backend *be, sl_tensor out, sl_tensor inp, sl_te
                          op, shape_str(inp).s, shape_str(weight).s, shape_str(out).s);
     if (present(bias))
         SL_TRY(check_numel(op, "bias", bias, n, "out_features"));
-    SL_TRY(check_disjoint(op, "out", out, "inp", inp));
-    SL_TRY(check_disjoint(op, "out", out, "weight", weight));
+    CHECK_DISJOINT_FROM(ARG(out), ARG(inp), ARG(weight));
     return be->ops->linear_forward(be, out, inp, weight, bias);
 }
 
@@ -249,8 +277,7 @@ sl_status ops_linear_backward(sl_backend *be, sl_tensor dinp, sl_tensor dweight,
     OPS_ENTRY(linear_backward);
     const char *op = "ops_linear_backward";
     sl_dtype act = be->act_dtype;
-    SL_TRY(check_t(be, op, "dout", dout, act));
-    SL_TRY(check_t(be, op, "weight", weight, act));
+    CHECK_EACH(act, ARG(dout), ARG(weight));
     SL_TRY(check_ndim(op, "weight", weight, 2, "(out_features, in_features)"));
     int64_t n = weight.shape[0], k = weight.shape[1], r = rows_of(dout);
     if (cols_of(dout) != n)
@@ -263,8 +290,7 @@ sl_status ops_linear_backward(sl_backend *be, sl_tensor dinp, sl_tensor dweight,
             return sl_errorf(SL_ERR_INVALID, "%s: dinp is %s, expected (%" PRId64 ", %" PRId64
                              ") from dout %s and weight %s", op, shape_str(dinp).s, r, k,
                              shape_str(dout).s, shape_str(weight).s);
-        SL_TRY(check_disjoint(op, "dinp", dinp, "dout", dout));
-        SL_TRY(check_disjoint(op, "dinp", dinp, "weight", weight));
+        CHECK_DISJOINT_FROM(ARG(dinp), ARG(dout), ARG(weight));
     }
     if (present(dweight)) {
         SL_TRY(check_t(be, op, "dweight", dweight, SL_DTYPE_F32));
@@ -273,8 +299,7 @@ sl_status ops_linear_backward(sl_backend *be, sl_tensor dinp, sl_tensor dweight,
             return sl_errorf(SL_ERR_INVALID, "%s: inp is %s, expected (%" PRId64 ", %" PRId64
                              ")", op, shape_str(inp).s, r, k);
         SL_TRY(check_numel(op, "dweight", dweight, n * k, "out_features x in_features"));
-        SL_TRY(check_disjoint(op, "dweight", dweight, "dout", dout));
-        SL_TRY(check_disjoint(op, "dweight", dweight, "inp", inp));
+        CHECK_DISJOINT_FROM(ARG(dweight), ARG(dout), ARG(inp));
     }
     if (present(dbias)) {
         SL_TRY(check_t(be, op, "dbias", dbias, SL_DTYPE_F32));
@@ -301,24 +326,56 @@ static sl_status check_same_shape(const char *op, const char *na, sl_tensor a, c
     return SL_OK;
 }
 
-sl_status ops_layernorm_forward(sl_backend *be, sl_tensor out, sl_tensor mean, sl_tensor rstd,
-                                sl_tensor inp, sl_tensor weight, sl_tensor bias, float eps) {
-    OPS_ENTRY(layernorm_forward);
-    const char *op = "ops_layernorm_forward";
-    sl_dtype act = be->act_dtype;
-    SL_TRY(check_t(be, op, "out", out, act));
-    SL_TRY(check_t(be, op, "inp", inp, act));
-    SL_TRY(check_t(be, op, "weight", weight, act));
-    SL_TRY(check_t(be, op, "bias", bias, act));
+/* The checks layernorm and rmsnorm share; mean and bias are NULL for rmsnorm. */
+static sl_status check_norm_forward(const sl_backend *be, const char *op, sl_tensor out,
+                                    const sl_tensor *mean, sl_tensor rstd, sl_tensor inp,
+                                    sl_tensor weight, const sl_tensor *bias, float eps) {
+    CHECK_EACH(be->act_dtype, ARG(out), ARG(inp), ARG(weight));
+    if (bias)
+        SL_TRY(check_t(be, op, "bias", *bias, be->act_dtype));
     SL_TRY(check_same_shape(op, "out", out, "inp", inp));
     int64_t r = rows_of(inp), c = cols_of(inp);
     SL_CHECK_ARG(c > 0, "%s: inp %s has an empty last dim", op, shape_str(inp).s);
-    SL_TRY(check_rows_stat(be, op, "mean", mean, r));
+    if (mean)
+        SL_TRY(check_rows_stat(be, op, "mean", *mean, r));
     SL_TRY(check_rows_stat(be, op, "rstd", rstd, r));
     SL_TRY(check_numel(op, "weight", weight, c, "one per channel"));
-    SL_TRY(check_numel(op, "bias", bias, c, "one per channel"));
+    if (bias)
+        SL_TRY(check_numel(op, "bias", *bias, c, "one per channel"));
     SL_TRY(check_inplace_or_disjoint(op, "out", out, "inp", inp));
     SL_CHECK_ARG(eps >= 0.0f, "%s: eps is %g, expected >= 0", op, (double)eps);
+    return SL_OK;
+}
+
+/* The backward checks both norms share; mean and dbias are NULL for rmsnorm. */
+static sl_status check_norm_backward(const sl_backend *be, const char *op, sl_tensor dinp,
+                                     sl_tensor dweight, const sl_tensor *dbias, sl_tensor dout,
+                                     sl_tensor inp, sl_tensor weight, const sl_tensor *mean,
+                                     sl_tensor rstd) {
+    CHECK_EACH(be->act_dtype, ARG(dinp), ARG(dout), ARG(inp), ARG(weight));
+    SL_TRY(check_same_shape(op, "dinp", dinp, "inp", inp));
+    SL_TRY(check_same_shape(op, "dout", dout, "inp", inp));
+    int64_t r = rows_of(inp), c = cols_of(inp);
+    if (mean)
+        SL_TRY(check_rows_stat(be, op, "mean", *mean, r));
+    SL_TRY(check_rows_stat(be, op, "rstd", rstd, r));
+    SL_TRY(check_numel(op, "weight", weight, c, "one per channel"));
+    SL_TRY(check_opt2(be, op, "dweight", dweight, SL_DTYPE_F32, SL_DTYPE_F32));
+    if (dbias)
+        SL_TRY(check_opt2(be, op, "dbias", *dbias, SL_DTYPE_F32, SL_DTYPE_F32));
+    if (present(dweight))
+        SL_TRY(check_numel(op, "dweight", dweight, c, "one per channel"));
+    if (dbias && present(*dbias))
+        SL_TRY(check_numel(op, "dbias", *dbias, c, "one per channel"));
+    CHECK_DISJOINT_FROM(ARG(dinp), ARG(dout), ARG(inp));
+    return SL_OK;
+}
+
+sl_status ops_layernorm_forward(sl_backend *be, sl_tensor out, sl_tensor mean, sl_tensor rstd,
+                                sl_tensor inp, sl_tensor weight, sl_tensor bias, float eps) {
+    OPS_ENTRY(layernorm_forward);
+    SL_TRY(check_norm_forward(be, "ops_layernorm_forward", out, &mean, rstd, inp, weight, &bias,
+                              eps));
     return be->ops->layernorm_forward(be, out, mean, rstd, inp, weight, bias, eps);
 }
 
@@ -327,26 +384,8 @@ sl_status ops_layernorm_backward(sl_backend *be, sl_tensor dinp, sl_tensor dweig
                                  sl_tensor weight, sl_tensor mean, sl_tensor rstd,
                                  bool dinp_accumulate) {
     OPS_ENTRY(layernorm_backward);
-    const char *op = "ops_layernorm_backward";
-    sl_dtype act = be->act_dtype;
-    SL_TRY(check_t(be, op, "dinp", dinp, act));
-    SL_TRY(check_t(be, op, "dout", dout, act));
-    SL_TRY(check_t(be, op, "inp", inp, act));
-    SL_TRY(check_t(be, op, "weight", weight, act));
-    SL_TRY(check_same_shape(op, "dinp", dinp, "inp", inp));
-    SL_TRY(check_same_shape(op, "dout", dout, "inp", inp));
-    int64_t r = rows_of(inp), c = cols_of(inp);
-    SL_TRY(check_rows_stat(be, op, "mean", mean, r));
-    SL_TRY(check_rows_stat(be, op, "rstd", rstd, r));
-    SL_TRY(check_numel(op, "weight", weight, c, "one per channel"));
-    SL_TRY(check_opt2(be, op, "dweight", dweight, SL_DTYPE_F32, SL_DTYPE_F32));
-    SL_TRY(check_opt2(be, op, "dbias", dbias, SL_DTYPE_F32, SL_DTYPE_F32));
-    if (present(dweight))
-        SL_TRY(check_numel(op, "dweight", dweight, c, "one per channel"));
-    if (present(dbias))
-        SL_TRY(check_numel(op, "dbias", dbias, c, "one per channel"));
-    SL_TRY(check_disjoint(op, "dinp", dinp, "dout", dout));
-    SL_TRY(check_disjoint(op, "dinp", dinp, "inp", inp));
+    SL_TRY(check_norm_backward(be, "ops_layernorm_backward", dinp, dweight, &dbias, dout, inp,
+                               weight, &mean, rstd));
     return be->ops->layernorm_backward(be, dinp, dweight, dbias, dout, inp, weight, mean, rstd,
                                        dinp_accumulate);
 }
@@ -354,18 +393,8 @@ sl_status ops_layernorm_backward(sl_backend *be, sl_tensor dinp, sl_tensor dweig
 sl_status ops_rmsnorm_forward(sl_backend *be, sl_tensor out, sl_tensor rstd, sl_tensor inp,
                               sl_tensor weight, float eps) {
     OPS_ENTRY(rmsnorm_forward);
-    const char *op = "ops_rmsnorm_forward";
-    sl_dtype act = be->act_dtype;
-    SL_TRY(check_t(be, op, "out", out, act));
-    SL_TRY(check_t(be, op, "inp", inp, act));
-    SL_TRY(check_t(be, op, "weight", weight, act));
-    SL_TRY(check_same_shape(op, "out", out, "inp", inp));
-    int64_t r = rows_of(inp), c = cols_of(inp);
-    SL_CHECK_ARG(c > 0, "%s: inp %s has an empty last dim", op, shape_str(inp).s);
-    SL_TRY(check_rows_stat(be, op, "rstd", rstd, r));
-    SL_TRY(check_numel(op, "weight", weight, c, "one per channel"));
-    SL_TRY(check_inplace_or_disjoint(op, "out", out, "inp", inp));
-    SL_CHECK_ARG(eps >= 0.0f, "%s: eps is %g, expected >= 0", op, (double)eps);
+    SL_TRY(check_norm_forward(be, "ops_rmsnorm_forward", out, NULL, rstd, inp, weight, NULL,
+                              eps));
     return be->ops->rmsnorm_forward(be, out, rstd, inp, weight, eps);
 }
 
@@ -373,22 +402,8 @@ sl_status ops_rmsnorm_backward(sl_backend *be, sl_tensor dinp, sl_tensor dweight
                                sl_tensor dout, sl_tensor inp, sl_tensor weight, sl_tensor rstd,
                                bool dinp_accumulate) {
     OPS_ENTRY(rmsnorm_backward);
-    const char *op = "ops_rmsnorm_backward";
-    sl_dtype act = be->act_dtype;
-    SL_TRY(check_t(be, op, "dinp", dinp, act));
-    SL_TRY(check_t(be, op, "dout", dout, act));
-    SL_TRY(check_t(be, op, "inp", inp, act));
-    SL_TRY(check_t(be, op, "weight", weight, act));
-    SL_TRY(check_same_shape(op, "dinp", dinp, "inp", inp));
-    SL_TRY(check_same_shape(op, "dout", dout, "inp", inp));
-    int64_t r = rows_of(inp), c = cols_of(inp);
-    SL_TRY(check_rows_stat(be, op, "rstd", rstd, r));
-    SL_TRY(check_numel(op, "weight", weight, c, "one per channel"));
-    SL_TRY(check_opt2(be, op, "dweight", dweight, SL_DTYPE_F32, SL_DTYPE_F32));
-    if (present(dweight))
-        SL_TRY(check_numel(op, "dweight", dweight, c, "one per channel"));
-    SL_TRY(check_disjoint(op, "dinp", dinp, "dout", dout));
-    SL_TRY(check_disjoint(op, "dinp", dinp, "inp", inp));
+    SL_TRY(check_norm_backward(be, "ops_rmsnorm_backward", dinp, dweight, NULL, dout, inp,
+                               weight, NULL, rstd));
     return be->ops->rmsnorm_backward(be, dinp, dweight, dout, inp, weight, rstd,
                                      dinp_accumulate);
 }
@@ -404,24 +419,41 @@ static sl_status check_same_numel(const char *op, const char *na, sl_tensor a, c
     return SL_OK;
 }
 
+/* Each of ts has as many elements as ref (in order). */
+static sl_status check_same_numel_as(const char *op, const named_tensor *ts, size_t n,
+                                     named_tensor ref) {
+    for (size_t i = 0; i < n; i++)
+        SL_TRY(check_same_numel(op, ts[i].name, ts[i].t, ref.name, ref.t));
+    return SL_OK;
+}
+
+/* out = f(inp) elementwise: same element count, in place or disjoint. */
+static sl_status check_unary(const sl_backend *be, const char *op, sl_tensor out, sl_tensor inp) {
+    CHECK_EACH(be->act_dtype, ARG(out), ARG(inp));
+    SL_TRY(check_same_numel(op, "out", out, "inp", inp));
+    return check_inplace_or_disjoint(op, "out", out, "inp", inp);
+}
+
+/* out = f(a, b) elementwise: all three the same element count; out may be a or b. */
+static sl_status check_binary(const sl_backend *be, const char *op, sl_tensor out,
+                              named_tensor a, named_tensor b) {
+    CHECK_EACH(be->act_dtype, ARG(out), a, b);
+    SL_TRY(check_same_numel_as(op, (const named_tensor[]){ARG(out), b}, 2, a));
+    SL_TRY(check_inplace_or_disjoint(op, "out", out, a.name, a.t));
+    return check_inplace_or_disjoint(op, "out", out, b.name, b.t);
+}
+
 sl_status ops_gelu_forward(sl_backend *be, sl_tensor out, sl_tensor inp) {
     OPS_ENTRY(gelu_forward);
-    const char *op = "ops_gelu_forward";
-    SL_TRY(check_t(be, op, "out", out, be->act_dtype));
-    SL_TRY(check_t(be, op, "inp", inp, be->act_dtype));
-    SL_TRY(check_same_numel(op, "out", out, "inp", inp));
-    SL_TRY(check_inplace_or_disjoint(op, "out", out, "inp", inp));
+    SL_TRY(check_unary(be, "ops_gelu_forward", out, inp));
     return be->ops->gelu_forward(be, out, inp);
 }
 
 sl_status ops_gelu_backward(sl_backend *be, sl_tensor dinp, sl_tensor inp, sl_tensor dout) {
     OPS_ENTRY(gelu_backward);
     const char *op = "ops_gelu_backward";
-    SL_TRY(check_t(be, op, "dinp", dinp, be->act_dtype));
-    SL_TRY(check_t(be, op, "inp", inp, be->act_dtype));
-    SL_TRY(check_t(be, op, "dout", dout, be->act_dtype));
-    SL_TRY(check_same_numel(op, "dinp", dinp, "inp", inp));
-    SL_TRY(check_same_numel(op, "dout", dout, "inp", inp));
+    CHECK_EACH(be->act_dtype, ARG(dinp), ARG(inp), ARG(dout));
+    SL_TRY(check_same_numel_as(op, (const named_tensor[]){ARG(dinp), ARG(dout)}, 2, ARG(inp)));
     SL_TRY(check_inplace_or_disjoint(op, "dinp", dinp, "dout", dout));
     SL_TRY(check_disjoint(op, "dinp", dinp, "inp", inp));
     return be->ops->gelu_backward(be, dinp, inp, dout);
@@ -429,14 +461,7 @@ sl_status ops_gelu_backward(sl_backend *be, sl_tensor dinp, sl_tensor inp, sl_te
 
 sl_status ops_swiglu_forward(sl_backend *be, sl_tensor out, sl_tensor gate, sl_tensor up) {
     OPS_ENTRY(swiglu_forward);
-    const char *op = "ops_swiglu_forward";
-    SL_TRY(check_t(be, op, "out", out, be->act_dtype));
-    SL_TRY(check_t(be, op, "gate", gate, be->act_dtype));
-    SL_TRY(check_t(be, op, "up", up, be->act_dtype));
-    SL_TRY(check_same_numel(op, "out", out, "gate", gate));
-    SL_TRY(check_same_numel(op, "up", up, "gate", gate));
-    SL_TRY(check_inplace_or_disjoint(op, "out", out, "gate", gate));
-    SL_TRY(check_inplace_or_disjoint(op, "out", out, "up", up));
+    SL_TRY(check_binary(be, "ops_swiglu_forward", out, ARG(gate), ARG(up)));
     return be->ops->swiglu_forward(be, out, gate, up);
 }
 
@@ -444,22 +469,14 @@ sl_status ops_swiglu_backward(sl_backend *be, sl_tensor dgate, sl_tensor dup, sl
                               sl_tensor gate, sl_tensor up) {
     OPS_ENTRY(swiglu_backward);
     const char *op = "ops_swiglu_backward";
-    sl_dtype act = be->act_dtype;
-    SL_TRY(check_t(be, op, "dgate", dgate, act));
-    SL_TRY(check_t(be, op, "dup", dup, act));
-    SL_TRY(check_t(be, op, "dout", dout, act));
-    SL_TRY(check_t(be, op, "gate", gate, act));
-    SL_TRY(check_t(be, op, "up", up, act));
-    SL_TRY(check_same_numel(op, "dgate", dgate, "gate", gate));
-    SL_TRY(check_same_numel(op, "dup", dup, "gate", gate));
-    SL_TRY(check_same_numel(op, "dout", dout, "gate", gate));
-    SL_TRY(check_same_numel(op, "up", up, "gate", gate));
+    CHECK_EACH(be->act_dtype, ARG(dgate), ARG(dup), ARG(dout), ARG(gate), ARG(up));
+    const named_tensor like_gate[] = {ARG(dgate), ARG(dup), ARG(dout), ARG(up)};
+    SL_TRY(check_same_numel_as(op, like_gate, 4, ARG(gate)));
     SL_TRY(check_inplace_or_disjoint(op, "dgate", dgate, "gate", gate));
     SL_TRY(check_inplace_or_disjoint(op, "dup", dup, "up", up));
     SL_TRY(check_disjoint(op, "dgate", dgate, "up", up));
     SL_TRY(check_disjoint(op, "dup", dup, "gate", gate));
-    SL_TRY(check_disjoint(op, "dgate", dgate, "dup", dup));
-    SL_TRY(check_disjoint(op, "dgate", dgate, "dout", dout));
+    CHECK_DISJOINT_FROM(ARG(dgate), ARG(dup), ARG(dout));
     SL_TRY(check_disjoint(op, "dup", dup, "dout", dout));
     return be->ops->swiglu_backward(be, dgate, dup, dout, gate, up);
 }
@@ -467,16 +484,23 @@ sl_status ops_swiglu_backward(sl_backend *be, sl_tensor dgate, sl_tensor dup, sl
 /* ------------------------------------------------------------------------ */
 /* rope */
 
+/* Two 4-d tensors with the same dims; q quotes the names in the message
+ * ("'" or ""). */
+static sl_status check_dims4_equal(const char *op, const char *na, sl_tensor a, const char *nb,
+                                   sl_tensor b, const char *q) {
+    for (int d = 0; d < 4; d++)
+        if (a.shape[d] != b.shape[d])
+            return sl_errorf(SL_ERR_INVALID, "%s: %s%s%s %s and %s%s%s %s differ", op, q, na, q,
+                             shape_str(a).s, q, nb, q, shape_str(b).s);
+    return SL_OK;
+}
+
 static sl_status check_rope(const sl_backend *be, const char *op, const char *no, sl_tensor o,
                             const char *ni, sl_tensor i, int64_t pos_offset, float theta) {
-    SL_TRY(check_t(be, op, no, o, be->act_dtype));
-    SL_TRY(check_t(be, op, ni, i, be->act_dtype));
+    CHECK_EACH(be->act_dtype, {no, o}, {ni, i});
     SL_TRY(check_ndim(op, ni, i, 4, "(B, T, H, D)"));
     SL_TRY(check_ndim(op, no, o, 4, "(B, T, H, D)"));
-    for (int d = 0; d < 4; d++)
-        if (o.shape[d] != i.shape[d])
-            return sl_errorf(SL_ERR_INVALID, "%s: '%s' %s and '%s' %s differ", op, no,
-                             shape_str(o).s, ni, shape_str(i).s);
+    SL_TRY(check_dims4_equal(op, no, o, ni, i, "'"));
     SL_CHECK_ARG(i.shape[3] % 2 == 0 && i.shape[3] > 0,
                  "%s: head dim D = %" PRId64 " must be even and positive", op, i.shape[3]);
     SL_CHECK_ARG(pos_offset >= 0, "%s: pos_offset %" PRId64 " is negative", op, pos_offset);
@@ -504,17 +528,11 @@ sl_status ops_rope_backward(sl_backend *be, sl_tensor dinp, sl_tensor dout, int6
 /* q (B, Tq, H, D); k, v (B, Tk, Hkv, D) with H % Hkv == 0. */
 static sl_status check_qkv(const sl_backend *be, const char *op, sl_tensor q, sl_tensor k,
                            sl_tensor v, const char *kname, const char *vname) {
-    sl_dtype act = be->act_dtype;
-    SL_TRY(check_t(be, op, "q", q, act));
-    SL_TRY(check_t(be, op, kname, k, act));
-    SL_TRY(check_t(be, op, vname, v, act));
+    CHECK_EACH(be->act_dtype, ARG(q), {kname, k}, {vname, v});
     SL_TRY(check_ndim(op, "q", q, 4, "(B, T, n_head, head_dim)"));
     SL_TRY(check_ndim(op, kname, k, 4, "(B, T, n_kv_head, head_dim)"));
     SL_TRY(check_ndim(op, vname, v, 4, "(B, T, n_kv_head, head_dim)"));
-    for (int d = 0; d < 4; d++)
-        if (k.shape[d] != v.shape[d])
-            return sl_errorf(SL_ERR_INVALID, "%s: %s %s and %s %s differ", op, kname,
-                             shape_str(k).s, vname, shape_str(v).s);
+    SL_TRY(check_dims4_equal(op, kname, k, vname, v, ""));
     if (k.shape[0] != q.shape[0] || k.shape[3] != q.shape[3])
         return sl_errorf(SL_ERR_INVALID, "%s: q %s and %s %s differ in batch or head dim", op,
                          shape_str(q).s, kname, shape_str(k).s);
@@ -534,13 +552,20 @@ static sl_status check_same4(const char *op, const char *na, sl_tensor a, const 
     return SL_OK;
 }
 
+/* Training attention: check_qkv with k as long as q. */
+static sl_status check_self_qkv(const sl_backend *be, const char *op, sl_tensor q, sl_tensor k,
+                                sl_tensor v) {
+    SL_TRY(check_qkv(be, op, q, k, v, "k", "v"));
+    SL_CHECK_ARG(k.shape[1] == q.shape[1], "%s: q %s and k %s differ in sequence length", op,
+                 shape_str(q).s, shape_str(k).s);
+    return SL_OK;
+}
+
 sl_status ops_attention_forward(sl_backend *be, sl_tensor out, sl_tensor lse, sl_tensor q,
                                 sl_tensor k, sl_tensor v) {
     OPS_ENTRY(attention_forward);
     const char *op = "ops_attention_forward";
-    SL_TRY(check_qkv(be, op, q, k, v, "k", "v"));
-    SL_CHECK_ARG(k.shape[1] == q.shape[1], "%s: q %s and k %s differ in sequence length", op,
-                 shape_str(q).s, shape_str(k).s);
+    SL_TRY(check_self_qkv(be, op, q, k, v));
     SL_TRY(check_t(be, op, "out", out, be->act_dtype));
     SL_TRY(check_same4(op, "out", out, "q", q));
     if (present(lse)) {
@@ -548,9 +573,7 @@ sl_status ops_attention_forward(sl_backend *be, sl_tensor out, sl_tensor lse, sl
         SL_TRY(check_numel(op, "lse", lse, q.shape[0] * q.shape[2] * q.shape[1],
                            "(B, n_head, T)"));
     }
-    SL_TRY(check_disjoint(op, "out", out, "q", q));
-    SL_TRY(check_disjoint(op, "out", out, "k", k));
-    SL_TRY(check_disjoint(op, "out", out, "v", v));
+    CHECK_DISJOINT_FROM(ARG(out), ARG(q), ARG(k), ARG(v));
     return be->ops->attention_forward(be, out, lse, q, k, v);
 }
 
@@ -559,15 +582,8 @@ sl_status ops_attention_backward(sl_backend *be, sl_tensor dq, sl_tensor dk, sl_
                                  sl_tensor out, sl_tensor lse) {
     OPS_ENTRY(attention_backward);
     const char *op = "ops_attention_backward";
-    sl_dtype act = be->act_dtype;
-    SL_TRY(check_qkv(be, op, q, k, v, "k", "v"));
-    SL_CHECK_ARG(k.shape[1] == q.shape[1], "%s: q %s and k %s differ in sequence length", op,
-                 shape_str(q).s, shape_str(k).s);
-    SL_TRY(check_t(be, op, "dq", dq, act));
-    SL_TRY(check_t(be, op, "dk", dk, act));
-    SL_TRY(check_t(be, op, "dv", dv, act));
-    SL_TRY(check_t(be, op, "dout", dout, act));
-    SL_TRY(check_t(be, op, "out", out, act));
+    SL_TRY(check_self_qkv(be, op, q, k, v));
+    CHECK_EACH(be->act_dtype, ARG(dq), ARG(dk), ARG(dv), ARG(dout), ARG(out));
     SL_TRY(check_t(be, op, "lse", lse, SL_DTYPE_F32));
     SL_TRY(check_same4(op, "dq", dq, "q", q));
     SL_TRY(check_same4(op, "dk", dk, "k", k));
@@ -575,15 +591,11 @@ sl_status ops_attention_backward(sl_backend *be, sl_tensor dq, sl_tensor dk, sl_
     SL_TRY(check_same4(op, "dout", dout, "q", q));
     SL_TRY(check_same4(op, "out", out, "q", q));
     SL_TRY(check_numel(op, "lse", lse, q.shape[0] * q.shape[2] * q.shape[1], "(B, n_head, T)"));
-    sl_tensor outs[3] = {dq, dk, dv};
-    const char *on[3] = {"dq", "dk", "dv"};
-    sl_tensor ins[6] = {dout, q, k, v, out, lse};
-    const char *in[6] = {"dout", "q", "k", "v", "out", "lse"};
+    const named_tensor outs[3] = {ARG(dq), ARG(dk), ARG(dv)};
+    const named_tensor ins[6] = {ARG(dout), ARG(q), ARG(k), ARG(v), ARG(out), ARG(lse)};
     for (int i = 0; i < 3; i++) {
-        for (int j = 0; j < 6; j++)
-            SL_TRY(check_disjoint(op, on[i], outs[i], in[j], ins[j]));
-        for (int j = i + 1; j < 3; j++)
-            SL_TRY(check_disjoint(op, on[i], outs[i], on[j], outs[j]));
+        SL_TRY(check_disjoint_from(op, outs[i], ins, 6));
+        SL_TRY(check_disjoint_from(op, outs[i], outs + i + 1, (size_t)(2 - i)));
     }
     return be->ops->attention_backward(be, dq, dk, dv, dout, q, k, v, out, lse);
 }
@@ -599,17 +611,14 @@ sl_status ops_attention_decode(sl_backend *be, sl_tensor out, sl_tensor q, sl_te
     SL_CHECK_ARG(tq >= 1 && tq <= kv_len && kv_len <= s,
                  "%s: need 1 <= Tq <= kv_len <= cache length, got Tq %" PRId64 ", kv_len %" PRId64
                  ", cache length %" PRId64, op, tq, kv_len, s);
-    SL_TRY(check_disjoint(op, "out", out, "q", q));
-    SL_TRY(check_disjoint(op, "out", out, "k_cache", k_cache));
-    SL_TRY(check_disjoint(op, "out", out, "v_cache", v_cache));
+    CHECK_DISJOINT_FROM(ARG(out), ARG(q), ARG(k_cache), ARG(v_cache));
     return be->ops->attention_decode(be, out, q, k_cache, v_cache, kv_len);
 }
 
 sl_status ops_kv_cache_append(sl_backend *be, sl_tensor cache, sl_tensor src, int64_t pos) {
     OPS_ENTRY(kv_cache_append);
     const char *op = "ops_kv_cache_append";
-    SL_TRY(check_t(be, op, "cache", cache, be->act_dtype));
-    SL_TRY(check_t(be, op, "src", src, be->act_dtype));
+    CHECK_EACH(be->act_dtype, ARG(cache), ARG(src));
     SL_TRY(check_ndim(op, "cache", cache, 4, "(B, S, n_kv_head, head_dim)"));
     SL_TRY(check_ndim(op, "src", src, 4, "(B, Tn, n_kv_head, head_dim)"));
     if (cache.shape[0] != src.shape[0] || cache.shape[2] != src.shape[2] ||
@@ -625,6 +634,24 @@ sl_status ops_kv_cache_append(sl_backend *be, sl_tensor cache, sl_tensor src, in
 
 /* ------------------------------------------------------------------------ */
 /* embeddings */
+
+/* An embedding table (or its gradient) of width c: (V, C) or (P, C). */
+static sl_status check_table(const sl_backend *be, const char *op, const char *name, sl_tensor t,
+                             sl_dtype dt, const char *layout, int64_t c) {
+    SL_TRY(check_t(be, op, name, t, dt));
+    SL_TRY(check_ndim(op, name, t, 2, layout));
+    SL_CHECK_ARG(t.shape[1] == c, "%s: %s %s has C != %" PRId64, op, name, shape_str(t).s, c);
+    return SL_OK;
+}
+
+/* Positions pos_offset .. pos_offset + t - 1 are rows of the position table. */
+static sl_status check_positions(const char *op, const char *name, sl_tensor table,
+                                 int64_t pos_offset, int64_t t, const char *what) {
+    SL_CHECK_ARG(pos_offset + t <= table.shape[0],
+                 "%s: positions up to %" PRId64 " exceed the %" PRId64 " rows of %s%s", op,
+                 pos_offset + t - 1, table.shape[0], name, what);
+    return SL_OK;
+}
 
 sl_status ops_embedding_forward(sl_backend *be, sl_tensor out, sl_tensor tokens, sl_tensor wte,
                                 sl_tensor wpe, int64_t pos_offset) {
@@ -643,14 +670,8 @@ sl_status ops_embedding_forward(sl_backend *be, sl_tensor out, sl_tensor tokens,
                          shape_str(tokens).s, shape_str(wte).s);
     SL_CHECK_ARG(pos_offset >= 0, "%s: pos_offset %" PRId64 " is negative", op, pos_offset);
     if (present(wpe)) {
-        SL_TRY(check_t(be, op, "wpe", wpe, be->act_dtype));
-        SL_TRY(check_ndim(op, "wpe", wpe, 2, "(P, C)"));
-        SL_CHECK_ARG(wpe.shape[1] == out.shape[2], "%s: wpe %s has C != %" PRId64, op,
-                     shape_str(wpe).s, out.shape[2]);
-        SL_CHECK_ARG(pos_offset + out.shape[1] <= wpe.shape[0],
-                     "%s: positions up to %" PRId64 " exceed the %" PRId64
-                     " rows of wpe (max_seq_len)", op, pos_offset + out.shape[1] - 1,
-                     wpe.shape[0]);
+        SL_TRY(check_table(be, op, "wpe", wpe, be->act_dtype, "(P, C)", out.shape[2]));
+        SL_TRY(check_positions(op, "wpe", wpe, pos_offset, out.shape[1], " (max_seq_len)"));
     }
     return be->ops->embedding_forward(be, out, tokens, wte, wpe, pos_offset);
 }
@@ -667,20 +688,11 @@ sl_status ops_embedding_backward(sl_backend *be, sl_tensor dwte, sl_tensor dwpe,
                  "%s: tokens %s and dout %s differ in (B, T)", op, shape_str(tokens).s,
                  shape_str(dout).s);
     SL_CHECK_ARG(pos_offset >= 0, "%s: pos_offset %" PRId64 " is negative", op, pos_offset);
-    if (present(dwte)) {
-        SL_TRY(check_t(be, op, "dwte", dwte, SL_DTYPE_F32));
-        SL_TRY(check_ndim(op, "dwte", dwte, 2, "(V, C)"));
-        SL_CHECK_ARG(dwte.shape[1] == dout.shape[2], "%s: dwte %s has C != %" PRId64, op,
-                     shape_str(dwte).s, dout.shape[2]);
-    }
+    if (present(dwte))
+        SL_TRY(check_table(be, op, "dwte", dwte, SL_DTYPE_F32, "(V, C)", dout.shape[2]));
     if (present(dwpe)) {
-        SL_TRY(check_t(be, op, "dwpe", dwpe, SL_DTYPE_F32));
-        SL_TRY(check_ndim(op, "dwpe", dwpe, 2, "(P, C)"));
-        SL_CHECK_ARG(dwpe.shape[1] == dout.shape[2], "%s: dwpe %s has C != %" PRId64, op,
-                     shape_str(dwpe).s, dout.shape[2]);
-        SL_CHECK_ARG(pos_offset + dout.shape[1] <= dwpe.shape[0],
-                     "%s: positions up to %" PRId64 " exceed the %" PRId64 " rows of dwpe", op,
-                     pos_offset + dout.shape[1] - 1, dwpe.shape[0]);
+        SL_TRY(check_table(be, op, "dwpe", dwpe, SL_DTYPE_F32, "(P, C)", dout.shape[2]));
+        SL_TRY(check_positions(op, "dwpe", dwpe, pos_offset, dout.shape[1], ""));
     }
     SL_TRY(check_disjoint(op, "dwte", dwte, "dwpe", dwpe));
     return be->ops->embedding_backward(be, dwte, dwpe, dout, tokens, pos_offset);
@@ -717,6 +729,20 @@ sl_status ops_cross_entropy(sl_backend *be, sl_tensor losses, sl_tensor dlogits,
     }
     return be->ops->cross_entropy(be, losses, dlogits, logits, targets, grad_scale, loss_sum,
                                   n_valid);
+}
+
+void ops_xent_sum_losses(const double *row_loss, const int32_t *targets, int64_t rows,
+                         double *sum, int64_t *n_valid) {
+    double s = 0.0;
+    int64_t nv = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        if (targets[r] < 0)
+            continue;
+        s += row_loss[r];
+        nv++;
+    }
+    *sum = s;
+    *n_valid = nv;
 }
 
 sl_status ops_xent_stats_chunk(sl_backend *be, sl_tensor stats, sl_tensor logits_chunk,
@@ -777,14 +803,11 @@ sl_status ops_adamw(sl_backend *be, sl_tensor param, sl_tensor grad, sl_tensor m
     OPS_ENTRY(adamw);
     const char *op = "ops_adamw";
     SL_CHECK_ARG(args != NULL, "%s: args is NULL", op);
-    SL_TRY(check_t(be, op, "param", param, SL_DTYPE_F32));
-    SL_TRY(check_t(be, op, "grad", grad, SL_DTYPE_F32));
-    SL_TRY(check_t(be, op, "m", m, SL_DTYPE_F32));
-    SL_TRY(check_t(be, op, "v", v, SL_DTYPE_F32));
+    CHECK_EACH(SL_DTYPE_F32, ARG(param), ARG(grad), ARG(m), ARG(v));
     int64_t n = numel(param);
-    SL_TRY(check_numel(op, "grad", grad, n, "same as param"));
-    SL_TRY(check_numel(op, "m", m, n, "same as param"));
-    SL_TRY(check_numel(op, "v", v, n, "same as param"));
+    const named_tensor state[] = {ARG(grad), ARG(m), ARG(v)};
+    for (int i = 0; i < 3; i++)
+        SL_TRY(check_numel(op, state[i].name, state[i].t, n, "same as param"));
     if (present(param_copy)) {
         SL_TRY(check_t2(be, op, "param_copy", param_copy, be->act_dtype, SL_DTYPE_F32));
         SL_TRY(check_numel(op, "param_copy", param_copy, n, "same as param"));
@@ -826,14 +849,7 @@ sl_status ops_scale(sl_backend *be, sl_tensor x, float s) {
 
 sl_status ops_add(sl_backend *be, sl_tensor out, sl_tensor a, sl_tensor b) {
     OPS_ENTRY(add);
-    const char *op = "ops_add";
-    SL_TRY(check_t(be, op, "out", out, be->act_dtype));
-    SL_TRY(check_t(be, op, "a", a, be->act_dtype));
-    SL_TRY(check_t(be, op, "b", b, be->act_dtype));
-    SL_TRY(check_same_numel(op, "out", out, "a", a));
-    SL_TRY(check_same_numel(op, "b", b, "a", a));
-    SL_TRY(check_inplace_or_disjoint(op, "out", out, "a", a));
-    SL_TRY(check_inplace_or_disjoint(op, "out", out, "b", b));
+    SL_TRY(check_binary(be, "ops_add", out, ARG(a), ARG(b)));
     return be->ops->add(be, out, a, b);
 }
 
@@ -843,10 +859,7 @@ sl_status ops_dropout(sl_backend *be, sl_tensor out, sl_tensor inp, float p, uin
     const char *op = "ops_dropout";
     if (!(p >= 0.0f && p < 1.0f))
         return sl_errorf(SL_ERR_INVALID, "%s: p = %g is outside [0, 1)", op, (double)p);
-    SL_TRY(check_t(be, op, "out", out, be->act_dtype));
-    SL_TRY(check_t(be, op, "inp", inp, be->act_dtype));
-    SL_TRY(check_same_numel(op, "out", out, "inp", inp));
-    SL_TRY(check_inplace_or_disjoint(op, "out", out, "inp", inp));
+    SL_TRY(check_unary(be, op, out, inp));
     if (offset + (uint64_t)numel(inp) < offset)
         return sl_errorf(SL_ERR_INVALID, "%s: offset %" PRIu64 " + %" PRId64 " elements wraps the 64-bit counter",
                          op, offset, numel(inp));

@@ -8,7 +8,8 @@
  *          matmul, linear, layernorm, rmsnorm, gelu, swiglu, rope, attention
  *          (+ KV-cache decode and append), embedding, cross-entropy (fused
  *          and vocab-chunked), adamw, cast, sq_norm, scale, add, dropout
- *          (+ ops_dropout_threshold, ops_dropout_scale).
+ *          (+ ops_dropout_threshold, ops_dropout_scale; for the backends'
+ *          loss sums: ops_xent_sum_losses).
  *
  * Does not: own model memory (callers own every buffer; tensors are views),
  * know about layers, FSDP units or communication, or pick a backend for the
@@ -476,6 +477,12 @@ sl_status ops_xent_loss(sl_backend *be, sl_tensor losses, sl_tensor lse, sl_tens
 sl_status ops_xent_backward_chunk(sl_backend *be, sl_tensor dlogits_chunk, sl_tensor logits_chunk,
                                   sl_tensor lse, sl_tensor targets, int64_t vocab_offset,
                                   float grad_scale);
+
+/* For the backends (host memory): *sum = the row losses of rows with
+ * target >= 0, added in row order (so the sum does not depend on how the
+ * rows were split); *n_valid = how many there are. */
+void ops_xent_sum_losses(const double *row_loss, const int32_t *targets, int64_t rows,
+                         double *sum, int64_t *n_valid);
 
 /* ------------------------------------------------------------------------ */
 /* Optimizer, casts, reductions, elementwise helpers.

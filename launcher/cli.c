@@ -9,6 +9,7 @@
 #include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <utf8proc.h>
 #include <xxhash.h>
 #include <zstd.h>
@@ -179,6 +180,12 @@ int cli_exit_code(sl_status st) {
     default:
         return SL_EXIT_FAILURE;
     }
+}
+
+void cli_log_init_host(void) {
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    log_init(-1, host, LOG_LEVEL_INFO);
 }
 
 int cli_report(const char *cmd, sl_status st) {

@@ -2,7 +2,7 @@
  *
  * defines: cli_args, cli_parse, cli_opt, cli_get_int, cli_get_float, cli_get_backend,
  *          cli_read_stream, cli_load_config, cli_exit_code, cli_report,
- *          cli_print_version
+ *          cli_log_init_host, cli_print_version
  *
  * Options are "--name value" or "--name=value"; flags are "--name".
  * cli_load_config applies the --config files in order, then the --set
@@ -62,6 +62,9 @@ int cli_exit_code(sl_status st);
 /* Prints "shardlm <cmd>: error: <message>" (with rank and host under MPI)
  * and returns cli_exit_code(st). */
 int cli_report(const char *cmd, sl_status st);
+/* For commands that run as one process (no MPI rank): log lines name this
+ * host, at level info. */
+void cli_log_init_host(void);
 
 void cli_print_version(FILE *out);
 

@@ -21,6 +21,7 @@
 #include "model/decode.h"
 #include "model/sample.h"
 #include "runtime/check.h"
+#include "runtime/mem.h"
 
 void cmd_generate_usage(FILE *out) {
     fprintf(out,
@@ -130,16 +131,7 @@ typedef struct {
 } out_stream;
 
 static sl_status out_reserve(out_stream *s, size_t extra) {
-    if (s->len + extra <= s->cap)
-        return SL_OK;
-    size_t nc = s->cap ? s->cap : 1024;
-    while (nc < s->len + extra)
-        nc *= 2;
-    char *nb = realloc(s->buf, nc);
-    SL_CHECK_ALLOC(nb, nc);
-    s->buf = nb;
-    s->cap = nc;
-    return SL_OK;
+    return mem_grow_bytes(&s->buf, &s->cap, s->len + extra, 1024);
 }
 
 static sl_status out_emit(out_stream *s, size_t end) {

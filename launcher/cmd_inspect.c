@@ -92,9 +92,7 @@ int cmd_inspect(int argc, char **argv) {
         cmd_inspect_usage(stderr);
         return SL_EXIT_USAGE;
     }
-    char host[64] = "";
-    gethostname(host, sizeof host - 1);
-    log_init(-1, host, LOG_LEVEL_INFO);
+    cli_log_init_host();
     int code = SL_EXIT_OK;
     for (int i = 0; i < a.n_pos; i++) {
         st = inspect_file(a.pos[i]);

@@ -45,26 +45,24 @@ static int two_dirs(const char *cmd, int argc, char **argv, void (*usage)(FILE *
     return SL_EXIT_OK;
 }
 
-int cmd_import(int argc, char **argv) {
+/* Two folders from the command line, convert(src, dst), then "<done> src -> dst". */
+static int convert_dirs(const char *cmd, int argc, char **argv, void (*usage)(FILE *),
+                        sl_status (*convert)(const char *, const char *), const char *done) {
     const char *src = NULL, *dst = NULL;
-    int code = two_dirs("import", argc, argv, cmd_import_usage, &src, &dst);
+    int code = two_dirs(cmd, argc, argv, usage, &src, &dst);
     if (code != SL_EXIT_OK)
         return code < 0 ? SL_EXIT_OK : code;
-    sl_status st = hf_import(src, dst);
+    sl_status st = convert(src, dst);
     if (st != SL_OK)
-        return cli_report("import", st);
-    printf("imported %s -> %s\n", src, dst);
+        return cli_report(cmd, st);
+    printf("%s %s -> %s\n", done, src, dst);
     return SL_EXIT_OK;
 }
 
+int cmd_import(int argc, char **argv) {
+    return convert_dirs("import", argc, argv, cmd_import_usage, hf_import, "imported");
+}
+
 int cmd_export(int argc, char **argv) {
-    const char *src = NULL, *dst = NULL;
-    int code = two_dirs("export", argc, argv, cmd_export_usage, &src, &dst);
-    if (code != SL_EXIT_OK)
-        return code < 0 ? SL_EXIT_OK : code;
-    sl_status st = hf_export(src, dst);
-    if (st != SL_OK)
-        return cli_report("export", st);
-    printf("exported %s -> %s\n", src, dst);
-    return SL_EXIT_OK;
+    return convert_dirs("export", argc, argv, cmd_export_usage, hf_export, "exported");
 }

@@ -66,9 +66,7 @@ int cmd_prepare(int argc, char **argv) {
         cmd_prepare_usage(stderr);
         return SL_EXIT_USAGE;
     }
-    char host[64] = "";
-    gethostname(host, sizeof host - 1);
-    log_init(-1, host, LOG_LEVEL_INFO);
+    cli_log_init_host();
     sl_config *cfg = malloc(sizeof *cfg);
     prepare_report *rep = malloc(sizeof *rep);
     if (!cfg || !rep) {

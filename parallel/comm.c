@@ -197,6 +197,12 @@ void comm_timeout_abort(comm *c, const comm_request *rq, double timeout_s) {
     _Exit(SL_EXIT_TIMEOUT);
 }
 
+void comm_work_begin(comm *c, comm_work *w, const comm_request *rq) {
+    w->c = c;
+    w->rq = *rq;
+    w->rq.seq = ++c->seq;
+}
+
 sl_status comm_work_wait(comm_work *w, double timeout_s) {
     comm *c = w->c;
     double t = timeout_s > 0 ? timeout_s : c->opts.timeout_s;

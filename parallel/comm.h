@@ -5,8 +5,8 @@
  *          comm_create_nccl, comm_split, comm_destroy, comm_rank, comm_size, comm_name,
  *          comm_all_gather[_async], comm_reduce_scatter[_async],
  *          comm_all_reduce[_async], comm_broadcast[_async], comm_barrier[_async],
- *          comm_work_wait, comm_work_test, comm_timeout_abort, comm_last_seq, comm_dtype_size,
- *          comm_dtype_name, comm_op_name
+ *          comm_work_wait, comm_work_test, comm_work_begin, comm_timeout_abort,
+ *          comm_last_seq, comm_dtype_size, comm_dtype_name, comm_op_name
  *
  * Does not: pad buffers (FSDP pads units to a multiple of the group size),
  * pick groups (parallel/plan and parallel/fsdp decide who shards with whom),
@@ -329,6 +329,9 @@ sl_status comm_work_test(comm_work *w, bool *done);
  * the timeout report of "Timeouts" for rq (describe_stall, then abort) and
  * ends the job with SL_EXIT_TIMEOUT. Does not return. */
 void comm_timeout_abort(comm *c, const comm_request *rq, double timeout_s) __attribute__((noreturn));
+/* For backends' submit: w is c's next op, rq stamped with c's next sequence
+ * number (rq.seq = ++c->seq). Call with the backend's lock held. */
+void comm_work_begin(comm *c, comm_work *w, const comm_request *rq);
 
 size_t comm_dtype_size(comm_dtype dt);
 const char *comm_dtype_name(comm_dtype dt);

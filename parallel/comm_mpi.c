@@ -369,9 +369,7 @@ static sl_status mpi_submit(comm *c, const comm_request *rq, comm_work **work) {
         w->all_next = s->all;
         s->all = w;
     }
-    w->base.c = c;
-    w->base.rq = *rq;
-    w->base.rq.seq = ++c->seq;
+    comm_work_begin(c, &w->base, rq);
     w->next = NULL;
     w->done = false;
     w->st = SL_OK;

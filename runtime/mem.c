@@ -1,5 +1,7 @@
 #include "runtime/mem.h"
 
+#include "runtime/check.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -83,4 +85,22 @@ int64_t mem_process_peak_rss(void) {
     if (getrusage(RUSAGE_SELF, &ru) != 0)
         return 0;
     return (int64_t)ru.ru_maxrss * 1024;
+}
+
+size_t mem_grow_cap(size_t cap, size_t need, size_t first) {
+    size_t nc = cap ? cap : first;
+    while (nc < need)
+        nc *= 2;
+    return nc;
+}
+
+sl_status mem_grow_bytes(char **buf, size_t *cap, size_t need, size_t first) {
+    if (need <= *cap)
+        return SL_OK;
+    size_t nc = mem_grow_cap(*cap, need, first);
+    char *p = realloc(*buf, nc);
+    SL_CHECK_ALLOC(p, nc);
+    *buf = p;
+    *cap = nc;
+    return SL_OK;
 }

@@ -2,7 +2,8 @@
  *
  * defines: mem_category, mem_accountant, mem_accountant_init, mem_record_alloc,
  *          mem_record_free, mem_current, mem_peak, mem_peak_total,
- *          mem_category_name, mem_host_alloc, mem_host_free
+ *          mem_category_name, mem_host_alloc, mem_host_free, mem_grow_cap,
+ *          mem_grow_bytes
  *
  * Records current and peak bytes per category (params, grads, optimizer,
  * gathered, activations, comm buffers, workspace, data). params, grads and
@@ -20,6 +21,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "runtime/status.h"
 
 typedef enum {
     MEM_CATEGORY_PARAMS = 0,
@@ -57,6 +60,16 @@ int64_t mem_peak_total(const mem_accountant *acct);
  * Free with mem_host_free with the same acct, cat and bytes. */
 void *mem_host_alloc(mem_accountant *acct, mem_category cat, size_t bytes);
 void mem_host_free(mem_accountant *acct, mem_category cat, void *ptr, size_t bytes);
+
+/* Growing buffers (not recorded). The capacity that holds need elements:
+ * cap (first when cap is 0) doubled until it holds need; cap itself when it
+ * already does. */
+size_t mem_grow_cap(size_t cap, size_t need, size_t first);
+
+/* Grows the byte buffer *buf of capacity *cap (realloc, by mem_grow_cap) to
+ * hold at least need bytes. On SL_ERR_NOMEM ("out of memory allocating N
+ * bytes") *buf and *cap are unchanged; the caller keeps owning *buf. */
+sl_status mem_grow_bytes(char **buf, size_t *cap, size_t need, size_t first);
 
 /* Peak resident set size of this process in bytes (from getrusage). */
 int64_t mem_process_peak_rss(void);

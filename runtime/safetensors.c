@@ -16,6 +16,7 @@
 
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
+#include "runtime/sort.h"
 
 /* Integers in the header go through cJSON's double; 2^53 is the largest
  * range where every integer is exact. */
@@ -280,21 +281,10 @@ static int cmp_begin(const void *a, const void *b) {
     return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes;
 }
 
-/* qsort_r is not C11: sort indices through a small merge sort instead. */
-static void sort_by_name(int *idx, int *tmp, int n, const safetensors_tensor *t) {
-    if (n < 2)
-        return;
-    int h = n / 2;
-    sort_by_name(idx, tmp, h, t);
-    sort_by_name(idx + h, tmp, n - h, t);
-    int i = 0, j = h, k = 0;
-    while (i < h && j < n)
-        tmp[k++] = strcmp(t[idx[i]].name, t[idx[j]].name) <= 0 ? idx[i++] : idx[j++];
-    while (i < h)
-        tmp[k++] = idx[i++];
-    while (j < n)
-        tmp[k++] = idx[j++];
-    memcpy(idx, tmp, (size_t)n * sizeof *idx);
+/* Tensor indices by name (ctx: the tensors). */
+static int cmp_index_name(const void *a, const void *b, void *ctx) {
+    const safetensors_tensor *t = ctx;
+    return strcmp(t[*(const int *)a].name, t[*(const int *)b].name);
 }
 
 /* Checks the tensors tile the data section: sorted by (begin, end) each one
@@ -416,7 +406,7 @@ static sl_status parse_header(safetensors_file *f) {
     qsort(f->tensors, (size_t)f->count, sizeof *f->tensors, cmp_begin);
     for (int i = 0; i < f->count; i++)
         f->by_name[i] = i;
-    sort_by_name(f->by_name, tmp, f->count, f->tensors);
+    sort_stable(f->by_name, tmp, (size_t)f->count, sizeof *tmp, cmp_index_name, f->tensors);
     free(tmp);
     for (int i = 1; i < f->count; i++) {
         if (strcmp(f->tensors[f->by_name[i - 1]].name, f->tensors[f->by_name[i]].name) == 0) {

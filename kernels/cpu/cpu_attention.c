@@ -158,16 +158,15 @@ static void head_backward(const float *q, int64_t ldq, const float *k, int64_t l
     }
 }
 
-/* Forward over all (b, h): q (B, tq, H, D); k, v rows 0..q_off+tq-1 of
- * (B, tk_stride, Hkv, D) buffers. */
-static sl_status attention_run(sl_backend *be, const char *op, float *out, float *lse,
-                               const float *q, const float *k, const float *v, int64_t bsz,
-                               int64_t tq, int64_t tk_stride, int64_t q_off, int64_t h,
-                               int64_t hkv, int64_t d) {
-    SL_TRY(check_blas_dims(op, q_off + tq, h * d));
-    int64_t group = h / hkv, tasks = bsz * h, ldq = h * d, ldk = hkv * d;
-    float scale = (float)(1.0 / sqrt((double)d));
-    size_t scratch = (size_t)ATTN_BLOCK * (size_t)(q_off + tq);
+/* One (b, h) task of an attention pass; s is the running thread's scratch. */
+typedef void (*head_task_fn)(const void *ctx, int64_t task, float *s);
+
+/* fn(ctx, task, scratch) for task 0..tasks-1 over the backend's threads
+ * (dynamic, one task at a time), each thread with its own scratch of
+ * `scratch` floats, BLAS serial inside. SL_ERR_NOMEM naming op when a
+ * thread's scratch could not be allocated (the tasks it drew did not run). */
+static sl_status run_head_tasks(sl_backend *be, const char *op, int64_t tasks, size_t scratch,
+                                head_task_fn fn, const void *ctx) {
     int failed = 0;
     blas_serial bs = blas_serial_begin();
 #pragma omp parallel num_threads(cpu_threads(be, tasks))
@@ -181,13 +180,7 @@ static sl_status attention_run(sl_backend *be, const char *op, float *out, float
         for (int64_t task = 0; task < tasks; task++) {
             if (!s)
                 continue;
-            int64_t b = task / h, hh = task % h, kh = hh / group;
-            const float *qh = q + b * tq * ldq + hh * d;
-            const float *kb = k + b * tk_stride * ldk + kh * d;
-            const float *vb = v + b * tk_stride * ldk + kh * d;
-            float *oh = out + b * tq * ldq + hh * d;
-            float *lh = lse ? lse + (b * h + hh) * tq : NULL;
-            head_forward(qh, ldq, kb, ldk, vb, ldk, oh, ldq, lh, tq, q_off, d, scale, s);
+            fn(ctx, task, s);
         }
         free(s);
     }
@@ -196,6 +189,40 @@ static sl_status attention_run(sl_backend *be, const char *op, float *out, float
         return sl_errorf(SL_ERR_NOMEM, "%s: out of memory for %zu bytes of attention scratch "
                          "per thread", op, scratch * sizeof(float));
     return SL_OK;
+}
+
+/* The forward's view of its buffers: q, out (B, tq, H, D); k, v rows of
+ * (B, tk_stride, Hkv, D); lse (B, H, tq) or NULL. */
+typedef struct {
+    const float *q, *k, *v;
+    float *out, *lse;
+    int64_t tq, tk_stride, q_off, h, group, d, ldq, ldk;
+    float scale;
+} forward_ctx;
+
+static void forward_task(const void *ctx, int64_t task, float *s) {
+    const forward_ctx *c = ctx;
+    int64_t b = task / c->h, hh = task % c->h, kh = hh / c->group;
+    int64_t d = c->d, ldq = c->ldq, ldk = c->ldk;
+    const float *qh = c->q + b * c->tq * ldq + hh * d;
+    const float *kb = c->k + b * c->tk_stride * ldk + kh * d;
+    const float *vb = c->v + b * c->tk_stride * ldk + kh * d;
+    float *oh = c->out + b * c->tq * ldq + hh * d;
+    float *lh = c->lse ? c->lse + (b * c->h + hh) * c->tq : NULL;
+    head_forward(qh, ldq, kb, ldk, vb, ldk, oh, ldq, lh, c->tq, c->q_off, d, c->scale, s);
+}
+
+/* Forward over all (b, h): q (B, tq, H, D); k, v rows 0..q_off+tq-1 of
+ * (B, tk_stride, Hkv, D) buffers. */
+static sl_status attention_run(sl_backend *be, const char *op, float *out, float *lse,
+                               const float *q, const float *k, const float *v, int64_t bsz,
+                               int64_t tq, int64_t tk_stride, int64_t q_off, int64_t h,
+                               int64_t hkv, int64_t d) {
+    SL_TRY(check_blas_dims(op, q_off + tq, h * d));
+    forward_ctx c = {q, k, v, out, lse, tq, tk_stride, q_off, h, h / hkv, d, h * d, hkv * d,
+                     (float)(1.0 / sqrt((double)d))};
+    size_t scratch = (size_t)ATTN_BLOCK * (size_t)(q_off + tq);
+    return run_head_tasks(be, op, bsz * h, scratch, forward_task, &c);
 }
 
 sl_status cpu_attention_forward(sl_backend *be, sl_tensor out, sl_tensor lse, sl_tensor q,
@@ -222,6 +249,43 @@ sl_status cpu_kv_cache_append(sl_backend *be, sl_tensor cache, sl_tensor src, in
         memcpy(cpu_f32(cache) + (b * s + pos) * row, cpu_cf32(src) + b * tn * row,
                (size_t)(tn * row) * sizeof(float));
     return SL_OK;
+}
+
+/* The backward's view of its buffers (fwd: q, k, v, out, lse; dout; dq, dk,
+ * dv); gk, gv: the per-task (T, D) dk/dv slabs under GQA (NULL without). */
+typedef struct {
+    const float *q, *k, *v, *out, *dout, *lse;
+    float *dq, *dk, *dv, *gk, *gv;
+    size_t slab;
+    int64_t t, h, group, d, ldq, ldk;
+    float scale;
+} backward_ctx;
+
+static void backward_task(const void *ctx, int64_t task, float *p) {
+    const backward_ctx *c = ctx;
+    int64_t t = c->t, h = c->h, d = c->d, ldq = c->ldq, ldk = c->ldk;
+    int64_t b = task / h, hh = task % h, kh = hh / c->group;
+    float *dkh, *dvh;
+    int64_t lddk;
+    if (c->group > 1) {
+        dkh = c->gk + (size_t)task * c->slab;
+        dvh = c->gv + (size_t)task * c->slab;
+        lddk = d;
+        memset(dkh, 0, c->slab * sizeof(float));
+        memset(dvh, 0, c->slab * sizeof(float));
+    } else {
+        dkh = c->dk + b * t * ldk + kh * d;
+        dvh = c->dv + b * t * ldk + kh * d;
+        lddk = ldk;
+        for (int64_t i = 0; i < t; i++) {
+            memset(dkh + i * ldk, 0, (size_t)d * sizeof(float));
+            memset(dvh + i * ldk, 0, (size_t)d * sizeof(float));
+        }
+    }
+    int64_t qoff = b * t * ldq + hh * d, koff = b * t * ldk + kh * d;
+    head_backward(c->q + qoff, ldq, c->k + koff, ldk, c->v + koff, ldk, c->out + qoff,
+                  c->dout + qoff, ldq, c->lse + (b * h + hh) * t, c->dq + qoff, dkh, lddk, dvh, t,
+                  d, c->scale, p, p + ATTN_BLOCK * t, p + 2 * ATTN_BLOCK * t);
 }
 
 sl_status cpu_attention_backward(sl_backend *be, sl_tensor dq, sl_tensor dk, sl_tensor dv,
@@ -252,47 +316,11 @@ sl_status cpu_attention_backward(sl_backend *be, sl_tensor dq, sl_tensor dk, sl_
                              "gradient scratch", op, bytes);
         }
     }
+    backward_ctx c = {qp, kp, vp, op_, gp, lp, dqp, dkp, dvp, gk, gv, slab, t, h, group, d, ldq,
+                      ldk, scale};
     size_t scratch = (size_t)ATTN_BLOCK * (size_t)t * 2 + (size_t)t;
-    int failed = 0;
-    blas_serial bs = blas_serial_begin();
-#pragma omp parallel num_threads(cpu_threads(be, tasks))
-    {
-        float *p = malloc(scratch * sizeof(float));
-        if (!p) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < tasks; task++) {
-            if (!p)
-                continue;
-            int64_t b = task / h, hh = task % h, kh = hh / group;
-            float *dkh, *dvh;
-            int64_t lddk;
-            if (group > 1) {
-                dkh = gk + (size_t)task * slab;
-                dvh = gv + (size_t)task * slab;
-                lddk = d;
-                memset(dkh, 0, slab * sizeof(float));
-                memset(dvh, 0, slab * sizeof(float));
-            } else {
-                dkh = dkp + b * t * ldk + kh * d;
-                dvh = dvp + b * t * ldk + kh * d;
-                lddk = ldk;
-                for (int64_t i = 0; i < t; i++) {
-                    memset(dkh + i * ldk, 0, (size_t)d * sizeof(float));
-                    memset(dvh + i * ldk, 0, (size_t)d * sizeof(float));
-                }
-            }
-            int64_t qoff = b * t * ldq + hh * d, koff = b * t * ldk + kh * d;
-            head_backward(qp + qoff, ldq, kp + koff, ldk, vp + koff, ldk, op_ + qoff, gp + qoff,
-                          ldq, lp + (b * h + hh) * t, dqp + qoff, dkh, lddk, dvh, t, d, scale, p,
-                          p + ATTN_BLOCK * t, p + 2 * ATTN_BLOCK * t);
-        }
-        free(p);
-    }
-    blas_serial_end(bs);
-    if (!failed && group > 1) {
+    sl_status st = run_head_tasks(be, op, tasks, scratch, backward_task, &c);
+    if (st == SL_OK && group > 1) {
         /* dk[b, i, kh, :] = sum over g of slab(b, kh*group + g)[i, :], g in order */
         int64_t rows = bsz * t;
 #pragma omp parallel for num_threads(cpu_threads(be, rows)) schedule(static)
@@ -316,8 +344,5 @@ sl_status cpu_attention_backward(sl_backend *be, sl_tensor dq, sl_tensor dk, sl_
     }
     free(gk);
     free(gv);
-    if (failed)
-        return sl_errorf(SL_ERR_NOMEM, "%s: out of memory for %zu bytes of attention scratch "
-                         "per thread", op, scratch * sizeof(float));
-    return SL_OK;
+    return st;
 }

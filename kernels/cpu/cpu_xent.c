@@ -52,19 +52,19 @@ static double row_sum_exp(const float *z, int64_t n, float mx) {
     return s;
 }
 
-/* Sums per-row double losses in row order; counts valid rows. */
-static void sum_losses(const double *row_loss, const int32_t *tgt, int64_t rows, double *sum,
-                       int64_t *n_valid) {
-    double s = 0.0;
-    int64_t nv = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        if (tgt[r] < 0)
-            continue;
-        s += row_loss[r];
-        nv++;
-    }
-    *sum = s;
-    *n_valid = nv;
+/* Row r's loss: in double for the row-order sum, and in losses when wanted. */
+static void put_loss(double *row_loss, float *lo, int64_t r, double loss) {
+    row_loss[r] = loss;
+    if (lo)
+        lo[r] = (float)loss;
+}
+
+/* ops_xent_sum_losses, then frees row_loss. */
+static sl_status sum_losses(double *row_loss, const int32_t *tgt, int64_t rows, double *sum,
+                            int64_t *n_valid) {
+    ops_xent_sum_losses(row_loss, tgt, rows, sum, n_valid);
+    free(row_loss);
+    return SL_OK;
 }
 
 sl_status cpu_cross_entropy(sl_backend *be, sl_tensor losses, sl_tensor dlogits, sl_tensor logits,
@@ -83,9 +83,7 @@ sl_status cpu_cross_entropy(sl_backend *be, sl_tensor losses, sl_tensor dlogits,
         const float *zr = z + r * vocab;
         int32_t t = tgt[r];
         if (t < 0) {
-            row_loss[r] = 0.0;
-            if (lo)
-                lo[r] = 0.0f;
+            put_loss(row_loss, lo, r, 0.0);
             if (dz)
                 for (int64_t j = 0; j < vocab; j++)
                     dz[r * vocab + j] = 0.0f;
@@ -111,13 +109,9 @@ sl_status cpu_cross_entropy(sl_backend *be, sl_tensor losses, sl_tensor dlogits,
             sum = row_sum_exp(zr, vocab, mx);
         }
         double loss = (double)mx + log(sum) - (double)zt;
-        row_loss[r] = loss;
-        if (lo)
-            lo[r] = (float)loss;
+        put_loss(row_loss, lo, r, loss);
     }
-    sum_losses(row_loss, tgt, rows, loss_sum, n_valid);
-    free(row_loss);
-    return SL_OK;
+    return sum_losses(row_loss, tgt, rows, loss_sum, n_valid);
 }
 
 sl_status cpu_xent_stats_chunk(sl_backend *be, sl_tensor stats, sl_tensor logits_chunk,
@@ -166,13 +160,9 @@ sl_status cpu_xent_loss(sl_backend *be, sl_tensor losses, sl_tensor lse, sl_tens
         double l = (double)sr[0] + log((double)sr[1]);
         ls[r] = (float)l;
         double loss = tgt[r] < 0 ? 0.0 : l - (double)sr[2];
-        row_loss[r] = loss;
-        if (lo)
-            lo[r] = (float)loss;
+        put_loss(row_loss, lo, r, loss);
     }
-    sum_losses(row_loss, tgt, rows, loss_sum, n_valid);
-    free(row_loss);
-    return SL_OK;
+    return sum_losses(row_loss, tgt, rows, loss_sum, n_valid);
 }
 
 sl_status cpu_xent_backward_chunk(sl_backend *be, sl_tensor dlogits_chunk,

@@ -312,16 +312,7 @@ static sl_status sum_row_losses(sl_backend *be, const double *d_row_loss,
                                   cudaMemcpyDeviceToHost, s));
     SL_CHECK_CUDA(cudaMemcpyAsync(tg, d_targets, (size_t)rows * 4, cudaMemcpyDeviceToHost, s));
     SL_CHECK_CUDA(cudaStreamSynchronize(s));
-    double sum = 0.0;
-    int64_t nv = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        if (tg[r] < 0)
-            continue;
-        sum += rl[r];
-        nv++;
-    }
-    *loss_sum = sum;
-    *n_valid = nv;
+    ops_xent_sum_losses(rl, tg, rows, loss_sum, n_valid);
     return SL_OK;
 }
 

@@ -49,12 +49,7 @@
 #define TOL_LOGITS tol_bf16(K_FWD)
 #define MARGIN_STD 0.15 /* a clear greedy margin, in standard deviations of the row's logits */
 
-typedef struct {
-    sl_backend *cpu, *gpu;
-    int failed, checked;
-    const char *test;
-    double max_err; /* of the current case */
-} ctx;
+typedef gpu_test ctx;
 
 /* Failures print at once; the case's largest error prints in its summary. */
 static void check(ctx *t, const char *what, double err, double tol) {
@@ -103,22 +98,7 @@ static void fixture_make(fixture *f, int arch) {
     f->params = malloc((size_t)l->total_numel * sizeof(float));
     if (!f->params)
         gpu_die("malloc");
-    for (int u = 0; u < l->n_units; u++)
-        GPU_MUST(model_init_unit_range(l, u, 0, l->units[u].numel, f->params + gpu_unit_base(l, u), 4321));
-    /* norms init to 1 and biases to 0: perturb them so that a misplaced norm
-     * or bias on one backend shows */
-    rng_stream s = rng_stream_make(7, RNG_PURPOSE_TEST, 0);
-    for (int i = 0; i < l->n_params; i++) {
-        const model_param *p = &l->params[i];
-        if (p->role != MODEL_ROLE_NORM_WEIGHT && p->role != MODEL_ROLE_NORM_BIAS &&
-            p->role != MODEL_ROLE_LINEAR_BIAS)
-            continue;
-        float *dst = f->params + gpu_unit_base(l, p->unit) + p->offset;
-        for (int64_t e = 0; e < p->numel; e++)
-            dst[e] += 0.1f * rng_normal(&s, (uint64_t)(i * 100000 + e));
-    }
-    for (int64_t i = 0; i < l->total_numel; i++)
-        f->params[i] = f32_from_bf16(bf16_from_f32(f->params[i]));
+    gpu_tiny_params(l, 4321, f->params);
 }
 
 static void fixture_free(fixture *f) {
@@ -228,19 +208,11 @@ static void test_arch(ctx *t, int arch) {
     fixture_free(&f);
 }
 
+static void run(ctx *t) {
+    test_arch(t, MODEL_ARCH_GPT2);
+    test_arch(t, MODEL_ARCH_LLAMA);
+}
+
 int main(void) {
-    ctx t;
-    memset(&t, 0, sizeof t);
-    mem_accountant acct;
-    mem_accountant_init(&acct);
-    int rc = gpu_backends_open(&acct, &t.cpu, &t.gpu);
-    if (rc != 0)
-        return rc;
-    test_arch(&t, MODEL_ARCH_GPT2);
-    test_arch(&t, MODEL_ARCH_LLAMA);
-    printf("peak device memory recorded: %lld bytes\n", (long long)mem_peak_total(&acct));
-    backend_destroy(t.gpu);
-    backend_destroy(t.cpu);
-    printf("%d of %d checks failed\n", t.failed, t.checked);
-    return t.failed ? 1 : 0;
+    return gpu_test_main(run);
 }

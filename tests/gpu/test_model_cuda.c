@@ -54,11 +54,7 @@
 #define TOL_LOGITS tol_bf16(K_FWD)
 #define TOL_GRAD tol_bf16(K_BWD)
 
-typedef struct {
-    sl_backend *cpu, *gpu;
-    int failed, checked;
-    const char *test;
-} ctx;
+typedef gpu_test ctx;
 
 static void check(ctx *t, const char *what, double err, double tol) {
     t->checked++;
@@ -116,11 +112,6 @@ typedef struct {
     int32_t *targets;
 } fixture;
 
-static void round_bf16(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        x[i] = f32_from_bf16(bf16_from_f32(x[i]));
-}
-
 static void fixture_make(fixture *f, int arch) {
     memset(f, 0, sizeof *f);
     gpu_tiny_model(&f->cfg, arch, 128, 64, 0.05);
@@ -131,21 +122,7 @@ static void fixture_make(fixture *f, int arch) {
     f->params = malloc((size_t)l->total_numel * sizeof(float));
     if (!f->params)
         gpu_die("malloc");
-    for (int u = 0; u < l->n_units; u++)
-        GPU_MUST(model_init_unit_range(l, u, 0, l->units[u].numel, f->params + gpu_unit_base(l, u), 1234));
-    /* norms init to 1 and biases to 0: perturb them so that a misplaced norm
-     * or bias on one backend shows */
-    rng_stream s = rng_stream_make(7, RNG_PURPOSE_TEST, 0);
-    for (int i = 0; i < l->n_params; i++) {
-        const model_param *p = &l->params[i];
-        if (p->role != MODEL_ROLE_NORM_WEIGHT && p->role != MODEL_ROLE_NORM_BIAS &&
-            p->role != MODEL_ROLE_LINEAR_BIAS)
-            continue;
-        float *dst = f->params + gpu_unit_base(l, p->unit) + p->offset;
-        for (int64_t e = 0; e < p->numel; e++)
-            dst[e] += 0.1f * rng_normal(&s, (uint64_t)(i * 100000 + e));
-    }
-    round_bf16(f->params, (size_t)l->total_numel);
+    gpu_tiny_params(l, 1234, f->params);
     f->B = 2;
     f->T = 64;
     size_t n = (size_t)f->B * (size_t)f->T;
@@ -232,7 +209,7 @@ static void run_model(sl_backend *be, bool on_gpu, const fixture *f, bool recomp
 
 static void compare_units(ctx *t, const model_layout *l, const float *got, const float *want) {
     for (int u = 0; u < l->n_units; u++) {
-        int64_t b = gpu_unit_base(l, u), n = l->units[u].numel;
+        int64_t b = l->units[u].offset, n = l->units[u].numel;
         if (n == 0)
             continue;
         char what[64];
@@ -338,13 +315,13 @@ static void test_lora(ctx *t, int arch) {
     if (!ad)
         gpu_die("calloc");
     for (int u = 0; u < al->n_units; u++)
-        GPU_MUST(model_init_unit_range(al, u, 0, al->units[u].numel, ad + gpu_unit_base(al, u), 99));
+        GPU_MUST(model_init_unit_range(al, u, 0, al->units[u].numel, ad + al->units[u].offset, 99));
     /* B starts at zero; give it values so that the adapters change the output */
     uint64_t r = 12345;
     for (size_t i = 0; i < na; i++)
         if (ad[i] == 0.0f)
             ad[i] = 0.02f * (float)((double)(xs(&r) >> 11) / 9007199254740992.0 - 0.5);
-    round_bf16(ad, na);
+    gpu_round_bf16(ad, na);
     double lc_cpu = 0, lc_gpu = 0;
     float *g_cpu = NULL, *g_gpu = NULL;
     run_lora(t->cpu, false, &f, spec, ad, &lc_cpu, &g_cpu);
@@ -359,21 +336,13 @@ static void test_lora(ctx *t, int arch) {
     fixture_free(&f);
 }
 
+static void run(ctx *t) {
+    test_model(t, MODEL_ARCH_GPT2);
+    test_model(t, MODEL_ARCH_LLAMA);
+    test_lora(t, MODEL_ARCH_GPT2);
+    test_lora(t, MODEL_ARCH_LLAMA);
+}
+
 int main(void) {
-    ctx t;
-    memset(&t, 0, sizeof t);
-    mem_accountant acct;
-    mem_accountant_init(&acct);
-    int rc = gpu_backends_open(&acct, &t.cpu, &t.gpu);
-    if (rc != 0)
-        return rc;
-    test_model(&t, MODEL_ARCH_GPT2);
-    test_model(&t, MODEL_ARCH_LLAMA);
-    test_lora(&t, MODEL_ARCH_GPT2);
-    test_lora(&t, MODEL_ARCH_LLAMA);
-    printf("peak device memory recorded: %lld bytes\n", (long long)mem_peak_total(&acct));
-    backend_destroy(t.gpu);
-    backend_destroy(t.cpu);
-    printf("%d of %d checks failed\n", t.failed, t.checked);
-    return t.failed ? 1 : 0;
+    return gpu_test_main(run);
 }

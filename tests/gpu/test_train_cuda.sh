@@ -93,6 +93,21 @@ sys.exit(0 if l[0] - l[-1] > 1.0 else 1)
 PY
 }
 
+# cross_resume RUN FROM SAME SET...: RUN (with the settings SET) resumes
+# FROM's step-100 checkpoint of $arch; its steps 101-200 follow SAME (the run
+# on RUN's backend) and, with the first step close, FROM.
+cross_resume() {
+  local run=$1 from=$2 same=$3
+  shift 3
+  expect_exit 0 "$SHARDLM" train --config "$TMP/$arch.json" --set train.run_dir="$run" "$@" \
+    --resume "$from/checkpoints/step_00000100"
+  expect_out "resumed from"
+  expect_exit 0 "$PY" "$TMP/curves.py" "$run" "$same" 101 200 0.05 0.15
+  echo "$arch: $OUT"
+  expect_exit 0 "$PY" "$TMP/curves.py" "$run" "$from" 101 200 0.05 0.15 0.02
+  echo "$arch: $OUT"
+}
+
 for arch in gpt2 llama; do
   if [ $arch = gpt2 ]; then
     MODEL='"arch": "gpt2", "n_layer": 2, "d_model": 128, "n_head": 2, "vocab_size": 512, "max_seq_len": 128, "tie_embeddings": true'
@@ -118,19 +133,7 @@ J
   expect_exit 0 "$PY" "$TMP/curves.py" "$R.gpu" "$R.cpu" 1 200 0.05 0.15
   echo "$arch: $OUT"
   # a CUDA checkpoint continues on the CPU, a CPU checkpoint on CUDA
-  expect_exit 0 "$SHARDLM" train --config "$TMP/$arch.json" --set train.run_dir="$R.gpu2cpu" "${CPU_SET[@]}" \
-    --resume "$R.gpu/checkpoints/step_00000100"
-  expect_out "resumed from"
-  expect_exit 0 "$PY" "$TMP/curves.py" "$R.gpu2cpu" "$R.cpu" 101 200 0.05 0.15
-  echo "$arch: $OUT"
-  expect_exit 0 "$PY" "$TMP/curves.py" "$R.gpu2cpu" "$R.gpu" 101 200 0.05 0.15 0.02
-  echo "$arch: $OUT"
-  expect_exit 0 "$SHARDLM" train --config "$TMP/$arch.json" --set train.run_dir="$R.cpu2gpu" "${GPU_SET[@]}" \
-    --resume "$R.cpu/checkpoints/step_00000100"
-  expect_out "resumed from"
-  expect_exit 0 "$PY" "$TMP/curves.py" "$R.cpu2gpu" "$R.gpu" 101 200 0.05 0.15
-  echo "$arch: $OUT"
-  expect_exit 0 "$PY" "$TMP/curves.py" "$R.cpu2gpu" "$R.cpu" 101 200 0.05 0.15 0.02
-  echo "$arch: $OUT"
+  cross_resume "$R.gpu2cpu" "$R.gpu" "$R.cpu" "${CPU_SET[@]}"
+  cross_resume "$R.cpu2gpu" "$R.cpu" "$R.gpu" "${GPU_SET[@]}"
 done
 echo ok

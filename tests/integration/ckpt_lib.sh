@@ -1,5 +1,6 @@
 # Helpers for the checkpoint integration tests (sourced after lib.sh): a
-# tiny Llama, data from Debian's fortunes, and launch/kill helpers.
+# tiny Llama, data from Debian's fortunes, launch/kill helpers, and the checks
+# of a skipped or fatal non-finite step.
 
 ckpt_data() { # tokenizer + shards in $TMP, config in $TMP/run.json
   fortune_shards fortunes literature riddles
@@ -46,4 +47,34 @@ loss_at() {
   "$PYTHON" -c 'import json,sys
 v=[json.loads(l)["loss"] for l in open(sys.argv[1]+"/metrics.jsonl") if "\"loss\"" in l and json.loads(l)["step"]==int(sys.argv[2])]
 print(repr(v[-1]) if v else "none")' "$1" "$2"
+}
+
+# expect_skipped_step DIR STEP: the job in DIR skipped STEP: STEP's
+# checkpoint holds the parameters of STEP - 1, STEP + 1 changed them again,
+# and STEP + 1's meta.json counts one skipped step.
+expect_skipped_step() {
+  local c="$1/checkpoints" s=$2
+  local before after next
+  before=$(printf 'step_%08d' $((s - 1))) after=$(printf 'step_%08d' "$s") next=$(printf 'step_%08d' $((s + 1)))
+  ckpt_compare 0 same-params "$c/$before" "$c/$after"
+  ckpt_compare 1 same-params "$c/$after" "$c/$next"
+  grep -Eq "\"skipped_steps\":[[:space:]]*1," "$c/$next/meta.json" || fail "meta.json does not count the skipped step"
+}
+
+# expect_fatal_nonfinite FAULT STEP WHAT NOUN: with FAULT=1:STEP (a
+# SHARDLM_FAULT_* variable) and train.nonfinite=fatal, the 2-rank job in
+# $TMP/fatal exits 2, every rank reports "step STEP: non-finite WHAT on
+# rank(s) 1 (train.nonfinite = fatal)" (NOUN names WHAT in the failure) and
+# MPI was not aborted.
+expect_fatal_nonfinite() {
+  local -x "$1=1:$2"
+  expect_exit 2 $MPIRUN -np 2 "$SHARDLM" train --config "$TMP/run.json" \
+    --set train.run_dir="$TMP/fatal" --set train.nonfinite=fatal
+  local r
+  for r in 0 1; do
+    grep -q "^\[r$r .*step $2: non-finite $3 on rank(s) 1 (train.nonfinite = fatal)" <<< "$OUT" ||
+      fail "rank $r did not report the fatal non-finite $4 naming rank 1: $OUT"
+  done
+  grep -q "MPI_ABORT" <<< "$OUT" && fail "a fatal non-finite step aborted MPI: $OUT"
+  return 0
 }

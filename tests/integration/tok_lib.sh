@@ -67,3 +67,24 @@ print("reference:", " ".join(b[max(0, i - 5):i + 10]))
 PY
   fail "$1: shardlm and the reference differ"
 }
+
+# tok_ref_corpus_edges MODE REF_NAME EDGE_LABEL OURS_EDGE_FAIL: the fortunes
+# corpus, then the edge cases as valid UTF-8 ($TMP/edge.txt; raw bytes in
+# $TMP/edge.bin), each through shardlm with $TOK and through the reference
+# (`node $REF MODE`), compared id for id. REF_NAME names the reference in
+# failures; EDGE_LABEL names the edge-case comparison; OURS_EDGE_FAIL is the
+# failure when shardlm fails on the edge cases.
+tok_ref_corpus_edges() {
+  local mode=$1 name=$2 label=$3 ours_fail=$4
+  tok_corpus "$TMP/corpus.txt"
+  "$SHARDLM" tokenize --tokenizer "$TOK" < "$TMP/corpus.txt" > "$TMP/ours.txt" || fail "shardlm tokenize failed on the corpus"
+  node "$REF" "$mode" "$ASSETS" "$TMP/corpus.txt" > "$TMP/ref.txt" || fail "$name failed on the corpus"
+  tok_compare "fortunes corpus ($(wc -c < "$TMP/corpus.txt") bytes)" "$TMP/ours.txt" "$TMP/ref.txt"
+  echo "corpus: $(wc -w < "$TMP/ours.txt") ids equal"
+
+  tok_edge_cases "$TMP/edge.bin"
+  node "$REF" utf8 "$TMP/edge.bin" "$TMP/edge.txt" || fail "node utf8 conversion failed"
+  "$SHARDLM" tokenize --tokenizer "$TOK" < "$TMP/edge.txt" > "$TMP/ours_e.txt" || fail "$ours_fail"
+  node "$REF" "$mode" "$ASSETS" "$TMP/edge.txt" > "$TMP/ref_e.txt" || fail "$name failed on edge cases"
+  tok_compare "$label" "$TMP/ours_e.txt" "$TMP/ref_e.txt"
+}

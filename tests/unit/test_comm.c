@@ -168,16 +168,24 @@ static const red_case red_cases[] = {
     {COMM_DTYPE_I32, COMM_REDOP_MAX}, {COMM_DTYPE_F64, COMM_REDOP_MIN}, {COMM_DTYPE_F32, COMM_REDOP_MAX},
 };
 
-static void test_reduce_scatter(void **state) {
-    fixture *fx = fx_of(state);
-    static const size_t counts[] = {1, 5, 1031, 70001};
+/* check on both comms (the tiny-scratch one only for counts < 2000), every
+ * count, every red_case, out of place and in place; the wrong elements. */
+static long sweep_reductions(const fixture *fx, const size_t *counts, size_t n_counts,
+                             long (*check)(comm *, size_t, comm_dtype, comm_redop, bool)) {
     comm *comms[2] = {fx->c, fx->tiny};
     long wrong = 0;
     for (int ci = 0; ci < 2; ci++)
-        for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+        for (size_t i = 0; i < n_counts; i++)
             for (size_t rc = 0; rc < sizeof red_cases / sizeof red_cases[0]; rc++)
                 for (int ip = 0; ip < 2 && (ci == 0 || counts[i] < 2000); ip++)
-                    wrong += check_reduce_scatter(comms[ci], counts[i], red_cases[rc].dt, red_cases[rc].op, ip);
+                    wrong += check(comms[ci], counts[i], red_cases[rc].dt, red_cases[rc].op, ip);
+    return wrong;
+}
+
+static void test_reduce_scatter(void **state) {
+    fixture *fx = fx_of(state);
+    static const size_t counts[] = {1, 5, 1031, 70001};
+    long wrong = sweep_reductions(fx, counts, sizeof counts / sizeof counts[0], check_reduce_scatter);
     expect_none_wrong(fx, wrong, "reduce_scatter");
 }
 
@@ -185,13 +193,7 @@ static void test_all_reduce(void **state) {
     fixture *fx = fx_of(state);
     /* odd counts, counts below the group size, and several scratch segments */
     static const size_t counts[] = {0, 1, 2, 3, 7, 1001, 100003};
-    comm *comms[2] = {fx->c, fx->tiny};
-    long wrong = 0;
-    for (int ci = 0; ci < 2; ci++)
-        for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
-            for (size_t rc = 0; rc < sizeof red_cases / sizeof red_cases[0]; rc++)
-                for (int ip = 0; ip < 2 && (ci == 0 || counts[i] < 2000); ip++)
-                    wrong += check_all_reduce(comms[ci], counts[i], red_cases[rc].dt, red_cases[rc].op, ip);
+    long wrong = sweep_reductions(fx, counts, sizeof counts / sizeof counts[0], check_all_reduce);
     expect_none_wrong(fx, wrong, "all_reduce");
 }
 

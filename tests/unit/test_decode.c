@@ -22,6 +22,7 @@
 #include "runtime/config.h"
 #include "runtime/rng.h"
 #include "support/golden.h"
+#include "support/tiny_model.h"
 
 typedef struct {
     sl_config cfg;
@@ -32,46 +33,17 @@ typedef struct {
 
 static void fixture_make(fixture *f, int arch) {
     memset(f, 0, sizeof *f);
-    config_defaults(&f->cfg);
-    cfg_model *m = &f->cfg.model;
-    m->arch = arch;
-    m->n_layer = 2;
-    m->d_model = 32;
-    m->n_head = 4;
-    m->vocab_size = 97;
-    m->max_seq_len = 24;
-    if (arch == MODEL_ARCH_LLAMA) {
-        m->n_kv_head = 2;
-        m->d_ff = 48;
-        m->tie_embeddings = false;
-        m->rope_theta = 10000.0;
-    } else {
-        m->n_kv_head = 0;
-        m->d_ff = 0;
-        m->tie_embeddings = true;
-    }
-    m->init_std = 0.2; /* larger than usual so attention is far from uniform */
-    f->cfg.data.seq_len = 16;
+    /* init_std larger than usual so attention is far from uniform */
+    tiny_model_config(&f->cfg, arch,
+                      &(tiny_model_dims){.n_layer = 2, .d_model = 32, .n_head = 4,
+                                         .vocab_size = 97, .max_seq_len = 24, .n_kv_head = 2,
+                                         .d_ff = 48, .seq_len = 16, .init_std = 0.2});
     OK(config_finalize(&f->cfg));
-    OK(model_layout_create(m, false, &f->l));
+    OK(model_layout_create(&f->cfg.model, false, &f->l));
     OK(backend_create_cpu(2, NULL, &f->be));
     f->params = malloc((size_t)f->l->total_numel * sizeof *f->params);
     assert_non_null(f->params);
-    for (int u = 0; u < f->l->n_units; u++)
-        OK(model_init_unit_range(f->l, u, 0, f->l->units[u].numel, f->params + f->l->units[u].offset,
-                                 1234));
-    /* norm weights init to exactly 1 and biases to 0: perturb them so a
-     * decode path that skipped or misplaced a norm or bias would differ */
-    rng_stream s = rng_stream_make(7, RNG_PURPOSE_TEST, 0);
-    for (int i = 0; i < f->l->n_params; i++) {
-        const model_param *p = &f->l->params[i];
-        if (p->role != MODEL_ROLE_NORM_WEIGHT && p->role != MODEL_ROLE_NORM_BIAS &&
-            p->role != MODEL_ROLE_LINEAR_BIAS)
-            continue;
-        float *dst = f->params + f->l->units[p->unit].offset + p->offset;
-        for (int64_t e = 0; e < p->numel; e++)
-            dst[e] += 0.1f * rng_normal(&s, (uint64_t)(i * 1000 + e));
-    }
+    OK(tiny_model_params(f->l, 1234, 1000, f->params));
 }
 
 static void fixture_free(fixture *f) {

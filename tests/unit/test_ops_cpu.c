@@ -198,6 +198,17 @@ static double norm_loss(void *ctx) {
     return l;
 }
 
+/* The backward of rmsnorm (rms) or layernorm on (r, c) host buffers. */
+static sl_status norm_backward(sl_backend *be, bool rms, float *dx, float *dw, float *db,
+                               float *dy, float *x, float *w, float *mean, float *rstd, int64_t r,
+                               int64_t c, bool accumulate) {
+    if (rms)
+        return ops_rmsnorm_backward(be, V2(dx, r, c), V1(dw, c), V2(dy, r, c), V2(x, r, c),
+                                    V1(w, c), V1(rstd, r), accumulate);
+    return ops_layernorm_backward(be, V2(dx, r, c), V1(dw, c), V1(db, c), V2(dy, r, c),
+                                  V2(x, r, c), V1(w, c), V1(mean, r), V1(rstd, r), accumulate);
+}
+
 static void check_norm(sl_backend *be, bool rms) {
     const int64_t r = 6, c = 11;
     const float eps = 1e-5f;
@@ -216,12 +227,7 @@ static void check_norm(sl_backend *be, bool rms) {
     ASSERT_REL(y, want, r * c, TOL_FWD, rms ? "rmsnorm forward" : "layernorm forward");
 
     float *dx = rand_f(r * c, 1), *dw = zeros_f(c), *db = zeros_f(c);
-    if (rms)
-        OK(ops_rmsnorm_backward(be, V2(dx, r, c), V1(dw, c), V2(dy, r, c), V2(x, r, c), V1(w, c),
-                                V1(rstd, r), false));
-    else
-        OK(ops_layernorm_backward(be, V2(dx, r, c), V1(dw, c), V1(db, c), V2(dy, r, c),
-                                  V2(x, r, c), V1(w, c), V1(mean, r), V1(rstd, r), false));
+    OK(norm_backward(be, rms, dx, dw, db, dy, x, w, mean, rstd, r, c, false));
     double *gx = zeros_d(r * c), *gw = zeros_d(c), *gb = zeros_d(c);
     fd_grad(norm_loss, &n, n.x, r * c, NULL, gx);
     fd_grad(norm_loss, &n, n.w, c, NULL, gw);
@@ -232,12 +238,7 @@ static void check_norm(sl_backend *be, bool rms) {
         ASSERT_REL(db, gb, c, TOL_BWD, "layernorm dbias");
     }
     /* accumulate: dinp += and the param grads += */
-    if (rms)
-        OK(ops_rmsnorm_backward(be, V2(dx, r, c), V1(dw, c), V2(dy, r, c), V2(x, r, c), V1(w, c),
-                                V1(rstd, r), true));
-    else
-        OK(ops_layernorm_backward(be, V2(dx, r, c), V1(dw, c), V1(db, c), V2(dy, r, c),
-                                  V2(x, r, c), V1(w, c), V1(mean, r), V1(rstd, r), true));
+    OK(norm_backward(be, rms, dx, dw, db, dy, x, w, mean, rstd, r, c, true));
     for (int64_t i = 0; i < r * c; i++)
         gx[i] *= 2;
     for (int64_t i = 0; i < c; i++)

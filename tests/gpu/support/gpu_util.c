@@ -1,56 +1,46 @@
 #include "gpu_util.h"
 
 #include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
 
 #include "kernels/device_info.h"
+#include "support/golden.h"
+#include "support/tiny_model.h"
 
 void gpu_die(const char *what) {
     fprintf(stderr, "FATAL %s: %s\n", what, sl_error_message());
     exit(1);
 }
 
+/* golden_rel_err_f is not finite exactly when the squared error sum is not. */
 double gpu_rel_err(const float *got, const float *want, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - (double)want[i];
-        num += d * d;
-        den += (double)want[i] * (double)want[i];
-    }
-    if (!isfinite(num))
-        return INFINITY;
-    return den > 0 ? sqrt(num / den) : sqrt(num);
+    double e = golden_rel_err_f(got, want, n);
+    return isfinite(e) ? e : INFINITY;
 }
 
 void gpu_tiny_model(sl_config *cfg, int arch, int max_seq_len, int seq_len, double init_std) {
-    config_defaults(cfg);
-    cfg_model *m = &cfg->model;
-    m->arch = arch;
-    m->n_layer = 2;
-    m->d_model = 128;
-    m->n_head = 2;
-    m->vocab_size = 512;
-    m->max_seq_len = max_seq_len;
-    if (arch == MODEL_ARCH_LLAMA) {
-        m->n_kv_head = 1;
-        m->d_ff = 352;
-        m->tie_embeddings = false;
-        m->rope_theta = 10000.0;
-    } else {
-        m->n_kv_head = 0;
-        m->d_ff = 0;
-        m->tie_embeddings = true;
-    }
-    m->init_std = init_std;
-    cfg->data.seq_len = seq_len;
+    tiny_model_config(cfg, arch,
+                      &(tiny_model_dims){.n_layer = 2, .d_model = 128, .n_head = 2,
+                                         .vocab_size = 512, .max_seq_len = max_seq_len,
+                                         .n_kv_head = 1, .d_ff = 352, .seq_len = seq_len,
+                                         .init_std = init_std});
 }
 
-int64_t gpu_unit_base(const model_layout *l, int unit) {
-    int64_t b = 0;
-    for (int u = 0; u < unit; u++)
-        b += l->units[u].numel;
-    return b;
+void gpu_round_bf16(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = f32_from_bf16(bf16_from_f32(x[i]));
+}
+
+void gpu_tiny_params(const model_layout *l, uint64_t seed, float *params) {
+    GPU_MUST(tiny_model_params(l, seed, 100000, params));
+    gpu_round_bf16(params, (size_t)l->total_numel);
 }
 
 int gpu_backends_open(mem_accountant *acct, sl_backend **cpu, sl_backend **gpu) {
@@ -66,4 +56,20 @@ int gpu_backends_open(mem_accountant *acct, sl_backend **cpu, sl_backend **gpu) 
         return 1;
     }
     return 0;
+}
+
+int gpu_test_main(void (*run)(gpu_test *t)) {
+    gpu_test t;
+    memset(&t, 0, sizeof t);
+    mem_accountant acct;
+    mem_accountant_init(&acct);
+    int rc = gpu_backends_open(&acct, &t.cpu, &t.gpu);
+    if (rc != 0)
+        return rc;
+    run(&t);
+    printf("peak device memory recorded: %lld bytes\n", (long long)mem_peak_total(&acct));
+    backend_destroy(t.gpu);
+    backend_destroy(t.cpu);
+    printf("%d of %d checks failed\n", t.failed, t.checked);
+    return t.failed ? 1 : 0;
 }

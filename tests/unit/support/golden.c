@@ -32,22 +32,10 @@ int golden_make(char *dir_template, const char *script) {
     return 0;
 }
 
-double *golden_read(hid_t f, const char *name, size_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0)
-        fail_msg("golden file has no dataset %s", name);
-    hid_t s = H5Dget_space(d);
-    hssize_t np = H5Sget_simple_extent_npoints(s);
-    double *buf = malloc((size_t)(np > 0 ? np : 1) * sizeof *buf);
-    assert_non_null(buf);
-    assert_true(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
-    H5Sclose(s);
-    H5Dclose(d);
-    *n = (size_t)np;
-    return buf;
-}
-
-int32_t *golden_read_i32(hid_t f, const char *name, size_t *n, hsize_t dims[3]) {
+/* Dataset name as elem-byte elements of the native type; dims (when not
+ * NULL) gets its 3 dims. */
+static void *read_dataset(hid_t f, const char *name, hid_t type, size_t elem, size_t *n,
+                          hsize_t dims[3]) {
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     if (d < 0)
         fail_msg("golden file has no dataset %s", name);
@@ -55,13 +43,21 @@ int32_t *golden_read_i32(hid_t f, const char *name, size_t *n, hsize_t dims[3]) 
     if (dims)
         assert_int_equal(H5Sget_simple_extent_dims(s, dims, NULL), 3);
     hssize_t np = H5Sget_simple_extent_npoints(s);
-    int32_t *buf = malloc((size_t)(np > 0 ? np : 1) * sizeof *buf);
+    void *buf = malloc((size_t)(np > 0 ? np : 1) * elem);
     assert_non_null(buf);
-    assert_true(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    assert_true(H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
     H5Sclose(s);
     H5Dclose(d);
     *n = (size_t)np;
     return buf;
+}
+
+double *golden_read(hid_t f, const char *name, size_t *n) {
+    return read_dataset(f, name, H5T_NATIVE_DOUBLE, sizeof(double), n, NULL);
+}
+
+int32_t *golden_read_i32(hid_t f, const char *name, size_t *n, hsize_t dims[3]) {
+    return read_dataset(f, name, H5T_NATIVE_INT32, sizeof(int32_t), n, dims);
 }
 
 double golden_attr(hid_t f, const char *name) {
