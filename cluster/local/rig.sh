@@ -77,7 +77,9 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$D/munge/munge.socket
+# cred_expire is also how long a requeued job waits before it may start again
+# (Slurm's default 120 s; shorter here so that the requeue tests are quick)
+AuthInfo=socket=$D/munge/munge.socket,cred_expire=${RIG_CRED_EXPIRE:-10}
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
