@@ -7,7 +7,9 @@
 #   with the nodes taken from the real hosts (shard 2 x replicate 2, no
 #   parallel.ranks_per_node), ends COMPLETED with exit 0, and its per-step
 #   losses and final parameters equal a world-size-1 run of the same global
-#   batch (12 sequences) to 1e-5.
+#   batch (12 sequences) to 1e-5;
+# - the same with SHARDLM_LAUNCHER=mpirun (mpirun inside the allocation), and
+#   cluster/slurm/single_node.sbatch (1 node x 2 ranks), equal it too.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster_lib.sh"
 rig_start 2
@@ -44,4 +46,28 @@ expect_out "step 6/6"
 grep -E "hybrid|hosts|step [0-9]/6" "$log"
 expect_exit 0 "$PYTHON" "$SRC/tests/tools/compare_runs.py" --tol 1e-5 "$TMP/ref" "$TMP/hybrid"
 echo "$OUT"
-echo "ok: sbatch multi_node.sbatch, HYBRID 2 nodes x 2 = world 1 to 1e-5"
+
+# ---- the same template with mpirun inside the allocation; the one-node template ----
+SHARDLM_LAUNCHER=mpirun submit --nodes=2 --ntasks-per-node=2 --gpus-per-node=2 --cpus-per-task=1 --time=10 \
+  --output="$TMP/job-%j.out" "$SRC/cluster/slurm/multi_node.sbatch" "$TMP/run.json" "$TMP/hybrid_mpirun" \
+  --set parallel.fsdp_mode=hybrid --set train.micro_batch=3
+wait_job "$JOB" 240
+OUT=$(cat "$TMP/job-$JOB.out")
+[ "$JOB_STATE" = COMPLETED ] && [ "$JOB_EXIT" = 0:0 ] || fail "mpirun job $JOB ended $JOB_STATE, exit $JOB_EXIT; log:
+$OUT"
+expect_out "world 4 = shard 2 x replicate 2 (hybrid)"
+expect_out "nodes 2 x ranks per node 2 | hosts 2: node1,node2 | slurm job $JOB"
+submit --ntasks-per-node=2 --gpus-per-node=2 --cpus-per-task=1 --time=10 \
+  --output="$TMP/job-%j.out" "$SRC/cluster/slurm/single_node.sbatch" "$TMP/run.json" "$TMP/one_node" \
+  --set train.micro_batch=6
+wait_job "$JOB" 240
+OUT=$(cat "$TMP/job-$JOB.out")
+[ "$JOB_STATE" = COMPLETED ] && [ "$JOB_EXIT" = 0:0 ] || fail "single-node job $JOB ended $JOB_STATE, exit $JOB_EXIT; log:
+$OUT"
+expect_out "world 2 = shard 2 x replicate 1 (full_shard)"
+grep -Eq "nodes 1 x ranks per node 2 \| hosts 1: node[12] \| slurm job $JOB, nodes node[12], tasks per node 2" <<< "$OUT" ||
+  fail "single-node job: no line naming its one host; log:
+$OUT"
+expect_exit 0 "$PYTHON" "$SRC/tests/tools/compare_runs.py" --tol 1e-5 "$TMP/ref" "$TMP/hybrid_mpirun" "$TMP/one_node"
+echo "$OUT"
+echo "ok: sbatch multi_node.sbatch (srun and mpirun, HYBRID 2 nodes x 2) and single_node.sbatch = world 1 to 1e-5"
