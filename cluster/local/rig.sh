@@ -155,16 +155,20 @@ cmd_up() {
   local dir=$1; K=$2; SLURM=1
   [ "${3:-}" = --no-slurm ] && SLURM=0
   [[ "$K" =~ ^[1-9]$ ]] || die "K = $K: give 1 to 9 nodes"
-  for c in ip unshare munged slurmctld slurmd sinfo; do
-    [ $SLURM -eq 1 ] || [[ $c != munged && $c != slurm* && $c != sinfo ]] || command -v $c >/dev/null ||
-      die "$c is missing: run make setup (Debian packages iproute2, munge, slurm-wlm, slurmctld, slurmd, slurm-client)"
+  local need=(ip nsenter unshare mount)
+  [ $SLURM -eq 1 ] && need+=(munged slurmctld slurmd sinfo)
+  for c in "${need[@]}"; do
+    command -v "$c" >/dev/null ||
+      die "$c is missing: run make setup (Debian packages iproute2, util-linux, munge, slurm-wlm, slurmctld, slurmd, slurm-client)"
   done
   mkdir -p "$dir" && D=$(cd "$dir" && pwd)
   [ ! -f "$D/rig.env" ] || die "$D already holds a rig: rig.sh down $D first"
   [ -z "$(ls -A "$D")" ] || die "$D is not empty: give a new or empty folder"
   case $D/ in /tmp/*) rmdir "$D"; die "DIR $D is under /tmp, which each rig host has of its own: put it where every host sees it, e.g. /var/tmp";; esac
-  # unique names: a short id from the pid of this script (15-char interface and netns limits)
+  # unique names: an id from the pid of this script, changed if a rig left
+  # behind by a dead process happens to hold it
   ID=rg$(printf %x $$)
+  while ip netns list | grep -Eq "^${ID}(br|lg|n[0-9])( |$)"; do ID=rg$(printf %x $$)x$RANDOM; done
   NS_BR=${ID}br NS_LOGIN=${ID}lg
   # written first, so that down can clean up whatever the rest managed to create
   printf 'ID=%s\nK=%s\nSLURM=%s\nNS_BR=%s\nNS_LOGIN=%s\n' "$ID" "$K" "$SLURM" "$NS_BR" "$NS_LOGIN" > "$D/rig.env"
