@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The loss of a node mid-job, under Slurm, 2 namespaced nodes x 2 tasks, the
-# multi-node template, parallel.comm_timeout_s = 5, a checkpoint every 10 steps:
+# multi-node template, parallel.comm_timeout_s = 8, a checkpoint every 10 steps:
 # - node2's link is cut (its bridge port goes down) while the job trains;
 # - the surviving ranks on node1 exit 124 within comm_timeout_s + 30 s, with
 #   a message naming the collective and the missing ranks with their host
@@ -15,7 +15,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster_lib.sh"
 rig_start 2
 HEAD_BYTES=60000 fortune_shards fortunes
-TIMEOUT=5
+TIMEOUT=8
 cluster_config 100000
 run="$TMP/loss"
 args=("$SRC/cluster/slurm/multi_node.sbatch" "$TMP/run.json" "$run" --set parallel.fsdp_mode=hybrid
@@ -56,13 +56,13 @@ echo "node2 cut: node1's ranks gone after $t_ranks s, batch script done after $t
 [ -n "$t_ranks" ] || fail "node1's ranks were still running when Slurm ended the job"
 [ "$(echo "$t_ranks < $TIMEOUT + 30" | bc)" -eq 1 ] || fail "node1's ranks took $t_ranks s to exit, limit $TIMEOUT + 30 s"
 # what rank 0 or 1 (node1) said: the collective, the missing ranks on node2
-grep -Eq "^\[r[01] node1\] error: collective [a-z_]+ #[0-9]+ on [a-z]+ \([0-9]+ bytes, group of [0-9] ranks\) did not complete in 5\.0 s; ranks that did not arrive \(world ranks\):.* r[23] \([^)]*\) on node2" <<< "$OUT" ||
+grep -Eq "^\[r[01] node1\] error: collective [a-z_]+ #[0-9]+ on [a-z]+ \([0-9]+ bytes, group of [0-9] ranks\) did not complete in $TIMEOUT\.0 s; ranks that did not arrive \(world ranks\):.* r[23] \([^)]*\) on node2" <<< "$OUT" ||
   fail "no report from node1 naming the collective and the missing ranks on node2; log:
 $OUT"
 expect_out "Aborting the job (exit code 124)"
-grep -Eq "srun: error: node1: tasks? [0-9-]+: Exited with exit code 124" <<< "$OUT" ||
-  fail "srun did not report node1's ranks exiting 124; log:
-$OUT"
+# srun returned 124 (its line for node1 says "Exited with exit code 124" or,
+# when PMIx's abort reached a rank before its own exit, "Killed"); the
+# template says so only for 124
 expect_out "shardlm job $JOB: a collective timed out (exit 124"
 grep -q ": requeueing (restart" <<< "$OUT" && fail "the template requeued after exit 124; log:
 $OUT"
@@ -74,15 +74,19 @@ grep -q "JobId=$JOB .*JobState=FAILED" "$RIG/log/jobcomp.log" || fail "Slurm's j
 last=$(cat "$run/checkpoints/latest")
 expect_exit 0 "$SHARDLM" inspect "$run/checkpoints/$last"
 s=$((10#${last#step_}))
-echo "last complete checkpoint: $last"
+echo "last complete checkpoint: $last ($SECONDS s into the test)"
 
 # node2 back; the same job again resumes from that checkpoint
 "$RIGSH" heal "$RIG" node2 || fail "could not restore node2's link"
+# what an admin does once the node is fixed (Slurm would also notice by itself,
+# at its next ping of the down node)
+on login scontrol update nodename=node2 state=resume || true
 end=$((SECONDS + 120))
 until [ "$(on login sinfo -h -n node2 -o %T)" = idle ]; do
   [ $SECONDS -lt $end ] || fail "node2 did not return to idle in 120 s: $(on login sinfo -N -l)"
   sleep 0.5
 done
+echo "node2 idle again ($SECONDS s into the test)"
 submit --nodes=2 --ntasks-per-node=2 --gpus-per-node=2 --cpus-per-task=1 --time=10 \
   --output="$TMP/job-%j.out" "${args[@]}" --set train.steps=$((s + 3))
 wait_job "$JOB" 120

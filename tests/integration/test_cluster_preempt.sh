@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster_lib.sh"
 rig_start 2
 HEAD_BYTES=60000 fortune_shards fortunes
-STEPS=120
+STEPS=300
 cluster_config $STEPS
 sbatch_train() { # RUN_DIR
   submit --nodes=2 --ntasks-per-node=2 --gpus-per-node=2 --cpus-per-task=1 --time=10 \
