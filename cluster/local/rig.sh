@@ -20,9 +20,10 @@
 #
 # DIR holds everything: rig.env (names), etc/slurm.conf, munge/, logs in log/,
 # hostfile (for mpirun --hostfile with cluster/local/rsh_agent.sh), and
-# tmp/HOST, which is HOST's /tmp. DIR must not be under /tmp: like a real
-# cluster's nodes, each host has a /tmp of its own, and job files (config,
-# data, run folder) belong on a filesystem every host sees.
+# tmp/HOST and shm/HOST, which are HOST's /tmp and /dev/shm. DIR must not be
+# under /tmp: like a real cluster's nodes, each host has a /tmp of its own,
+# and job files (config, data, run folder) belong on a filesystem every host
+# sees.
 # The root namespace gets no address and no route; the test network exists
 # only inside the rig's namespaces.
 set -uo pipefail
@@ -52,17 +53,19 @@ ns_of() { # HOST -> namespace name
 hosts() { echo login; for i in $(seq 1 "$K"); do echo "node$i"; done; }
 
 # in_host HOST CMD...: CMD in HOST's network namespace, with its own hostname
-# (UTS namespace), the rig's /etc/hosts and a /tmp of its own (a private
-# mount namespace: Slurm's PMIx plugin and Open MPI keep per-job files in
-# /tmp under names that would collide between hosts sharing one). Not
+# (UTS namespace), the rig's /etc/hosts, and a /tmp and /dev/shm of its own
+# (a private mount namespace: Slurm's PMIx plugin and Open MPI keep per-job
+# files there under names made of the host name and the job id, which would
+# collide between hosts, or between two rigs, sharing one). Not
 # `ip netns exec`: that remounts /sys, and slurmd needs the host's cgroup tree.
 in_host() {
   local h=$1; shift
   local ns; ns=$(ns_of "$h") || exit 1
   SLURM_CONF="$D/etc/slurm.conf" SHARDLM_RIG="$D" \
     exec nsenter --net="/run/netns/$ns" unshare --uts --mount --propagation private -- \
-      /bin/sh -c 'hostname "$0" && mount --bind "$1" /etc/hosts && mount --bind "$2" /tmp && shift 2 && exec "$@"' \
-      "$h" "$D/etc/hosts" "$D/tmp/$h" "$@"
+      /bin/sh -c 'hostname "$0" && mount --bind "$1" /etc/hosts && mount --bind "$2" /tmp &&
+                  mount --bind "$3" /dev/shm && shift 3 && exec "$@"' \
+      "$h" "$D/etc/hosts" "$D/tmp/$h" "$D/shm/$h" "$@"
 }
 
 write_slurm_conf() {
@@ -182,7 +185,7 @@ cmd_up() {
   local hostsfile="127.0.0.1 localhost"$'\n'"$RIG_NET.1 login"
   for i in $(seq 1 "$K"); do hostsfile+=$'\n'"$RIG_NET.$((10 + i)) node$i"; done
   mkdir -p "$D/etc" && echo "$hostsfile" > "$D/etc/hosts"
-  for h in $(hosts); do mkdir -p "$D/tmp/$h" && chmod 1777 "$D/tmp/$h"; done
+  for h in $(hosts); do mkdir -p "$D/tmp/$h" "$D/shm/$h" && chmod 1777 "$D/tmp/$h" "$D/shm/$h"; done
   : > "$D/hostfile"
   local i=0 h ns addr
   for h in $(hosts); do
