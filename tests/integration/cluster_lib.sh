@@ -14,8 +14,8 @@ rig_require() {
     exit 77
   fi
   local c
-  for c in ip nsenter unshare munged slurmctld slurmd sbatch srun scontrol; do
-    command -v "$c" >/dev/null || fail "$c is missing: run make setup (iproute2, munge, slurm-wlm, slurmctld, slurmd, slurm-client)"
+  for c in ip nsenter unshare bc munged slurmctld slurmd sbatch srun scontrol; do
+    command -v "$c" >/dev/null || fail "$c is missing: run make setup (iproute2, util-linux, bc, munge, slurm-wlm, slurmctld, slurmd, slurm-client)"
   done
 }
 
