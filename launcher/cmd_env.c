@@ -16,8 +16,9 @@
 void cmd_env_usage(FILE *out) {
     fprintf(out,
             "usage: [mpirun -np N] shardlm env [--ranks-per-node K]\n\n"
-            "Prints one row per rank: host, pid, node, local rank, OpenMP threads,\n"
-            "visible GPUs; then the build (version, git hash, CUDA, libraries).\n"
+            "Prints the nodes and hosts (and under Slurm the job id, node list and\n"
+            "task layout), one row per rank: host, pid, node, local rank, OpenMP\n"
+            "threads, visible GPUs; then the build (version, git hash, CUDA, libraries).\n"
             "--ranks-per-node K  group consecutive ranks into pretend nodes of K\n");
 }
 
@@ -53,7 +54,10 @@ static sl_status env_run(topology *t) {
         SL_CHECK_MPI(rc);
     }
     if (t->rank == 0) {
+        char where[512];
+        topology_describe(t, where, sizeof where);
         printf("world %d, nodes %d%s\n", t->world, t->n_nodes, t->pretend_nodes ? " (pretend)" : "");
+        printf("%s\n", where);
         printf("%-5s %-20s %-8s %-5s %-6s %-7s %-5s %s\n", "rank", "host", "pid", "node", "local",
                "threads", "gpus", "gpu0");
         for (int r = 0; r < t->world; r++) {

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "parallel/comm.h"
@@ -43,6 +44,7 @@ typedef struct mpi_work {
 typedef struct {
     MPI_Comm data, ctrl, setup;
     int *world_of; /* (size) group rank -> world rank */
+    char (*host_of)[64]; /* (size) group rank -> host name, for timeout reports */
     pthread_mutex_t mu;
     pthread_cond_t cv_queue; /* submit -> comm thread */
     pthread_cond_t cv_done;  /* comm thread -> waiters */
@@ -491,16 +493,18 @@ static void mpi_describe_stall(comm *c, const comm_request *rq, char *buf, size_
             continue;
         const int64_t *r = &rep[(size_t)p * REPLY_WORDS];
         if (!got || !got[p]) {
-            append(buf, n, " r%d (no answer in %.1f s: process stopped, or its comm thread is blocked);",
-                   s->world_of[p], grace);
+            append(buf, n,
+                   " r%d (no answer in %.1f s: process stopped, its comm thread is blocked, or its host "
+                   "is unreachable) on %s;",
+                   s->world_of[p], grace, s->host_of[p]);
             missing++;
         } else if ((uint64_t)r[0] < seq) {
             if (r[0] == r[1])
-                append(buf, n, " r%d (finished #%lld, has not submitted #%llu);", s->world_of[p],
-                       (long long)r[1], (unsigned long long)seq);
+                append(buf, n, " r%d (finished #%lld, has not submitted #%llu) on %s;", s->world_of[p],
+                       (long long)r[1], (unsigned long long)seq, s->host_of[p]);
             else
-                append(buf, n, " r%d (still in #%lld %s);", s->world_of[p], (long long)r[0],
-                       comm_op_name((comm_op_kind)r[2]));
+                append(buf, n, " r%d (still in #%lld %s) on %s;", s->world_of[p], (long long)r[0],
+                       comm_op_name((comm_op_kind)r[2]), s->host_of[p]);
             missing++;
         }
     }
@@ -604,6 +608,7 @@ static void state_free(comm *c) {
         free(s->reply_buf);
         free(s->reply_req);
         free(s->world_of);
+        free(s->host_of);
         MPI_Comm *comms[3] = {&s->data, &s->ctrl, &s->setup};
         for (int i = 0; i < 3; i++)
             if (*comms[i] != MPI_COMM_NULL)
@@ -646,6 +651,13 @@ static sl_status state_init(comm *c, MPI_Comm base) {
     if (gw != MPI_GROUP_NULL)
         MPI_Group_free(&gw);
     SL_CHECK_MPI(rc);
+    /* Host names, so that a timeout report says where the missing ranks run. */
+    s->host_of = calloc(k, sizeof *s->host_of);
+    SL_CHECK_ALLOC(s->host_of, k * sizeof *s->host_of);
+    char me[64] = {0};
+    if (gethostname(me, sizeof me - 1) != 0)
+        snprintf(me, sizeof me, "unknown");
+    SL_CHECK_MPI(MPI_Allgather(me, (int)sizeof me, MPI_CHAR, s->host_of, (int)sizeof me, MPI_CHAR, s->setup));
 
     /* A half must hold one element of every rank's part. */
     s->scratch_bytes = c->opts.scratch_bytes;

@@ -38,6 +38,41 @@ static sl_status detect_nodes(topology *t) {
     return SL_OK;
 }
 
+/* The distinct host names in rank order: one allgather of 64-byte names. */
+static sl_status gather_hosts(topology *t) {
+    char *all = calloc((size_t)t->world, sizeof t->host);
+    SL_CHECK_ALLOC(all, sizeof t->host * (size_t)t->world);
+    int rc = MPI_Allgather(t->host, (int)sizeof t->host, MPI_CHAR, all, (int)sizeof t->host,
+                           MPI_CHAR, t->comm);
+    if (rc != MPI_SUCCESS) {
+        free(all);
+        SL_CHECK_MPI(rc);
+    }
+    size_t len = 0, cap = sizeof t->hosts;
+    bool cut = false;
+    t->n_hosts = 0;
+    t->hosts[0] = 0;
+    for (int r = 0; r < t->world; r++) {
+        const char *h = all + (size_t)r * sizeof t->host;
+        bool seen = false;
+        for (int q = 0; q < r && !seen; q++)
+            seen = strcmp(h, all + (size_t)q * sizeof t->host) == 0;
+        if (seen)
+            continue;
+        t->n_hosts++;
+        if (cut)
+            continue;
+        if (len + strlen(h) + 1 + 4 > cap) { /* no room for ",name" and "..." */
+            snprintf(t->hosts + len, cap - len, "...");
+            cut = true;
+            continue;
+        }
+        len += (size_t)snprintf(t->hosts + len, cap - len, "%s%s", len ? "," : "", h);
+    }
+    free(all);
+    return SL_OK;
+}
+
 static sl_status pretend_nodes(topology *t, int ranks_per_node) {
     if (t->world % ranks_per_node != 0)
         return sl_errorf(SL_ERR_INVALID,
@@ -78,9 +113,25 @@ sl_status topology_init(topology *t, int *argc, char ***argv, int ranks_per_node
     if (gethostname(t->host, sizeof t->host - 1) != 0)
         snprintf(t->host, sizeof t->host, "unknown");
     t->host[sizeof t->host - 1] = 0;
+    SL_TRY(gather_hosts(t));
     if (ranks_per_node > 0)
         return pretend_nodes(t, ranks_per_node);
     return detect_nodes(t);
+}
+
+void topology_describe(const topology *t, char *buf, size_t cap) {
+    int n = snprintf(buf, cap, "nodes %d%s x ranks per node %s%d | hosts %d: %s", t->n_nodes,
+                     t->pretend_nodes ? " (pretend)" : "", t->uniform ? "" : "<= ",
+                     t->local_world, t->n_hosts, t->hosts);
+    const char *job = getenv("SLURM_JOB_ID");
+    if (!job || n < 0 || (size_t)n >= cap)
+        return;
+    const char *nodelist = getenv("SLURM_JOB_NODELIST");
+    const char *tpn = getenv("SLURM_NTASKS_PER_NODE");
+    if (!tpn) /* without --ntasks-per-node Slurm sets only the compressed form, "2(x3),1" */
+        tpn = getenv("SLURM_TASKS_PER_NODE");
+    snprintf(buf + n, cap - (size_t)n, " | slurm job %s, nodes %s, tasks per node %s", job,
+             nodelist ? nodelist : "?", tpn ? tpn : "?");
 }
 
 void topology_finalize(topology *t) {

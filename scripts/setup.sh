@@ -10,7 +10,8 @@ PKGS=(build-essential cmake pkg-config git
       libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev libzstd-dev
       libcjson-dev libpcre2-dev libutf8proc-dev libxxhash-dev libcmocka-dev
       python3 python3-torch python3-h5py python3-hdf5plugin python3-numpy zstd
-      fortunes fortunes-zh)
+      fortunes fortunes-zh
+      iproute2 util-linux bc munge slurm-wlm slurm-client slurmd slurmctld)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -26,6 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
+  # Slurm and munge are for the multi-host tests' rig (cluster/local), which
+  # runs its own daemons with its own config and key; on a host with systemd
+  # Debian also enables munge.service and slurmd/slurmctld.service, which the
+  # rig neither needs nor touches (they fail without /etc/slurm/slurm.conf).
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 

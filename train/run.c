@@ -147,6 +147,9 @@ sl_status train_job_run(train_job *j) {
     char plan[256];
     parallel_plan_describe(&j->plan, plan, sizeof plan);
     LOG_INFO0("%s", plan);
+    char where[512];
+    topology_describe(j->topo, where, sizeof where);
+    LOG_INFO0("%s", where);
     LOG_INFO0("model %s: %d layers, d_model %d, %d heads (%d kv), vocab %d, %.2fM parameters; "
               "seq %d, %lld tokens per step",
               config_enum_name("model.arch", c->model.arch), c->model.n_layer, c->model.d_model,
