@@ -73,6 +73,50 @@ sl_status train_group_load(const train_group *g, const float *host) {
     return SL_OK;
 }
 
+sl_status train_group_load_from(const train_group *g, hf_reader *r) {
+    const model_layout *l = g->layout;
+    int64_t max_len = 1;
+    for (int u = 0; u < l->n_units; u++)
+        max_len = fsdp_shard(g->fs, u).len > max_len ? fsdp_shard(g->fs, u).len : max_len;
+    float *buf = malloc((size_t)max_len * sizeof *buf);
+    SL_CHECK_ALLOC(buf, (size_t)max_len * sizeof *buf);
+    sl_status st = SL_OK;
+    for (int u = 0; u < l->n_units && st == SL_OK; u++) {
+        fsdp_unit_shard s = fsdp_shard(g->fs, u);
+        memset(buf, 0, (size_t)s.len * sizeof *buf); /* padding stays zero */
+        st = hf_reader_range(r, u, s.start, s.valid, buf);
+        if (st == SL_OK)
+            st = fsdp_shard_write(g->fs, u, FSDP_BUF_PARAM, buf);
+    }
+    free(buf);
+    return st;
+}
+
+sl_status train_group_export(const train_group *g, hf_writer *w, comm *world) {
+    const model_layout *l = g->layout;
+    int64_t max_numel = 1;
+    for (int u = 0; u < l->n_units; u++)
+        max_numel = l->units[u].numel > max_numel ? l->units[u].numel : max_numel;
+    float *full = malloc((size_t)max_numel * sizeof *full);
+    SL_CHECK_ALLOC(full, (size_t)max_numel * sizeof *full);
+    sl_status st = SL_OK, wst = SL_OK;
+    for (int u = 0; u < l->n_units && st == SL_OK; u++) {
+        st = fsdp_gather_unit(g->fs, u, full);
+        if (st == SL_OK && w && wst == SL_OK)
+            wst = hf_writer_put_unit(w, u, full);
+    }
+    free(full);
+    SL_TRY(st);
+    /* the writer's error, on every rank */
+    int32_t bad = wst != SL_OK;
+    SL_TRY(comm_all_reduce(world, &bad, &bad, 1, COMM_DTYPE_I32, COMM_REDOP_MAX));
+    if (wst != SL_OK)
+        return wst;
+    if (bad)
+        return sl_errorf(SL_ERR_IO, "the export failed on the writing rank (its log says why)");
+    return SL_OK;
+}
+
 sl_status train_group_gather(const train_group *g, float *host) {
     for (int u = 0; u < g->layout->n_units; u++)
         SL_TRY(fsdp_gather_unit(g->fs, u, host + g->layout->units[u].offset));

@@ -2,7 +2,8 @@
  * composed with the model (unit hooks) and the optimizer (shard lists).
  *
  * defines: train_group, train_group_create, train_group_hooks, train_group_init,
- *          train_group_load, train_group_gather, train_group_add_to_optim,
+ *          train_group_load, train_group_load_from, train_group_gather,
+ *          train_group_export, train_group_add_to_optim,
  *          train_local_add_to_optim
  *
  * A group is one flat-sharded set of parameters: the model's (trainable, or
@@ -24,6 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "model/hf_stream.h"
 #include "model/layout.h"
 #include "model/model.h"
 #include "optim/optim.h"
@@ -56,6 +58,16 @@ sl_status train_group_init(const train_group *g, uint64_t seed);
 /* Sets every unit's shards from host (the layout's total_numel floats, the
  * same on every rank): a Hugging Face import, a PEFT adapter. */
 sl_status train_group_load(const train_group *g, const float *host);
+
+/* Sets this rank's shards from a model folder, reading only their elements
+ * (hf_reader_range): no memory proportional to the whole model. */
+sl_status train_group_load_from(const train_group *g, hf_reader *r);
+
+/* Writes the group's parameters as a Hugging Face folder one unit at a time
+ * (collective: every unit is gathered over the shard group; the rank
+ * holding a writer writes, w is NULL on the others). A write error on
+ * that rank is returned on every rank, after every unit's collective ran. */
+sl_status train_group_export(const train_group *g, hf_writer *w, comm *world);
 
 /* Gathers every unit into host (total_numel floats) on every rank
  * (collective over the shard group). */

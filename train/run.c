@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model/hf.h"
+#include "model/hf_stream.h"
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
 #include "runtime/log.h"
@@ -87,29 +88,42 @@ static sl_status run_eval(train_job *j, const char *when) {
 }
 
 sl_status train_job_export(train_job *j, const char *dir) {
-    const model_layout *l = j->layout;
     if (j->lora)
         return train_lora_export(j, dir);
-    float *host = malloc((size_t)l->total_numel * sizeof(float));
-    SL_CHECK_ALLOC(host, (size_t)l->total_numel * sizeof(float));
-    sl_status st = train_group_gather(&j->groups[0], host);
-    if (st == SL_OK && j->topo->rank == 0) {
-        st = hf_save(dir, l, host, SL_DTYPE_F32, "");
-        if (st == SL_OK && j->cfg->data.tokenizer[0]) {
-            /* generation needs the tokenizer beside the weights */
-            char *text = NULL;
-            size_t len = 0;
-            char dst[CFG_STR_MAX + 64];
-            const char *src = j->cfg->data.tokenizer;
-            if (!fs_is_dir(src) && fs_read_file(src, &text, &len, (size_t)1 << 30) == SL_OK) {
-                const char *base = strrchr(src, '/');
-                snprintf(dst, sizeof dst, "%s/%s", dir, base ? base + 1 : src);
-                st = fs_write_atomic(dst, text, len);
-                free(text);
-            }
+    /* streamed: one unit gathered at a time, written by rank 0 into files of
+     * at most export.max_shard_size bytes */
+    hf_writer *w = NULL;
+    sl_status st = SL_OK;
+    if (j->topo->rank == 0)
+        st = hf_writer_open(dir, j->layout, j->cfg->export.dtype == COMPUTE_DTYPE_BF16 ? SL_DTYPE_BF16 : SL_DTYPE_F32,
+                            "", (uint64_t)j->cfg->export.max_shard_size, &w);
+    int32_t bad = st != SL_OK;
+    SL_TRY(comm_all_reduce(j->world, &bad, &bad, 1, COMM_DTYPE_I32, COMM_REDOP_MAX));
+    if (bad) {
+        j->stop_agreed = true;
+        return st != SL_OK ? st : sl_errorf(SL_ERR_IO, "rank 0 could not start the export to %s", dir);
+    }
+    st = train_group_export(&j->groups[0], w, j->world);
+    if (st != SL_OK) {
+        hf_writer_abort(w);
+        j->stop_agreed = true;
+        return sl_error_wrapf(st, "exporting to %s", dir);
+    }
+    if (w)
+        st = hf_writer_close(w);
+    if (st == SL_OK && j->topo->rank == 0 && j->cfg->data.tokenizer[0]) {
+        /* generation needs the tokenizer beside the weights */
+        char *text = NULL;
+        size_t len = 0;
+        char dst[CFG_STR_MAX + 64];
+        const char *src = j->cfg->data.tokenizer;
+        if (!fs_is_dir(src) && fs_read_file(src, &text, &len, (size_t)1 << 30) == SL_OK) {
+            const char *base = strrchr(src, '/');
+            snprintf(dst, sizeof dst, "%s/%s", dir, base ? base + 1 : src);
+            st = fs_write_atomic(dst, text, len);
+            free(text);
         }
     }
-    free(host);
     return st;
 }
 

@@ -11,6 +11,7 @@
 #include "train/train_ckpt.h"
 #include "train/train_lora.h"
 #include "model/hf.h"
+#include "model/hf_stream.h"
 #include "runtime/check.h"
 #include "runtime/log.h"
 
@@ -121,14 +122,13 @@ static sl_status resolve_init_model(sl_config *cfg) {
     return st;
 }
 
+/* model.init_from, streamed: each rank reads only the elements of its own
+ * shards from the (mapped) safetensors files, one unit at a time. */
 static sl_status load_init_weights(train_job *j) {
-    const model_layout *l = j->layout;
-    float *host = malloc((size_t)l->total_numel * sizeof(float));
-    SL_CHECK_ALLOC(host, (size_t)l->total_numel * sizeof(float));
-    sl_status st = model_weights_load(j->cfg->model.init_from, l, host);
-    if (st == SL_OK)
-        st = train_group_load(&j->groups[0], host);
-    free(host);
+    hf_reader *r = NULL;
+    SL_TRY(hf_reader_open(j->cfg->model.init_from, j->layout, &r));
+    sl_status st = train_group_load_from(&j->groups[0], r);
+    hf_reader_close(r);
     return st;
 }
 
