@@ -40,11 +40,17 @@ static void fixture_make(fixture *f, int arch) {
     m->n_head = 4;
     m->vocab_size = 97;
     m->max_seq_len = 24;
-    if (arch == MODEL_ARCH_LLAMA) {
+    if (arch != MODEL_ARCH_GPT2) {
         m->n_kv_head = 2;
         m->d_ff = 48;
         m->tie_embeddings = false;
         m->rope_theta = 10000.0;
+        if (arch == MODEL_ARCH_QWEN3) { /* q/k norms, head_dim 12 != 32 / 4, llama3 rope scaling */
+            m->head_dim = 12;
+            m->rope_scaling = ROPE_SCALING_LLAMA3;
+            m->rope_factor = 8;
+            m->rope_original_max_pos = 64;
+        }
     } else {
         m->n_kv_head = 0;
         m->d_ff = 0;
@@ -166,6 +172,34 @@ static void test_decode_llama_gqa(void **state) {
     run_arch(MODEL_ARCH_LLAMA);
 }
 
+static void test_decode_qwen2(void **state) { /* q/k/v biases */
+    (void)state;
+    run_arch(MODEL_ARCH_QWEN2);
+}
+
+static void test_decode_qwen3(void **state) {
+    (void)state;
+    run_arch(MODEL_ARCH_QWEN3);
+}
+
+/* a sliding-window model: generation past the window is refused, not approximated */
+static void test_decode_window(void **state) {
+    (void)state;
+    fixture f;
+    fixture_make(&f, MODEL_ARCH_MISTRAL);
+    model_layout *l = NULL;
+    cfg_model m = f.l->cfg;
+    m.sliding_window = 16;
+    OK(model_layout_create(&m, false, &l));
+    decode *d = NULL;
+    assert_int_equal(decode_create(l, f.be, f.params, 1, 17, 0, &d), SL_ERR_INVALID);
+    assert_non_null(strstr(sl_error_message(), "model.sliding_window 16"));
+    OK(decode_create(l, f.be, f.params, 1, 16, 0, &d));
+    decode_destroy(d);
+    model_layout_destroy(l);
+    fixture_free(&f);
+}
+
 static void test_decode_limits(void **state) {
     (void)state;
     fixture f;
@@ -194,6 +228,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_gpt2),
         cmocka_unit_test(test_decode_llama_gqa),
+        cmocka_unit_test(test_decode_qwen2),
+        cmocka_unit_test(test_decode_qwen3),
+        cmocka_unit_test(test_decode_window),
         cmocka_unit_test(test_decode_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
