@@ -127,7 +127,7 @@ const cfg_field cfg_schema[] = {
     INT("lora.r", lora, r, "8", 1, 65536, "adapter rank"),
     FLT("lora.alpha", lora, alpha, "16", 0, BIG, "scaling numerator: scale = alpha/r (alpha/sqrt(r) with rslora)"),
     FLT("lora.dropout", lora, dropout, "0", 0, 0.99, "dropout probability on the adapter input (training only; PEFT lora_dropout)"),
-    LIST("lora.targets", lora, targets, "q_proj,v_proj", "modules to adapt: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj (llama); c_attn c_proj c_fc (gpt2)"),
+    LIST("lora.targets", lora, targets, "q_proj,v_proj", "modules to adapt: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj (llama, mistral, qwen2, qwen3); c_attn c_proj c_fc (gpt2)"),
     BOOL("lora.rslora", lora, rslora, "false", "rank-stabilized scaling alpha/sqrt(r)"),
     STR("lora.init_from", lora, init_from, "", "PEFT adapter folder to continue from"),
 
