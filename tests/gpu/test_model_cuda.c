@@ -232,7 +232,7 @@ static void compare_units(ctx *t, const model_layout *l, const float *got, const
 static void test_model(ctx *t, int arch) {
     fixture f;
     fixture_make(&f, arch);
-    t->test = arch == MODEL_ARCH_LLAMA ? "llama" : "gpt2";
+    t->test = gpu_arch_name(arch, false);
     run_out cpu, gpu, gpu_rc;
     run_model(t->cpu, false, &f, false, true, &cpu);
     run_model(t->gpu, true, &f, false, true, &gpu);
@@ -303,7 +303,7 @@ static void run_lora(sl_backend *be, bool on_gpu, const fixture *f, const lora_s
 static void test_lora(ctx *t, int arch) {
     fixture f;
     fixture_make(&f, arch);
-    t->test = arch == MODEL_ARCH_LLAMA ? "llama+lora" : "gpt2+lora";
+    t->test = gpu_arch_name(arch, true);
     cfg_lora lc = f.cfg.lora;
     lc.enabled = true;
     lc.r = 8;
@@ -352,6 +352,9 @@ int main(void) {
     test_model(&t, MODEL_ARCH_LLAMA);
     test_lora(&t, MODEL_ARCH_GPT2);
     test_lora(&t, MODEL_ARCH_LLAMA);
+    test_model(&t, MODEL_ARCH_QWEN2); /* q/k/v biases */
+    test_model(&t, MODEL_ARCH_QWEN3); /* q/k norms, head_dim != d_model / n_head, llama3 rope */
+    test_lora(&t, MODEL_ARCH_QWEN3);
     printf("peak device memory recorded: %lld bytes\n", (long long)mem_peak_total(&acct));
     backend_destroy(t.gpu);
     backend_destroy(t.cpu);

@@ -32,11 +32,17 @@ void gpu_tiny_model(sl_config *cfg, int arch, int max_seq_len, int seq_len, doub
     m->n_head = 2;
     m->vocab_size = 512;
     m->max_seq_len = max_seq_len;
-    if (arch == MODEL_ARCH_LLAMA) {
+    if (arch != MODEL_ARCH_GPT2) {
         m->n_kv_head = 1;
         m->d_ff = 352;
         m->tie_embeddings = false;
         m->rope_theta = 10000.0;
+        if (arch == MODEL_ARCH_QWEN3) { /* q/k norms, head_dim 96 != 128 / 2, llama3 rope scaling */
+            m->head_dim = 96;
+            m->rope_scaling = ROPE_SCALING_LLAMA3;
+            m->rope_factor = 8;
+            m->rope_original_max_pos = 64;
+        }
     } else {
         m->n_kv_head = 0;
         m->d_ff = 0;
@@ -44,6 +50,15 @@ void gpu_tiny_model(sl_config *cfg, int arch, int max_seq_len, int seq_len, doub
     }
     m->init_std = init_std;
     cfg->data.seq_len = seq_len;
+}
+
+const char *gpu_arch_name(int arch, bool lora) {
+    static const char *const plain[] = {"gpt2", "llama", "qwen2", "qwen3", "mistral"};
+    static const char *const with_lora[] = {"gpt2+lora", "llama+lora", "qwen2+lora", "qwen3+lora",
+                                            "mistral+lora"};
+    if (arch < 0 || arch > MODEL_ARCH_MISTRAL)
+        return "?";
+    return lora ? with_lora[arch] : plain[arch];
 }
 
 int64_t gpu_unit_base(const model_layout *l, int unit) {
