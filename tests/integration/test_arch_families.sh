@@ -75,7 +75,6 @@ a = names(f"{lora}/adapter_model.safetensors")
 assert len(a) == 2 * 2 * 7, sorted(a)
 print("ok:", arch, "export", len(h), "tensors, adapter", len(a))
 PY
-  echo "$OUT" | tail -1
   # the export loads back: its eval loss is the one of the run's own final model
   expect_exit 0 "$SHARDLM" eval --model "$base" --data "$TMP/shards" --seq-len 20 --batch 4 --json
   local exported=$(printf '%s' "$OUT" | "$PYTHON" -c 'import json,sys; print([json.loads(l) for l in sys.stdin if l.startswith("{")][-1]["loss"])')
