@@ -496,7 +496,7 @@ static sl_status check_dims4_equal(const char *op, const char *na, sl_tensor a, 
 }
 
 static sl_status check_rope(const sl_backend *be, const char *op, const char *no, sl_tensor o,
-                            const char *ni, sl_tensor i, int64_t pos_offset, float theta) {
+                            const char *ni, sl_tensor i, int64_t pos_offset, sl_tensor inv_freq) {
     CHECK_EACH(be->act_dtype, {no, o}, {ni, i});
     SL_TRY(check_ndim(op, ni, i, 4, "(B, T, H, D)"));
     SL_TRY(check_ndim(op, no, o, 4, "(B, T, H, D)"));
@@ -504,22 +504,23 @@ static sl_status check_rope(const sl_backend *be, const char *op, const char *no
     SL_CHECK_ARG(i.shape[3] % 2 == 0 && i.shape[3] > 0,
                  "%s: head dim D = %" PRId64 " must be even and positive", op, i.shape[3]);
     SL_CHECK_ARG(pos_offset >= 0, "%s: pos_offset %" PRId64 " is negative", op, pos_offset);
-    SL_CHECK_ARG(theta > 0.0f, "%s: rope theta %g must be positive", op, (double)theta);
+    SL_TRY(check_t(be, op, "inv_freq", inv_freq, SL_DTYPE_F32));
+    SL_TRY(check_numel(op, "inv_freq", inv_freq, i.shape[3] / 2, "D/2 inverse frequencies"));
     return check_inplace_or_disjoint(op, no, o, ni, i);
 }
 
 sl_status ops_rope_forward(sl_backend *be, sl_tensor out, sl_tensor inp, int64_t pos_offset,
-                           float theta) {
+                           sl_tensor inv_freq) {
     OPS_ENTRY(rope_forward);
-    SL_TRY(check_rope(be, "ops_rope_forward", "out", out, "inp", inp, pos_offset, theta));
-    return be->ops->rope_forward(be, out, inp, pos_offset, theta);
+    SL_TRY(check_rope(be, "ops_rope_forward", "out", out, "inp", inp, pos_offset, inv_freq));
+    return be->ops->rope_forward(be, out, inp, pos_offset, inv_freq);
 }
 
 sl_status ops_rope_backward(sl_backend *be, sl_tensor dinp, sl_tensor dout, int64_t pos_offset,
-                            float theta) {
+                            sl_tensor inv_freq) {
     OPS_ENTRY(rope_backward);
-    SL_TRY(check_rope(be, "ops_rope_backward", "dinp", dinp, "dout", dout, pos_offset, theta));
-    return be->ops->rope_backward(be, dinp, dout, pos_offset, theta);
+    SL_TRY(check_rope(be, "ops_rope_backward", "dinp", dinp, "dout", dout, pos_offset, inv_freq));
+    return be->ops->rope_backward(be, dinp, dout, pos_offset, inv_freq);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -179,9 +179,9 @@ struct kernel_ops {
 
     /* rotary embedding */
     sl_status (*rope_forward)(sl_backend *be, sl_tensor out, sl_tensor inp, int64_t pos_offset,
-                              float theta);
+                              sl_tensor inv_freq);
     sl_status (*rope_backward)(sl_backend *be, sl_tensor dinp, sl_tensor dout, int64_t pos_offset,
-                               float theta);
+                               sl_tensor inv_freq);
 
     /* attention */
     sl_status (*attention_forward)(sl_backend *be, sl_tensor out, sl_tensor lse, sl_tensor q,
@@ -386,18 +386,21 @@ sl_status ops_swiglu_backward(sl_backend *be, sl_tensor dgate, sl_tensor dup, sl
 /* ------------------------------------------------------------------------ */
 /* Rotary position embedding, Hugging Face rotate_half pairing: element i of a
  * head is paired with element i + D/2 (not interleaved pairs). For position
- * p = pos_offset + t and i < D/2, with inv_freq_i = 1 / theta^(2i/D) and
- * angle = p * inv_freq_i computed in fp32 as transformers does:
+ * p = pos_offset + t and i < D/2, with angle = p * inv_freq[i] (one fp32
+ * product, as transformers computes it):
  *   out[i]       = x[i] cos(angle) - x[i + D/2] sin(angle)
  *   out[i + D/2] = x[i + D/2] cos(angle) + x[i] sin(angle)
- * inp/out (B, T, H, D) act, D even; out may alias inp (in place). H may be
- * n_head (q) or n_kv_head (k). pos_offset >= 0 (KV-cache decoding).
- * ops_rope_backward applies the inverse rotation: dinp = R^T dout (written;
- * may alias dout). */
+ * inv_freq (D/2) F32 in backend memory: the inverse frequencies, e.g.
+ * 1 / theta^(2i/D), or a scaled table (model_layout_rope_freq: linear,
+ * llama3); the op takes the table, not theta, so that every scaling runs the
+ * same kernel. inp/out (B, T, H, D) act, D even; out may alias inp (in
+ * place). H may be n_head (q) or n_kv_head (k). pos_offset >= 0 (KV-cache
+ * decoding). ops_rope_backward applies the inverse rotation: dinp = R^T dout
+ * (written; may alias dout). */
 sl_status ops_rope_forward(sl_backend *be, sl_tensor out, sl_tensor inp, int64_t pos_offset,
-                           float theta);
+                           sl_tensor inv_freq);
 sl_status ops_rope_backward(sl_backend *be, sl_tensor dinp, sl_tensor dout, int64_t pos_offset,
-                            float theta);
+                            sl_tensor inv_freq);
 
 /* ------------------------------------------------------------------------ */
 /* Causal self-attention with grouped-query heads.

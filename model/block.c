@@ -2,9 +2,11 @@
  * an optional LoRA adapter, and the norms (block.h). */
 #include "model/block.h"
 
+#include <stdlib.h>
+
 #include "runtime/check.h"
 
-void block_ctx_init(block_ctx *c, const model_layout *l, sl_backend *be) {
+sl_status block_ctx_init(block_ctx *c, const model_layout *l, sl_backend *be) {
     c->be = be;
     c->l = l;
     c->act = be->act_dtype;
@@ -17,6 +19,33 @@ void block_ctx_init(block_ctx *c, const model_layout *l, sl_backend *be) {
     c->B = c->T = 0;
     c->N = 0;
     c->lora = NULL;
+    c->rope_freq = NULL;
+    if (!config_arch_llama_like(l->cfg.arch))
+        return SL_OK;
+    size_t bytes = (size_t)(c->D / 2) * sizeof(float);
+    float *host = malloc(bytes);
+    SL_CHECK_ALLOC(host, bytes);
+    model_layout_rope_freq(l, host);
+    void *dev = NULL;
+    sl_status st = backend_alloc(be, MEM_CATEGORY_ACTIVATIONS, bytes, &dev);
+    if (st == SL_OK)
+        st = backend_memcpy(be, dev, host, bytes, BACKEND_COPY_H2D);
+    if (st == SL_OK)
+        st = backend_synchronize(be); /* host is freed next */
+    free(host);
+    if (st != SL_OK) {
+        if (dev)
+            backend_free(be, MEM_CATEGORY_ACTIVATIONS, dev, bytes);
+        return st;
+    }
+    c->rope_freq = dev;
+    return SL_OK;
+}
+
+void block_ctx_free(block_ctx *c) {
+    if (c->rope_freq)
+        backend_free(c->be, MEM_CATEGORY_ACTIVATIONS, c->rope_freq, (size_t)(c->D / 2) * sizeof(float));
+    c->rope_freq = NULL;
 }
 
 void block_ctx_rows(block_ctx *c, int B, int T) {
@@ -51,14 +80,23 @@ void block_acts_carve(block_carver *cv, const model_layout *l, int64_t N, size_t
                       bool for_backward, block_acts *a) {
     const cfg_model *cf = &l->cfg;
     size_t n = (size_t)N, C = (size_t)cf->d_model, F = (size_t)cf->d_ff;
-    size_t HD = C, KD = (size_t)l->head_dim * (size_t)cf->n_kv_head, f4 = sizeof(float);
-    bool llama = cf->arch == MODEL_ARCH_LLAMA;
+    size_t HD = (size_t)l->head_dim * (size_t)cf->n_head;
+    size_t KD = (size_t)l->head_dim * (size_t)cf->n_kv_head, f4 = sizeof(float);
+    bool llama = config_arch_llama_like(cf->arch);
     a->ln1 = block_carve(cv, n * C * esz);
     a->ln1_mean = block_carve(cv, n * f4);
     a->ln1_rstd = block_carve(cv, n * f4);
     a->q = block_carve(cv, n * HD * esz);
     a->k = block_carve(cv, n * KD * esz);
     a->v = block_carve(cv, n * KD * esz);
+    a->q_raw = a->k_raw = NULL;
+    a->q_rstd = a->k_rstd = NULL;
+    if (l->block.q_norm >= 0) {
+        a->q_raw = block_carve(cv, n * HD * esz);
+        a->k_raw = block_carve(cv, n * KD * esz);
+        a->q_rstd = block_carve(cv, n * (size_t)cf->n_head * f4);
+        a->k_rstd = block_carve(cv, n * (size_t)cf->n_kv_head * f4);
+    }
     a->att = block_carve(cv, n * HD * esz);
     a->lse = for_backward ? block_carve(cv, n * (size_t)cf->n_head * f4) : NULL;
     a->res2 = block_carve(cv, n * C * esz);
@@ -78,7 +116,7 @@ void block_acts_carve(block_carver *cv, const model_layout *l, int64_t N, size_t
 
 /* ---- norms ---- */
 
-static bool is_llama(const block_ctx *c) { return c->l->cfg.arch == MODEL_ARCH_LLAMA; }
+static bool is_llama(const block_ctx *c) { return config_arch_llama_like(c->l->cfg.arch); }
 
 sl_status block_norm_forward(const block_ctx *c, int64_t n, void *out, float *mean, float *rstd,
                              const void *inp, const void *p, int64_t w, int64_t b) {
@@ -261,6 +299,27 @@ static int mlp_outputs(const block_ctx *c, void *fc, void *up, block_linear out[
     return 2;
 }
 
+/* qwen3's per-head RMSNorm: out (N*heads, D) = RMSNorm(inp) with the
+ * weight (D) at offset w; rstd (N*heads). A (N, heads*D) buffer is that
+ * view, so the norm needs no kernel of its own. */
+static sl_status head_norm_forward(const block_ctx *c, const void *p, int64_t w, int64_t heads, void *out,
+                                   float *rstd, const void *inp) {
+    int64_t R = c->N * heads, D = c->D;
+    return ops_rmsnorm_forward(c->be, act_view2(c, out, R, D), f32_view1(c, rstd, R),
+                               act_view2(c, inp, R, D), weight_view1(c, p, w, D),
+                               (float)c->l->cfg.norm_eps);
+}
+
+/* dinp (N*heads, D) = its backward given dout, written; dweight into g. */
+static sl_status head_norm_backward(const block_ctx *c, const void *p, float *g, int64_t w,
+                                    int64_t heads, void *dinp, const void *dout, const void *inp,
+                                    const float *rstd) {
+    int64_t R = c->N * heads, D = c->D;
+    return ops_rmsnorm_backward(c->be, act_view2(c, dinp, R, D), grad_view1(c, g, w, D),
+                                act_view2(c, dout, R, D), act_view2(c, inp, R, D),
+                                weight_view1(c, p, w, D), f32_view1(c, rstd, R), false);
+}
+
 sl_status block_forward(const block_ctx *c, int layer, const void *p, const void *ap, const void *x,
                         void *y, block_acts *a, int64_t pos, const block_kv *kv) {
     const model_block_offsets *o = &c->l->block;
@@ -269,13 +328,18 @@ sl_status block_forward(const block_ctx *c, int layer, const void *p, const void
     block_linear lin[3];
     /* attention */
     SL_TRY(block_norm_forward(c, N, a->ln1, a->ln1_mean, a->ln1_rstd, x, p, o->ln1_w, o->ln1_b));
-    qkv_outputs(c, a->q, a->k, a->v, lin);
+    bool qk_norm = o->q_norm >= 0;
+    qkv_outputs(c, qk_norm ? a->q_raw : a->q, qk_norm ? a->k_raw : a->k, a->v, lin);
     SL_TRY(block_linear_forward(c, layer, p, ap, a->ln1, C, 3, lin));
+    if (qk_norm) {
+        SL_TRY(head_norm_forward(c, p, o->q_norm, H, a->q, a->q_rstd, a->q_raw));
+        SL_TRY(head_norm_forward(c, p, o->k_norm, Hk, a->k, a->k_rstd, a->k_raw));
+    }
     sl_tensor q4 = heads_view(c, a->q, H), k4 = heads_view(c, a->k, Hk), v4 = heads_view(c, a->v, Hk);
     if (is_llama(c)) {
-        float theta = (float)c->l->cfg.rope_theta;
-        SL_TRY(ops_rope_forward(be, q4, q4, pos, theta));
-        SL_TRY(ops_rope_forward(be, k4, k4, pos, theta));
+        sl_tensor fr = f32_view1(c, c->rope_freq, c->D / 2);
+        SL_TRY(ops_rope_forward(be, q4, q4, pos, fr));
+        SL_TRY(ops_rope_forward(be, k4, k4, pos, fr));
     }
     if (kv) {
         sl_tensor kc = ops_view4(be, c->act, kv->k, c->B, kv->S, Hk, c->D);
@@ -338,11 +402,18 @@ sl_status block_backward(const block_ctx *c, int layer, const void *p, float *g,
                                   heads_view(c, a->v, Hk), heads_view(c, a->att, H),
                                   ops_view3(be, SL_DTYPE_F32, a->lse, c->B, H, c->T)));
     if (is_llama(c)) {
-        float theta = (float)c->l->cfg.rope_theta;
-        SL_TRY(ops_rope_backward(be, heads_view(c, d->dq, H), heads_view(c, d->dq, H), 0, theta));
-        SL_TRY(ops_rope_backward(be, heads_view(c, d->dk, Hk), heads_view(c, d->dk, Hk), 0, theta));
+        sl_tensor fr = f32_view1(c, c->rope_freq, c->D / 2);
+        SL_TRY(ops_rope_backward(be, heads_view(c, d->dq, H), heads_view(c, d->dq, H), 0, fr));
+        SL_TRY(ops_rope_backward(be, heads_view(c, d->dk, Hk), heads_view(c, d->dk, Hk), 0, fr));
     }
-    qkv_outputs(c, d->dq, d->dk, d->dv, lin);
+    void *dq = d->dq, *dk = d->dk;
+    if (o->q_norm >= 0) { /* the norms' input grads go to a->q, a->k: dead after the attention backward */
+        SL_TRY(head_norm_backward(c, p, g, o->q_norm, H, a->q, d->dq, a->q_raw, a->q_rstd));
+        SL_TRY(head_norm_backward(c, p, g, o->k_norm, Hk, a->k, d->dk, a->k_raw, a->k_rstd));
+        dq = a->q;
+        dk = a->k;
+    }
+    qkv_outputs(c, dq, dk, d->dv, lin);
     SL_TRY(block_linear_backward(c, layer, p, g, ap, ag, a->ln1, d->dc, c->C, 3, lin));
     return block_norm_backward(c, N, d->dres, g, d->dc, x, p, o->ln1_w, o->ln1_b, a->ln1_mean,
                                a->ln1_rstd, true);

@@ -1,7 +1,7 @@
 /* model/block.h (internal to model/): the transformer block that training,
  * eval and KV-cache decoding share, and the named tensor views they use.
  *
- * defines: block_ctx, block_ctx_init, block_ctx_rows, act_view2, f32_view1,
+ * defines: block_ctx, block_ctx_init, block_ctx_free, block_ctx_rows, act_view2, f32_view1,
  *          param_ptr, weight_view2, weight_view1, grad_view2, grad_view1,
  *          heads_view, block_carver, block_carve, block_arena_alloc, block_acts,
  *          block_acts_carve,
@@ -9,11 +9,15 @@
  *          block_linear_forward, block_linear_backward, block_norm_forward,
  *          block_norm_backward, block_forward, block_backward
  *
- * Block (gpt2 | llama) over rows N = B*T, positions pos .. pos+T-1 of each of
- * B sequences, x (N, C) in, y (N, C) out (y may be x):
+ * Block (gpt2 | llama-like: llama, mistral, qwen2, qwen3) over rows N = B*T,
+ * positions pos .. pos+T-1 of each of B sequences, x (N, C) in, y (N, C) out
+ * (y may be x); D = head_dim (H*D = C for gpt2, any even D otherwise):
  *   h    = LN(x) | RMSNorm(x)
- *   q,k,v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)   [llama: RoPE at pos + t]
- *   a    = causal_attention(q, k, v)                   (GQA for llama)
+ *   q,k,v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)   [biases: gpt2, qwen2]
+ *   q, k = RMSNorm_D(q), RMSNorm_D(k) per head         [qwen3: q_norm, k_norm]
+ *   q, k = RoPE(q), RoPE(k) at pos + t                 [llama-like; the
+ *          ctx's inverse-frequency table, model_layout_rope_freq]
+ *   a    = causal_attention(q, k, v)                   (GQA for llama-like)
  *          with a KV cache: k, v written to cache rows pos .. pos+T-1, then q
  *          attends cache rows 0 .. pos+T-1 (ops_attention_decode)
  *   r    = x + a Wo^T (+bo)
@@ -62,9 +66,14 @@ typedef struct {
     int B, T;                /* B sequences of T positions this call */
     int64_t N;               /* rows: B * T */
     const block_lora *lora;  /* adapters; NULL = none */
+    float *rope_freq;        /* (D/2) F32 backend memory, owned; NULL for gpt2 */
 } block_ctx;
 
-void block_ctx_init(block_ctx *c, const model_layout *l, sl_backend *be);
+/* Fills c for l on be and, for a llama-like model, allocates and uploads
+ * its RoPE inverse frequencies (MEM_CATEGORY_ACTIVATIONS). On error nothing
+ * is held. block_ctx_free releases the table (safe on a zeroed ctx). */
+sl_status block_ctx_init(block_ctx *c, const model_layout *l, sl_backend *be);
+void block_ctx_free(block_ctx *c);
 /* Sets the rows of the next calls (decode changes T per chunk). */
 void block_ctx_rows(block_ctx *c, int B, int T);
 
@@ -128,8 +137,10 @@ sl_status block_arena_alloc(sl_backend *be, void (*carve)(void *obj, block_carve
 typedef struct {
     void *ln1;                  /* (N, C) */
     float *ln1_mean, *ln1_rstd; /* (N) */
-    void *q;                    /* (N, H*D), after RoPE for llama */
+    void *q;                    /* (N, H*D), after q_norm and RoPE for llama-like */
     void *k, *v;                /* (N, Hkv*D) */
+    void *q_raw, *k_raw;        /* qwen3: q, k before their norms; else NULL */
+    float *q_rstd, *k_rstd;     /* qwen3: (N*H), (N*Hkv) norm statistics; else NULL */
     void *att;                  /* (N, H*D) attention output */
     float *lse;                 /* (B, H, T); NULL with a KV cache (not written) */
     void *res2;                 /* (N, C) residual after attention */
@@ -166,7 +177,7 @@ struct block_lora {
 /* Backward scratch (training only). */
 typedef struct {
     void *dres;         /* (N, C) dL/d residual stream, carried across blocks */
-    void *dc;           /* (N, C) */
+    void *dc;           /* (N, max(C, H*D)): dL/d ln input, and dL/d attention output */
     void *dq, *dk, *dv; /* (N, H*D), (N, Hkv*D) x2 */
     void *df;           /* (N, F) */
 } block_grads;

@@ -58,6 +58,12 @@ sl_status decode_create(const model_layout *layout, sl_backend *be, const void *
     SL_CHECK_ARG(max_seq <= layout->cfg.max_seq_len,
                  "decode_create: max_seq %d exceeds model.max_seq_len %d", max_seq,
                  layout->cfg.max_seq_len);
+    int win = layout->cfg.sliding_window;
+    SL_CHECK_ARG(win == 0 || max_seq <= win,
+                 "decode_create: %d positions (prompt + new tokens) exceed model.sliding_window %d; "
+                 "shardlm's attention is full causal, exact for sliding-window models only within "
+                 "the window: shorten the prompt or the generation",
+                 max_seq, win);
     decode *d = calloc(1, sizeof *d);
     SL_CHECK_ALLOC(d, sizeof *d);
     d->l = layout;
@@ -68,7 +74,11 @@ sl_status decode_create(const model_layout *layout, sl_backend *be, const void *
     d->chunk = prefill_chunk > 0 ? prefill_chunk : DECODE_DEFAULT_PREFILL_CHUNK;
     if (d->chunk > max_seq)
         d->chunk = max_seq;
-    block_ctx_init(&d->bc, layout, be); /* no adapters: bc.lora stays NULL */
+    sl_status st = block_ctx_init(&d->bc, layout, be); /* no adapters: bc.lora stays NULL */
+    if (st != SL_OK) {
+        free(d);
+        return sl_error_wrapf(st, "decode_create: the RoPE frequency table");
+    }
     int L = layout->cfg.n_layer;
     d->kv = calloc((size_t)L, sizeof *d->kv);
     d->tokens_host = malloc((size_t)batch * (size_t)d->chunk * sizeof *d->tokens_host);
@@ -81,7 +91,7 @@ sl_status decode_create(const model_layout *layout, sl_backend *be, const void *
                  (size_t)layout->head_dim * d->bc.esz;
     d->cache_bytes = 2 * (size_t)L * per;
     void *p = NULL;
-    sl_status st = backend_alloc(be, MEM_CATEGORY_ACTIVATIONS, d->cache_bytes, &p);
+    st = backend_alloc(be, MEM_CATEGORY_ACTIVATIONS, d->cache_bytes, &p);
     if (st != SL_OK) {
         decode_destroy(d);
         return sl_error_wrapf(st, "decode_create: KV cache for batch %d x %d positions x %d layers (%zu bytes)",
@@ -112,6 +122,7 @@ void decode_destroy(decode *d) {
         backend_free(d->be, MEM_CATEGORY_ACTIVATIONS, d->arena, d->arena_bytes);
     if (d->cache)
         backend_free(d->be, MEM_CATEGORY_ACTIVATIONS, d->cache, d->cache_bytes);
+    block_ctx_free(&d->bc);
     free(d->kv);
     free(d->tokens_host);
     free(d);

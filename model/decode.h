@@ -51,7 +51,9 @@
 typedef struct decode decode;
 
 /* layout, be and params are borrowed and must outlive the decode.
- * max_seq <= layout max_seq_len (GPT-2's wpe has no rows beyond it);
+ * max_seq <= layout max_seq_len (GPT-2's wpe has no rows beyond it) and
+ * <= model.sliding_window when set (attention is full causal, exact for a
+ * sliding-window model only within the window: longer is SL_ERR_INVALID);
  * prefill_chunk <= 0 means min(max_seq, DECODE_DEFAULT_PREFILL_CHUNK).
  * On error *out is NULL and nothing is allocated. */
 sl_status decode_create(const model_layout *layout, sl_backend *be, const void *params, int batch,

@@ -84,23 +84,60 @@ static sl_status read_gpt2(const jcfg *j, cfg_model *c) {
     return SL_OK;
 }
 
-static sl_status check_rope_type(const jcfg *j, const cJSON *obj, const char *what) {
-    if (!obj || cJSON_IsNull(obj))
-        return SL_OK;
+/* A number member key of the object obj (named what in messages). */
+static sl_status obj_num(const jcfg *j, const cJSON *obj, const char *what, const char *key, double *out) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(x))
+        return sl_errorf(SL_ERR_FORMAT, "%s: %s.%s must be a number (%s)", j->path, what, key,
+                         x ? "not a number" : "missing");
+    *out = x->valuedouble;
+    return SL_OK;
+}
+
+/* rope_scaling (transformers v4) or rope_parameters (v5): rope_type (or the
+ * older "type") default, linear (factor) or llama3 (factor, low_freq_factor,
+ * high_freq_factor, original_max_position_embeddings), as transformers'
+ * ROPE_INIT_FUNCTIONS reads them. The other types change the frequencies in
+ * ways shardlm does not compute, so they are refused. */
+static sl_status read_rope_obj(const jcfg *j, const cJSON *obj, const char *what, cfg_model *c) {
+    if (!cJSON_IsObject(obj))
+        return sl_errorf(SL_ERR_FORMAT, "%s: %s must be an object or null", j->path, what);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "rope_type");
     if (!t)
         t = cJSON_GetObjectItemCaseSensitive(obj, "type");
-    if (t && cJSON_IsString(t) && strcmp(t->valuestring, "default") == 0)
+    const char *type = cJSON_IsString(t) ? t->valuestring : t ? "(not a string)" : "default";
+    c->rope_scaling = ROPE_SCALING_NONE;
+    if (strcmp(type, "default") == 0)
         return SL_OK;
+    if (strcmp(type, "linear") == 0) {
+        c->rope_scaling = ROPE_SCALING_LINEAR;
+        return obj_num(j, obj, what, "factor", &c->rope_factor);
+    }
+    if (strcmp(type, "llama3") == 0) {
+        c->rope_scaling = ROPE_SCALING_LLAMA3;
+        double omax = 0;
+        SL_TRY(obj_num(j, obj, what, "factor", &c->rope_factor));
+        SL_TRY(obj_num(j, obj, what, "low_freq_factor", &c->rope_low_freq_factor));
+        SL_TRY(obj_num(j, obj, what, "high_freq_factor", &c->rope_high_freq_factor));
+        SL_TRY(obj_num(j, obj, what, "original_max_position_embeddings", &omax));
+        if (omax < 1 || omax != (double)(int)omax)
+            return sl_errorf(SL_ERR_FORMAT, "%s: %s.original_max_position_embeddings must be a positive integer",
+                             j->path, what);
+        c->rope_original_max_pos = (int)omax;
+        return SL_OK;
+    }
     return sl_errorf(SL_ERR_UNSUPPORTED,
-                     "%s: %s with rope_type %s is not supported (only plain RoPE, rope_type "
-                     "\"default\"); Llama-3.1/3.2 checkpoints need llama3 frequency scaling, "
-                     "which shardlm does not implement",
-                     j->path, what, t && cJSON_IsString(t) ? t->valuestring : "(missing)");
+                     "%s: %s with rope_type %s is not supported (shardlm computes default, linear and "
+                     "llama3 RoPE frequencies; dynamic, yarn, longrope and the rest are refused rather "
+                     "than approximated)",
+                     j->path, what, type);
 }
 
-static sl_status read_llama(const jcfg *j, cfg_model *c) {
-    c->arch = MODEL_ARCH_LLAMA;
+/* The llama-like families (config_arch_llama_like): llama, mistral, qwen2
+ * (q/k/v biases), qwen3 (q/k norms; head_dim defaults to 128 as in
+ * transformers' Qwen3Config). */
+static sl_status read_llama(const jcfg *j, cfg_model *c, model_arch arch) {
+    c->arch = arch;
     SL_TRY(jint(j, "num_hidden_layers", &c->n_layer, true, 0));
     SL_TRY(jint(j, "hidden_size", &c->d_model, true, 0));
     SL_TRY(jint(j, "num_attention_heads", &c->n_head, true, 0));
@@ -110,39 +147,43 @@ static sl_status read_llama(const jcfg *j, cfg_model *c) {
     SL_TRY(jint(j, "max_position_embeddings", &c->max_seq_len, false, 2048));
     SL_TRY(jnum(j, "rms_norm_eps", &c->norm_eps, 1e-6));
     SL_TRY(jbool(j, "tie_word_embeddings", &c->tie_embeddings, false));
+    SL_TRY(jint(j, "head_dim", &c->head_dim, false, arch == MODEL_ARCH_QWEN3 ? 128 : 0));
     const cJSON *rp = jget(j, "rope_parameters");
     if (rp) {
-        SL_TRY(check_rope_type(j, rp, "rope_parameters"));
+        SL_TRY(read_rope_obj(j, rp, "rope_parameters", c));
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(rp, "rope_theta");
         if (!cJSON_IsNumber(t))
             return sl_errorf(SL_ERR_FORMAT, "%s: rope_parameters.rope_theta must be a number", j->path);
         c->rope_theta = t->valuedouble;
     } else {
         SL_TRY(jnum(j, "rope_theta", &c->rope_theta, 10000.0));
+        const cJSON *rs = jget(j, "rope_scaling");
+        if (rs)
+            SL_TRY(read_rope_obj(j, rs, "rope_scaling", c));
     }
-    SL_TRY(check_rope_type(j, jget(j, "rope_scaling"), "rope_scaling"));
-    int head_dim = 0;
-    SL_TRY(jint(j, "head_dim", &head_dim, false, 0));
-    if (head_dim && c->n_head && head_dim * c->n_head != c->d_model)
-        return sl_errorf(SL_ERR_UNSUPPORTED,
-                         "%s: head_dim %d x num_attention_heads %d != hidden_size %d; shardlm needs "
-                         "head_dim = hidden_size / num_attention_heads",
-                         j->path, head_dim, c->n_head, c->d_model);
+    /* qwen2's q/k/v biases are part of the architecture (no config key);
+     * any other bias would be a tensor the layout lacks */
     static const char *const no_bias[] = {"attention_bias", "mlp_bias"};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 && arch != MODEL_ARCH_QWEN2; i++) {
         bool b = false;
         SL_TRY(jbool(j, no_bias[i], &b, false));
         if (b)
-            return sl_errorf(SL_ERR_UNSUPPORTED, "%s: %s = true is not supported (llama has no biases)",
-                             j->path, no_bias[i]);
+            return sl_errorf(SL_ERR_UNSUPPORTED,
+                             "%s: %s = true is not supported (%s has no such biases in shardlm; qwen2's "
+                             "q/k/v biases are its own architecture)",
+                             j->path, no_bias[i], config_enum_name("model.arch", arch));
     }
     const cJSON *act = jget(j, "hidden_act");
     if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0))
         return sl_errorf(SL_ERR_UNSUPPORTED, "%s: hidden_act must be \"silu\"", j->path);
-    int window = 0;
-    SL_TRY(jint(j, "sliding_window", &window, false, 0));
-    if (window > 0 && window < c->max_seq_len)
-        c->max_seq_len = window; /* full causal attention equals the window up to here */
+    /* sliding-window attention: Mistral v0.1 always, Qwen only with
+     * use_sliding_window; config_finalize refuses sequences longer than it */
+    bool use_window = arch == MODEL_ARCH_MISTRAL;
+    if (arch == MODEL_ARCH_QWEN2 || arch == MODEL_ARCH_QWEN3)
+        SL_TRY(jbool(j, "use_sliding_window", &use_window, false));
+    c->sliding_window = 0;
+    if (use_window)
+        SL_TRY(jint(j, "sliding_window", &c->sliding_window, false, 0));
     return SL_OK;
 }
 
@@ -168,11 +209,18 @@ sl_status hf_read_config(const char *dir, cfg_model *cfg, hf_info *info) {
         snprintf(type, sizeof type, "%s", mt->valuestring);
         if (strcmp(type, "gpt2") == 0)
             st = read_gpt2(&j, cfg);
-        else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0)
-            st = read_llama(&j, cfg);
+        else if (strcmp(type, "llama") == 0)
+            st = read_llama(&j, cfg, MODEL_ARCH_LLAMA);
+        else if (strcmp(type, "mistral") == 0)
+            st = read_llama(&j, cfg, MODEL_ARCH_MISTRAL);
+        else if (strcmp(type, "qwen2") == 0)
+            st = read_llama(&j, cfg, MODEL_ARCH_QWEN2);
+        else if (strcmp(type, "qwen3") == 0)
+            st = read_llama(&j, cfg, MODEL_ARCH_QWEN3);
         else
             st = sl_errorf(SL_ERR_UNSUPPORTED,
-                           "%s: model_type \"%s\" is not supported (gpt2, llama, mistral)", path, type);
+                           "%s: model_type \"%s\" is not supported (gpt2, llama, mistral, qwen2, qwen3)",
+                           path, type);
     }
     if (st == SL_OK)
         st = jnum(&j, "initializer_range", &cfg->init_std, cfg->init_std);
@@ -184,13 +232,35 @@ sl_status hf_read_config(const char *dir, cfg_model *cfg, hf_info *info) {
     return st;
 }
 
+/* The rope_scaling object of c (transformers v4 form), or JSON null. */
+static cJSON *rope_scaling_json(const cfg_model *c) {
+    if (c->rope_scaling == ROPE_SCALING_NONE)
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    bool l3 = c->rope_scaling == ROPE_SCALING_LLAMA3;
+    cJSON_AddStringToObject(o, "rope_type", l3 ? "llama3" : "linear");
+    cJSON_AddNumberToObject(o, "factor", c->rope_factor);
+    if (l3) {
+        cJSON_AddNumberToObject(o, "low_freq_factor", c->rope_low_freq_factor);
+        cJSON_AddNumberToObject(o, "high_freq_factor", c->rope_high_freq_factor);
+        cJSON_AddNumberToObject(o, "original_max_position_embeddings", c->rope_original_max_pos);
+    }
+    return o;
+}
+
+/* transformers' class per model_arch (model_type is config_enum_name's). */
+static const char *const HF_CLASS[] = {"GPT2LMHeadModel", "LlamaForCausalLM", "Qwen2ForCausalLM",
+                                       "Qwen3ForCausalLM", "MistralForCausalLM"};
+
 char *hf_config_json(const cfg_model *c) {
     cJSON *r = cJSON_CreateObject();
     if (!r)
         return NULL;
+    cJSON_AddItemToObject(r, "architectures", cJSON_CreateStringArray((const char *[]){HF_CLASS[c->arch]}, 1));
+    cJSON_AddStringToObject(r, "model_type", config_enum_name("model.arch", c->arch));
     if (c->arch == MODEL_ARCH_GPT2) {
-        cJSON_AddItemToObject(r, "architectures", cJSON_CreateStringArray((const char *[]){"GPT2LMHeadModel"}, 1));
-        cJSON_AddStringToObject(r, "model_type", "gpt2");
         cJSON_AddNumberToObject(r, "n_layer", c->n_layer);
         cJSON_AddNumberToObject(r, "n_embd", c->d_model);
         cJSON_AddNumberToObject(r, "n_head", c->n_head);
@@ -200,20 +270,33 @@ char *hf_config_json(const cfg_model *c) {
         cJSON_AddNumberToObject(r, "layer_norm_epsilon", c->norm_eps);
         cJSON_AddStringToObject(r, "activation_function", "gelu_new");
     } else {
-        cJSON_AddItemToObject(r, "architectures", cJSON_CreateStringArray((const char *[]){"LlamaForCausalLM"}, 1));
-        cJSON_AddStringToObject(r, "model_type", "llama");
         cJSON_AddNumberToObject(r, "num_hidden_layers", c->n_layer);
         cJSON_AddNumberToObject(r, "hidden_size", c->d_model);
         cJSON_AddNumberToObject(r, "num_attention_heads", c->n_head);
         cJSON_AddNumberToObject(r, "num_key_value_heads", c->n_kv_head);
+        /* Qwen3Config's default head_dim is 128, not hidden / heads: always explicit there */
+        if (c->head_dim > 0 || c->arch == MODEL_ARCH_QWEN3)
+            cJSON_AddNumberToObject(r, "head_dim", config_head_dim(c));
         cJSON_AddNumberToObject(r, "intermediate_size", c->d_ff);
         cJSON_AddNumberToObject(r, "vocab_size", c->vocab_size);
         cJSON_AddNumberToObject(r, "max_position_embeddings", c->max_seq_len);
         cJSON_AddNumberToObject(r, "rms_norm_eps", c->norm_eps);
         cJSON_AddNumberToObject(r, "rope_theta", c->rope_theta);
+        if (c->rope_scaling != ROPE_SCALING_NONE)
+            cJSON_AddItemToObject(r, "rope_scaling", rope_scaling_json(c));
         cJSON_AddStringToObject(r, "hidden_act", "silu");
-        cJSON_AddFalseToObject(r, "attention_bias");
-        cJSON_AddFalseToObject(r, "mlp_bias");
+        if (c->arch == MODEL_ARCH_LLAMA || c->arch == MODEL_ARCH_QWEN3)
+            cJSON_AddFalseToObject(r, "attention_bias");
+        if (c->arch == MODEL_ARCH_LLAMA)
+            cJSON_AddFalseToObject(r, "mlp_bias");
+        if (c->arch == MODEL_ARCH_QWEN2 || c->arch == MODEL_ARCH_QWEN3)
+            cJSON_AddBoolToObject(r, "use_sliding_window", c->sliding_window > 0);
+        if (c->arch != MODEL_ARCH_LLAMA) {
+            if (c->sliding_window > 0)
+                cJSON_AddNumberToObject(r, "sliding_window", c->sliding_window);
+            else
+                cJSON_AddNullToObject(r, "sliding_window");
+        }
     }
     cJSON_AddBoolToObject(r, "tie_word_embeddings", c->tie_embeddings);
     cJSON_AddNumberToObject(r, "initializer_range", c->init_std);
@@ -304,7 +387,7 @@ sl_status hf_check_extras(const safetensors_index *ix, const model_layout *l, bo
             return sl_errorf(SL_ERR_FORMAT,
                              "%s: tensor %s is not a parameter of this %s model (n_layer %d, %s head); "
                              "check config.json",
-                             dir, n, l->cfg.arch == MODEL_ARCH_GPT2 ? "gpt2" : "llama", l->cfg.n_layer,
+                             dir, n, config_enum_name("model.arch", l->cfg.arch), l->cfg.n_layer,
                              l->cfg.tie_embeddings ? "tied" : "untied");
     }
     return SL_OK;
@@ -471,11 +554,22 @@ static sl_status open_checked(const char *dir, const model_layout *l, bool hf, s
     return st;
 }
 
+/* Lowers data.seq_len to what the model takes (max_seq_len, sliding_window),
+ * so that the default 256 does not reject a small model. */
+static void fit_seq_len(sl_config *cfg) {
+    const cfg_model *m = &cfg->model;
+    if (cfg->data.seq_len > m->max_seq_len)
+        cfg->data.seq_len = m->max_seq_len;
+    if (m->sliding_window > 0 && cfg->data.seq_len > m->sliding_window)
+        cfg->data.seq_len = m->sliding_window;
+}
+
 static char *model_section_json(const cfg_model *m) {
     sl_config full;
     config_defaults(&full);
     full.model = *m;
     full.model.init_from[0] = 0;
+    fit_seq_len(&full);
     char *all = config_to_json(&full);
     if (!all)
         return NULL;
@@ -496,7 +590,7 @@ static char *model_section_json(const cfg_model *m) {
     /* usable as --config on its own: the default data.seq_len may exceed a small model's */
     cJSON *data = cJSON_AddObjectToObject(out, "data");
     if (data)
-        cJSON_AddNumberToObject(data, "seq_len", full.data.seq_len < m->max_seq_len ? full.data.seq_len : m->max_seq_len);
+        cJSON_AddNumberToObject(data, "seq_len", full.data.seq_len);
     char *s = cJSON_Print(out);
     cJSON_Delete(out);
     return s;
@@ -507,8 +601,7 @@ sl_status hf_import(const char *hf_dir, const char *out_dir) {
     config_defaults(&cfg);
     hf_info info;
     SL_TRY(hf_read_config(hf_dir, &cfg.model, &info));
-    if (cfg.data.seq_len > cfg.model.max_seq_len)
-        cfg.data.seq_len = cfg.model.max_seq_len;
+    fit_seq_len(&cfg);
     SL_TRY(config_finalize(&cfg));
     model_layout *l = NULL;
     SL_TRY(model_layout_create(&cfg.model, false, &l));
@@ -550,8 +643,7 @@ sl_status model_config_from_dir(const char *dir, sl_config *cfg) {
         SL_TRY(config_load_file(cfg, path));
     else
         SL_TRY(hf_read_config(dir, &cfg->model, NULL));
-    if (cfg->data.seq_len > cfg->model.max_seq_len)
-        cfg->data.seq_len = cfg->model.max_seq_len; /* the default must not reject a small model */
+    fit_seq_len(cfg); /* the default must not reject a small model */
     return config_finalize(cfg);
 }
 

@@ -8,9 +8,15 @@
  * model.safetensors.index.json (runtime/safetensors.h validates every file).
  * Supported: model_type "gpt2" (GPT2LMHeadModel; Conv1D weights stored
  * (in, out) are transposed; the "transformer." prefix may or may not be
- * there) and "llama"/"mistral" (LlamaForCausalLM shapes; "rope_theta" or
- * transformers v5's "rope_parameters"; rope scaling other than "default" is
- * refused; Mistral's sliding_window caps max_seq_len so attention is exact).
+ * there) and the llama-like "llama", "mistral", "qwen2" (q/k/v biases) and
+ * "qwen3" (q_norm/k_norm; head_dim defaults to 128 as in Qwen3Config):
+ * "rope_theta" + "rope_scaling" or transformers v5's "rope_parameters", of
+ * rope_type default, linear or llama3 (others are refused); an explicit
+ * "head_dim"; "sliding_window" (mistral; qwen with use_sliding_window) goes
+ * to model.sliding_window, beyond which config_finalize and decode refuse
+ * sequences. export without the source's config.json (a trained model)
+ * writes the arch's own (LlamaForCausalLM, MistralForCausalLM,
+ * Qwen2ForCausalLM, Qwen3ForCausalLM with these keys).
  * Tensors may be F32, BF16 or F16. Known non-parameter buffers (GPT-2's
  * attn.bias / attn.masked_bias, rotary_emb.inv_freq) are skipped; any other
  * tensor the layout does not have is an error naming it.

@@ -10,6 +10,8 @@
 #include "runtime/check.h"
 #include "runtime/rng.h"
 
+#define LAYOUT_TWO_PI 6.283185307179586 /* Python's 2 * math.pi */
+
 typedef struct {
     model_layout *l;
     int cap;
@@ -103,6 +105,7 @@ static sl_status build_gpt2(builder *b, bool de) {
     o->fc_w = x, x += F * C;
     o->fc_b = x, x += F;
     o->up_w = -1;
+    o->q_norm = o->k_norm = -1;
     o->proj_w = x, x += C * F;
     o->proj_b = x;
     next_unit(b);
@@ -118,10 +121,14 @@ static sl_status build_gpt2(builder *b, bool de) {
     return SL_OK;
 }
 
+/* Llama-like blocks (llama, mistral, qwen2, qwen3). Block unit order: ln1,
+ * q, k, v, [qwen2: q, k, v biases], [qwen3: q_norm, k_norm], out, ln2,
+ * gate, up, down (llama's and mistral's units are the original llama order). */
 static sl_status build_llama(builder *b, bool de) {
     const cfg_model *c = &b->l->cfg;
     int64_t C = c->d_model, F = c->d_ff, V = c->vocab_size;
-    int64_t D = C / c->n_head, HD = D * c->n_head, KD = D * c->n_kv_head;
+    int64_t D = b->l->head_dim, HD = D * c->n_head, KD = D * c->n_kv_head;
+    bool bias = c->arch == MODEL_ARCH_QWEN2, qk_norm = c->arch == MODEL_ARCH_QWEN3;
     model_layout *l = b->l;
     SL_TRY(add_param(b, MODEL_ROLE_WTE, de, false, V, C, "embed.wte", "model.embed_tokens.weight"));
     l->fin.wte = 0;
@@ -139,6 +146,15 @@ static sl_status build_llama(builder *b, bool de) {
         P2(MODEL_ROLE_LINEAR_WEIGHT, true, HD, C, "attn.q.weight", "self_attn.q_proj.weight");
         P2(MODEL_ROLE_LINEAR_WEIGHT, true, KD, C, "attn.k.weight", "self_attn.k_proj.weight");
         P2(MODEL_ROLE_LINEAR_WEIGHT, true, KD, C, "attn.v.weight", "self_attn.v_proj.weight");
+        if (bias) {
+            P2(MODEL_ROLE_LINEAR_BIAS, false, HD, 0, "attn.q.bias", "self_attn.q_proj.bias");
+            P2(MODEL_ROLE_LINEAR_BIAS, false, KD, 0, "attn.k.bias", "self_attn.k_proj.bias");
+            P2(MODEL_ROLE_LINEAR_BIAS, false, KD, 0, "attn.v.bias", "self_attn.v_proj.bias");
+        }
+        if (qk_norm) {
+            P2(MODEL_ROLE_NORM_WEIGHT, false, D, 0, "attn.q_norm.weight", "self_attn.q_norm.weight");
+            P2(MODEL_ROLE_NORM_WEIGHT, false, D, 0, "attn.k_norm.weight", "self_attn.k_norm.weight");
+        }
         P2(MODEL_ROLE_RESID_WEIGHT, true, C, HD, "attn.out.weight", "self_attn.o_proj.weight");
         P2(MODEL_ROLE_NORM_WEIGHT, false, C, 0, "ln2.weight", "post_attention_layernorm.weight");
         P2(MODEL_ROLE_LINEAR_WEIGHT, true, F, C, "mlp.gate.weight", "mlp.gate_proj.weight");
@@ -154,6 +170,16 @@ static sl_status build_llama(builder *b, bool de) {
     o->k_w = x, x += KD * C;
     o->v_w = x, x += KD * C;
     o->q_b = o->k_b = o->v_b = -1;
+    if (bias) {
+        o->q_b = x, x += HD;
+        o->k_b = x, x += KD;
+        o->v_b = x, x += KD;
+    }
+    o->q_norm = o->k_norm = -1;
+    if (qk_norm) {
+        o->q_norm = x, x += D;
+        o->k_norm = x, x += D;
+    }
     o->out_w = x, x += C * HD;
     o->out_b = -1;
     o->ln2_w = x, x += C;
@@ -177,19 +203,20 @@ static sl_status build_llama(builder *b, bool de) {
 
 static sl_status check_cfg(const cfg_model *c) {
     SL_CHECK_ARG(c->n_layer >= 1 && c->d_model >= 1 && c->n_head >= 1 && c->vocab_size >= 2 &&
-                     c->max_seq_len >= 1,
+                     c->max_seq_len >= 1 && c->head_dim >= 0,
                  "model config: n_layer, d_model, n_head, vocab_size and max_seq_len must be positive");
-    SL_CHECK_ARG(c->d_model % c->n_head == 0, "model config: d_model %d is not divisible by n_head %d",
-                 c->d_model, c->n_head);
+    SL_CHECK_ARG(c->head_dim > 0 || c->d_model % c->n_head == 0,
+                 "model config: d_model %d is not divisible by n_head %d", c->d_model, c->n_head);
     SL_CHECK_ARG(c->n_kv_head >= 1 && c->n_head % c->n_kv_head == 0,
                  "model config: n_kv_head %d must divide n_head %d (run config_finalize first)",
                  c->n_kv_head, c->n_head);
     SL_CHECK_ARG(c->d_ff >= 1, "model config: d_ff is %d (run config_finalize first)", c->d_ff);
     if (c->arch == MODEL_ARCH_GPT2)
-        SL_CHECK_ARG(c->n_kv_head == c->n_head, "model config: gpt2 needs n_kv_head == n_head");
+        SL_CHECK_ARG(c->n_kv_head == c->n_head && config_head_dim(c) * c->n_head == c->d_model,
+                     "model config: gpt2 needs n_kv_head == n_head and head_dim == d_model / n_head");
     else
-        SL_CHECK_ARG((c->d_model / c->n_head) % 2 == 0, "model config: llama head dim %d must be even",
-                     c->d_model / c->n_head);
+        SL_CHECK_ARG(config_head_dim(c) % 2 == 0, "model config: head dim %d must be even for RoPE",
+                     config_head_dim(c));
     return SL_OK;
 }
 
@@ -199,7 +226,7 @@ sl_status model_layout_create(const cfg_model *cfg, bool decay_embeddings, model
     model_layout *l = calloc(1, sizeof *l);
     SL_CHECK_ALLOC(l, sizeof *l);
     l->cfg = *cfg;
-    l->head_dim = cfg->d_model / cfg->n_head;
+    l->head_dim = config_head_dim(cfg);
     l->n_units = cfg->n_layer + 2;
     int cap = 16 * cfg->n_layer + 8;
     l->params = calloc((size_t)cap, sizeof *l->params);
@@ -329,5 +356,39 @@ double model_layout_flops_per_token(const model_layout *l, int seq_len) {
     }
     if (c->tie_embeddings)
         n += (double)c->vocab_size * c->d_model; /* the head GEMM uses wte */
-    return 6.0 * n + 6.0 * c->n_layer * (double)seq_len * c->d_model;
+    /* the attention term's width is n_head * head_dim (= d_model unless head_dim is explicit) */
+    double width = (double)c->n_head * l->head_dim;
+    return 6.0 * n + 6.0 * c->n_layer * (double)seq_len * width;
+}
+
+void model_layout_rope_freq(const model_layout *l, float *inv) {
+    const cfg_model *c = &l->cfg;
+    int64_t d = l->head_dim, half = d / 2;
+    float theta = (float)c->rope_theta;
+    /* every step one fp32 operation, in transformers' order (a Python scalar
+     * operand is rounded to fp32 first, as torch does with a float32 tensor) */
+    for (int64_t i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)d;
+        inv[i] = 1.0f / powf(theta, e);
+    }
+    if (c->rope_scaling == ROPE_SCALING_LINEAR) {
+        for (int64_t i = 0; i < half; i++)
+            inv[i] = inv[i] / (float)c->rope_factor;
+    } else if (c->rope_scaling == ROPE_SCALING_LLAMA3) {
+        /* _compute_llama3_parameters: wavelength 2 pi / inv_freq; above
+         * old / low_freq_factor divide by factor, below old / high_freq_factor
+         * keep, in between blend with smooth = (old / wavelen - low) / (high - low) */
+        double old = (double)c->rope_original_max_pos, lo = c->rope_low_freq_factor,
+               hi = c->rope_high_freq_factor;
+        float factor = (float)c->rope_factor;
+        float low_wl = (float)(old / lo), high_wl = (float)(old / hi);
+        for (int64_t i = 0; i < half; i++) {
+            float wl = (1.0f / inv[i]) * (float)LAYOUT_TWO_PI;
+            float scaled = wl > low_wl ? inv[i] / factor : inv[i];
+            float smooth = ((1.0f / wl) * (float)old - (float)lo) / (float)(hi - lo);
+            float blended = (1.0f - smooth) * scaled / factor + smooth * scaled;
+            bool medium = !(wl < high_wl) && !(wl > low_wl);
+            inv[i] = medium ? blended : scaled;
+        }
+    }
 }

@@ -1,11 +1,13 @@
-/* model/layout.h: the parameter table and FSDP units of a GPT-2 or Llama model.
+/* model/layout.h: the parameter table and FSDP units of a GPT-2 or llama-like
+ * (llama, mistral, qwen2, qwen3) model.
  *
  * defines: model_param, model_unit, model_block_offsets, model_final_offsets,
  *          model_layout, model_layout_create, model_layout_destroy,
  *          model_layout_append_param, model_layout_place_units,
  *          model_layout_find, model_layout_find_hf, model_init_unit_range,
  *          model_layout_decay_segments, model_decay_segment,
- *          model_layout_param_count, model_layout_flops_per_token
+ *          model_layout_param_count, model_layout_flops_per_token,
+ *          model_layout_rope_freq
  *
  * Units (DESIGN section 5): unit 0 = embeddings (wte; wpe for gpt2), units
  * 1..L = blocks, unit L+1 = final norm (+ LM head when untied; a tied head
@@ -19,7 +21,8 @@
  *
  * Parameter names. shardlm names: "embed.wte", "embed.wpe",
  * "blocks.<l>.{ln1,ln2}.{weight,bias}", gpt2 "blocks.<l>.attn.qkv.{weight,bias}",
- * llama "blocks.<l>.attn.{q,k,v}.weight", "blocks.<l>.attn.out.{weight,bias}",
+ * llama-like "blocks.<l>.attn.{q,k,v}.weight" (qwen2 also ".bias"), qwen3
+ * "blocks.<l>.attn.{q,k}_norm.weight", "blocks.<l>.attn.out.{weight,bias}",
  * gpt2 "blocks.<l>.mlp.{fc,proj}.{weight,bias}", llama
  * "blocks.<l>.mlp.{gate,up,down}.weight", "final.norm.{weight,bias}",
  * "final.head.weight". Hugging Face names (hf_name) are given without GPT-2's
@@ -45,7 +48,7 @@
 typedef enum {
     MODEL_ROLE_WTE = 0,
     MODEL_ROLE_WPE,
-    MODEL_ROLE_NORM_WEIGHT,  /* ln1, ln2, final norm (init 1) */
+    MODEL_ROLE_NORM_WEIGHT,  /* ln1, ln2, final norm, qwen3 q/k norm (init 1) */
     MODEL_ROLE_NORM_BIAS,    /* init 0 */
     MODEL_ROLE_LINEAR_WEIGHT,
     MODEL_ROLE_RESID_WEIGHT, /* attn out and mlp proj/down: std / sqrt(2 L) */
@@ -78,11 +81,14 @@ typedef struct {
 
 /* Element offsets inside a block unit (identical for every block); -1 where
  * the architecture has no such tensor. q/k/v weights are (H*D, C), (Hkv*D, C),
- * (Hkv*D, C); for gpt2 they are the three row blocks of attn.qkv. fc is gpt2's
- * c_fc or llama's gate; up is llama's up (gpt2: -1); proj is c_proj / down. */
+ * (Hkv*D, C), their biases (gpt2, qwen2) (H*D), (Hkv*D), (Hkv*D); for gpt2
+ * they are the three row blocks of attn.qkv. q_norm, k_norm (qwen3): the
+ * per-head RMSNorm weights (D). out is (C, H*D). fc is gpt2's c_fc or
+ * llama's gate; up is llama's up (gpt2: -1); proj is c_proj / down. */
 typedef struct {
     int64_t ln1_w, ln1_b;
     int64_t q_w, k_w, v_w, q_b, k_b, v_b;
+    int64_t q_norm, k_norm;
     int64_t out_w, out_b;
     int64_t ln2_w, ln2_b;
     int64_t fc_w, fc_b, up_w;
@@ -99,7 +105,7 @@ typedef struct {
 
 typedef struct {
     cfg_model cfg;        /* copy, finalized (n_kv_head, d_ff set) */
-    int head_dim;         /* d_model / n_head */
+    int head_dim;         /* config_head_dim: model.head_dim or d_model / n_head */
     int n_params;
     model_param *params;  /* owned */
     int n_units;          /* n_layer + 2 */
@@ -160,9 +166,15 @@ sl_status model_layout_decay_segments(const model_layout *l, int unit, model_dec
 /* Trainable parameter count (tied wte counted once). */
 int64_t model_layout_param_count(const model_layout *l);
 
-/* Training FLOPs per token for sequence length T: 6 N + 6 L T C (PaLM
- * appendix B's 12 L T C attention term halved for the causal mask, as llm.c
- * counts). N is every parameter except the embedding lookups (wte, wpe) and
+/* RoPE inverse frequencies inv[0 .. head_dim/2) of a llama-like model, as
+ * transformers' ROPE_INIT_FUNCTIONS computes them in fp32: default
+ * 1 / theta^(2i/D), linear (that / rope_factor) or llama3
+ * (_compute_llama3_parameters). inv is host memory. */
+void model_layout_rope_freq(const model_layout *l, float *inv);
+
+/* Training FLOPs per token for sequence length T: 6 N + 6 L T H D (PaLM
+ * appendix B's 12 L T C attention term with C = H D, halved for the causal
+ * mask, as llm.c counts). N is every parameter except the embedding lookups (wte, wpe) and
  * LoRA adapters, plus the head's V x C once when it is tied to wte: the count
  * of the PyTorch peer (benchmarks/peers/torch_gpu_bench.py), so MFU figures
  * of shardlm train, shardlm bench and the peer are comparable. */

@@ -163,7 +163,7 @@ sl_status lora_create(const model_layout *base, const cfg_lora *cfg, lora_spec *
             lora_destroy(s);
             return sl_errorf(SL_ERR_INVALID,
                              "\"lora.targets\" item \"%s\" matches no %s module; valid: %s", tg,
-                             arch == MODEL_ARCH_GPT2 ? "gpt2" : "llama", valid);
+                             config_enum_name("model.arch", arch), valid);
         }
     }
     for (int m = 0; m < LORA_MOD_COUNT; m++) {
@@ -292,7 +292,7 @@ sl_status lora_peft_read_config(const char *dir, model_arch arch, cfg_lora *cfg)
     x = cJSON_GetObjectItemCaseSensitive(j, "fan_in_fan_out");
     if (st == SL_OK && x && cJSON_IsTrue(x) != (arch == MODEL_ARCH_GPT2))
         BAD("%s: \"fan_in_fan_out\" is %s but the base model is %s (true exactly for GPT-2's Conv1D)",
-            path, cJSON_IsTrue(x) ? "true" : "false", arch == MODEL_ARCH_GPT2 ? "gpt2" : "llama");
+            path, cJSON_IsTrue(x) ? "true" : "false", config_enum_name("model.arch", arch));
     x = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
     if (st == SL_OK) {
         if (cJSON_IsString(x)) {

@@ -81,7 +81,7 @@
 
 /* The block linears an adapter can sit on. */
 typedef enum {
-    LORA_MOD_QKV = 0, /* gpt2 attn.c_attn (fused q, k, v rows) */
+    LORA_MOD_QKV = 0, /* gpt2 attn.c_attn (fused q, k, v rows); "llama" below = every llama-like arch */
     LORA_MOD_Q,       /* llama self_attn.q_proj */
     LORA_MOD_K,       /* llama self_attn.k_proj */
     LORA_MOD_V,       /* llama self_attn.v_proj */

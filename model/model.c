@@ -49,7 +49,8 @@ static void carve_all(void *obj, block_carver *c) {
     model *m = obj;
     const cfg_model *cf = &m->l->cfg;
     size_t N = (size_t)m->bc.N, C = (size_t)cf->d_model, F = (size_t)cf->d_ff;
-    size_t HD = C, KD = (size_t)m->l->head_dim * (size_t)cf->n_kv_head;
+    size_t HD = (size_t)m->l->head_dim * (size_t)cf->n_head;
+    size_t KD = (size_t)m->l->head_dim * (size_t)cf->n_kv_head;
     size_t e = m->bc.esz, f4 = sizeof(float);
     int L = cf->n_layer;
     m->tokens = block_carve(c, N * sizeof(uint32_t));
@@ -76,7 +77,7 @@ static void carve_all(void *obj, block_carver *c) {
     m->xstats = block_carve(c, N * OPS_XENT_STATS * f4);
     m->xlse = block_carve(c, N * f4);
     m->d.dres = block_carve(c, N * C * e);
-    m->d.dc = block_carve(c, N * C * e);
+    m->d.dc = block_carve(c, N * (HD > C ? HD : C) * e); /* dL/d att (N, H*D), then dL/d ln (N, C) */
     m->d.dq = block_carve(c, N * HD * e);
     m->d.dk = block_carve(c, N * KD * e);
     m->d.dv = block_carve(c, N * KD * e);
@@ -91,12 +92,20 @@ sl_status model_create(const model_layout *layout, sl_backend *be, int micro_bat
     SL_CHECK_ARG(seq_len <= layout->cfg.max_seq_len,
                  "model_create: seq_len %d exceeds model.max_seq_len %d", seq_len,
                  layout->cfg.max_seq_len);
+    SL_CHECK_ARG(layout->cfg.sliding_window == 0 || seq_len <= layout->cfg.sliding_window,
+                 "model_create: seq_len %d exceeds model.sliding_window %d (attention is full causal, "
+                 "exact only within the window)",
+                 seq_len, layout->cfg.sliding_window);
     model *m = calloc(1, sizeof *m);
     SL_CHECK_ALLOC(m, sizeof *m);
     m->l = layout;
     m->be = be;
     m->recompute = recompute;
-    block_ctx_init(&m->bc, layout, be);
+    sl_status st = block_ctx_init(&m->bc, layout, be);
+    if (st != SL_OK) {
+        free(m);
+        return sl_error_wrapf(st, "model_create: the RoPE frequency table");
+    }
     block_ctx_rows(&m->bc, micro_batch, seq_len);
     int64_t V = layout->cfg.vocab_size;
     m->vchunk = V;
@@ -114,7 +123,7 @@ sl_status model_create(const model_layout *layout, sl_backend *be, int micro_bat
         model_destroy(m);
         return sl_errorf(SL_ERR_NOMEM, "model_create: out of memory for %d layers' pointers", L);
     }
-    sl_status st = block_arena_alloc(be, carve_all, m, &m->arena, &m->arena_bytes);
+    st = block_arena_alloc(be, carve_all, m, &m->arena, &m->arena_bytes);
     if (st != SL_OK) {
         size_t bytes = m->arena_bytes;
         model_destroy(m);
@@ -132,6 +141,7 @@ void model_destroy(model *m) {
         backend_free(m->be, MEM_CATEGORY_ACTIVATIONS, m->arena, m->arena_bytes);
     if (m->lora_arena)
         backend_free(m->be, MEM_CATEGORY_ACTIVATIONS, m->lora_arena, m->lora_bytes);
+    block_ctx_free(&m->bc);
     free(m->lora.t);
     free(m->res);
     free(m->acts);

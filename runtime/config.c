@@ -434,35 +434,63 @@ static sl_status check_choice(const char *key, const char *value, const char *ch
     return sl_errorf(SL_ERR_INVALID, "\"%s\" must be one of %s, got \"%s\"", key, choices, value);
 }
 
-sl_status config_finalize(sl_config *cfg) {
-    cfg_model *m = &cfg->model;
+/* The model section's cross-field checks (config_finalize). */
+static sl_status finalize_model(cfg_model *m, int seq_len) {
+    bool ll = config_arch_llama_like(m->arch);
+    const char *arch = config_enum_name("model.arch", m->arch);
     if (m->n_kv_head == 0)
         m->n_kv_head = m->n_head;
-    if (m->d_model % m->n_head != 0)
+    if (m->head_dim == 0 && m->d_model % m->n_head != 0)
         return sl_errorf(SL_ERR_INVALID,
-                         "\"model.d_model\" = %d must be divisible by \"model.n_head\" = %d",
+                         "\"model.d_model\" = %d must be divisible by \"model.n_head\" = %d (or set "
+                         "\"model.head_dim\")",
                          m->d_model, m->n_head);
     if (m->n_head % m->n_kv_head != 0)
         return sl_errorf(SL_ERR_INVALID,
                          "\"model.n_kv_head\" = %d must divide \"model.n_head\" = %d", m->n_kv_head,
                          m->n_head);
-    if (m->arch == MODEL_ARCH_GPT2 && m->n_kv_head != m->n_head)
+    if (!ll) {
+        if (m->n_kv_head != m->n_head)
+            return sl_errorf(SL_ERR_INVALID,
+                             "\"model.n_kv_head\" = %d: gpt2 has no grouped-query attention (use %d or 0)",
+                             m->n_kv_head, m->n_head);
+        if (m->head_dim != 0 && m->head_dim * m->n_head != m->d_model)
+            return sl_errorf(SL_ERR_INVALID,
+                             "\"model.head_dim\" = %d: gpt2's heads split d_model %d (use 0)",
+                             m->head_dim, m->d_model);
+        if (m->rope_scaling != ROPE_SCALING_NONE || m->sliding_window != 0)
+            return sl_errorf(SL_ERR_INVALID,
+                             "gpt2 has no RoPE or sliding window: \"model.rope_scaling\" must be none "
+                             "and \"model.sliding_window\" 0");
+    }
+    if (ll && config_head_dim(m) % 2 != 0)
+        return sl_errorf(SL_ERR_INVALID, "%s head dim %d must be even for RoPE", arch, config_head_dim(m));
+    if (m->rope_scaling == ROPE_SCALING_LLAMA3 && !(m->rope_high_freq_factor > m->rope_low_freq_factor))
         return sl_errorf(SL_ERR_INVALID,
-                         "\"model.n_kv_head\" = %d: gpt2 has no grouped-query attention (use %d or 0)",
-                         m->n_kv_head, m->n_head);
-    if ((m->d_model / m->n_head) % 2 != 0 && m->arch == MODEL_ARCH_LLAMA)
-        return sl_errorf(SL_ERR_INVALID, "llama head dim d_model/n_head = %d must be even for RoPE",
-                         m->d_model / m->n_head);
+                         "\"model.rope_high_freq_factor\" = %g must exceed \"model.rope_low_freq_factor\" "
+                         "= %g (llama3 rope scaling)",
+                         m->rope_high_freq_factor, m->rope_low_freq_factor);
     if (m->d_ff == 0) {
-        if (m->arch == MODEL_ARCH_LLAMA)
-            return sl_errorf(SL_ERR_INVALID, "\"model.d_ff\" must be set for llama (e.g. %d)",
+        if (ll)
+            return sl_errorf(SL_ERR_INVALID, "\"model.d_ff\" must be set for %s (e.g. %d)", arch,
                              ((8 * m->d_model / 3) + 255) / 256 * 256);
         m->d_ff = 4 * m->d_model;
     }
-    if (cfg->data.seq_len > m->max_seq_len)
+    if (seq_len > m->max_seq_len)
         return sl_errorf(SL_ERR_INVALID,
-                         "\"data.seq_len\" = %d exceeds \"model.max_seq_len\" = %d", cfg->data.seq_len,
+                         "\"data.seq_len\" = %d exceeds \"model.max_seq_len\" = %d", seq_len,
                          m->max_seq_len);
+    if (m->sliding_window > 0 && seq_len > m->sliding_window)
+        return sl_errorf(SL_ERR_INVALID,
+                         "\"data.seq_len\" = %d exceeds \"model.sliding_window\" = %d: shardlm's attention "
+                         "is full causal, which equals sliding-window attention only while a sequence "
+                         "fits in the window; use data.seq_len <= %d",
+                         seq_len, m->sliding_window, m->sliding_window);
+    return SL_OK;
+}
+
+sl_status config_finalize(sl_config *cfg) {
+    SL_TRY(finalize_model(&cfg->model, cfg->data.seq_len));
     if (cfg->optim.lr_min > cfg->optim.lr)
         return sl_errorf(SL_ERR_INVALID, "\"optim.lr_min\" = %g exceeds \"optim.lr\" = %g",
                          cfg->optim.lr_min, cfg->optim.lr);

@@ -3,7 +3,9 @@
  * defines: sl_config (sections model, data, prepare, train, optim, parallel,
  *          checkpoint, lora, logging), config_defaults, config_load_file,
  *          config_apply_json, config_set_override, config_finalize,
- *          config_to_json, config_write_file, config_hash, config_print_keys
+ *          config_to_json, config_write_file, config_hash, config_print_keys,
+ *          config_enum_name, config_arch_llama_like, config_head_dim,
+ *          model_arch, rope_scaling
  *
  * A config is filled in three layers: the defaults of the schema in
  * config_schema.c, then JSON files (each may set any subset), then
@@ -30,7 +32,19 @@ typedef struct {
     char items[CFG_LIST_MAX][CFG_STR_MAX];
 } cfg_strlist;
 
-typedef enum { MODEL_ARCH_GPT2 = 0, MODEL_ARCH_LLAMA } model_arch;
+/* gpt2: LayerNorm, GELU, learned positions. The rest are "llama-like"
+ * (RMSNorm, RoPE, SwiGLU, GQA): llama and mistral as such, qwen2 with q/k/v
+ * biases, qwen3 with a per-head RMSNorm of q and k before RoPE. Values are
+ * the position in model.arch's choices (config_schema.c). */
+typedef enum {
+    MODEL_ARCH_GPT2 = 0,
+    MODEL_ARCH_LLAMA,
+    MODEL_ARCH_QWEN2,
+    MODEL_ARCH_QWEN3,
+    MODEL_ARCH_MISTRAL,
+} model_arch;
+/* RoPE frequency scaling (transformers' rope_type): none = "default". */
+typedef enum { ROPE_SCALING_NONE = 0, ROPE_SCALING_LINEAR, ROPE_SCALING_LLAMA3 } rope_scaling;
 typedef enum { DATA_MODE_PRETRAIN = 0, DATA_MODE_SFT } data_mode;
 typedef enum { LR_SCHEDULE_COSINE = 0, LR_SCHEDULE_LINEAR, LR_SCHEDULE_CONSTANT } lr_schedule;
 /* When FSDP reduce-scatters gradients (parallel/fsdp.h): each micro-step,
@@ -54,11 +68,17 @@ typedef struct {
     int d_model;
     int n_head;
     int n_kv_head; /* 0: same as n_head */
-    int d_ff;      /* 0: 4*d_model (gpt2); required for llama */
+    int d_ff;      /* 0: 4*d_model (gpt2); required for llama-like archs */
+    int head_dim;  /* 0: d_model / n_head (config_head_dim) */
     int vocab_size;
     int max_seq_len;
     double norm_eps;
     double rope_theta;
+    int rope_scaling;           /* rope_scaling */
+    double rope_factor;         /* linear and llama3 */
+    double rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
+    int rope_original_max_pos;  /* llama3: original_max_position_embeddings */
+    int sliding_window;         /* 0: none; else data.seq_len must not exceed it */
     bool tie_embeddings;
     double init_std;
     char init_from[CFG_STR_MAX]; /* Hugging Face model folder to start from */
@@ -212,5 +232,12 @@ void config_print_keys(void *file);
 
 /* Name of an enum value of a field ("optim.lr_schedule", 0 -> "cosine"). */
 const char *config_enum_name(const char *path, int value);
+
+/* Every arch but gpt2 is llama-like (model_arch). */
+static inline bool config_arch_llama_like(int arch) { return arch != MODEL_ARCH_GPT2; }
+/* The attention head size: model.head_dim, or d_model / n_head when 0. */
+static inline int config_head_dim(const cfg_model *m) {
+    return m->head_dim > 0 ? m->head_dim : m->d_model / (m->n_head > 0 ? m->n_head : 1);
+}
 
 #endif

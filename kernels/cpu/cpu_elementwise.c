@@ -104,20 +104,16 @@ sl_status cpu_swiglu_backward(sl_backend *be, sl_tensor dgate, sl_tensor dup, sl
 /* rope (Hugging Face rotate_half pairing) */
 
 /* cos/sin tables (T, D/2) for positions pos_offset..pos_offset+T-1, computed
- * as transformers does in fp32: inv_freq = 1 / theta^(float(2i)/D), angle =
- * float(p) * inv_freq (one rounded fp32 product), then cos/sin of that fp32
- * angle (evaluated in double and rounded, i.e. within 1 ulp of torch's). */
-static sl_status rope_tables(int64_t t_len, int64_t d, int64_t pos_offset, float theta,
+ * as transformers does in fp32: angle = float(p) * inv_freq (one rounded
+ * fp32 product), then cos/sin of that fp32 angle (evaluated in double and
+ * rounded, i.e. within 1 ulp of torch's). */
+static sl_status rope_tables(int64_t t_len, int64_t d, int64_t pos_offset, const float *inv,
                              float **cos_out, float **sin_out) {
     int64_t half = d / 2;
-    size_t bytes = (size_t)(t_len * half) * sizeof(float) * 2 + (size_t)half * sizeof(float);
+    size_t bytes = (size_t)(t_len * half) * sizeof(float) * 2;
     float *buf = malloc(bytes ? bytes : 1);
     SL_CHECK_ALLOC(buf, bytes);
-    float *cs = buf, *sn = buf + t_len * half, *inv = sn + t_len * half;
-    for (int64_t i = 0; i < half; i++) {
-        float e = (float)(2 * i) / (float)d;
-        inv[i] = 1.0f / powf(theta, e);
-    }
+    float *cs = buf, *sn = buf + t_len * half;
     for (int64_t t = 0; t < t_len; t++) {
         float p = (float)(pos_offset + t);
         for (int64_t i = 0; i < half; i++) {
@@ -133,11 +129,11 @@ static sl_status rope_tables(int64_t t_len, int64_t d, int64_t pos_offset, float
 
 /* sign = +1: forward rotation; -1: its transpose (backward). */
 static sl_status rope_apply(sl_backend *be, sl_tensor out, sl_tensor inp, int64_t pos_offset,
-                            float theta, float sign) {
+                            sl_tensor inv_freq, float sign) {
     int64_t bsz = inp.shape[0], t_len = inp.shape[1], h = inp.shape[2], d = inp.shape[3];
     int64_t half = d / 2;
     float *cs = NULL, *sn = NULL;
-    SL_TRY(rope_tables(t_len, d, pos_offset, theta, &cs, &sn));
+    SL_TRY(rope_tables(t_len, d, pos_offset, cpu_cf32(inv_freq), &cs, &sn));
     const float *x = cpu_cf32(inp);
     float *y = cpu_f32(out);
     int64_t rows = bsz * t_len;
@@ -160,13 +156,13 @@ static sl_status rope_apply(sl_backend *be, sl_tensor out, sl_tensor inp, int64_
 }
 
 sl_status cpu_rope_forward(sl_backend *be, sl_tensor out, sl_tensor inp, int64_t pos_offset,
-                           float theta) {
-    return rope_apply(be, out, inp, pos_offset, theta, 1.0f);
+                           sl_tensor inv_freq) {
+    return rope_apply(be, out, inp, pos_offset, inv_freq, 1.0f);
 }
 
 sl_status cpu_rope_backward(sl_backend *be, sl_tensor dinp, sl_tensor dout, int64_t pos_offset,
-                            float theta) {
-    return rope_apply(be, dinp, dout, pos_offset, theta, -1.0f);
+                            sl_tensor inv_freq) {
+    return rope_apply(be, dinp, dout, pos_offset, inv_freq, -1.0f);
 }
 
 /* ------------------------------------------------------------------------ */

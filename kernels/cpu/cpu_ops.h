@@ -75,9 +75,9 @@ sl_status cpu_swiglu_forward(sl_backend *be, sl_tensor out, sl_tensor gate, sl_t
 sl_status cpu_swiglu_backward(sl_backend *be, sl_tensor dgate, sl_tensor dup, sl_tensor dout,
                               sl_tensor gate, sl_tensor up);
 sl_status cpu_rope_forward(sl_backend *be, sl_tensor out, sl_tensor inp, int64_t pos_offset,
-                           float theta);
+                           sl_tensor inv_freq);
 sl_status cpu_rope_backward(sl_backend *be, sl_tensor dinp, sl_tensor dout, int64_t pos_offset,
-                            float theta);
+                            sl_tensor inv_freq);
 sl_status cpu_embedding_forward(sl_backend *be, sl_tensor out, sl_tensor tokens, sl_tensor wte,
                                 sl_tensor wpe, int64_t pos_offset);
 sl_status cpu_embedding_backward(sl_backend *be, sl_tensor dwte, sl_tensor dwpe, sl_tensor dout,

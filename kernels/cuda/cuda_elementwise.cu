@@ -264,11 +264,12 @@ extern "C" cudaError_t cuk_bias_add(cudaStream_t s, void *c, bool c_bf16, const 
 
 /* ------------------------------------------------------------------------ */
 /* rope: one thread per (row of (B*T*H), pair i < D/2). The angle is computed
- * as transformers does in fp32: inv_freq = 1 / theta^(float(2i)/D), angle =
- * float(p) * inv_freq; sincosf does a full range reduction (angles reach
- * thousands of radians at long context, where __sincosf is wrong). */
+ * as transformers does in fp32: angle = float(p) * inv_freq[i], from the
+ * caller's (D/2) F32 table (default or scaled frequencies); sincosf does a
+ * full range reduction (angles reach thousands of radians at long context,
+ * where __sincosf is wrong). */
 __global__ void rope_kernel(bf16 *out, const bf16 *inp, int64_t rows, int64_t t_len, int h,
-                            int d, int64_t pos_offset, float theta, float sign) {
+                            int d, int64_t pos_offset, const float *inv_freq, float sign) {
     int half = d / 2;
     int64_t n = rows * half;
     int64_t stride = (int64_t)gridDim.x * blockDim.x;
@@ -276,8 +277,7 @@ __global__ void rope_kernel(bf16 *out, const bf16 *inp, int64_t rows, int64_t t_
         int64_t r = idx / half;
         int i = (int)(idx % half);
         int64_t t = (r / h) % t_len;
-        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)d);
-        float ang = (float)(pos_offset + t) * inv;
+        float ang = (float)(pos_offset + t) * inv_freq[i];
         float sn, cs;
         sincosf(ang, &sn, &cs);
         sn *= sign;
@@ -290,15 +290,15 @@ __global__ void rope_kernel(bf16 *out, const bf16 *inp, int64_t rows, int64_t t_
 }
 
 extern "C" cudaError_t cuk_rope(cudaStream_t s, void *out, const void *inp, int64_t b,
-                                 int64_t t, int64_t h, int64_t d, int64_t pos_offset, float theta,
-                                 float sign) {
+                                 int64_t t, int64_t h, int64_t d, int64_t pos_offset,
+                                 const float *inv_freq, float sign) {
     if (b < 0 || t < 0 || h <= 0 || d <= 0 || d % 2 || d > (1 << 20) || h > (1 << 20))
         return cudaErrorInvalidValue;
     int64_t rows = b * t * h;
     if (rows == 0)
         return cudaSuccess;
     rope_kernel<<<grid_for(rows * (d / 2), EW_THREADS), EW_THREADS, 0, s>>>(
-        (bf16 *)out, (const bf16 *)inp, rows, t, (int)h, (int)d, pos_offset, theta, sign);
+        (bf16 *)out, (const bf16 *)inp, rows, t, (int)h, (int)d, pos_offset, inv_freq, sign);
     return cudaGetLastError();
 }
 

@@ -78,9 +78,10 @@ cudaError_t cuk_cast(cudaStream_t s, void *dst, bool dst_bf16, const void *src, 
 /* c (rows, cols) += bias broadcast over rows; c and bias f32 or bf16. */
 cudaError_t cuk_bias_add(cudaStream_t s, void *c, bool c_bf16, const void *bias, bool bias_bf16,
                           int64_t rows, int64_t cols);
-/* inp/out (b, t, h, d) bf16, may alias; sign +1 forward, -1 backward. */
+/* inp/out (b, t, h, d) bf16, may alias; inv_freq (d/2) f32 device; sign +1
+ * forward, -1 backward. */
 cudaError_t cuk_rope(cudaStream_t s, void *out, const void *inp, int64_t b, int64_t t,
-                      int64_t h, int64_t d, int64_t pos_offset, float theta, float sign);
+                      int64_t h, int64_t d, int64_t pos_offset, const float *inv_freq, float sign);
 /* out (b, t, c) = wte[tokens] (+ wpe[pos_offset + t]); wpe may be NULL. A
  * token >= vocab writes zeros and records its flat index with atomicMin in
  * *bad_index (the caller sets it to 0xffffffff first). */

@@ -102,17 +102,18 @@ sl_status cuda_swiglu_backward(sl_backend *be, sl_tensor dgate, sl_tensor dup, s
 }
 
 sl_status cuda_rope_forward(sl_backend *be, sl_tensor out, sl_tensor inp, int64_t pos_offset,
-                            float theta) {
+                            sl_tensor inv_freq) {
     SL_CHECK_LAUNCH(cuk_rope(cuda_stream(be), out.data, inp.data, inp.shape[0], inp.shape[1],
-                              inp.shape[2], inp.shape[3], pos_offset, theta, 1.0f));
+                              inp.shape[2], inp.shape[3], pos_offset, (const float *)inv_freq.data,
+                              1.0f));
     return SL_OK;
 }
 
 sl_status cuda_rope_backward(sl_backend *be, sl_tensor dinp, sl_tensor dout, int64_t pos_offset,
-                             float theta) {
+                             sl_tensor inv_freq) {
     SL_CHECK_LAUNCH(cuk_rope(cuda_stream(be), dinp.data, dout.data, dout.shape[0],
-                              dout.shape[1], dout.shape[2], dout.shape[3], pos_offset, theta,
-                              -1.0f));
+                              dout.shape[1], dout.shape[2], dout.shape[3], pos_offset,
+                              (const float *)inv_freq.data, -1.0f));
     return SL_OK;
 }
 

@@ -89,9 +89,9 @@ sl_status cuda_swiglu_forward(sl_backend *be, sl_tensor out, sl_tensor gate, sl_
 sl_status cuda_swiglu_backward(sl_backend *be, sl_tensor dgate, sl_tensor dup, sl_tensor dout,
                                sl_tensor gate, sl_tensor up);
 sl_status cuda_rope_forward(sl_backend *be, sl_tensor out, sl_tensor inp, int64_t pos_offset,
-                            float theta);
+                            sl_tensor inv_freq);
 sl_status cuda_rope_backward(sl_backend *be, sl_tensor dinp, sl_tensor dout, int64_t pos_offset,
-                             float theta);
+                             sl_tensor inv_freq);
 sl_status cuda_attention_forward(sl_backend *be, sl_tensor out, sl_tensor lse, sl_tensor q,
                                  sl_tensor k, sl_tensor v);
 sl_status cuda_attention_backward(sl_backend *be, sl_tensor dq, sl_tensor dk, sl_tensor dv,

@@ -380,16 +380,20 @@ static void test_rope(ctx *t, int64_t b, int64_t tl, int64_t h, int64_t d, int64
     t->test = "rope";
     size_t n = (size_t)(b * tl * h * d);
     float *x = host_rand(t, n, 1.0f), *y = malloc(n * 4), *z = malloc(n * 4);
-    void *gx = dev_bf16(t, x, n), *gy = dev_poison(t, n * 2);
-    TRY(t, ops_rope_forward(t->cpu, c4(t, y, b, tl, h, d), c4(t, x, b, tl, h, d), off, 10000.0f));
-    TRY(t, ops_rope_forward(t->gpu, g4(t, gy, b, tl, h, d), g4(t, gx, b, tl, h, d), off, 10000.0f));
-    /* fp32 rotation (sincosf with full range reduction: angle error ~ pos U_F32,
-     * 6e-5 at pos 1000, far below bf16), one rounding */
+    /* the default table 1 / 10000^(2i/d) with its last quarter divided by 8
+     * (a llama3-like scaled table): both backends rotate by the given table */
+    float *inv = malloc((size_t)(d / 2) * 4);
+    for (int64_t i = 0; i < d / 2; i++)
+        inv[i] = 1.0f / powf(10000.0f, (float)(2 * i) / (float)d) / (i >= 3 * d / 8 ? 8.0f : 1.0f);
+    void *gx = dev_bf16(t, x, n), *gy = dev_poison(t, n * 2), *ginv = dev_f32(t, inv, (size_t)(d / 2));
+    sl_tensor cf = c1(t, inv, d / 2), gf = g1(t, SL_DTYPE_F32, ginv, d / 2);
+    TRY(t, ops_rope_forward(t->cpu, c4(t, y, b, tl, h, d), c4(t, x, b, tl, h, d), off, cf));
+    TRY(t, ops_rope_forward(t->gpu, g4(t, gy, b, tl, h, d), g4(t, gx, b, tl, h, d), off, gf));
     check_free(t, "forward", down_bf16(t, gy, n), y, n, tol_bf16(1));
-    TRY(t, ops_rope_backward(t->cpu, c4(t, z, b, tl, h, d), c4(t, x, b, tl, h, d), off, 10000.0f));
-    TRY(t, ops_rope_backward(t->gpu, g4(t, gx, b, tl, h, d), g4(t, gx, b, tl, h, d), off, 10000.0f));
+    TRY(t, ops_rope_backward(t->cpu, c4(t, z, b, tl, h, d), c4(t, x, b, tl, h, d), off, cf));
+    TRY(t, ops_rope_backward(t->gpu, g4(t, gx, b, tl, h, d), g4(t, gx, b, tl, h, d), off, gf));
     check_free(t, "backward (in place)", down_bf16(t, gx, n), z, n, tol_bf16(1));
-    free(x), free(y), free(z);
+    free(x), free(y), free(z), free(inv);
     dev_free_all(t);
 }
 

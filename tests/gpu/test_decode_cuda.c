@@ -199,7 +199,7 @@ static void run_case(ctx *t, const fixture *f, const void *dev_params, int B, in
 static void test_arch(ctx *t, int arch) {
     fixture f;
     fixture_make(&f, arch);
-    t->test = arch == MODEL_ARCH_LLAMA ? "llama" : "gpt2";
+    t->test = gpu_arch_name(arch, false);
     size_t bytes = 0;
     void *dev = upload(t->gpu, &f, &bytes);
     run_case(t, &f, dev, 1, 9, 0, 24); /* one-shot prefill, then 23 greedy steps */
@@ -211,6 +211,7 @@ static void test_arch(ctx *t, int arch) {
 static void run(ctx *t) {
     test_arch(t, MODEL_ARCH_GPT2);
     test_arch(t, MODEL_ARCH_LLAMA);
+    test_arch(t, MODEL_ARCH_QWEN3);
 }
 
 int main(void) {

@@ -221,7 +221,7 @@ static void compare_units(ctx *t, const model_layout *l, const float *got, const
 static void test_model(ctx *t, int arch) {
     fixture f;
     fixture_make(&f, arch);
-    t->test = arch == MODEL_ARCH_LLAMA ? "llama" : "gpt2";
+    t->test = gpu_arch_name(arch, false);
     run_out cpu, gpu, gpu_rc;
     run_model(t->cpu, false, &f, false, true, &cpu);
     run_model(t->gpu, true, &f, false, true, &gpu);
@@ -299,7 +299,7 @@ static void run_lora(sl_backend *be, bool on_gpu, const fixture *f, const lora_s
 static void test_lora(ctx *t, int arch) {
     fixture f;
     fixture_make(&f, arch);
-    t->test = arch == MODEL_ARCH_LLAMA ? "llama+lora" : "gpt2+lora";
+    t->test = gpu_arch_name(arch, true);
     cfg_lora lc = f.cfg.lora;
     lc.enabled = true;
     lc.r = 8;
@@ -341,6 +341,9 @@ static void run(ctx *t) {
     test_model(t, MODEL_ARCH_LLAMA);
     test_lora(t, MODEL_ARCH_GPT2);
     test_lora(t, MODEL_ARCH_LLAMA);
+    test_model(t, MODEL_ARCH_QWEN2); /* q/k/v biases */
+    test_model(t, MODEL_ARCH_QWEN3); /* q/k norms, head_dim != d_model / n_head, llama3 rope */
+    test_lora(t, MODEL_ARCH_QWEN3);
 }
 
 int main(void) {

@@ -61,6 +61,30 @@ CONFIGS = {
     # llama, 4 steps of torch.optim.AdamW, step 2's gradient non-finite (skipped)
     "llama_skip": dict(kind="llama", L=2, C=32, H=4, Hk=2, F=64, V=80, P=32, T=12, B=2, tied=False,
                        theta=10000.0, rope_key="rope_theta", steps=4, skip_step=2),
+    # Llama-3.1 rope scaling (rope_scaling llama3, head_dim written as Llama-3.2's config does):
+    # with D 12 and original_max_position_embeddings 256, frequencies 0-1 are kept, 2 is blended
+    # and 3-5 divided by the factor
+    "llama3_rope": dict(kind="llama", L=2, C=48, H=4, Hk=2, D=12, F=72, V=97, P=1024, T=13, B=2,
+                        tied=False, theta=10000.0, rope_key="rope_theta",
+                        scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 256}),
+    # linear rope scaling through transformers v5's rope_parameters, tied, MHA
+    "llama_linear": dict(kind="llama", L=2, C=32, H=4, Hk=4, F=64, V=80, P=64, T=12, B=2, tied=True,
+                         theta=10000.0, rope_key="rope_parameters",
+                         scaling={"rope_type": "linear", "factor": 4.0}),
+    # Qwen2 (q/k/v biases), tied like Qwen2.5-0.5B, GQA 6/2
+    "qwen2_tied": dict(kind="llama", mtype="qwen2", L=2, C=48, H=6, Hk=2, F=80, V=96, P=64, T=16, B=2,
+                       tied=True, theta=1000000.0, rope_key="rope_theta"),
+    # Qwen2 untied like Qwen2.5-7B, head dim 10, T 13, B 4
+    "qwen2_untied": dict(kind="llama", mtype="qwen2", L=2, C=40, H=4, Hk=4, F=72, V=90, P=32, T=13, B=4,
+                         tied=False, theta=10000.0, rope_key="rope_theta"),
+    # Qwen3 (q_norm/k_norm before RoPE), head_dim 16 != hidden 40 / heads 4, GQA 4/2, tied
+    "qwen3_gqa": dict(kind="llama", mtype="qwen3", L=2, C=40, H=4, Hk=2, D=16, F=64, V=89, P=64, T=11,
+                      B=2, tied=True, theta=1000000.0, rope_key="rope_theta"),
+    # Mistral: a sliding window (32) longer than the sequences, head_dim 16 != 48 / 4 (as
+    # Mistral-Nemo), GQA 4/2, untied
+    "mistral": dict(kind="llama", mtype="mistral", L=2, C=48, H=4, Hk=2, D=16, F=96, V=100, P=128, T=14,
+                    B=2, tied=False, theta=1000000.0, rope_key="rope_theta", window=32),
 }
 
 
@@ -94,7 +118,8 @@ def make_params(c, g):
         P["ln_f.bias"] = n(C)
         P = {c["prefix"] + k: v for k, v in P.items()}
     else:
-        D = C // c["H"]
+        D = c.get("D", C // c["H"])
+        mtype = c.get("mtype", "llama")
         P["model.embed_tokens.weight"] = n(V, C)
         for i in range(L):
             h = f"model.layers.{i}."
@@ -102,6 +127,13 @@ def make_params(c, g):
             P[h + "self_attn.q_proj.weight"] = n(c["H"] * D, C)
             P[h + "self_attn.k_proj.weight"] = n(c["Hk"] * D, C)
             P[h + "self_attn.v_proj.weight"] = n(c["Hk"] * D, C)
+            if mtype == "qwen2":
+                P[h + "self_attn.q_proj.bias"] = n(c["H"] * D, s=0.1)
+                P[h + "self_attn.k_proj.bias"] = n(c["Hk"] * D, s=0.1)
+                P[h + "self_attn.v_proj.bias"] = n(c["Hk"] * D, s=0.1)
+            if mtype == "qwen3":
+                P[h + "self_attn.q_norm.weight"] = 1 + n(D, s=0.1)
+                P[h + "self_attn.k_norm.weight"] = 1 + n(D, s=0.1)
             P[h + "self_attn.o_proj.weight"] = n(C, c["H"] * D)
             P[h + "post_attention_layernorm.weight"] = 1 + n(C, s=0.1)
             P[h + "mlp.gate_proj.weight"] = n(c["F"], C)
@@ -119,17 +151,41 @@ def hf_config(c):
                 "n_embd": c["C"], "n_head": c["H"], "n_inner": None, "vocab_size": c["V"],
                 "n_positions": c["P"], "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new",
                 "tie_word_embeddings": c["tied"]}
-    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": c["C"],
+    mtype = c.get("mtype", "llama")
+    cls = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+           "qwen3": "Qwen3ForCausalLM"}[mtype]
+    cfg = {"architectures": [cls], "model_type": mtype, "hidden_size": c["C"],
            "intermediate_size": c["F"], "num_hidden_layers": c["L"], "num_attention_heads": c["H"],
            "num_key_value_heads": c["Hk"], "vocab_size": c["V"], "max_position_embeddings": c["P"],
-           "rms_norm_eps": 1e-5, "hidden_act": "silu", "tie_word_embeddings": c["tied"],
-           "attention_bias": False, "mlp_bias": False}
+           "rms_norm_eps": 1e-5, "hidden_act": "silu", "tie_word_embeddings": c["tied"]}
+    if mtype in ("llama", "qwen3"):
+        cfg["attention_bias"] = False
+    if mtype == "llama":
+        cfg["mlp_bias"] = False
+    if "D" in c:
+        cfg["head_dim"] = c["D"]
+    if mtype in ("qwen2", "qwen3"):
+        cfg.update(use_sliding_window=False, sliding_window=None, max_window_layers=c["L"])
+    if mtype == "mistral":
+        cfg["sliding_window"] = c.get("window")
     if c["rope_key"] == "rope_theta":
         cfg["rope_theta"] = c["theta"]
-        cfg["rope_scaling"] = None
+        cfg["rope_scaling"] = c.get("scaling")
     else:
-        cfg["rope_parameters"] = {"rope_type": "default", "rope_theta": c["theta"]}
+        cfg["rope_parameters"] = dict(c.get("scaling", {"rope_type": "default"}), rope_theta=c["theta"])
     return cfg
+
+
+def scaling_effect(cfg, P32, inp):
+    """Relative change of the logits when the rope scaling is dropped: the
+    golden test can only tell scaled from plain RoPE if this is large."""
+    plain = dict(cfg, rope_scaling=None)
+    if "rope_parameters" in cfg:
+        plain["rope_parameters"] = {"rope_type": "default", "rope_theta": cfg["rope_parameters"]["rope_theta"]}
+    P = {k: v.to(torch.float64) for k, v in P32.items()}
+    with torch.no_grad():
+        a, b = models.logits(P, cfg, inp), models.logits(P, plain, inp)
+    return ((a - b).norm() / a.norm()).item()
 
 
 def batches(c, g):
@@ -236,7 +292,13 @@ def run(name, c, out):
         raise SystemExit(f"{name}: clipping was not active at every step ({clip_active}); lower grad_clip")
     golden.write(os.path.join(folder, "golden.h5"), inp, tgt, lg, loss, grads0, P, OPT, STEPS, clip_active,
                  name=name)
-    print(f"{name}: loss {loss.item():.6f}, {len(P)} tensors -> {folder}")
+    note = ""
+    if "scaling" in c:
+        eff = scaling_effect(cfg, P32, inp[0])
+        if eff < 1e-4:  # 10x the logits tolerance of test_model_reference
+            raise SystemExit(f"{name}: the rope scaling changes the logits by only {eff:.2e}")
+        note = f", rope scaling moves the logits by {eff:.2e}"
+    print(f"{name}: loss {loss.item():.6f}, {len(P)} tensors{note} -> {folder}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
-"""GPT-2 and Llama in plain PyTorch (no transformers), written from the
-architectures' definitions, over a dict of Hugging Face-named tensors in
+"""GPT-2 and the llama-like families (Llama, Mistral, Qwen2, Qwen3) in plain
+PyTorch (no transformers), written from the architectures' definitions as
+transformers' modeling_llama/mistral/qwen2/qwen3 compute them: q/k/v biases
+where the checkpoint has them (Qwen2), a per-head RMSNorm of q and k before
+RoPE (Qwen3's q_norm/k_norm), an explicit head_dim, and the RoPE inverse
+frequencies of modeling_rope_utils (default, linear, llama3), over a dict of
+Hugging Face-named tensors in
 Hugging Face layout (GPT-2 Conv1D weights are (in, out); the "transformer."
 prefix is stripped before use). Used by make_reference.py (float64) and by
 benchmarks/peers/torch_step.py (float32).
@@ -60,16 +65,46 @@ def gpt2_logits(P, cfg, ids, adapt=None):
     return x @ head.t()
 
 
-def rope_theta(cfg):
+def rope_config(cfg):
+    """(theta, scaling dict or None): transformers v5's rope_parameters, or
+    v4's rope_theta and rope_scaling."""
     if "rope_parameters" in cfg:
-        return cfg["rope_parameters"]["rope_theta"]
-    return cfg.get("rope_theta", 10000.0)
+        return cfg["rope_parameters"]["rope_theta"], cfg["rope_parameters"]
+    return cfg.get("rope_theta", 10000.0), cfg.get("rope_scaling")
 
 
-def _rope(x, theta):
+def head_dim(cfg):
+    return cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+
+
+def inv_freq(cfg):
+    """RoPE inverse frequencies (D/2,) float32, step by step as
+    modeling_rope_utils' _compute_default / _linear_scaling / _llama3
+    parameters do them (torch float32 ops with Python scalars)."""
+    theta, sc = rope_config(cfg)
+    D = head_dim(cfg)
+    inv = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    kind = "default" if sc is None else sc.get("rope_type", sc.get("type", "default"))
+    if kind == "default":
+        return inv
+    if kind == "linear":
+        return inv / sc["factor"]
+    if kind != "llama3":
+        raise ValueError(f"rope_type {kind} has no reference here")
+    factor, low, high = sc["factor"], sc["low_freq_factor"], sc["high_freq_factor"]
+    old = sc["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old / low, old / high
+    wavelen = 2 * math.pi / inv
+    inv_l = torch.where(wavelen > low_wavelen, inv / factor, inv)
+    smooth = (old / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * inv_l / factor + smooth * inv_l
+    medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+    return torch.where(medium, smoothed, inv_l)
+
+
+def _rope(x, inv):
     # x (B, H, T, D); Hugging Face rotate_half pairing; angles in float32 as transformers does
     T, D = x.shape[2], x.shape[3]
-    inv = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
     ang = torch.outer(torch.arange(T, dtype=torch.float32), inv)
     emb = torch.cat([ang, ang], dim=-1).to(x.dtype)
     cos, sin = emb.cos(), emb.sin()
@@ -86,19 +121,29 @@ def llama_logits(P, cfg, ids, adapt=None):
     L, C, H = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"]
     Hk = cfg["num_key_value_heads"]
     eps = cfg["rms_norm_eps"]
-    theta = rope_theta(cfg)
+    inv = inv_freq(cfg)
     B, T = ids.shape
-    D = C // H
+    D = head_dim(cfg)
     x = P["model.embed_tokens.weight"][ids]
     for i in range(L):
         p = lambda n: P[f"model.layers.{i}.{n}"]
+        has = lambda n: f"model.layers.{i}.{n}" in P
+
+        def lin(mod, x_):
+            y = x_ @ p(mod + ".weight").t()
+            if has(mod + ".bias"):  # Qwen2's q/k/v
+                y = y + p(mod + ".bias")
+            return _add(adapt, i, mod, x_, y)
+
         h = _rms(x, p("input_layernorm.weight"), eps)
-        lin = lambda mod, x_: _add(adapt, i, mod, x_, x_ @ p(mod + ".weight").t())
-        q = lin("self_attn.q_proj", h).view(B, T, H, D).transpose(1, 2)
-        k = lin("self_attn.k_proj", h).view(B, T, Hk, D).transpose(1, 2)
+        q = lin("self_attn.q_proj", h).view(B, T, H, D)
+        k = lin("self_attn.k_proj", h).view(B, T, Hk, D)
         v = lin("self_attn.v_proj", h).view(B, T, Hk, D).transpose(1, 2)
-        q, k = _rope(q, theta), _rope(k, theta)
-        a = _attention(q, k, v, H // Hk).transpose(1, 2).reshape(B, T, C)
+        if has("self_attn.q_norm.weight"):  # Qwen3: RMSNorm over each head's D, before RoPE
+            q = _rms(q, p("self_attn.q_norm.weight"), eps)
+            k = _rms(k, p("self_attn.k_norm.weight"), eps)
+        q, k = _rope(q.transpose(1, 2), inv), _rope(k.transpose(1, 2), inv)
+        a = _attention(q, k, v, H // Hk).transpose(1, 2).reshape(B, T, H * D)
         x = x + lin("self_attn.o_proj", a)
         h = _rms(x, p("post_attention_layernorm.weight"), eps)
         f = F.silu(lin("mlp.gate_proj", h)) * lin("mlp.up_proj", h)
@@ -116,13 +161,14 @@ def logits(P, cfg, ids, adapt=None):
 
 
 def decays(name):
-    """AdamW weight decay applies to linear weights and an untied head only."""
+    """AdamW weight decay applies to linear weights and an untied head only
+    (not to norms, Qwen3's q_norm/k_norm included, nor to biases)."""
     n = strip({name: 0}).popitem()[0]
     if n in ("wte.weight", "wpe.weight", "model.embed_tokens.weight"):
         return False
     if n == "lm_head.weight":
         return True
-    return n.endswith(".weight") and ("attn" in n or "mlp" in n)
+    return n.endswith(".weight") and ("attn" in n or "mlp" in n) and "_norm." not in n
 
 
 def lr_at(step, total, lr, lr_min, warmup, schedule):

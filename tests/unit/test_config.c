@@ -92,7 +92,7 @@ static void test_type_errors(void **state) {
     expect_error("{\"train\": {\"steps\": 1.5}}", "\"train.steps\" must be an integer, got 1.5");
     expect_error("{\"train\": {\"steps\": true}}", "\"train.steps\" must be an integer, got a boolean");
     expect_error("{\"model\": {\"tie_embeddings\": 1}}", "\"model.tie_embeddings\" must be a boolean (true or false), got a number");
-    expect_error("{\"model\": {\"arch\": \"gpt3\"}}", "\"model.arch\" must be one of gpt2|llama, got \"gpt3\"");
+    expect_error("{\"model\": {\"arch\": \"gpt3\"}}", "\"model.arch\" must be one of gpt2|llama|qwen2|qwen3|mistral, got \"gpt3\"");
     expect_error("{\"data\": {\"train\": [1]}}", "\"data.train\" must be a string, got an array");
     expect_error("{\"lora\": {\"targets\": [\"q_proj\", 3]}}", "\"lora.targets\"[1] must be a string, got a number");
     expect_error("{\"optim\": 3}", "\"optim\" must be an object of keys, got a number");
@@ -126,6 +126,10 @@ static void test_finalize_checks(void **state) {
         {"{\"model\": {\"arch\": \"llama\", \"n_head\": 6, \"n_kv_head\": 4, \"d_model\": 96, \"d_ff\": 64}}", "\"model.n_kv_head\" = 4 must divide \"model.n_head\" = 6"},
         {"{\"model\": {\"arch\": \"llama\", \"d_model\": 64, \"n_head\": 4}}", "\"model.d_ff\" must be set for llama"},
         {"{\"model\": {\"n_kv_head\": 2}}", "gpt2 has no grouped-query attention"},
+        {"{\"model\": {\"head_dim\": 32}}", "\"model.head_dim\" = 32: gpt2's heads split d_model 64"},
+        {"{\"model\": {\"arch\": \"qwen3\", \"d_model\": 40, \"n_head\": 4, \"head_dim\": 9, \"d_ff\": 64}}", "qwen3 head dim 9 must be even"},
+        {"{\"model\": {\"arch\": \"llama\", \"d_ff\": 64, \"rope_scaling\": \"llama3\", \"rope_low_freq_factor\": 4}}", "\"model.rope_high_freq_factor\" = 4 must exceed \"model.rope_low_freq_factor\" = 4"},
+        {"{\"model\": {\"arch\": \"mistral\", \"d_ff\": 64, \"sliding_window\": 128}}", "\"data.seq_len\" = 256 exceeds \"model.sliding_window\" = 128"},
         {"{\"model\": {\"max_seq_len\": 128}, \"data\": {\"seq_len\": 256}}", "\"data.seq_len\" = 256 exceeds \"model.max_seq_len\" = 128"},
         {"{\"optim\": {\"lr\": 1e-4, \"lr_min\": 1e-3}}", "\"optim.lr_min\" = 0.001 exceeds \"optim.lr\" = 0.0001"},
         {"{\"prepare\": {\"minhash_perms\": 100, \"minhash_bands\": 16}}", "must divide \"prepare.minhash_perms\""},

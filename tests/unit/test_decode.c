@@ -38,6 +38,12 @@ static void fixture_make(fixture *f, int arch) {
                       &(tiny_model_dims){.n_layer = 2, .d_model = 32, .n_head = 4,
                                          .vocab_size = 97, .max_seq_len = 24, .n_kv_head = 2,
                                          .d_ff = 48, .seq_len = 16, .init_std = 0.2});
+    if (arch == MODEL_ARCH_QWEN3) { /* q/k norms, head_dim 12 != 32 / 4, llama3 rope scaling */
+        f->cfg.model.head_dim = 12;
+        f->cfg.model.rope_scaling = ROPE_SCALING_LLAMA3;
+        f->cfg.model.rope_factor = 8;
+        f->cfg.model.rope_original_max_pos = 64;
+    }
     OK(config_finalize(&f->cfg));
     OK(model_layout_create(&f->cfg.model, false, &f->l));
     OK(backend_create_cpu(2, NULL, &f->be));
@@ -138,6 +144,34 @@ static void test_decode_llama_gqa(void **state) {
     run_arch(MODEL_ARCH_LLAMA);
 }
 
+static void test_decode_qwen2(void **state) { /* q/k/v biases */
+    (void)state;
+    run_arch(MODEL_ARCH_QWEN2);
+}
+
+static void test_decode_qwen3(void **state) {
+    (void)state;
+    run_arch(MODEL_ARCH_QWEN3);
+}
+
+/* a sliding-window model: generation past the window is refused, not approximated */
+static void test_decode_window(void **state) {
+    (void)state;
+    fixture f;
+    fixture_make(&f, MODEL_ARCH_MISTRAL);
+    model_layout *l = NULL;
+    cfg_model m = f.l->cfg;
+    m.sliding_window = 16;
+    OK(model_layout_create(&m, false, &l));
+    decode *d = NULL;
+    assert_int_equal(decode_create(l, f.be, f.params, 1, 17, 0, &d), SL_ERR_INVALID);
+    assert_non_null(strstr(sl_error_message(), "model.sliding_window 16"));
+    OK(decode_create(l, f.be, f.params, 1, 16, 0, &d));
+    decode_destroy(d);
+    model_layout_destroy(l);
+    fixture_free(&f);
+}
+
 static void test_decode_limits(void **state) {
     (void)state;
     fixture f;
@@ -166,6 +200,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_gpt2),
         cmocka_unit_test(test_decode_llama_gqa),
+        cmocka_unit_test(test_decode_qwen2),
+        cmocka_unit_test(test_decode_qwen3),
+        cmocka_unit_test(test_decode_window),
         cmocka_unit_test(test_decode_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,9 +16,16 @@
  * AdamW, which does not count the skipped step; its golden file also holds
  * the parameters the step count would give if it advanced on the skip, and
  * those must differ from ours by far more than the tolerance.
+ * The configurations cover gpt2, llama (GQA, tied/untied, rope_parameters,
+ * llama3 and linear rope scaling), qwen2 (q/k/v biases, tied and untied),
+ * qwen3 (q/k norms, head_dim != d_model / n_head, GQA) and mistral (a
+ * sliding window longer than the sequences, explicit head_dim).
  * It also checks that activation recomputation gives bitwise the same loss,
- * gradients and parameters, and that hf_save and import -> export reproduce
- * the folder's tensor data byte for byte (rank 0). Every rank compares the
+ * gradients and parameters, that hf_save and import -> export reproduce
+ * the folder's tensor data byte for byte and import -> export its
+ * config.json byte for byte (rank 0), and (test_hf_refusals) that configs
+ * shardlm cannot compute exactly are refused with a message naming the key.
+ * Every rank compares the
  * same gathered data, so every rank passes or fails the same assertions, and
  * any failure fails the test through cmocka's exit code. */
 #include <hdf5.h>
@@ -31,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
 #include <cmocka.h>
 
 #include "model/hf.h"
@@ -125,6 +133,21 @@ static void expect_same_tensors(const char *a_path, const char *b_path) {
     }
     safetensors_close(a);
     safetensors_close(b);
+}
+
+/* a/name and b/name have the same bytes. */
+static void expect_same_file(const char *a, const char *b, const char *name) {
+    char pa[900], pb[900];
+    snprintf(pa, sizeof pa, "%s/%s", a, name);
+    snprintf(pb, sizeof pb, "%s/%s", b, name);
+    char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    OK(fs_read_file(pa, &x, &nx, 1u << 20));
+    OK(fs_read_file(pb, &y, &ny, 1u << 20));
+    if (nx != ny || memcmp(x, y, nx) != 0)
+        fail_msg("%s and %s differ", pa, pb);
+    free(x);
+    free(y);
 }
 
 /* ---- one configuration's golden data ---- */
@@ -352,6 +375,7 @@ static void run_config(const char *name) {
         snprintf(out_w, sizeof out_w, "%s/model.safetensors", exp_dir);
         expect_same_tensors(src_w, out_w);
         expect_same_tensors(out_w, src_w);
+        expect_same_file(gc.hf, exp_dir, "config.json");
         free(host2);
     }
 
@@ -372,6 +396,80 @@ static void test_gpt2_untied(void **s) { (void)s; run_config("gpt2_untied"); }
 static void test_llama_gqa(void **s) { (void)s; run_config("llama_gqa"); }
 static void test_llama_untied(void **s) { (void)s; run_config("llama_untied"); }
 static void test_llama_skip(void **s) { (void)s; run_config("llama_skip"); }
+static void test_llama3_rope(void **s) { (void)s; run_config("llama3_rope"); }
+static void test_llama_linear(void **s) { (void)s; run_config("llama_linear"); }
+static void test_qwen2_tied(void **s) { (void)s; run_config("qwen2_tied"); }
+static void test_qwen2_untied(void **s) { (void)s; run_config("qwen2_untied"); }
+static void test_qwen3_gqa(void **s) { (void)s; run_config("qwen3_gqa"); }
+static void test_mistral(void **s) { (void)s; run_config("mistral"); }
+
+/* hf_read_config of a config.json that is the mistral golden one with
+ * `edit` merged in (a JSON object; null members are removed) must fail with
+ * status st and a message containing want; want NULL: must succeed (then
+ * the config is returned in out). Each rank uses its own folder. */
+static void hf_config_case(const char *edit, sl_status st, const char *want, sl_config *out) {
+    char base[800], dir[600], path[700];
+    snprintf(base, sizeof base, "%s/mistral/hf/config.json", g_dir);
+    snprintf(dir, sizeof dir, "%s/refuse.%d", g_dir, g_topo.rank);
+    OK(fs_mkdirs(dir));
+    char *text = NULL;
+    size_t len = 0;
+    OK(fs_read_file(base, &text, &len, 1u << 20));
+    cJSON *root = cJSON_Parse(text), *e = cJSON_Parse(edit);
+    free(text);
+    assert_true(root && e);
+    for (cJSON *it = e->child; it; it = it->next) {
+        cJSON_DeleteItemFromObjectCaseSensitive(root, it->string);
+        if (!cJSON_IsNull(it))
+            cJSON_AddItemToObject(root, it->string, cJSON_Duplicate(it, true));
+    }
+    char *js = cJSON_Print(root);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    OK(fs_write_atomic(path, js, strlen(js)));
+    free(js);
+    cJSON_Delete(root);
+    cJSON_Delete(e);
+    sl_config cfg;
+    config_defaults(&cfg);
+    cfg.data.seq_len = 100; /* <= the golden max_position_embeddings 128 */
+    sl_status got = hf_read_config(dir, &cfg.model, NULL);
+    if (got == SL_OK && want)
+        got = config_finalize(&cfg);
+    if (!want) {
+        if (got != SL_OK)
+            fail_msg("%s: unexpected error %s", edit, sl_error_message());
+        if (out)
+            *out = cfg;
+        return;
+    }
+    if (got != st || !strstr(sl_error_message(), want))
+        fail_msg("%s: status %d, message \"%s\"; expected %d and \"%s\"", edit, got,
+                 got == SL_OK ? "" : sl_error_message(), st, want);
+}
+
+static void test_hf_refusals(void **s) {
+    (void)s;
+    /* a window shorter than the default data.seq_len 256: refused, never silently ignored */
+    hf_config_case("{\"sliding_window\": 64}", SL_ERR_INVALID, "exceeds \"model.sliding_window\" = 64", NULL);
+    hf_config_case("{\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}}", SL_ERR_UNSUPPORTED,
+                   "rope_scaling with rope_type yarn is not supported", NULL);
+    hf_config_case("{\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}}", SL_ERR_FORMAT,
+                   "rope_scaling.low_freq_factor must be a number", NULL);
+    hf_config_case("{\"model_type\": \"qwen3\", \"attention_bias\": true}", SL_ERR_UNSUPPORTED,
+                   "attention_bias = true is not supported", NULL);
+    hf_config_case("{\"model_type\": \"qwen2\", \"use_sliding_window\": true, \"sliding_window\": 8}",
+                   SL_ERR_INVALID, "exceeds \"model.sliding_window\" = 8", NULL);
+    hf_config_case("{\"model_type\": \"gemma\"}", SL_ERR_UNSUPPORTED, "model_type \"gemma\" is not supported", NULL);
+    /* Qwen3Config's default head_dim is 128, not hidden / heads */
+    sl_config c;
+    hf_config_case("{\"model_type\": \"qwen3\", \"head_dim\": null}", SL_OK, NULL, &c);
+    assert_int_equal(c.model.arch, MODEL_ARCH_QWEN3);
+    assert_int_equal(config_head_dim(&c.model), 128);
+    /* Mistral v0.2+: sliding_window null is no window */
+    hf_config_case("{\"sliding_window\": null}", SL_OK, NULL, &c);
+    assert_int_equal(c.model.sliding_window, 0);
+    assert_int_equal(c.model.arch, MODEL_ARCH_MISTRAL);
+}
 
 int main(int argc, char **argv) {
     if (topology_init(&g_topo, &argc, &argv, 0) != SL_OK) {
@@ -390,6 +488,13 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_llama_gqa),
         cmocka_unit_test(test_llama_untied),
         cmocka_unit_test(test_llama_skip),
+        cmocka_unit_test(test_llama3_rope),
+        cmocka_unit_test(test_llama_linear),
+        cmocka_unit_test(test_qwen2_tied),
+        cmocka_unit_test(test_qwen2_untied),
+        cmocka_unit_test(test_qwen3_gqa),
+        cmocka_unit_test(test_mistral),
+        cmocka_unit_test(test_hf_refusals),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     topology_finalize(&g_topo);

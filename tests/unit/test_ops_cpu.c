@@ -332,7 +332,7 @@ static void test_swiglu(void **state) {
 typedef struct {
     double *x, *dy;
     int64_t b, t, h, d, off;
-    double theta;
+    const float *inv; /* (d/2) inverse frequencies */
 } rope_ctx;
 
 static void ref_rope(const rope_ctx *c, double *y) {
@@ -343,7 +343,7 @@ static void ref_rope(const rope_ctx *c, double *y) {
                 const double *x = c->x + ((b * c->t + t) * c->h + h) * c->d;
                 double *o = y + ((b * c->t + t) * c->h + h) * c->d;
                 for (int64_t i = 0; i < half; i++) {
-                    double ang = (double)(c->off + t) * pow(c->theta, -2.0 * (double)i / (double)c->d);
+                    double ang = (double)(c->off + t) * (double)c->inv[i];
                     /* HF: q * cos + rotate_half(q) * sin, rotate_half = cat(-x2, x1) */
                     o[i] = x[i] * cos(ang) - x[i + half] * sin(ang);
                     o[i + half] = x[i + half] * cos(ang) + x[i] * sin(ang);
@@ -364,28 +364,43 @@ static double rope_loss(void *ctx) {
 static void test_rope(void **state) {
     sl_backend *be = *state;
     const int64_t b = 2, t = 9, h = 3, d = 6, n = b * t * h * d;
-    const double thetas[2] = {10000.0, 500000.0};
-    for (int ti = 0; ti < 2; ti++) {
+    const double thetas[3] = {10000.0, 500000.0, 10000.0};
+    for (int ti = 0; ti < 3; ti++) {
         int64_t off = ti == 0 ? 0 : 5;
+        /* the default table 1 / theta^(2i/d) (ti 0, 1), and a scaled one
+         * (ti 2: llama3-like, the lowest frequencies divided by 8): the op
+         * rotates by whatever table it is given */
+        float inv[3];
+        for (int64_t i = 0; i < d / 2; i++)
+            inv[i] = 1.0f / powf((float)thetas[ti], (float)(2 * i) / (float)d);
+        if (ti == 2)
+            inv[2] /= 8.0f;
         float *x = rand_f(n, 1), *y = zeros_f(n), *dy = rand_f(n, 1), *dx = zeros_f(n);
-        rope_ctx c = {to_d(x, n), to_d(dy, n), b, t, h, d, off, thetas[ti]};
+        rope_ctx c = {to_d(x, n), to_d(dy, n), b, t, h, d, off, inv};
         double *want = zeros_d(n), *g = zeros_d(n);
         ref_rope(&c, want);
-        OK(ops_rope_forward(be, V4(y, b, t, h, d), V4(x, b, t, h, d), off, (float)thetas[ti]));
+        sl_tensor fr = ops_view1(be, SL_DTYPE_F32, inv, d / 2);
+        OK(ops_rope_forward(be, V4(y, b, t, h, d), V4(x, b, t, h, d), off, fr));
         /* angles are computed in fp32 as transformers does: |angle error| <=
          * (off+t) ulp(1) ~ 1e-6, so fp32 tolerance holds at these positions */
         ASSERT_REL(y, want, n, TOL_FWD, "rope forward");
-        OK(ops_rope_backward(be, V4(dx, b, t, h, d), V4(dy, b, t, h, d), off, (float)thetas[ti]));
+        OK(ops_rope_backward(be, V4(dx, b, t, h, d), V4(dy, b, t, h, d), off, fr));
         fd_grad(rope_loss, &c, c.x, n, NULL, g);
         ASSERT_REL(dx, g, n, TOL_BWD, "rope backward");
-        OK(ops_rope_forward(be, V4(x, b, t, h, d), V4(x, b, t, h, d), off, (float)thetas[ti]));
+        OK(ops_rope_forward(be, V4(x, b, t, h, d), V4(x, b, t, h, d), off, fr));
         ASSERT_REL(x, want, n, TOL_FWD, "rope forward in place");
         free(x), free(y), free(dy), free(dx), free(c.x), free(c.dy), free(want), free(g);
     }
-    float *x = zeros_f(2 * 2 * 1 * 5);
-    assert_int_equal(ops_rope_forward(be, V4(x, 2, 2, 1, 5), V4(x, 2, 2, 1, 5), 0, 1e4f),
+    float *x = zeros_f(2 * 2 * 1 * 5), inv[3] = {1, 1, 1};
+    assert_int_equal(ops_rope_forward(be, V4(x, 2, 2, 1, 5), V4(x, 2, 2, 1, 5), 0,
+                                      ops_view1(be, SL_DTYPE_F32, inv, 2)),
+                     SL_ERR_INVALID);
+    float *x6 = zeros_f(2 * 2 * 1 * 6); /* a table of the wrong length */
+    assert_int_equal(ops_rope_forward(be, V4(x6, 2, 2, 1, 6), V4(x6, 2, 2, 1, 6), 0,
+                                      ops_view1(be, SL_DTYPE_F32, inv, 2)),
                      SL_ERR_INVALID);
     free(x);
+    free(x6);
 }
 
 /* ------------------------------------------------------------------------ */

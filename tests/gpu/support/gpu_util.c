@@ -31,6 +31,21 @@ void gpu_tiny_model(sl_config *cfg, int arch, int max_seq_len, int seq_len, doub
                                          .vocab_size = 512, .max_seq_len = max_seq_len,
                                          .n_kv_head = 1, .d_ff = 352, .seq_len = seq_len,
                                          .init_std = init_std});
+    if (arch == MODEL_ARCH_QWEN3) { /* q/k norms, head_dim 96 != 128 / 2, llama3 rope scaling */
+        cfg->model.head_dim = 96;
+        cfg->model.rope_scaling = ROPE_SCALING_LLAMA3;
+        cfg->model.rope_factor = 8;
+        cfg->model.rope_original_max_pos = 64;
+    }
+}
+
+const char *gpu_arch_name(int arch, bool lora) {
+    static const char *const plain[] = {"gpt2", "llama", "qwen2", "qwen3", "mistral"};
+    static const char *const with_lora[] = {"gpt2+lora", "llama+lora", "qwen2+lora", "qwen3+lora",
+                                            "mistral+lora"};
+    if (arch < 0 || arch > MODEL_ARCH_MISTRAL)
+        return "?";
+    return lora ? with_lora[arch] : plain[arch];
 }
 
 void gpu_round_bf16(float *x, size_t n) {

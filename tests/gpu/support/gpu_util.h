@@ -1,7 +1,7 @@
 /* tests/gpu/support/gpu_util.h: helpers the GPU-vs-CPU tests share.
  *
  * defines: gpu_die, GPU_MUST, gpu_rel_err, gpu_tiny_model, gpu_round_bf16,
- *          gpu_tiny_params, gpu_backends_open, gpu_test,
+ *          gpu_tiny_params, gpu_arch_name, gpu_backends_open, gpu_test,
  *          gpu_test_main; the error model: U_BF16, U_F32, TOL_MARGIN,
  *          tol_bf16, tol_f32, tol_f32_sum
  *
@@ -66,7 +66,8 @@ double gpu_rel_err(const float *got, const float *want, size_t n);
 
 /* config_defaults, then the tiny model both GPU model tests use: 2 layers,
  * d_model 128, 2 heads (head dim 64, the fused attention's main case), vocab
- * 512; llama: 1 KV head, d_ff 352, untied, rope_theta 10000; gpt2: tied,
+ * 512; llama-like: 1 KV head, d_ff 352, untied, rope_theta 10000 (qwen3:
+ * head_dim 96, llama3 rope scaling factor 8 over 64 positions); gpt2: tied,
  * d_ff 4 d_model. Not finalized (the caller may change more first). */
 void gpu_tiny_model(sl_config *cfg, int arch, int max_seq_len, int seq_len, double init_std);
 
@@ -79,6 +80,9 @@ void gpu_round_bf16(float *x, size_t n);
  * gpu_die on error. */
 void gpu_tiny_params(const model_layout *l, uint64_t seed, float *params);
 
+/* A test's name for model_arch arch ("qwen3", or "qwen3+lora" with lora): a
+ * static string. */
+const char *gpu_arch_name(int arch, bool lora);
 
 /* The two backends a GPU-vs-CPU test compares: the CPU reference and CUDA
  * device 0 (recording into acct). Returns 0 when both exist; 77 (the ctest

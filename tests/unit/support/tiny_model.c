@@ -11,7 +11,7 @@ void tiny_model_config(sl_config *cfg, int arch, const tiny_model_dims *d) {
     m->n_head = d->n_head;
     m->vocab_size = d->vocab_size;
     m->max_seq_len = d->max_seq_len;
-    if (arch == MODEL_ARCH_LLAMA) {
+    if (arch != MODEL_ARCH_GPT2) { /* llama-like: llama, qwen2, qwen3, mistral */
         m->n_kv_head = d->n_kv_head;
         m->d_ff = d->d_ff;
         m->tie_embeddings = false;

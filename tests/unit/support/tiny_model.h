@@ -18,12 +18,12 @@
  * llama only. */
 typedef struct {
     int n_layer, d_model, n_head, vocab_size, max_seq_len;
-    int n_kv_head, d_ff; /* llama */
+    int n_kv_head, d_ff; /* llama-like */
     int seq_len;
     double init_std;
 } tiny_model_dims;
 
-/* config_defaults, then d; llama: untied head, rope_theta 10000; gpt2: tied
+/* config_defaults, then d; llama-like archs: untied head, rope_theta 10000; gpt2: tied
  * head, n_kv_head and d_ff 0 (the defaults the config derives). Not
  * finalized (the caller may change more first). */
 void tiny_model_config(sl_config *cfg, int arch, const tiny_model_dims *d);
