@@ -127,6 +127,7 @@ static void print_memory(const sl_config *cfg, const plan_result *r, int64_t ext
         if (r->bytes[c] || c <= MEM_CATEGORY_ACTIVATIONS)
             mem_line(mem_category_name((mem_category)c), r->bytes[c], note);
     }
+    mem_line("accountant", r->total, "the accountant's peak (bench: peak_bytes_total)");
     if (extra > 0)
         mem_line("runtime", extra, r->is_gpu ? "" : "libraries, MPI, OpenBLAS: outside the accountant (assumed)");
     mem_line("total", r->total + extra, "");
