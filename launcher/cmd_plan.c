@@ -130,7 +130,8 @@ static void print_memory(const sl_config *cfg, const plan_result *r, int64_t ext
     mem_line("accountant", r->total, "the accountant's peak (bench: peak_bytes_total)");
     if (extra > 0)
         mem_line("runtime", extra, r->is_gpu ? "" : "libraries, MPI, OpenBLAS: outside the accountant (assumed)");
-    mem_line("total", r->total + extra, "");
+    if (extra > 0)
+        mem_line("total", r->total + extra, "");
     if (r->is_gpu && r->host_bytes)
         mem_line("host", r->host_bytes, "MPI reduction scratch (host memory, not in the total)");
 }
