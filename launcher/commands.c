@@ -13,6 +13,7 @@ const command commands[] = {
     {"export", "convert a shardlm model folder into a Hugging Face model folder", cmd_export, cmd_export_usage},
     {"tokenize", "encode stdin to token ids or decode ids to text", cmd_tokenize, cmd_tokenize_usage},
     {"tokenizer", "train a byte-level BPE tokenizer (tokenizer.json) from text", cmd_tokenizer, cmd_tokenizer_usage},
+    {"plan", "per-rank memory, comm, FLOPs, step time and cost of a run before it runs (fits or not)", cmd_plan, cmd_plan_usage},
     {"lora", "`lora merge`: merge a PEFT LoRA adapter into its base model", cmd_lora, cmd_lora_usage},
 };
 

@@ -48,6 +48,8 @@ int cmd_eval(int argc, char **argv);
 void cmd_eval_usage(FILE *out);
 int cmd_generate(int argc, char **argv);
 void cmd_generate_usage(FILE *out);
+int cmd_plan(int argc, char **argv);
+void cmd_plan_usage(FILE *out);
 int cmd_lora(int argc, char **argv);
 void cmd_lora_usage(FILE *out);
 

@@ -45,6 +45,16 @@ struct model {
 
 /* ---- arena ---- */
 
+/* Vocabulary columns of logits held at once (MODEL_LOGITS_BUDGET). */
+static int64_t logits_chunk_cols(int64_t V, int64_t N) {
+    if (N * V <= MODEL_LOGITS_BUDGET)
+        return V;
+    int64_t vc = MODEL_LOGITS_BUDGET / N;
+    if (vc >= 64)
+        vc -= vc % 64;
+    return vc < 1 ? 1 : vc;
+}
+
 static void carve_all(void *obj, block_carver *c) {
     model *m = obj;
     const cfg_model *cf = &m->l->cfg;
@@ -107,15 +117,7 @@ sl_status model_create(const model_layout *layout, sl_backend *be, int micro_bat
         return sl_error_wrapf(st, "model_create: the RoPE frequency table");
     }
     block_ctx_rows(&m->bc, micro_batch, seq_len);
-    int64_t V = layout->cfg.vocab_size;
-    m->vchunk = V;
-    if (m->bc.N * V > MODEL_LOGITS_BUDGET) {
-        m->vchunk = MODEL_LOGITS_BUDGET / m->bc.N;
-        if (m->vchunk >= 64)
-            m->vchunk -= m->vchunk % 64;
-        if (m->vchunk < 1)
-            m->vchunk = 1;
-    }
+    m->vchunk = logits_chunk_cols(layout->cfg.vocab_size, m->bc.N);
     int L = layout->cfg.n_layer;
     m->res = calloc((size_t)L + 1, sizeof *m->res);
     m->acts = calloc((size_t)L, sizeof *m->acts);
@@ -150,25 +152,70 @@ void model_destroy(model *m) {
 
 int64_t model_activation_bytes(const model *m) { return (int64_t)(m->arena_bytes + m->lora_bytes); }
 
+/* The adapter arena: a (N, r) tensor per adapted module per distinct block
+ * plus one for dt, and with dropout one (N, widest adapted input) scratch;
+ * *tb and *xb are the first and the last, 64-byte rounded. */
+static size_t lora_arena_bytes(const lora_spec *spec, int64_t N, size_t esz, int distinct, size_t *tb,
+                               size_t *xb) {
+    *tb = ((size_t)N * (size_t)spec->r * esz + 63) & ~(size_t)63;
+    int on = 0;
+    int64_t max_in = 0;
+    for (int k = 0; k < LORA_MOD_COUNT; k++) {
+        on += spec->site[k].on;
+        if (spec->site[k].on && spec->site[k].in > max_in)
+            max_in = spec->site[k].in;
+    }
+    /* dropout scratch: the widest adapted input, one for every module */
+    *xb = spec->cfg.dropout > 0 ? ((size_t)N * (size_t)max_in * esz + 63) & ~(size_t)63 : 0;
+    return *tb * ((size_t)distinct * (size_t)on + 1) + *xb;
+}
+
+sl_status model_activation_plan(const model_layout *layout, const lora_spec *lora, sl_dtype act,
+                                int micro_batch, int seq_len, bool recompute, model_act_bytes *out) {
+    memset(out, 0, sizeof *out);
+    SL_CHECK_ARG(micro_batch >= 1 && seq_len >= 1, "model_activation_plan: micro_batch %d and seq_len %d "
+                 "must be >= 1", micro_batch, seq_len);
+    /* the sizing pass of model_create's arena: carve_all over a model that
+     * has the fields it reads and no buffers (res and acts NULL) */
+    model m;
+    memset(&m, 0, sizeof m);
+    m.l = layout;
+    m.recompute = recompute;
+    m.bc.l = layout;
+    m.bc.act = act;
+    m.bc.esz = dtype_size(act);
+    block_ctx_rows(&m.bc, micro_batch, seq_len);
+    m.vchunk = logits_chunk_cols(layout->cfg.vocab_size, m.bc.N);
+    block_carver sizing = {NULL, 0};
+    carve_all(&m, &sizing);
+    out->arena = (int64_t)sizing.off;
+    size_t N = (size_t)m.bc.N, r64 = 63;
+    out->logits = (int64_t)(((N * (size_t)m.vchunk * m.bc.esz + r64) & ~r64) +
+                            ((N * OPS_XENT_STATS * sizeof(float) + r64) & ~r64) +
+                            ((N * sizeof(float) + r64) & ~r64));
+    out->vchunk = m.vchunk;
+    block_carver one = {NULL, 0};
+    block_acts a;
+    block_acts_carve(&one, layout, m.bc.N, m.bc.esz, true, &a);
+    out->per_block = (int64_t)one.off;
+    if (lora) {
+        size_t tb, xb;
+        out->lora = (int64_t)lora_arena_bytes(lora, m.bc.N, m.bc.esz, recompute ? 1 : layout->cfg.n_layer,
+                                              &tb, &xb);
+    }
+    out->total = out->arena + out->lora;
+    return SL_OK;
+}
+
 sl_status model_attach_lora(model *m, const lora_spec *spec) {
     SL_CHECK_ARG(spec && spec->base == m->l, "model_attach_lora: the spec was built for another layout");
     SL_CHECK_ARG(!m->lora.spec, "model_attach_lora: a LoRA spec is already attached");
     block_lora *lo = &m->lora;
     int L = m->l->cfg.n_layer, distinct = m->recompute ? 1 : L;
-    size_t tb = ((size_t)m->bc.N * (size_t)spec->r * m->bc.esz + 63) & ~(size_t)63;
-    int on = 0;
-    for (int k = 0; k < LORA_MOD_COUNT; k++)
-        on += spec->site[k].on;
+    size_t tb, xb;
+    size_t bytes = lora_arena_bytes(spec, m->bc.N, m->bc.esz, distinct, &tb, &xb);
     lo->t = calloc((size_t)L * LORA_MOD_COUNT, sizeof *lo->t);
     SL_CHECK_ALLOC(lo->t, sizeof *lo->t * (size_t)L * LORA_MOD_COUNT);
-    size_t bytes = tb * ((size_t)distinct * (size_t)on + 1);
-    /* dropout scratch: the widest adapted input, one for every module */
-    int64_t max_in = 0;
-    for (int k = 0; k < LORA_MOD_COUNT; k++)
-        if (spec->site[k].on && spec->site[k].in > max_in)
-            max_in = spec->site[k].in;
-    size_t xb = spec->cfg.dropout > 0 ? ((size_t)m->bc.N * (size_t)max_in * m->bc.esz + 63) & ~(size_t)63 : 0;
-    bytes += xb;
     void *arena = NULL;
     sl_status st = backend_alloc(m->be, MEM_CATEGORY_ACTIVATIONS, bytes, &arena);
     if (st != SL_OK) {

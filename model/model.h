@@ -2,7 +2,8 @@
  *
  * defines: model_phase, model_unit_hooks, model, model_create, model_destroy,
  *          model_forward_backward, model_forward_loss, model_forward_logits,
- *          model_activation_bytes, model_attach_lora, model_dropout_ctx,
+ *          model_activation_bytes, model_act_bytes, model_activation_plan,
+ *          model_attach_lora, model_dropout_ctx,
  *          model_set_dropout_ctx, model_local, model_local_init, model_local_free
  *
  * A model owns its activation buffers, sized for (micro_batch B, seq_len T)
@@ -114,6 +115,20 @@ void model_destroy(model *m); /* NULL is a no-op */
 
 /* Activation bytes model_create (and model_attach_lora) allocated. */
 int64_t model_activation_bytes(const model *m);
+
+/* What model_create (+ model_attach_lora with lora, when not NULL) would
+ * allocate under MEM_CATEGORY_ACTIVATIONS for act dtype act, computed by the
+ * same sizing pass without allocating (train/plan.h's memory model). */
+typedef struct {
+    int64_t total;     /* arena + lora: the activation bytes of the model */
+    int64_t arena;     /* model_create's arena */
+    int64_t logits;    /* of it: the head's logits chunk and cross-entropy scratch */
+    int64_t per_block; /* of it: one block's saved activations (L of them, 1 with recompute) */
+    int64_t lora;      /* model_attach_lora's adapter arena (0 without lora) */
+    int64_t vchunk;    /* vocabulary columns of logits held at once */
+} model_act_bytes;
+sl_status model_activation_plan(const model_layout *layout, const lora_spec *lora, sl_dtype act,
+                                int micro_batch, int seq_len, bool recompute, model_act_bytes *out);
 
 /* Runs the model with the adapters of spec (built on this model's layout;
  * borrowed, must outlive the model): allocates their activations ((B*T, r)

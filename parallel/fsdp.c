@@ -26,6 +26,7 @@ typedef struct {
     comm_work *rs;      /* per_step: pending reduce-scatter (last micro-step) */
     comm_work *ar;      /* pending replicate all-reduce (HYBRID, NO_SHARD) */
     bool ready;         /* grads_ready seen on this step's last micro-step */
+    bool prefetched;    /* its gather was started by fsdp_prefetch and it is not acquired yet */
 } fsdp_unit;
 
 /* A gradient pool slot (per-microstep sync, k > 1): the full-size buffer a
@@ -138,6 +139,7 @@ static sl_status start_gather(fsdp *f, int unit, bool *started) {
 
 /* GATHERED or GATHERING -> SHARDED (the pool slot returns to the pool). */
 static void drop_gathered(fsdp *f, fsdp_unit *u) {
+    u->prefetched = false;
     if (u->slot >= 0) {
         f->slot_owner[u->slot] = -1;
         u->slot = -1;
@@ -151,8 +153,26 @@ sl_status fsdp_prefetch(fsdp *f, int unit, fsdp_phase phase) {
         return SL_OK;
     if (f->units[unit].state != FSDP_UNIT_SHARDED)
         return SL_OK;
+    /* The caller prefetches the next unit before it acquires the current
+     * one (model order: prefetch(u + 1), acquire(u)). The last free slot is
+     * the current unit's unless a prefetched unit, the one acquired next, is
+     * already waiting in a slot: taking it would exhaust the pool (a tied
+     * head keeps unit 0 gathered through the whole pass, so with 2 slots the
+     * prefetch of u + 1 would otherwise take what unit u needs). */
+    if (f->o.plan->mode != FSDP_MODE_SHARD_GRAD_OP) {
+        int free_slots = 0;
+        bool waiting = false;
+        for (int s = 0; s < f->n_slots; s++)
+            free_slots += f->slot_owner[s] < 0;
+        for (int i = 0; i < f->n_units; i++)
+            waiting = waiting || f->units[i].prefetched;
+        if (free_slots <= 1 && !waiting)
+            return SL_OK;
+    }
     bool started;
-    return start_gather(f, unit, &started);
+    SL_TRY(start_gather(f, unit, &started));
+    f->units[unit].prefetched = started;
+    return SL_OK;
 }
 
 sl_status fsdp_acquire(fsdp *f, int unit, fsdp_phase phase, const void **params) {
@@ -174,6 +194,7 @@ sl_status fsdp_acquire(fsdp *f, int unit, fsdp_phase phase, const void **params)
     }
     SL_TRY(wait_work(f, &u->gather));
     u->state = FSDP_UNIT_GATHERED;
+    u->prefetched = false;
     *params = gather_dst(f, u);
     return SL_OK;
 }

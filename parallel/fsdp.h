@@ -75,7 +75,9 @@
  *
  * Overlap. The caller (train/'s unit hooks, in the model's fixed call order)
  * turns prefetch(u) into an async all-gather into a free pool slot
- * (skipped when none is free) and grads_ready(u) on the last micro-step into
+ * (skipped when none is free, and when only one is and no prefetched unit
+ * is waiting for its acquire: that slot is the one the unit acquired next
+ * needs, e.g. with 2 slots and a tied head holding unit 0) and grads_ready(u) on the last micro-step into
  * an async reduce-scatter, both progressed by the comm thread while the main
  * thread computes the next unit. Every decision depends only on the call
  * order, never on timing, so every rank submits the same collectives in the
@@ -164,8 +166,9 @@ void fsdp_destroy(fsdp *f); /* NULL is a no-op */
 
 /* ---- the unit protocol (the model's hooks, in its call order) ---- */
 
-/* Hint that unit will be acquired next: starts its all-gather into a free
- * pool slot (nothing when none is free, when k = 1 or overlap is off). */
+/* Hint that unit will be acquired after the current one: starts its
+ * all-gather into a free pool slot (nothing when none is free, when the
+ * last free one may be the current unit's, when k = 1 or overlap is off). */
 sl_status fsdp_prefetch(fsdp *f, int unit, fsdp_phase phase);
 /* The full unit in be->act_dtype (backend memory), valid until release:
  * waits for (or starts and waits for) its all-gather. */

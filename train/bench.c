@@ -15,8 +15,9 @@
  * timed on the host clock, so it holds all of its device work. Reported:
  * median and minimum step, tokens/s (global and per rank), MFU (the peer's
  * FLOPs per token, bench_device.h, over the datasheet peak of the device or
- * --peak), exposed and total comm, the memory accountant's peak and the
- * device memory in use (cudaMemGetInfo). */
+ * --peak), exposed and total comm, the memory accountant's peak (in total
+ * and by category: peak_bytes_<category>, peak_bytes_total, over setup and
+ * the training steps) and the device memory in use (cudaMemGetInfo). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +149,7 @@ static sl_status validate(train_job *j, const bench_opts *o, const double *ref, 
 
 typedef struct {
     double loss0, step_s, min_s, exposed_s, comm_s;
+    int64_t peak[MEM_CATEGORY_COUNT], peak_total; /* the accountant's, over setup and the training steps */
 } job_times;
 
 static sl_status timed_steps(train_job *j, const bench_opts *o, job_times *out) {
@@ -165,6 +167,10 @@ static sl_status timed_steps(train_job *j, const bench_opts *o, job_times *out) 
         t[i] = sl_now() - t0;
         e[i] = r.exposed_comm_s;
     }
+    /* the memory of training, before the comm-only replay adds its own buffers */
+    for (int cat = 0; cat < MEM_CATEGORY_COUNT; cat++)
+        out->peak[cat] = mem_peak(&j->acct, (mem_category)cat);
+    out->peak_total = mem_peak_total(&j->acct);
     for (int i = 0; i < o->steps && st == SL_OK; i++) {
         c[i] = 0;
         for (int g = 0; g < j->n_groups && st == SL_OK; g++) {
@@ -232,6 +238,11 @@ static void report(const train_job *j, const bench_opts *o, const job_times *tm,
             printf("overlap_pct n/a (no collectives at world size 1)\n");
     }
     printf("peak_mib %.1f\n", (double)mem_peak_total(&j->acct) / (1 << 20));
+    /* this rank's (rank 0's) accountant peaks during setup and the training steps, by
+     * category (peak_mib above also covers the comm-only replay's buffers) */
+    for (int cat = 0; cat < MEM_CATEGORY_COUNT; cat++)
+        printf("peak_bytes_%s %lld\n", mem_category_name((mem_category)cat), (long long)tm->peak[cat]);
+    printf("peak_bytes_total %lld\n", (long long)tm->peak_total);
     if (d->is_gpu) {
         printf("device_used_mib %.1f\n", (double)d->mem_used / (1 << 20));
         printf("device_total_mib %.1f\n", (double)d->mem_total / (1 << 20));

@@ -8,6 +8,7 @@
 #include "data/shard.h"
 #include "kernels/device_info.h"
 #include "train/bench_device.h"
+#include "train/plan.h"
 #include "train/train_ckpt.h"
 #include "train/train_lora.h"
 #include "model/hf.h"
@@ -206,6 +207,12 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
     else
         LOG_INFO0("backend cpu, compute dtype %s", dtype_name(j->be->act_dtype));
     SL_TRY(make_comms(j));
+    /* before the first large allocation: refuse what cannot fit (train/plan.h) */
+    sl_status pf = plan_preflight(cfg, topo, j->use_cuda, j->world);
+    if (pf != SL_OK) {
+        j->stop_agreed = pf == SL_ERR_INVALID; /* every rank refuses together */
+        return pf;
+    }
     fsdp_opts fo = {.be = j->be,
                     .plan = &j->plan,
                     .shard_comm = j->dev_shard ? j->dev_shard : j->shard,
