@@ -150,7 +150,14 @@ void model_destroy(model *m) {
     free(m);
 }
 
-int64_t model_activation_bytes(const model *m) { return (int64_t)(m->arena_bytes + m->lora_bytes); }
+/* block_ctx_init's (D/2) F32 inverse frequencies, on the llama-like archs */
+static int64_t rope_table_bytes(const model_layout *l) {
+    return config_arch_llama_like(l->cfg.arch) ? (int64_t)(l->head_dim / 2) * (int64_t)sizeof(float) : 0;
+}
+
+int64_t model_activation_bytes(const model *m) {
+    return (int64_t)(m->arena_bytes + m->lora_bytes) + rope_table_bytes(m->l);
+}
 
 /* The adapter arena: a (N, r) tensor per adapted module per distinct block
  * plus one for dt, and with dropout one (N, widest adapted input) scratch;
@@ -203,7 +210,8 @@ sl_status model_activation_plan(const model_layout *layout, const lora_spec *lor
         out->lora = (int64_t)lora_arena_bytes(lora, m.bc.N, m.bc.esz, recompute ? 1 : layout->cfg.n_layer,
                                               &tb, &xb);
     }
-    out->total = out->arena + out->lora;
+    out->rope = rope_table_bytes(layout);
+    out->total = out->arena + out->rope + out->lora;
     return SL_OK;
 }
 

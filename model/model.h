@@ -113,15 +113,17 @@ sl_status model_create(const model_layout *layout, sl_backend *be, int micro_bat
                        bool recompute, model **out);
 void model_destroy(model *m); /* NULL is a no-op */
 
-/* Activation bytes model_create (and model_attach_lora) allocated. */
+/* Activation bytes model_create (and model_attach_lora) allocated: the
+ * arena, the RoPE table and the adapter arena. */
 int64_t model_activation_bytes(const model *m);
 
 /* What model_create (+ model_attach_lora with lora, when not NULL) would
  * allocate under MEM_CATEGORY_ACTIVATIONS for act dtype act, computed by the
  * same sizing pass without allocating (train/plan.h's memory model). */
 typedef struct {
-    int64_t total;     /* arena + lora: the activation bytes of the model */
+    int64_t total;     /* arena + rope + lora: the activation bytes of the model */
     int64_t arena;     /* model_create's arena */
+    int64_t rope;      /* the RoPE inverse-frequency table (llama-like archs; 0 for gpt2) */
     int64_t logits;    /* of it: the head's logits chunk and cross-entropy scratch */
     int64_t per_block; /* of it: one block's saved activations (L of them, 1 with recompute) */
     int64_t lora;      /* model_attach_lora's adapter arena (0 without lora) */

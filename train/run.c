@@ -200,5 +200,8 @@ sl_status train_job_run(train_job *j) {
     if (j->n_skipped)
         LOG_WARN0("%d of %d steps were skipped for non-finite loss or gradient norm", j->n_skipped,
                   c->train.steps);
+    /* every rank: what the process held at its peak (the accountant's
+     * categories, the runtime, the loader), for comparing world sizes */
+    LOG_INFO("peak RSS of this rank: %.1f MiB", (double)mem_process_peak_rss() / (1024.0 * 1024.0));
     return SL_OK;
 }
