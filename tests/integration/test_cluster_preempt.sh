@@ -34,6 +34,13 @@ until [ "$(steps_in "$TMP/pre")" -ge 10 ]; do
 done
 on login scancel --signal=USR1 "$JOB" || fail "scancel --signal=USR1 $JOB failed"
 sig_at=$(steps_in "$TMP/pre")
+# the requeue first (Restarts 1), then the end: between the first run's exit
+# and the requeue scontrol can report a transient end state of the first run
+end=$((SECONDS + 300))
+until [ "$(job_field "$JOB" Restarts)" = 1 ]; do
+  [ $SECONDS -lt $end ] || fail "job $JOB was not requeued within 300 s of SIGUSR1: $(cat "$TMP/job-$JOB.out")"
+  sleep 0.5
+done
 wait_job "$JOB" 300
 log="$TMP/job-$JOB.out"
 OUT=$(cat "$log")
