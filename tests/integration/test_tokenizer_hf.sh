@@ -27,8 +27,7 @@ node "$REF" utf8 "$TMP/corpus.txt" "$TMP/corpus_u.txt" || fail "node utf8 conver
 # byte fallback: characters no vocabulary of these holds whole
 printf '\xf0\x9d\x95\xb3\xf0\x9d\x96\x8a\xf0\x9d\x96\x91 \xe1\x9a\xa0\xe1\x9a\xa2 \xf0\x93\x80\x80 \xee\x80\x80\xf3\xa0\x80\x81 \x01\x02\x7f\n' >> "$TMP/edge.txt"
 # stretches after added tokens (prepend "first" vs "always", legacy prefix)
-printf 'a</s>b <s> c<s>  d<bos>e <eos> f
-' >> "$TMP/edge.txt"
+printf 'a</s>b <s> c<s>  d<bos>e <eos> f\n' >> "$TMP/edge.txt"
 
 # check NAME TOKENIZER_JSON raw|utf8only [CORPUS]: corpus, edge cases, decode.
 check() {
