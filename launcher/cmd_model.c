@@ -1,6 +1,7 @@
 /* shardlm import / shardlm export: Hugging Face folder <-> shardlm model folder. */
 #include <stdio.h>
 
+#include "data/handoff.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "model/hf.h"
@@ -63,6 +64,8 @@ int cmd_export(int argc, char **argv) {
     if (code != SL_EXIT_OK)
         return code < 0 ? SL_EXIT_OK : code;
     sl_status st = hf_export(src, dst);
+    if (st == SL_OK)
+        st = tok_handoff_write(src, dst); /* the model folder's tokenizer.json, if any */
     if (st != SL_OK)
         return cli_report("export", st);
     printf("exported %s -> %s\n", src, dst);
