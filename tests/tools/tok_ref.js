@@ -76,7 +76,7 @@ function cl100k(assets) {
 // The native build of @anush008/tokenizers, loaded directly: setup unpacks
 // the package and its -linux-x64-gnu binary side by side, without npm install.
 function hfTokenizer(assets, file) {
-  const native = require(path.join(assets, 'hf-tokenizers-linux-x64-gnu', 'tokenizers.linux-x64-gnu.node'));
+  const native = require(path.join(path.resolve(assets), 'hf-tokenizers-linux-x64-gnu', 'tokenizers.linux-x64-gnu.node'));
   return native.Tokenizer.fromFile(file);
 }
 
