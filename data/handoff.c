@@ -123,10 +123,9 @@ static sl_status write_all(tokenizer *t, const char *json_src, const char *cfg_s
     else
         cfg = cJSON_CreateObject();
     SL_CHECK_ALLOC(cfg, 64);
-    char bos[256], eos[256], end[256];
+    char bos[256], eos[256];
     const char *bos_s = id_text(t, tok_bos_id(t), bos, sizeof bos);
     const char *eos_s = id_text(t, tok_eos_id(t), eos, sizeof eos);
-    const char *end_s = id_text(t, ct.im_end, end, sizeof end);
     if (!cJSON_GetObjectItemCaseSensitive(cfg, "chat_template")) {
         if (ct.format == CHAT_FORMAT_CHATML)
             cJSON_AddStringToObject(cfg, "chat_template", chatml_jinja);
@@ -162,7 +161,6 @@ static sl_status write_all(tokenizer *t, const char *json_src, const char *cfg_s
         st = write_json_file(path, gen);
     cJSON_Delete(gen);
     cJSON_Delete(cfg);
-    (void)end_s;
     return st;
 }
 
