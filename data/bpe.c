@@ -1,6 +1,7 @@
 /* data/bpe.c: the BPE merge loop of one pre-token.
  *
- * Symbols form a doubly linked list indexed by their first byte's offset;
+ * Symbols form a doubly linked list indexed by their position (a byte for
+ * byte-level BPE, a character or fallback byte for SentencePiece-style BPE);
  * candidate merges sit in a binary min-heap keyed (rank << 32 | offset), so
  * the pop order is "lowest rank, leftmost on ties", the order of tiktoken's
  * and Hugging Face's merge loops. Entries are not removed when a merge makes
@@ -92,17 +93,19 @@ static inline void push_pair(const tok_pairmap *pm, const uint32_t *id, uint64_t
         heap_push(heap, hn, (uint64_t)pm->slots[slot].rank << 32 | left);
 }
 
-sl_status bpe_merge(const tokenizer *t, bpe_scratch *s, const uint8_t *piece, size_t len,
-                    const uint32_t **ids, size_t *n) {
-    if (len >= UINT32_MAX)
-        return sl_errorf(SL_ERR_INVALID, "pre-token of %zu bytes is longer than 4 GiB", len);
-    SL_TRY(scratch_reserve(s, len));
+sl_status bpe_reserve(bpe_scratch *s, size_t n) {
+    if (n >= UINT32_MAX)
+        return sl_errorf(SL_ERR_INVALID, "pre-token of %zu symbols is longer than 4 Gi", n);
+    return scratch_reserve(s, n);
+}
+
+sl_status bpe_merge_symbols(const tokenizer *t, bpe_scratch *s, size_t len, const uint32_t **ids,
+                            size_t *n) {
     uint32_t *id = s->id, *prev = s->prev, *next = s->next;
     uint64_t *heap = s->heap;
     const tok_pairmap *pm = &t->pairs;
     const uint32_t end = (uint32_t)len;
     for (uint32_t i = 0; i < end; i++) {
-        id[i] = t->byte_id[piece[i]];
         prev[i] = i ? i - 1 : TOK_NONE;
         next[i] = i + 1;
     }
@@ -138,4 +141,12 @@ sl_status bpe_merge(const tokenizer *t, bpe_scratch *s, const uint8_t *piece, si
     *ids = id;
     *n = k;
     return SL_OK;
+}
+
+sl_status bpe_merge(const tokenizer *t, bpe_scratch *s, const uint8_t *piece, size_t len,
+                    const uint32_t **ids, size_t *n) {
+    SL_TRY(bpe_reserve(s, len));
+    for (size_t i = 0; i < len; i++)
+        s->id[i] = t->byte_id[piece[i]];
+    return bpe_merge_symbols(t, s, len, ids, n);
 }

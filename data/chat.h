@@ -1,22 +1,40 @@
-/* data/chat.h: the chat template that turns conversations into token ids and
- * a loss mask, for shardlm prepare.
+/* data/chat.h: the chat templates that turn conversations into token ids
+ * and a loss mask, for shardlm prepare and shardlm generate --chat.
  *
  * defines: chat_role, chat_role_parse, chat_role_name, chat_turn, chat_seq,
- *          chat_seq_reserve, chat_seq_free, chat_template, chat_template_init,
- *          chat_encode, chat_encode_generation_prompt, chat_encode_text
+ *          chat_seq_reserve, chat_seq_free, chat_format, chat_template,
+ *          chat_template_init, chat_template_detect, chat_encode,
+ *          chat_encode_generation_prompt, chat_encode_text
  *
- * Template "chatml" (the only one; README "Chat template"): each turn is
- *   <|im_start|>{role}\n{content}<|im_end|>\n
- * with <|im_start|> and <|im_end|> single special tokens. The loss mask is 1
- * on an assistant turn's content and its <|im_end|>, 0 elsewhere (role
- * headers, system/user/tool turns, the newline after <|im_end|>). Content is
- * encoded with specials disallowed, so text that spells "<|im_end|>" cannot
- * forge a turn boundary. A prompt/response pair is the turns user, assistant.
+ * Formats (README "Chat templates"), each the rendering of its family's
+ * tokenizer_config.json chat_template for system/user/assistant turns:
+ *   chatml  <|im_start|>{role}\n{content}<|im_end|>\n
+ *   qwen3   chatml, and a final assistant turn after the last user turn
+ *           opens with "<think>\n\n</think>\n\n" (Qwen3's template)
+ *   llama3  <|begin_of_text|> once, then per turn
+ *           <|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|>
+ *   llama2  Llama-2-chat / Mistral [INST]: per user turn
+ *           <s>[INST] {user|strip} [/INST], the first user turn prefixed by
+ *           "<<SYS>>\n{system}\n<</SYS>>\n\n" when there is a system turn;
+ *           per assistant turn " {content|strip} </s>"; turns must alternate
+ *           user/assistant (the template raises otherwise).
+ *   gemma   <bos> once, then <start_of_turn>{user|model}\n{content|trim}
+ *           <end_of_turn>\n, the system text + "\n\n" before the first user
+ *           content.
+ * The loss mask is 1 on an assistant turn's content and its end marker
+ * (chatml/qwen3: <|im_end|>, llama3: <|eot_id|>, llama2: </s>, gemma:
+ * <end_of_turn>), 0 elsewhere. Content is encoded with specials disallowed,
+ * so text that spells a marker cannot forge a turn boundary. The text
+ * between two special tokens is encoded as one string, as the tokenizer
+ * encodes the rendered template (SentencePiece-style tokenizers merge
+ * across a role/content boundary); a token that straddles a mask boundary
+ * takes the mask of the later part.
  * A generation prompt (shardlm generate) is the turns followed by the open
- * header "<|im_start|>assistant\n" for the model to continue.
- * When the tokenizer lacks the markers, chat_template_init registers them
- * with tok_add_special at the next free ids (GPT-2: 50257 and 50258, so a
- * model needs vocab_size >= 50259).
+ * assistant header the template's add_generation_prompt writes.
+ * chatml: when the tokenizer lacks <|im_start|>/<|im_end|>, chat_template_init
+ * registers them with tok_add_special at the next free ids (GPT-2: 50257 and
+ * 50258, so a model needs vocab_size >= 50259). The other formats need their
+ * markers in the tokenizer and fail naming the missing one.
  */
 #ifndef SL_DATA_CHAT_H
 #define SL_DATA_CHAT_H
@@ -56,18 +74,38 @@ typedef struct {
 sl_status chat_seq_reserve(chat_seq *s, size_t cap);
 void chat_seq_free(chat_seq *s);
 
+typedef enum {
+    CHAT_FORMAT_CHATML = 0,
+    CHAT_FORMAT_QWEN3,
+    CHAT_FORMAT_LLAMA3,
+    CHAT_FORMAT_LLAMA2,
+    CHAT_FORMAT_GEMMA,
+} chat_format;
+
 typedef struct {
-    uint32_t im_start, im_end;
+    chat_format format;
+    uint32_t im_start, im_end; /* the turn's opening and closing special tokens
+                                  (llama2: <s> and </s>); im_end ends generation */
+    uint32_t header_end;       /* llama3: <|end_header_id|> */
+    int64_t bos;               /* llama3 / gemma: written once at the start; -1 otherwise */
 } chat_template;
 
-/* name: "chatml". Registers the markers on t when missing. */
+/* name: "chatml", "qwen3", "llama3", "llama2" (also "mistral", "inst"),
+ * "gemma". Registers the chatml markers on t when missing. */
 sl_status chat_template_init(const char *name, tokenizer *t, chat_template *out);
+
+/* The format of the chat_template in the tokenizer_config.json beside
+ * tokenizer_path (a tokenizer file or its folder), written to name (cap >=
+ * 16): by the markers it writes. No tokenizer_config.json or no
+ * chat_template: "chatml". A template none of the formats matches is
+ * SL_ERR_UNSUPPORTED naming the file. */
+sl_status chat_template_detect(const char *tokenizer_path, char *name, size_t cap);
 
 /* Appends the encoded conversation to out (out->n is not reset). */
 sl_status chat_encode(const chat_template *c, const tokenizer *t, const chat_turn *turns, int n,
                       chat_seq *out);
-/* Appends the encoded conversation, then "<|im_start|>assistant\n" (mask 0)
- * with no content and no <|im_end|>: the prompt a model answers. */
+/* Appends the encoded conversation, then the open assistant header (mask 0)
+ * with no content and no end marker: the prompt a model answers. */
 sl_status chat_encode_generation_prompt(const chat_template *c, const tokenizer *t, const chat_turn *turns,
                                         int n, chat_seq *out);
 /* Appends text encoded as ordinary text (specials disallowed) with mask m. */

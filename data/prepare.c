@@ -356,7 +356,11 @@ static sl_status run_setup(prep_run *r, const cfg_prepare *f, prepare_report *re
     SL_CHECK_ARG(f->min_chars <= f->max_chars && f->min_tokens <= f->max_tokens,
                  "prepare.min_chars/min_tokens must not exceed max_chars/max_tokens");
     SL_TRY(tok_load(f->tokenizer, &c->tok));
-    SL_TRY(chat_template_init(f->chat_template, c->tok, &c->chat));
+    char tmpl[32];
+    snprintf(tmpl, sizeof tmpl, "%s", f->chat_template);
+    if (strcmp(tmpl, "auto") == 0)
+        SL_TRY(chat_template_detect(f->tokenizer, tmpl, sizeof tmpl));
+    SL_TRY(chat_template_init(tmpl, c->tok, &c->chat));
     SL_TRY(pii_create(&c->pii));
     c->perms = f->minhash_perms;
     dedup_opts dopt = {f->dedup_exact || f->eval_fraction > 0, f->dedup_near, f->minhash_perms,
@@ -390,7 +394,7 @@ static sl_status run_setup(prep_run *r, const cfg_prepare *f, prepare_report *re
     m->im_start_id = c->chat.im_start;
     m->im_end_id = c->chat.im_end;
     snprintf(m->source, sizeof m->source, "shardlm prepare %s (chat_template %s)", SHARDLM_VERSION,
-             f->chat_template);
+             tmpl);
     snprintf(rep->tokenizer_name, sizeof rep->tokenizer_name, "%s", m->tokenizer_name);
     snprintf(rep->tokenizer_hash, sizeof rep->tokenizer_hash, "%s", m->tokenizer_hash);
     rep->vocab_size = m->vocab_size;

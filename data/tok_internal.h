@@ -1,11 +1,13 @@
 /* data/tok_internal.h: the tokenizer's internal layout, shared by the files
- * of the tokenizer module only (tokenizer.c, tok_load.c, bpe.c,
- * pretokenize.c, tok_train.c). Nothing outside data/tok*.c and data/bpe.c
+ * of the tokenizer module only (tokenizer.c, tok_load.c, tok_hf.c,
+ * tok_encode.c, tok_decode.c, bpe.c, pretokenize.c, tok_train.c). Nothing outside data/tok*.c and data/bpe.c
  * includes this header.
  *
  * defines: tokenizer (struct), tok_pairmap, tok_bytemap, tok_regex,
  *          the GPT-2 byte<->unicode alphabet, the loaders' entry points and
- *          the BPE core (bpe_merge).
+ *          the Hugging Face pipeline steps (tok_norm, tok_dec), the
+ *          loaders' entry points, the encode/decode internals and the BPE
+ *          core (bpe_merge, bpe_merge_symbols).
  *
  * Model: every token is an id with a byte string. Merges are a table from a
  * pair of ids (left, right) to (rank, merged id); the BPE loop always merges
@@ -17,6 +19,7 @@
 #ifndef SL_DATA_TOK_INTERNAL_H
 #define SL_DATA_TOK_INTERNAL_H
 
+#include <cjson/cJSON.h>
 #include <pcre2.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -105,6 +108,63 @@ typedef enum {
     TOK_MERGES_RANKS,        /* tiktoken: rank of a+b's token */
 } tok_merge_mode;
 
+typedef enum {
+    TOK_MODEL_BYTELEVEL = 0, /* GPT-2 alphabet vocabulary, ByteLevel pre-tokenizer */
+    TOK_MODEL_CHARS,         /* SentencePiece-style: characters + <0xNN> byte fallback */
+} tok_model;
+
+/* A Hugging Face normalizer step, applied in order to each stretch of text
+ * between added tokens. */
+typedef enum {
+    TOK_NORM_PREPEND = 0, /* text = to + text, unless text is empty */
+    TOK_NORM_REPLACE,     /* every occurrence of from (a literal) becomes to */
+    TOK_NORM_NFC,
+    TOK_NORM_NFKC,
+} tok_norm_kind;
+
+typedef struct {
+    tok_norm_kind kind;
+    char *from, *to;
+} tok_norm;
+
+/* Pre-tokenizer of the chars model (byte-level uses the regex). */
+typedef enum {
+    TOK_SPLIT_NONE = 0,     /* the whole stretch is one piece */
+    TOK_SPLIT_METASPACE,    /* ' ' -> replacement, prepend per scheme, split before it */
+    TOK_SPLIT_STRING,       /* Split with a literal pattern */
+} tok_split_kind;
+
+typedef enum {
+    TOK_PREPEND_NEVER = 0,
+    TOK_PREPEND_FIRST,  /* only the stretch at the start of the input */
+    TOK_PREPEND_ALWAYS,
+} tok_prepend_scheme;
+
+typedef enum {
+    TOK_SPLIT_MERGED_WITH_PREVIOUS = 0,
+    TOK_SPLIT_MERGED_WITH_NEXT,
+    TOK_SPLIT_ISOLATED,
+} tok_split_behavior;
+
+/* A Hugging Face decoder step, applied in order to the list of token
+ * strings (the decode_chain of tokenizers/src/decoders). */
+typedef enum {
+    TOK_DEC_REPLACE = 0,   /* from -> to in each token */
+    TOK_DEC_BYTE_FALLBACK, /* runs of <0xNN> become their UTF-8 text, or one U+FFFD per byte */
+    TOK_DEC_FUSE,          /* all tokens into one */
+    TOK_DEC_STRIP,         /* up to start leading / stop trailing chars equal to from */
+    TOK_DEC_METASPACE,     /* replacement -> ' ' (dropped in the first token unless never) */
+} tok_dec_kind;
+
+typedef struct {
+    tok_dec_kind kind;
+    char *from, *to;
+    uint32_t start, stop;
+    int prepend; /* METASPACE: prepend scheme is not never */
+} tok_dec;
+
+#define TOK_MAX_STEPS 8
+
 struct tokenizer {
     char name[128];
     char hash[17];
@@ -135,8 +195,30 @@ struct tokenizer {
     tok_pretokenizer pretok;   /* which known pattern, when pattern_custom is 0 */
     int pattern_custom;        /* pattern came from the file and is not a known one */
     char *pattern;             /* the regex as given (hashed, written by the trainer) */
-    pcre2_code *re;            /* compiled with UTF|UCP|MATCH_INVALID_UTF, JIT */
+    pcre2_code *re;            /* compiled with UTF|UCP|MATCH_INVALID_UTF, JIT; NULL
+                                  for the chars model */
+
+    /* Hugging Face pipeline (tok_hf.c); all zero for byte-level files with
+     * no normalizer, whose decode is the tokens' bytes. */
+    tok_model model;
+    int byte_fallback;    /* chars model: byte_id[] holds the <0xNN> tokens */
+    int replace_invalid;  /* invalid UTF-8 becomes U+FFFD before normalizing
+                             (the reference takes only strings) */
+    tok_norm norm[TOK_MAX_STEPS];
+    int n_norm;
+    tok_split_kind split;
+    char split_str[16];   /* METASPACE: the replacement; STRING: the pattern */
+    tok_prepend_scheme prepend;
+    int split_on;         /* METASPACE: split before each replacement */
+    tok_split_behavior split_behavior;
+    tok_dec dec[TOK_MAX_STEPS];
+    int n_dec;
+    char *pipeline;       /* canonical JSON of the pipeline, hashed; NULL when plain */
 };
+
+static inline const char *tok_bytes(const tokenizer *t, uint32_t id) {
+    return t->arena + t->off[id];
+}
 
 /* ---- construction helpers (tokenizer.c) ---- */
 
@@ -177,10 +259,26 @@ long tok_bytelevel_decode(const tok_alphabet *a, const char *s, size_t slen, uin
  * (NUL-terminated). Returns the length. */
 size_t tok_bytelevel_encode(const tok_alphabet *a, const uint8_t *b, size_t len, char *out);
 
-/* ---- loaders (tok_load.c); each names path in its errors ---- */
+/* ---- shared by the loaders (tok_load.c) ---- */
+sl_status tok_read_json(const char *path, cJSON **out);
+int tok_json_id(const cJSON *v, uint32_t *id);
+/* Adds a vocabulary {"token": id}: byte-level strings when bytelevel is
+ * nonzero, else the strings themselves (chars model). */
+sl_status tok_add_vocab(tokenizer *t, const cJSON *vocab, const char *path, const char *where,
+                        int gpt2_specials, int bytelevel);
+/* One merge "l r", its parts byte-level strings or (bytelevel 0) raw. */
+sl_status tok_add_merge(tokenizer *t, const tok_alphabet *a, int bytelevel, const char *l,
+                        size_t ll, const char *r, size_t rl, uint32_t rank, const char *path,
+                        const char *where);
+
+/* ---- loaders (tok_load.c, tok_hf.c); each names path in its errors ---- */
 /* A Hugging Face tokenizer.json or tiktoken's npm JSON ({pat_str,
  * special_tokens, bpe_ranks}), told apart by their keys. */
 sl_status tok_load_json(tokenizer *t, const char *path);
+/* A Hugging Face tokenizer.json, parsed (tok_hf.c). */
+sl_status tok_load_hf(tokenizer *t, const cJSON *root, const char *path);
+/* Frees the pipeline steps (tok_hf.c). */
+void tok_pipeline_free(tokenizer *t);
 sl_status tok_load_gpt2_files(tokenizer *t, const char *encoder_json, const char *vocab_bpe);
 /* A tiktoken rank file ("base64 rank" lines); the pre-tokenizer and the
  * specials come from the encoding's name (cl100k_base, r50k_base, ...). */
@@ -213,9 +311,22 @@ typedef struct {
 } bpe_scratch;
 
 void bpe_scratch_free(bpe_scratch *s);
+/* Room for n symbols in s->id (the caller fills s->id[0..n) for
+ * bpe_merge_symbols). */
+sl_status bpe_reserve(bpe_scratch *s, size_t n);
+/* Applies the merges to the n symbols in s->id; same outputs as bpe_merge. */
+sl_status bpe_merge_symbols(const tokenizer *t, bpe_scratch *s, size_t n, const uint32_t **ids,
+                            size_t *n_out);
 /* Applies the merges to one piece (len >= 1): *ids points into the scratch
  * (valid until its next use) and *n receives the token count. */
 sl_status bpe_merge(const tokenizer *t, bpe_scratch *s, const uint8_t *piece, size_t len,
                     const uint32_t **ids, size_t *n);
+
+/* ---- encode internals (tok_encode.c) ---- */
+
+/* The tokens of one pre-token under t's model (byte-level or chars): *ids
+ * points into s. Used by encode and by tok_finish (self_merges). */
+sl_status tok_merge_piece(const tokenizer *t, bpe_scratch *s, const uint8_t *piece, size_t len,
+                          const uint32_t **ids, size_t *n);
 
 #endif

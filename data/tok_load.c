@@ -2,17 +2,14 @@
  *
  *   GPT-2:      encoder.json ({"byte-level token": id}) + vocab.bpe
  *               ("#version" line, then one "left right" merge per line).
- *   Hugging Face tokenizer.json: model.type BPE with vocab and merges (as
- *               "a b" strings or ["a", "b"] pairs), added_tokens, and a
- *               ByteLevel pre-tokenizer, alone (GPT-2 regex) or after a
- *               Split regex (Llama 3).
+ *   Hugging Face tokenizer.json: in tok_hf.c.
  *   tiktoken:   a rank file ("base64 rank" per line) or tiktoken's npm JSON
  *               ({pat_str, special_tokens, bpe_ranks}: bpe_ranks holds lines
  *               "! first_rank b64 b64 ..." with consecutive ranks).
  *
- * Anything these formats allow that shardlm does not implement (a
- * normalizer, add_prefix_space, lstrip/rstrip added tokens, byte fallback,
- * subword prefixes) is refused at load with the JSON path, never ignored.
+ * Also the helpers every loader shares (JSON reading, vocabulary and merge
+ * entry). Anything a format allows that shardlm does not implement is
+ * refused at load with the file and where in it, never ignored.
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -77,7 +74,7 @@ size_t tok_bytelevel_encode(const tok_alphabet *a, const uint8_t *b, size_t len,
 
 /* ---- shared pieces ---- */
 
-static sl_status read_json(const char *path, cJSON **out) {
+sl_status tok_read_json(const char *path, cJSON **out) {
     char *buf;
     size_t len;
     SL_TRY(fs_read_file(path, &buf, &len, TOK_MAX_FILE_BYTES));
@@ -93,7 +90,7 @@ static sl_status read_json(const char *path, cJSON **out) {
     return SL_OK;
 }
 
-static int json_id(const cJSON *v, uint32_t *id) {
+int tok_json_id(const cJSON *v, uint32_t *id) {
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= (double)(1u << 30) ||
         v->valuedouble != (double)(uint32_t)v->valuedouble)
         return 0;
@@ -101,9 +98,8 @@ static int json_id(const cJSON *v, uint32_t *id) {
     return 1;
 }
 
-/* Adds the byte-level vocabulary {"token": id}. */
-static sl_status add_bytelevel_vocab(tokenizer *t, const cJSON *vocab, const char *path,
-                                     const char *where, int gpt2_specials) {
+sl_status tok_add_vocab(tokenizer *t, const cJSON *vocab, const char *path, const char *where,
+                        int gpt2_specials, int bytelevel) {
     if (!cJSON_IsObject(vocab))
         return sl_errorf(SL_ERR_FORMAT, "%s: %s must be an object of token: id", path, where);
     tok_alphabet a;
@@ -114,7 +110,7 @@ static sl_status add_bytelevel_vocab(tokenizer *t, const cJSON *vocab, const cha
     sl_status st = SL_OK;
     for (const cJSON *e = vocab->child; e && st == SL_OK; e = e->next) {
         uint32_t id;
-        if (!json_id(e, &id)) {
+        if (!tok_json_id(e, &id)) {
             st = sl_errorf(SL_ERR_FORMAT, "%s: %s[\"%s\"] must be a token id (integer >= 0)",
                            path, where, e->string);
             break;
@@ -133,7 +129,11 @@ static sl_status add_bytelevel_vocab(tokenizer *t, const cJSON *vocab, const cha
             }
             buf = nb;
         }
-        long n = tok_bytelevel_decode(&a, e->string, slen, buf);
+        long n = (long)slen;
+        if (bytelevel)
+            n = tok_bytelevel_decode(&a, e->string, slen, buf);
+        else
+            memcpy(buf, e->string, slen);
         if (n <= 0) {
             st = sl_errorf(SL_ERR_FORMAT,
                            "%s: %s token \"%s\" (id %u) is not in GPT-2's byte-level alphabet; "
@@ -151,23 +151,38 @@ static sl_status add_bytelevel_vocab(tokenizer *t, const cJSON *vocab, const cha
     return st;
 }
 
-/* One merge, its parts as byte-level strings. */
-static sl_status add_merge(tokenizer *t, const tok_alphabet *a, const char *l, size_t ll,
-                           const char *r, size_t rl, uint32_t rank, const char *path,
-                           const char *where) {
+/* An ordinary token, or an added token that the vocabulary also holds
+ * (Gemma's whitespace runs are both, and merges name them). */
+static uint32_t merge_part_id(const tokenizer *t, const void *b, size_t n) {
+    uint32_t id = tok_bytemap_get(t, b, n);
+    for (size_t i = 0; id == TOK_NONE && i < t->n_specials; i++)
+        if (t->specials[i].len == n && memcmp(t->specials[i].text, b, n) == 0)
+            id = t->specials[i].id;
+    return id;
+}
+
+sl_status tok_add_merge(tokenizer *t, const tok_alphabet *a, int bytelevel, const char *l,
+                        size_t ll, const char *r, size_t rl, uint32_t rank, const char *path,
+                        const char *where) {
     uint8_t stack[512];
     uint8_t *buf = ll + rl <= sizeof stack ? stack : malloc(ll + rl);
     SL_CHECK_ALLOC(buf, ll + rl);
-    long nl = tok_bytelevel_decode(a, l, ll, buf);
-    long nr = nl > 0 ? tok_bytelevel_decode(a, r, rl, buf + nl) : -1;
+    long nl = (long)ll, nr = (long)rl;
+    if (bytelevel) {
+        nl = tok_bytelevel_decode(a, l, ll, buf);
+        nr = nl > 0 ? tok_bytelevel_decode(a, r, rl, buf + nl) : -1;
+    } else {
+        memcpy(buf, l, ll);
+        memcpy(buf + ll, r, rl);
+    }
     sl_status st = SL_OK;
     if (nl <= 0 || nr <= 0) {
         st = sl_errorf(SL_ERR_FORMAT, "%s: %s \"%.*s %.*s\" is not byte-level text", path, where,
                        (int)ll, l, (int)rl, r);
     } else {
-        uint32_t li = tok_bytemap_get(t, buf, (size_t)nl);
-        uint32_t ri = tok_bytemap_get(t, buf + nl, (size_t)nr);
-        uint32_t mi = tok_bytemap_get(t, buf, (size_t)(nl + nr));
+        uint32_t li = merge_part_id(t, buf, (size_t)nl);
+        uint32_t ri = merge_part_id(t, buf + nl, (size_t)nr);
+        uint32_t mi = merge_part_id(t, buf, (size_t)(nl + nr));
         if (li == TOK_NONE || ri == TOK_NONE || mi == TOK_NONE)
             st = sl_errorf(SL_ERR_FORMAT, "%s: %s \"%.*s %.*s\": %s is not in the vocabulary",
                            path, where, (int)ll, l, (int)rl, r,
@@ -186,8 +201,8 @@ static sl_status add_merge(tokenizer *t, const tok_alphabet *a, const char *l, s
 
 sl_status tok_load_gpt2_files(tokenizer *t, const char *encoder_json, const char *vocab_bpe) {
     cJSON *enc;
-    SL_TRY(read_json(encoder_json, &enc));
-    sl_status st = add_bytelevel_vocab(t, enc, encoder_json, "encoder.json", 1);
+    SL_TRY(tok_read_json(encoder_json, &enc));
+    sl_status st = tok_add_vocab(t, enc, encoder_json, "encoder.json", 1, 1);
     cJSON_Delete(enc);
     SL_TRY(st);
     SL_TRY(tok_index_vocab(t, encoder_json));
@@ -214,7 +229,7 @@ sl_status tok_load_gpt2_files(tokenizer *t, const char *encoder_json, const char
                                vocab_bpe, line_no, (int)(n > 80 ? 80 : n), p);
             else {
                 snprintf(where, sizeof where, "line %zu", line_no);
-                st = add_merge(t, &a, p, (size_t)(sp - p), sp + 1, (size_t)(p + n - sp - 1),
+                st = tok_add_merge(t, &a, 1, p, (size_t)(sp - p), sp + 1, (size_t)(p + n - sp - 1),
                                rank++, vocab_bpe, where);
             }
         }
@@ -225,198 +240,6 @@ sl_status tok_load_gpt2_files(tokenizer *t, const char *encoder_json, const char
     t->merge_mode = TOK_MERGES_EXPLICIT;
     t->bos_id = t->eos_id = tok_special_id(t, "<|endoftext|>");
     return tok_set_pattern(t, TOK_PRETOKENIZER_GPT2, NULL, vocab_bpe);
-}
-
-/* ---- Hugging Face tokenizer.json ---- */
-
-static int json_true(const cJSON *o, const char *key) {
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
-}
-
-static const char *json_type(const cJSON *o) {
-    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(o, "type");
-    return cJSON_IsString(ty) ? ty->valuestring : "";
-}
-
-/* The regex of a pre_tokenizer; *pattern NULL means GPT-2's (ByteLevel with
- * use_regex). */
-static sl_status hf_pretokenizer(const cJSON *pt, const char *path, const char **pattern) {
-    *pattern = NULL;
-    if (!cJSON_IsObject(pt))
-        return sl_errorf(SL_ERR_UNSUPPORTED,
-                         "%s: pre_tokenizer is missing; shardlm needs a ByteLevel pre-tokenizer",
-                         path);
-    const char *ty = json_type(pt);
-    if (strcmp(ty, "ByteLevel") == 0) {
-        if (json_true(pt, "add_prefix_space"))
-            return sl_errorf(SL_ERR_UNSUPPORTED,
-                             "%s: pre_tokenizer.add_prefix_space=true is not supported", path);
-        const cJSON *ur = cJSON_GetObjectItemCaseSensitive(pt, "use_regex");
-        if (ur && !cJSON_IsTrue(ur))
-            return sl_errorf(SL_ERR_UNSUPPORTED,
-                             "%s: a ByteLevel pre_tokenizer without use_regex and without a "
-                             "Split before it is not supported",
-                             path);
-        return SL_OK;
-    }
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers");
-    if (strcmp(ty, "Sequence") != 0 || cJSON_GetArraySize(list) != 2)
-        return sl_errorf(SL_ERR_UNSUPPORTED,
-                         "%s: pre_tokenizer of type \"%s\" is not supported (expected ByteLevel, "
-                         "or Sequence [Split, ByteLevel])",
-                         path, ty);
-    const cJSON *split = cJSON_GetArrayItem(list, 0), *bl = cJSON_GetArrayItem(list, 1);
-    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(split, "pattern");
-    const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
-    const cJSON *behavior = cJSON_GetObjectItemCaseSensitive(split, "behavior");
-    if (strcmp(json_type(split), "Split") != 0 || !cJSON_IsString(re) ||
-        !cJSON_IsString(behavior) || strcmp(behavior->valuestring, "Isolated") != 0 ||
-        json_true(split, "invert"))
-        return sl_errorf(SL_ERR_UNSUPPORTED,
-                         "%s: pre_tokenizer.pretokenizers[0] must be a Split with a Regex "
-                         "pattern, behavior Isolated and invert false",
-                         path);
-    if (strcmp(json_type(bl), "ByteLevel") != 0 || json_true(bl, "add_prefix_space") ||
-        json_true(bl, "use_regex"))
-        return sl_errorf(SL_ERR_UNSUPPORTED,
-                         "%s: pre_tokenizer.pretokenizers[1] must be a ByteLevel with "
-                         "add_prefix_space and use_regex false",
-                         path);
-    *pattern = re->valuestring;
-    return SL_OK;
-}
-
-static sl_status hf_check_model(const cJSON *model, const char *path) {
-    if (!cJSON_IsObject(model))
-        return sl_errorf(SL_ERR_FORMAT, "%s: no \"model\" object", path);
-    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(model, "type");
-    if (ty && (!cJSON_IsString(ty) || strcmp(ty->valuestring, "BPE") != 0))
-        return sl_errorf(SL_ERR_UNSUPPORTED, "%s: model.type is \"%s\"; only BPE is supported",
-                         path, cJSON_IsString(ty) ? ty->valuestring : "?");
-    static const char *const empty_ok[] = {"continuing_subword_prefix", "end_of_word_suffix"};
-    for (size_t i = 0; i < 2; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(model, empty_ok[i]);
-        if (cJSON_IsString(v) && v->valuestring[0])
-            return sl_errorf(SL_ERR_UNSUPPORTED, "%s: model.%s is not supported", path,
-                             empty_ok[i]);
-    }
-    if (json_true(model, "byte_fallback"))
-        return sl_errorf(SL_ERR_UNSUPPORTED, "%s: model.byte_fallback is not supported", path);
-    const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
-    if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
-        return sl_errorf(SL_ERR_UNSUPPORTED, "%s: model.dropout is not supported", path);
-    return SL_OK;
-}
-
-static sl_status hf_merges(tokenizer *t, const cJSON *merges, const char *path) {
-    if (!cJSON_IsArray(merges))
-        return sl_errorf(SL_ERR_FORMAT, "%s: model.merges must be an array", path);
-    tok_alphabet a;
-    tok_alphabet_init(&a);
-    SL_TRY(tok_pairmap_init(&t->pairs, (size_t)cJSON_GetArraySize(merges)));
-    uint32_t rank = 0;
-    char where[64];
-    for (const cJSON *m = merges->child; m; m = m->next, rank++) {
-        snprintf(where, sizeof where, "model.merges[%u]", rank);
-        const char *l = NULL, *r = NULL;
-        size_t ll = 0, rl = 0;
-        if (cJSON_IsString(m)) {
-            const char *sp = strchr(m->valuestring, ' ');
-            if (sp && !strchr(sp + 1, ' ')) {
-                l = m->valuestring;
-                ll = (size_t)(sp - l);
-                r = sp + 1;
-                rl = strlen(r);
-            }
-        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 &&
-                   cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
-            l = m->child->valuestring;
-            ll = strlen(l);
-            r = m->child->next->valuestring;
-            rl = strlen(r);
-        }
-        if (!l || !ll || !rl)
-            return sl_errorf(SL_ERR_FORMAT, "%s: %s must be \"left right\" or [\"left\", \"right\"]",
-                             path, where);
-        SL_TRY(add_merge(t, &a, l, ll, r, rl, rank, path, where));
-    }
-    return SL_OK;
-}
-
-static sl_status hf_added_tokens(tokenizer *t, const cJSON *added, const char *path) {
-    if (!added || cJSON_IsNull(added))
-        return SL_OK;
-    if (!cJSON_IsArray(added))
-        return sl_errorf(SL_ERR_FORMAT, "%s: added_tokens must be an array", path);
-    int i = 0;
-    for (const cJSON *a = added->child; a; a = a->next, i++) {
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
-        uint32_t id;
-        if (!cJSON_IsString(content) || !content->valuestring[0] ||
-            !json_id(cJSON_GetObjectItemCaseSensitive(a, "id"), &id))
-            return sl_errorf(SL_ERR_FORMAT, "%s: added_tokens[%d] needs \"id\" and \"content\"",
-                             path, i);
-        static const char *const flags[] = {"lstrip", "rstrip", "single_word"};
-        for (int f = 0; f < 3; f++)
-            if (json_true(a, flags[f]))
-                return sl_errorf(SL_ERR_UNSUPPORTED,
-                                 "%s: added_tokens[%d] (\"%s\") sets %s, which shardlm does not "
-                                 "implement",
-                                 path, i, content->valuestring, flags[f]);
-        const cJSON *special = cJSON_GetObjectItemCaseSensitive(a, "special");
-        SL_TRY(tok_put_special(t, content->valuestring, strlen(content->valuestring), id,
-                               special && !cJSON_IsTrue(special)));
-    }
-    return SL_OK;
-}
-
-/* bos/eos from a tokenizer_config.json next to the tokenizer.json. */
-static void hf_config_bos_eos(tokenizer *t, const char *path) {
-    char cfg[4096];
-    const char *slash = strrchr(path, '/');
-    int n = slash ? snprintf(cfg, sizeof cfg, "%.*s/tokenizer_config.json", (int)(slash - path), path)
-                  : snprintf(cfg, sizeof cfg, "tokenizer_config.json");
-    if (n < 0 || (size_t)n >= sizeof cfg || !fs_exists(cfg))
-        return;
-    cJSON *j;
-    if (read_json(cfg, &j) != SL_OK) {
-        sl_error_clear(); /* the config is optional; its absence or damage only loses bos/eos */
-        return;
-    }
-    static const char *const keys[] = {"bos_token", "eos_token"};
-    for (int k = 0; k < 2; k++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
-        if (cJSON_IsObject(v))
-            v = cJSON_GetObjectItemCaseSensitive(v, "content");
-        if (!cJSON_IsString(v))
-            continue;
-        int64_t id = tok_special_id(t, v->valuestring);
-        if (id >= 0)
-            *(k == 0 ? &t->bos_id : &t->eos_id) = id;
-    }
-    cJSON_Delete(j);
-}
-
-static sl_status load_hf(tokenizer *t, const cJSON *root, const char *path) {
-    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-    if (norm && !cJSON_IsNull(norm))
-        return sl_errorf(SL_ERR_UNSUPPORTED,
-                         "%s: normalizer \"%s\" is not supported (byte-level BPE needs none)",
-                         path, json_type(norm));
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    SL_TRY(hf_check_model(model, path));
-    const char *pattern;
-    SL_TRY(hf_pretokenizer(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), path,
-                           &pattern));
-    SL_TRY(add_bytelevel_vocab(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"), path,
-                               "model.vocab", 0));
-    SL_TRY(hf_added_tokens(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), path));
-    SL_TRY(tok_index_vocab(t, path));
-    SL_TRY(hf_merges(t, cJSON_GetObjectItemCaseSensitive(model, "merges"), path));
-    t->merge_mode = TOK_MERGES_EXPLICIT;
-    t->ignore_merges = json_true(model, "ignore_merges");
-    hf_config_bos_eos(t, path);
-    return tok_set_pattern(t, TOK_PRETOKENIZER_GPT2, pattern, path);
 }
 
 /* ---- tiktoken ---- */
@@ -516,7 +339,7 @@ static sl_status load_tiktoken_npm(tokenizer *t, const cJSON *root, const char *
         return sl_errorf(SL_ERR_FORMAT, "%s: special_tokens must be an object", path);
     for (const cJSON *s = specials ? specials->child : NULL; s; s = s->next) {
         uint32_t id;
-        if (!json_id(s, &id) || !s->string[0])
+        if (!tok_json_id(s, &id) || !s->string[0])
             return sl_errorf(SL_ERR_FORMAT, "%s: special_tokens[\"%s\"] must be an id", path,
                              s->string);
         SL_TRY(tok_put_special(t, s->string, strlen(s->string), id, 0));
@@ -527,12 +350,12 @@ static sl_status load_tiktoken_npm(tokenizer *t, const cJSON *root, const char *
 
 sl_status tok_load_json(tokenizer *t, const char *path) {
     cJSON *root;
-    SL_TRY(read_json(path, &root));
+    SL_TRY(tok_read_json(path, &root));
     sl_status st;
     if (cJSON_GetObjectItemCaseSensitive(root, "bpe_ranks"))
         st = load_tiktoken_npm(t, root, path);
     else if (cJSON_GetObjectItemCaseSensitive(root, "model"))
-        st = load_hf(t, root, path);
+        st = tok_load_hf(t, root, path);
     else
         st = sl_errorf(SL_ERR_FORMAT,
                        "%s: neither a Hugging Face tokenizer.json (no \"model\") nor a tiktoken "

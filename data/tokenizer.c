@@ -1,6 +1,7 @@
-/* data/tokenizer.c: the tokenizer object, tok_load's dispatch by file kind,
- * encode (specials, pre-tokenizer, BPE) and decode. The file formats are in
- * tok_load.c, the merge loop in bpe.c, the regexes in pretokenize.c. */
+/* data/tokenizer.c: the tokenizer object and tok_load's dispatch by file
+ * kind. The file formats are in tok_load.c and tok_hf.c, encode in
+ * tok_encode.c, decode in tok_decode.c, the merge loop in bpe.c, the
+ * regexes in pretokenize.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +70,6 @@ sl_status tok_pairmap_put(tok_pairmap *m, uint32_t left, uint32_t right, uint32_
     return SL_OK;
 }
 
-static inline const char *tok_bytes(const tokenizer *t, uint32_t id) { return t->arena + t->off[id]; }
 
 uint32_t tok_bytemap_get(const tokenizer *t, const void *bytes, size_t len) {
     const tok_bytemap *m = &t->bytes;
@@ -200,10 +200,10 @@ sl_status tok_index_vocab(tokenizer *t, const char *src) {
         }
         t->bytes.slots[i] = (h >> 32) << 32 | id;
         t->bytes.count++;
-        if (t->len[id] == 1)
+        if (t->len[id] == 1 && t->model == TOK_MODEL_BYTELEVEL)
             t->byte_id[(uint8_t)b[0]] = id;
     }
-    for (int b = 0; b < 256; b++)
+    for (int b = 0; b < 256 && t->model == TOK_MODEL_BYTELEVEL; b++)
         if (t->byte_id[b] == TOK_NONE)
             return sl_errorf(SL_ERR_FORMAT,
                              "%s: no token for the single byte 0x%02x; a byte-level BPE "
@@ -279,7 +279,11 @@ static sl_status compute_hash(tokenizer *t) {
     uint32_t head[4] = {(uint32_t)t->merge_mode, (uint32_t)t->ignore_merges, t->n_ids,
                         (uint32_t)t->pattern_custom};
     XXH3_64bits_update(st, head, sizeof head);
-    XXH3_64bits_update(st, t->pattern, strlen(t->pattern) + 1);
+    if (t->pattern)
+        XXH3_64bits_update(st, t->pattern, strlen(t->pattern) + 1);
+    if (t->pipeline) /* only set for files with a normalizer or a chars model:
+                        the hashes of plain byte-level files stay as they were */
+        XXH3_64bits_update(st, t->pipeline, strlen(t->pipeline) + 1);
     for (uint32_t id = 0; id < t->n_ids; id++) {
         uint32_t rec[2] = {t->kind[id], t->len[id]};
         XXH3_64bits_update(st, rec, sizeof rec);
@@ -340,13 +344,14 @@ sl_status tok_finish(tokenizer *t) {
     for (uint32_t id = 0; id < t->n_ids; id++) {
         if (t->kind[id] != TOK_KIND_ORDINARY)
             continue;
-        if (t->ignore_merges || t->len[id] == 1) {
+        if (t->ignore_merges || (t->len[id] == 1 && t->model == TOK_MODEL_BYTELEVEL)) {
             t->self_merges[id] = 1;
             continue;
         }
         const uint32_t *ids;
         size_t n;
-        sl_status st = bpe_merge(t, &s, (const uint8_t *)tok_bytes(t, id), t->len[id], &ids, &n);
+        sl_status st =
+            tok_merge_piece(t, &s, (const uint8_t *)tok_bytes(t, id), t->len[id], &ids, &n);
         if (st != SL_OK) {
             bpe_scratch_free(&s);
             return st;
@@ -466,116 +471,8 @@ void tok_destroy(tokenizer *t) {
     free(t->pattern);
     if (t->re)
         pcre2_code_free(t->re);
+    tok_pipeline_free(t);
     free(t);
-}
-
-/* ---- encode ---- */
-
-typedef struct {
-    const tokenizer *t;
-    bpe_scratch bs;
-    uint32_t *ids;
-    size_t cap, n;
-} enc_ctx;
-
-static inline void emit(enc_ctx *c, uint32_t id) {
-    if (c->n < c->cap)
-        c->ids[c->n] = id;
-    c->n++;
-}
-
-static sl_status on_piece(void *ctx, const uint8_t *p, size_t len) {
-    enc_ctx *c = ctx;
-    const tokenizer *t = c->t;
-    if (len == 1) {
-        emit(c, t->byte_id[p[0]]);
-        return SL_OK;
-    }
-    uint32_t whole = tok_bytemap_get(t, p, len);
-    if (whole != TOK_NONE && t->self_merges[whole]) {
-        emit(c, whole);
-        return SL_OK;
-    }
-    const uint32_t *ids;
-    size_t n;
-    SL_TRY(bpe_merge(t, &c->bs, p, len, &ids, &n));
-    for (size_t i = 0; i < n; i++)
-        emit(c, ids[i]);
-    return SL_OK;
-}
-
-/* The special token starting at text[i] (longest first), or NULL. */
-static const tok_special *special_at(const tokenizer *t, const char *text, size_t len, size_t i,
-                                     int allow_special) {
-    for (size_t k = 0; k < t->n_specials; k++) {
-        const tok_special *s = &t->specials[k];
-        if ((allow_special || s->always) && s->len <= len - i &&
-            memcmp(text + i, s->text, s->len) == 0)
-            return s;
-    }
-    return NULL;
-}
-
-sl_status tok_encode(const tokenizer *t, const char *text, size_t len, int allow_special,
-                     uint32_t *ids, size_t cap, size_t *n_ids) {
-    *n_ids = 0;
-    SL_CHECK_ARG(t && (text || len == 0) && (ids || cap == 0), "tok_encode: NULL argument");
-    enc_ctx c = {.t = t, .ids = ids, .cap = cap};
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
-    SL_CHECK_ALLOC(md, 256);
-    int any = 0;
-    for (size_t k = 0; k < t->n_specials; k++)
-        any |= allow_special || t->specials[k].always;
-    const uint8_t *u = (const uint8_t *)text;
-    sl_status st = SL_OK;
-    size_t seg = 0;
-    if (any) {
-        for (size_t i = 0; i < len && st == SL_OK; i++) {
-            if (!t->special_first[u[i]])
-                continue;
-            const tok_special *s = special_at(t, text, len, i, allow_special);
-            if (!s)
-                continue;
-            st = tok_split(t->re, md, u + seg, i - seg, on_piece, &c);
-            emit(&c, s->id);
-            seg = i + s->len;
-            i = seg - 1;
-        }
-    }
-    if (st == SL_OK)
-        st = tok_split(t->re, md, u + seg, len - seg, on_piece, &c);
-    pcre2_match_data_free(md);
-    bpe_scratch_free(&c.bs);
-    SL_TRY(st);
-    *n_ids = c.n;
-    if (c.n > cap)
-        return sl_errorf(SL_ERR_INVALID, "tok_encode: %zu ids do not fit in a buffer of %zu", c.n,
-                         cap);
-    return SL_OK;
-}
-
-/* ---- decode and queries ---- */
-
-sl_status tok_decode(const tokenizer *t, const uint32_t *ids, size_t n, char *out, size_t cap,
-                     size_t *out_len) {
-    *out_len = 0;
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t id = ids[i];
-        if (id >= t->n_ids || t->kind[id] == TOK_KIND_GAP)
-            return sl_errorf(SL_ERR_INVALID,
-                             "tok_decode: id %u at position %zu is not in tokenizer %s "
-                             "(vocabulary of %u ids)",
-                             id, i, t->name, t->n_ids);
-        if (total + t->len[id] <= cap)
-            memcpy(out + total, tok_bytes(t, id), t->len[id]);
-        total += t->len[id];
-    }
-    *out_len = total;
-    if (total > cap)
-        return sl_errorf(SL_ERR_INVALID, "tok_decode: %zu bytes do not fit in a buffer of %zu",
-                         total, cap);
-    return SL_OK;
 }
 
 uint32_t tok_vocab_size(const tokenizer *t) { return t->n_ids; }

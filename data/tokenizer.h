@@ -1,4 +1,5 @@
-/* data/tokenizer.h: byte-level BPE tokenizer (GPT-2, cl100k / Llama-3 style).
+/* data/tokenizer.h: BPE tokenizers: byte-level (GPT-2, cl100k, Llama 3, Qwen)
+ * and SentencePiece-style (Llama 2, Mistral, Gemma 3) from tokenizer.json.
  *
  * defines: tokenizer, tok_load, tok_destroy, tok_encode, tok_decode,
  *          tok_vocab_size, tok_token_id, tok_special_id, tok_name, tok_hash,
@@ -6,9 +7,11 @@
  *
  * Loads a Hugging Face tokenizer.json, GPT-2's encoder.json + vocab.bpe (a
  * folder holding both, or the path of either), or a tiktoken rank file
- * (base64 token + rank per line). Pre-tokenizes with the model's regex through
- * PCRE2 JIT, matches special tokens before splitting (when allowed), then
- * applies the BPE merges by rank. Output equals the reference tokenizers id
+ * (base64 token + rank per line). Matches special tokens first (when
+ * allowed), normalizes (tokenizer.json: Prepend, Replace, NFC, NFKC),
+ * pre-tokenizes (the model's regex through PCRE2 JIT, or Metaspace / a
+ * literal Split), then applies the BPE merges by rank (with <0xNN> byte
+ * fallback for SentencePiece-style vocabularies). Output equals the reference tokenizers id
  * for id. A tokenizer is read-only after tok_load and may be used from many
  * threads at once (each call keeps its own scratch).
  */

@@ -32,9 +32,12 @@ void cmd_generate_usage(FILE *out) {
             "Continues the prompt with a model folder of either kind (shardlm import/train\n"
             "export, or a Hugging Face folder) and writes only the new text to stdout as it is\n"
             "generated. Without --prompt the prompt is stdin (one trailing newline removed).\n"
-            "--chat            wrap the prompt in the chat template prepare uses (chatml:\n"
+            "--chat            wrap the prompt in the chat template prepare uses (the format of\n"
+            "                  tokenizer_config.json's chat_template: llama3, llama2 [INST],\n"
+            "                  chatml, qwen3, gemma; chatml when there is none, e.g.\n"
             "                  <|im_start|>user\\n{prompt}<|im_end|>\\n<|im_start|>assistant\\n)\n"
-            "                  and stop at <|im_end|>; --system TEXT adds a system turn first\n"
+            "                  and stop at its end-of-turn token; --system TEXT adds a system turn\n"
+            "                  first\n"
             "--max-new-tokens  tokens to generate at most (default 128); generation also\n"
             "                  stops at EOS, at --stop, and at the model's max_seq_len\n"
             "--temperature T   0 = greedy; default 1\n"
@@ -234,7 +237,9 @@ static sl_status encode_prompt(gen_state *g, const gen_opts *o, chat_template *c
         text = g->stdin_text;
     }
     if (o->chat) {
-        SL_TRY(chat_template_init("chatml", g->tok, ct));
+        char tmpl[32];
+        SL_TRY(chat_template_detect(o->tok_path, tmpl, sizeof tmpl));
+        SL_TRY(chat_template_init(tmpl, g->tok, ct));
         if (o->bos && tok_bos_id(g->tok) >= 0) {
             SL_TRY(chat_seq_reserve(&g->seq, 1));
             g->seq.ids[g->seq.n] = (uint32_t)tok_bos_id(g->tok);
@@ -266,7 +271,7 @@ static sl_status encode_prompt(gen_state *g, const gen_opts *o, chat_template *c
 }
 
 static sl_status generate(gen_state *g, const gen_opts *o) {
-    chat_template ct = {0, 0};
+    chat_template ct = {.bos = -1};
     SL_TRY(tok_load(o->tok_path, &g->tok));
     SL_TRY(encode_prompt(g, o, &ct));
     if (o->cuda) { /* before loading the model: no GPU is a quick error */

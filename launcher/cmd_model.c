@@ -1,6 +1,7 @@
 /* shardlm import / shardlm export: Hugging Face folder <-> shardlm model folder. */
 #include <stdio.h>
 
+#include "data/handoff.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "model/hf.h"
@@ -59,10 +60,17 @@ static int convert_dirs(const char *cmd, int argc, char **argv, void (*usage)(FI
     return SL_EXIT_OK;
 }
 
+/* hf_export, then the model folder's tokenizer files with their hand-off
+ * (tokenizer_config.json, generation_config.json; data/handoff.h) */
+static sl_status export_with_tokenizer(const char *src, const char *dst) {
+    SL_TRY(hf_export(src, dst));
+    return tok_handoff_write(src, dst);
+}
+
 int cmd_import(int argc, char **argv) {
     return convert_dirs("import", argc, argv, cmd_import_usage, hf_import, "imported");
 }
 
 int cmd_export(int argc, char **argv) {
-    return convert_dirs("export", argc, argv, cmd_export_usage, hf_export, "exported");
+    return convert_dirs("export", argc, argv, cmd_export_usage, export_with_tokenizer, "exported");
 }

@@ -500,7 +500,8 @@ sl_status config_finalize(sl_config *cfg) {
                          cfg->prepare.minhash_bands, cfg->prepare.minhash_perms);
     SL_TRY(check_choice("logging.level", cfg->logging.level, "debug|info|warn|error"));
     SL_TRY(check_choice("prepare.format", cfg->prepare.format, "auto|text|jsonl"));
-    return check_choice("prepare.chat_template", cfg->prepare.chat_template, "chatml");
+    return check_choice("prepare.chat_template", cfg->prepare.chat_template,
+                        "auto|chatml|qwen3|llama3|llama2|mistral|inst|gemma");
 }
 
 static cJSON *field_to_json(const sl_config *cfg, const cfg_field *f) {

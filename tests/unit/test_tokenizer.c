@@ -416,9 +416,16 @@ static void test_load_errors(void **state) {
     expect_load_error("nomerge.json", s, "model.merges[0] \"a q\": the merged token is not in the vocabulary");
     free(s);
     cJSON_DeleteItemFromArray(merges, 0);
-    cJSON_ReplaceItemInObject(j, "normalizer", cJSON_Parse("{\"type\":\"NFC\"}"));
+    cJSON_ReplaceItemInObject(j, "normalizer", cJSON_Parse("{\"type\":\"Lowercase\"}"));
     s = cJSON_PrintUnformatted(j);
-    expect_load_error("norm.json", s, "normalizer \"NFC\" is not supported");
+    expect_load_error("norm.json", s, "normalizer: normalizer \"Lowercase\" is not supported");
+    free(s);
+    /* NFC is implemented; a Prepend before a ByteLevel pre-tokenizer is not */
+    cJSON_ReplaceItemInObject(j, "normalizer",
+                              cJSON_Parse("{\"type\":\"Sequence\",\"normalizers\":[{\"type\":"
+                                          "\"NFC\"},{\"type\":\"Prepend\",\"prepend\":\"x\"}]}"));
+    s = cJSON_PrintUnformatted(j);
+    expect_load_error("norm2.json", s, "only NFC or NFKC is supported before a ByteLevel");
     free(s);
     cJSON_ReplaceItemInObject(j, "normalizer", cJSON_CreateNull());
     cJSON_ReplaceItemInObject(j, "added_tokens",
