@@ -420,9 +420,9 @@ sl_status ckpt_load(ckpt_ctx *c, const char *dir, const ckpt_part *parts, int n_
     if (st == SL_OK)
         st = load_local(c, dir, parts, n_parts, want_loader, out, &bytes);
     SL_TRY(ckpt_agree(c, st, "load the checkpoint"));
-    SL_TRY(comm_all_reduce(c->world, &bytes, &bytes, 1, COMM_DTYPE_I64, COMM_REDOP_SUM));
+    SL_TRY(comm_all_reduce(c->world, &bytes, &bytes, 1, SL_DTYPE_I64, COMM_REDOP_SUM));
     double secs = sl_now() - t0;
-    SL_TRY(comm_all_reduce(c->world, &secs, &secs, 1, COMM_DTYPE_F64, COMM_REDOP_MAX));
+    SL_TRY(comm_all_reduce(c->world, &secs, &secs, 1, SL_DTYPE_F64, COMM_REDOP_MAX));
     *own_root = in_own_root(c->cfg, dir);
     LOG_INFO0("resumed from %s at step %" PRId64 ": read %.1f MB in %.2f s (%.0f MB/s)", dir, out->step,
               (double)bytes / 1e6, secs, (double)bytes / 1e6 / secs);

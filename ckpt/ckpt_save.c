@@ -41,7 +41,7 @@ sl_status ckpt_root(const sl_config *cfg, char *out, size_t cap) {
 sl_status ckpt_agree(ckpt_ctx *c, sl_status st, const char *what) {
     int32_t mine[2] = {st != SL_OK ? c->world_size - c->rank : 0, (int32_t)st};
     int32_t all[2];
-    sl_status cst = comm_all_reduce(c->world, mine, all, 2, COMM_DTYPE_I32, COMM_REDOP_MAX);
+    sl_status cst = comm_all_reduce(c->world, mine, all, 2, SL_DTYPE_I32, COMM_REDOP_MAX);
     if (cst != SL_OK)
         return st != SL_OK ? st : cst;
     if (all[0] == 0)
@@ -335,7 +335,7 @@ sl_status ckpt_save(ckpt_ctx *c, const ckpt_part *parts, int n_parts, const ckpt
     }
     SL_TRY(ckpt_agree(c, st, "write its checkpoint file"));
     double secs = sl_now() - t0;
-    SL_TRY(comm_all_reduce(c->world, &secs, &secs, 1, COMM_DTYPE_F64, COMM_REDOP_MAX));
+    SL_TRY(comm_all_reduce(c->world, &secs, &secs, 1, SL_DTYPE_F64, COMM_REDOP_MAX));
     int world = c->world_size;
     int64_t mine[3] = {c->plan->shard_rank, c->plan->replicate_rank, bytes};
     int64_t *per_rank = malloc(sizeof(int64_t) * 3 * (size_t)world);
@@ -345,7 +345,7 @@ sl_status ckpt_save(ckpt_ctx *c, const ckpt_part *parts, int n_parts, const ckpt
         free(files);
         return sl_errorf(SL_ERR_NOMEM, "checkpoint: out of memory for %d rank entries", world);
     }
-    st = comm_all_gather(c->world, mine, per_rank, 3, COMM_DTYPE_I64);
+    st = comm_all_gather(c->world, mine, per_rank, 3, SL_DTYPE_I64);
     int64_t total = 0;
     for (int r = 0; r < world; r++) {
         files[r] = (ckpt_rank_file){(int)per_rank[3 * r], (int)per_rank[3 * r + 1], per_rank[3 * r + 2]};
@@ -445,7 +445,7 @@ sl_status ckpt_find_resume(ckpt_ctx *c, char *dir, size_t cap, bool *found) {
         msg.st = (int32_t)st;
         msg.found = f;
     }
-    SL_TRY(comm_broadcast(c->world, &msg, sizeof msg, COMM_DTYPE_U8, 0));
+    SL_TRY(comm_broadcast(c->world, &msg, sizeof msg, SL_DTYPE_U8, 0));
     if (msg.st != SL_OK) {
         c->stop_agreed = true;
         return c->rank == 0 ? st

@@ -30,12 +30,6 @@ static shape_buf shape_str(sl_tensor t) {
 
 static bool present(sl_tensor t) { return t.data != NULL; }
 
-static int64_t numel(sl_tensor t) {
-    int64_t n = 1;
-    for (int i = 0; i < t.ndim; i++)
-        n *= t.shape[i];
-    return n;
-}
 
 static int64_t cols_of(sl_tensor t) { return t.shape[t.ndim - 1]; }
 
@@ -102,10 +96,10 @@ static sl_status check_opt2(const sl_backend *be, const char *op, const char *na
 
 static sl_status check_numel(const char *op, const char *name, sl_tensor t, int64_t n,
                              const char *what) {
-    if (numel(t) != n)
+    if (tensor_numel(&t) != n)
         return sl_errorf(SL_ERR_INVALID, "%s: tensor '%s' %s has %" PRId64
                          " elements, expected %" PRId64 " (%s)",
-                         op, name, shape_str(t).s, numel(t), n, what);
+                         op, name, shape_str(t).s, tensor_numel(&t), n, what);
     return SL_OK;
 }
 
@@ -117,7 +111,7 @@ static sl_status check_ndim(const char *op, const char *name, sl_tensor t, int n
     return SL_OK;
 }
 
-static size_t nbytes(sl_tensor t) { return (size_t)numel(t) * dtype_size(t.dtype); }
+static size_t nbytes(sl_tensor t) { return tensor_nbytes(&t); }
 
 static bool overlap(sl_tensor a, sl_tensor b) {
     if (!a.data || !b.data)
@@ -413,7 +407,7 @@ sl_status ops_rmsnorm_backward(sl_backend *be, sl_tensor dinp, sl_tensor dweight
 
 static sl_status check_same_numel(const char *op, const char *na, sl_tensor a, const char *nb,
                                   sl_tensor b) {
-    if (numel(a) != numel(b))
+    if (tensor_numel(&a) != tensor_numel(&b))
         return sl_errorf(SL_ERR_INVALID, "%s: '%s' %s and '%s' %s differ in element count", op,
                          na, shape_str(a).s, nb, shape_str(b).s);
     return SL_OK;
@@ -768,7 +762,7 @@ sl_status ops_xent_loss(sl_backend *be, sl_tensor losses, sl_tensor lse, sl_tens
     const char *op = "ops_xent_loss";
     SL_CHECK_ARG(loss_sum && n_valid, "%s: loss_sum and n_valid must not be NULL", op);
     SL_TRY(check_t(be, op, "stats", stats, SL_DTYPE_F32));
-    int64_t r = numel(stats) / OPS_XENT_STATS;
+    int64_t r = tensor_numel(&stats) / OPS_XENT_STATS;
     SL_TRY(check_numel(op, "stats", stats, r * OPS_XENT_STATS, "(R, OPS_XENT_STATS)"));
     SL_TRY(check_targets(be, op, targets, r));
     SL_TRY(check_rows_stat(be, op, "lse", lse, r));
@@ -805,7 +799,7 @@ sl_status ops_adamw(sl_backend *be, sl_tensor param, sl_tensor grad, sl_tensor m
     const char *op = "ops_adamw";
     SL_CHECK_ARG(args != NULL, "%s: args is NULL", op);
     CHECK_EACH(SL_DTYPE_F32, ARG(param), ARG(grad), ARG(m), ARG(v));
-    int64_t n = numel(param);
+    int64_t n = tensor_numel(&param);
     const named_tensor state[] = {ARG(grad), ARG(m), ARG(v)};
     for (int i = 0; i < 3; i++)
         SL_TRY(check_numel(op, state[i].name, state[i].t, n, "same as param"));
@@ -861,8 +855,8 @@ sl_status ops_dropout(sl_backend *be, sl_tensor out, sl_tensor inp, float p, uin
     if (!(p >= 0.0f && p < 1.0f))
         return sl_errorf(SL_ERR_INVALID, "%s: p = %g is outside [0, 1)", op, (double)p);
     SL_TRY(check_unary(be, op, out, inp));
-    if (offset + (uint64_t)numel(inp) < offset)
+    if (offset + (uint64_t)tensor_numel(&inp) < offset)
         return sl_errorf(SL_ERR_INVALID, "%s: offset %" PRIu64 " + %" PRId64 " elements wraps the 64-bit counter",
-                         op, offset, numel(inp));
+                         op, offset, tensor_numel(&inp));
     return be->ops->dropout(be, out, inp, p, seed, offset);
 }

@@ -214,13 +214,13 @@ static sl_status run_shardlm(bench_ctx *b, comm_op_kind op, size_t count, comm_w
     float *recv = b->be ? b->drecv : b->recv;
     switch (op) {
     case COMM_OP_ALL_GATHER:
-        return comm_all_gather_async(b->c, send, recv, count, COMM_DTYPE_F32, w);
+        return comm_all_gather_async(b->c, send, recv, count, SL_DTYPE_F32, w);
     case COMM_OP_REDUCE_SCATTER:
-        return comm_reduce_scatter_async(b->c, send, recv, count, COMM_DTYPE_F32, COMM_REDOP_SUM, w);
+        return comm_reduce_scatter_async(b->c, send, recv, count, SL_DTYPE_F32, COMM_REDOP_SUM, w);
     case COMM_OP_ALL_REDUCE:
-        return comm_all_reduce_async(b->c, send, recv, count, COMM_DTYPE_F32, COMM_REDOP_SUM, w);
+        return comm_all_reduce_async(b->c, send, recv, count, SL_DTYPE_F32, COMM_REDOP_SUM, w);
     default:
-        return comm_broadcast_async(b->c, recv, count, COMM_DTYPE_F32, 0, w);
+        return comm_broadcast_async(b->c, recv, count, SL_DTYPE_F32, 0, w);
     }
 }
 

@@ -100,14 +100,11 @@ typedef struct {
     uint32_t *inputs;
     int32_t *targets;
     model_local lh;
-    bool lh_init;
     void *dev_params; /* --backend cuda: the params in the act dtype (device) */
     size_t dev_bytes;
 } eval_state;
 
 static void eval_free(eval_state *e) {
-    if (e->lh_init)
-        model_local_free(&e->lh);
     free(e->inputs);
     free(e->targets);
     loader_destroy(e->ld);
@@ -191,7 +188,6 @@ static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) 
         SL_TRY(model_dir_upload(&e->md, e->be, &e->dev_params, &e->dev_bytes));
         SL_TRY(model_local_init_typed(&e->lh, l, e->be->act_dtype, e->dev_params, NULL, &hooks));
     }
-    e->lh_init = true;
 
     double sum = 0;
     int64_t count = 0;

@@ -578,11 +578,6 @@ sl_status model_local_init_typed(model_local *lh, const model_layout *layout, sl
     lh->params = params;
     lh->param_dtype = param_dtype;
     lh->grads = grads;
-    lh->unit_offset = calloc((size_t)layout->n_units + 1, sizeof *lh->unit_offset);
-    SL_CHECK_ALLOC(lh->unit_offset, sizeof *lh->unit_offset * ((size_t)layout->n_units + 1));
-    for (int u = 0; u < layout->n_units; u++)
-        lh->unit_offset[u] = layout->units[u].offset;
-    lh->unit_offset[layout->n_units] = layout->total_numel;
     memset(hooks, 0, sizeof *hooks);
     hooks->ctx = lh;
     hooks->acquire = local_acquire;
@@ -592,7 +587,3 @@ sl_status model_local_init_typed(model_local *lh, const model_layout *layout, sl
     return SL_OK;
 }
 
-void model_local_free(model_local *lh) {
-    free(lh->unit_offset);
-    lh->unit_offset = NULL;
-}

@@ -4,7 +4,7 @@
  *          model_forward_backward, model_forward_loss, model_forward_logits,
  *          model_activation_bytes, model_act_bytes, model_activation_plan,
  *          model_attach_lora, model_dropout_ctx,
- *          model_set_dropout_ctx, model_local, model_local_init, model_local_free
+ *          model_set_dropout_ctx, model_local, model_local_init, model_local_init_typed
  *
  * A model owns its activation buffers, sized for (micro_batch B, seq_len T)
  * and allocated on the backend under MEM_CATEGORY_ACTIVATIONS; it owns no
@@ -171,26 +171,23 @@ sl_status model_forward_logits(model *m, const model_unit_hooks *hooks, const ui
 /* ---- local hooks: one process, every unit in one contiguous buffer ---- */
 
 /* params and grads are backend buffers of layout->total_numel elements, unit
- * u at element offset layout->units[u].offset (unit_offset[u] holds the same
- * numbers, for callers that index it; entry n_units is total_numel). params
- * are of param_dtype (which must be the model's be->act_dtype), grads F32;
- * grads may be NULL for forward-only use. */
+ * u at element offset layout->units[u].offset. params are of param_dtype
+ * (which must be the model's be->act_dtype), grads F32; grads may be NULL
+ * for forward-only use. */
 typedef struct {
     const model_layout *layout;
     const void *params;      /* not owned */
     sl_dtype param_dtype;
     float *grads;            /* not owned; NULL = no backward */
-    int64_t *unit_offset;    /* owned by this struct: n_units + 1 entries */
 } model_local;
 
-/* Fills lh (unit offsets allocated; free with model_local_free) and hooks
- * (hooks->ctx = lh) for F32 params (the CPU backend). */
+/* Fills lh and hooks (hooks->ctx = lh) for F32 params (the CPU backend).
+ * Nothing to free: lh and hooks live as long as the caller keeps them. */
 sl_status model_local_init(model_local *lh, const model_layout *layout, float *params, float *grads,
                            model_unit_hooks *hooks);
 /* The same for params of dtype param_dtype (e.g. BF16 device memory for the
  * CUDA backend). */
 sl_status model_local_init_typed(model_local *lh, const model_layout *layout, sl_dtype param_dtype,
                                  const void *params, float *grads, model_unit_hooks *hooks);
-void model_local_free(model_local *lh);
 
 #endif

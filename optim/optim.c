@@ -119,7 +119,7 @@ sl_status optim_step(optimizer *o, const cfg_optim *cfg, int step, int total_ste
     o->local_sq_valid = false; /* the next step brings new gradients */
     if (o->norm_comm) {
         double t0 = sl_now();
-        SL_TRY(comm_all_reduce(o->norm_comm, &sq, &sq, 1, COMM_DTYPE_F64, COMM_REDOP_SUM));
+        SL_TRY(comm_all_reduce(o->norm_comm, &sq, &sq, 1, SL_DTYPE_F64, COMM_REDOP_SUM));
         stats->comm_s = sl_now() - t0;
     }
     stats->grad_norm = sqrt(sq);

@@ -16,28 +16,6 @@ void comm_opts_default(comm_opts *o) {
     o->name = "world";
 }
 
-size_t comm_dtype_size(comm_dtype dt) {
-    switch (dt) {
-    case COMM_DTYPE_F32:
-    case COMM_DTYPE_I32:
-        return 4;
-    case COMM_DTYPE_F64:
-    case COMM_DTYPE_I64:
-        return 8;
-    case COMM_DTYPE_BF16:
-        return 2;
-    case COMM_DTYPE_U8:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-const char *comm_dtype_name(comm_dtype dt) {
-    static const char *const names[COMM_DTYPE_COUNT] = {"f32", "f64", "bf16", "i32", "i64", "u8"};
-    return (unsigned)dt < COMM_DTYPE_COUNT ? names[dt] : "?";
-}
-
 const char *comm_op_name(comm_op_kind kind) {
     static const char *const names[COMM_OP_COUNT] = {"all_gather", "reduce_scatter", "all_reduce",
                                                      "broadcast", "barrier"};
@@ -53,27 +31,37 @@ static bool overlaps(const void *a, size_t na, const void *b, size_t nb) {
     return pa < pb + nb && pb < pa + na;
 }
 
+/* Collective messages name element types in lower case ("bf16", "f32"). */
+static void lower(char *s) {
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
+}
+
 /* Checks what holds for every backend, then submits. */
 static sl_status submit(comm *c, comm_request *rq, comm_work **work) {
     *work = NULL;
     const char *op = comm_op_name(rq->kind);
-    SL_CHECK_ARG((unsigned)rq->dtype < COMM_DTYPE_COUNT, "comm %s: unknown dtype %d", op, (int)rq->dtype);
+    SL_CHECK_ARG((unsigned)rq->dtype < SL_DTYPE_COUNT, "comm %s: unknown dtype %d", op, (int)rq->dtype);
     SL_CHECK_ARG((unsigned)rq->redop < COMM_REDOP_COUNT, "comm %s: unknown reduction %d", op,
                  (int)rq->redop);
-    size_t es = comm_dtype_size(rq->dtype), k = (size_t)c->size, r = (size_t)c->rank;
+    size_t es = dtype_size(rq->dtype), k = (size_t)c->size, r = (size_t)c->rank;
     SL_CHECK_ARG(rq->count <= SIZE_MAX / es / k, "comm %s: count %zu overflows", op, rq->count);
     size_t bytes = rq->count * es;
     bool has_data = rq->count > 0;
     bool reduces = rq->kind == COMM_OP_REDUCE_SCATTER || rq->kind == COMM_OP_ALL_REDUCE;
     if (reduces && !(c->ops->reduce_dtypes & (1u << rq->dtype))) {
-        char can[64] = "";
-        for (int d = 0; d < COMM_DTYPE_COUNT; d++)
+        char can[96] = "", got[16];
+        for (int d = 0; d < SL_DTYPE_COUNT; d++)
             if (c->ops->reduce_dtypes & (1u << d))
                 snprintf(can + strlen(can), sizeof can - strlen(can), "%s%s", can[0] ? ", " : "",
-                         comm_dtype_name((comm_dtype)d));
+                         dtype_name((sl_dtype)d));
+        snprintf(got, sizeof got, "%s", dtype_name(rq->dtype));
+        lower(can);
+        lower(got);
         return sl_errorf(SL_ERR_UNSUPPORTED,
                          "comm %s on %s: the %s backend reduces %s, not %s (convert to f32 first)", op,
-                         c->name, c->ops->name, can, comm_dtype_name(rq->dtype));
+                         c->name, c->ops->name, can, got);
     }
     switch (rq->kind) {
     case COMM_OP_ALL_GATHER:
@@ -114,69 +102,69 @@ static sl_status wait_now(comm *c, comm_request *rq) {
     return comm_work_wait(w, 0);
 }
 
-sl_status comm_all_gather_async(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+sl_status comm_all_gather_async(comm *c, const void *send, void *recv, size_t count, sl_dtype dt,
                                 comm_work **work) {
     comm_request rq = {.kind = COMM_OP_ALL_GATHER, .send = send, .recv = recv, .count = count, .dtype = dt};
     return submit(c, &rq, work);
 }
 
-sl_status comm_all_gather(comm *c, const void *send, void *recv, size_t count, comm_dtype dt) {
+sl_status comm_all_gather(comm *c, const void *send, void *recv, size_t count, sl_dtype dt) {
     comm_request rq = {.kind = COMM_OP_ALL_GATHER, .send = send, .recv = recv, .count = count, .dtype = dt};
     return wait_now(c, &rq);
 }
 
 sl_status comm_reduce_scatter_async(comm *c, const void *send, void *recv, size_t count,
-                                    comm_dtype dt, comm_redop op, comm_work **work) {
+                                    sl_dtype dt, comm_redop op, comm_work **work) {
     comm_request rq = {.kind = COMM_OP_REDUCE_SCATTER, .send = send, .recv = recv, .count = count,
                        .dtype = dt, .redop = op};
     return submit(c, &rq, work);
 }
 
-sl_status comm_reduce_scatter(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+sl_status comm_reduce_scatter(comm *c, const void *send, void *recv, size_t count, sl_dtype dt,
                               comm_redop op) {
     comm_request rq = {.kind = COMM_OP_REDUCE_SCATTER, .send = send, .recv = recv, .count = count,
                        .dtype = dt, .redop = op};
     return wait_now(c, &rq);
 }
 
-sl_status comm_all_reduce_async(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+sl_status comm_all_reduce_async(comm *c, const void *send, void *recv, size_t count, sl_dtype dt,
                                 comm_redop op, comm_work **work) {
     comm_request rq = {.kind = COMM_OP_ALL_REDUCE, .send = send, .recv = recv, .count = count,
                        .dtype = dt, .redop = op};
     return submit(c, &rq, work);
 }
 
-sl_status comm_all_reduce(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+sl_status comm_all_reduce(comm *c, const void *send, void *recv, size_t count, sl_dtype dt,
                           comm_redop op) {
     comm_request rq = {.kind = COMM_OP_ALL_REDUCE, .send = send, .recv = recv, .count = count,
                        .dtype = dt, .redop = op};
     return wait_now(c, &rq);
 }
 
-sl_status comm_broadcast_async(comm *c, void *buf, size_t count, comm_dtype dt, int root,
+sl_status comm_broadcast_async(comm *c, void *buf, size_t count, sl_dtype dt, int root,
                                comm_work **work) {
     comm_request rq = {.kind = COMM_OP_BROADCAST, .recv = buf, .count = count, .dtype = dt, .root = root};
     return submit(c, &rq, work);
 }
 
-sl_status comm_broadcast(comm *c, void *buf, size_t count, comm_dtype dt, int root) {
+sl_status comm_broadcast(comm *c, void *buf, size_t count, sl_dtype dt, int root) {
     comm_request rq = {.kind = COMM_OP_BROADCAST, .recv = buf, .count = count, .dtype = dt, .root = root};
     return wait_now(c, &rq);
 }
 
 sl_status comm_barrier_async(comm *c, comm_work **work) {
-    comm_request rq = {.kind = COMM_OP_BARRIER, .dtype = COMM_DTYPE_U8};
+    comm_request rq = {.kind = COMM_OP_BARRIER, .dtype = SL_DTYPE_U8};
     return submit(c, &rq, work);
 }
 
 sl_status comm_barrier(comm *c) {
-    comm_request rq = {.kind = COMM_OP_BARRIER, .dtype = COMM_DTYPE_U8};
+    comm_request rq = {.kind = COMM_OP_BARRIER, .dtype = SL_DTYPE_U8};
     return wait_now(c, &rq);
 }
 
 /* Bytes this rank contributes, as nccl-tests counts "size". */
 static size_t request_bytes(const comm *c, const comm_request *rq) {
-    size_t b = rq->count * comm_dtype_size(rq->dtype);
+    size_t b = rq->count * dtype_size(rq->dtype);
     return rq->kind == COMM_OP_ALL_GATHER || rq->kind == COMM_OP_REDUCE_SCATTER ? b * (size_t)c->size : b;
 }
 

@@ -1,12 +1,12 @@
 /* parallel/comm.h: collectives within a group of ranks (DESIGN section 6).
  *
- * defines: comm, comm_work, comm_opts, comm_dtype, comm_redop, comm_op_kind,
+ * defines: comm, comm_work, comm_opts, comm_redop, comm_op_kind,
  *          comm_request, struct comm_ops, comm_opts_default, comm_create_mpi,
  *          comm_create_nccl, comm_split, comm_destroy, comm_rank, comm_size, comm_name,
  *          comm_all_gather[_async], comm_reduce_scatter[_async],
  *          comm_all_reduce[_async], comm_broadcast[_async], comm_barrier[_async],
  *          comm_work_wait, comm_work_test, comm_work_begin, comm_timeout_abort,
- *          comm_last_seq, comm_dtype_size, comm_dtype_name, comm_op_name
+ *          comm_last_seq, comm_op_name
  *
  * Does not: pad buffers (FSDP pads units to a multiple of the group size),
  * pick groups (parallel/plan and parallel/fsdp decide who shards with whom),
@@ -181,17 +181,11 @@
 #include <stdint.h>
 
 #include "runtime/mem.h"
+#include "runtime/tensor.h"
 #include "runtime/status.h"
 
-typedef enum {
-    COMM_DTYPE_F32 = 0,
-    COMM_DTYPE_F64,
-    COMM_DTYPE_BF16,
-    COMM_DTYPE_I32,
-    COMM_DTYPE_I64,
-    COMM_DTYPE_U8,
-    COMM_DTYPE_COUNT
-} comm_dtype;
+/* Element types are the tensors' sl_dtype (runtime/tensor.h); a backend
+ * says which it reduces (comm_ops.reduce_dtypes), every one can be moved. */
 
 typedef enum { COMM_REDOP_SUM = 0, COMM_REDOP_MAX, COMM_REDOP_MIN, COMM_REDOP_COUNT } comm_redop;
 
@@ -222,7 +216,7 @@ typedef struct {
     const void *send; /* NULL for broadcast, barrier, in-place all_gather */
     void *recv;       /* broadcast: the buffer */
     size_t count;     /* see "Ops" above */
-    comm_dtype dtype;
+    sl_dtype dtype;
     comm_redop redop;
     int root;         /* broadcast */
     uint64_t seq;     /* set at submission */
@@ -302,19 +296,19 @@ const char *comm_name(const comm *c);
 /* Sequence number of the last op submitted on c (0 before the first). */
 uint64_t comm_last_seq(const comm *c);
 
-sl_status comm_all_gather(comm *c, const void *send, void *recv, size_t count, comm_dtype dt);
-sl_status comm_all_gather_async(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+sl_status comm_all_gather(comm *c, const void *send, void *recv, size_t count, sl_dtype dt);
+sl_status comm_all_gather_async(comm *c, const void *send, void *recv, size_t count, sl_dtype dt,
                                 comm_work **work);
-sl_status comm_reduce_scatter(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+sl_status comm_reduce_scatter(comm *c, const void *send, void *recv, size_t count, sl_dtype dt,
                               comm_redop op);
 sl_status comm_reduce_scatter_async(comm *c, const void *send, void *recv, size_t count,
-                                    comm_dtype dt, comm_redop op, comm_work **work);
-sl_status comm_all_reduce(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+                                    sl_dtype dt, comm_redop op, comm_work **work);
+sl_status comm_all_reduce(comm *c, const void *send, void *recv, size_t count, sl_dtype dt,
                           comm_redop op);
-sl_status comm_all_reduce_async(comm *c, const void *send, void *recv, size_t count, comm_dtype dt,
+sl_status comm_all_reduce_async(comm *c, const void *send, void *recv, size_t count, sl_dtype dt,
                                 comm_redop op, comm_work **work);
-sl_status comm_broadcast(comm *c, void *buf, size_t count, comm_dtype dt, int root);
-sl_status comm_broadcast_async(comm *c, void *buf, size_t count, comm_dtype dt, int root,
+sl_status comm_broadcast(comm *c, void *buf, size_t count, sl_dtype dt, int root);
+sl_status comm_broadcast_async(comm *c, void *buf, size_t count, sl_dtype dt, int root,
                                comm_work **work);
 sl_status comm_barrier(comm *c);
 sl_status comm_barrier_async(comm *c, comm_work **work);
@@ -333,8 +327,6 @@ void comm_timeout_abort(comm *c, const comm_request *rq, double timeout_s) __att
  * number (rq.seq = ++c->seq). Call with the backend's lock held. */
 void comm_work_begin(comm *c, comm_work *w, const comm_request *rq);
 
-size_t comm_dtype_size(comm_dtype dt);
-const char *comm_dtype_name(comm_dtype dt);
 const char *comm_op_name(comm_op_kind kind);
 
 #endif

@@ -143,18 +143,18 @@ static sl_status progress_wait(comm *c, MPI_Request *req) {
         }                                                                        \
     } while (0)
 
-static void reduce_parts(void *dst, const void *parts, int k, size_t len, comm_dtype dt, comm_redop op) {
+static void reduce_parts(void *dst, const void *parts, int k, size_t len, sl_dtype dt, comm_redop op) {
     switch (dt) {
-    case COMM_DTYPE_F32:
+    case SL_DTYPE_F32:
         REDUCE_PARTS(float);
         break;
-    case COMM_DTYPE_F64:
+    case SL_DTYPE_F64:
         REDUCE_PARTS(double);
         break;
-    case COMM_DTYPE_I32:
+    case SL_DTYPE_I32:
         REDUCE_PARTS(int32_t);
         break;
-    case COMM_DTYPE_I64:
+    case SL_DTYPE_I64:
         REDUCE_PARTS(int64_t);
         break;
     default: /* rejected at submit */
@@ -172,7 +172,7 @@ static size_t segment_elems(const comm *c, size_t es) {
 static sl_status issue_rs_segment(comm *c, const comm_request *rq, size_t off, size_t len, void *dst,
                                   MPI_Request *req) {
     mpi_state *s = c->impl;
-    size_t es = comm_dtype_size(rq->dtype);
+    size_t es = dtype_size(rq->dtype);
     MPI_Datatype block, strided;
     SL_CHECK_MPI(MPI_Type_contiguous((int)(len * es), MPI_BYTE, &block));
     int rc = MPI_Type_create_resized(block, 0, (MPI_Aint)(rq->count * es), &strided);
@@ -189,7 +189,7 @@ static sl_status issue_rs_segment(comm *c, const comm_request *rq, size_t off, s
 
 static sl_status run_reduce_scatter(comm *c, const comm_request *rq) {
     mpi_state *s = c->impl;
-    size_t es = comm_dtype_size(rq->dtype), seg = segment_elems(c, es), half = s->scratch_bytes / 2;
+    size_t es = dtype_size(rq->dtype), seg = segment_elems(c, es), half = s->scratch_bytes / 2;
     size_t nseg = (rq->count + seg - 1) / seg;
     MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     if (nseg == 0)
@@ -220,7 +220,7 @@ static sl_status issue_ar_segment(comm *c, const comm_request *rq, size_t off, s
                                   void *dst, MPI_Request *req) {
     mpi_state *s = c->impl;
     int k = c->size;
-    size_t es = comm_dtype_size(rq->dtype);
+    size_t es = dtype_size(rq->dtype);
     size_t mine = part_seg_len(rq->count, c->rank, k, off, seg);
     int *sc = s->v[slot][0], *sd = s->v[slot][1], *rc = s->v[slot][2], *rd = s->v[slot][3];
     for (int d = 0; d < k; d++) {
@@ -236,7 +236,7 @@ static sl_status issue_ar_segment(comm *c, const comm_request *rq, size_t off, s
 static sl_status run_all_reduce(comm *c, const comm_request *rq) {
     mpi_state *s = c->impl;
     int k = c->size, me = c->rank;
-    size_t es = comm_dtype_size(rq->dtype), seg = segment_elems(c, es), half = s->scratch_bytes / 2;
+    size_t es = dtype_size(rq->dtype), seg = segment_elems(c, es), half = s->scratch_bytes / 2;
     size_t max_part = (rq->count + (size_t)k - 1) / (size_t)k;
     size_t nseg = (max_part + seg - 1) / seg;
     MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
@@ -267,7 +267,7 @@ static sl_status run_all_reduce(comm *c, const comm_request *rq) {
 
 static sl_status run_op(comm *c, const comm_request *rq) {
     mpi_state *s = c->impl;
-    int bytes = (int)(rq->count * comm_dtype_size(rq->dtype)); /* <= INT_MAX, checked at submit */
+    int bytes = (int)(rq->count * dtype_size(rq->dtype)); /* <= INT_MAX, checked at submit */
     MPI_Request req = MPI_REQUEST_NULL;
     switch (rq->kind) {
     case COMM_OP_ALL_GATHER:
@@ -314,7 +314,7 @@ static void *comm_thread_main(void *arg) {
 
         const comm_request *rq = &w->base.rq;
         atomic_store(&s->cur_kind, (int)rq->kind);
-        atomic_store(&s->cur_bytes, (uint64_t)(rq->count * comm_dtype_size(rq->dtype)));
+        atomic_store(&s->cur_bytes, (uint64_t)(rq->count * dtype_size(rq->dtype)));
         atomic_store(&s->started_seq, rq->seq);
         sl_status st = failed ? sl_errorf(SL_ERR_COMM, "not run: an earlier op on this comm failed (%s)",
                                           s->fail_msg)
@@ -342,7 +342,7 @@ static void *comm_thread_main(void *arg) {
 static sl_status mpi_submit(comm *c, const comm_request *rq, comm_work **work) {
     mpi_state *s = c->impl;
     const char *op = comm_op_name(rq->kind);
-    size_t bytes = rq->count * comm_dtype_size(rq->dtype);
+    size_t bytes = rq->count * dtype_size(rq->dtype);
     if (bytes > INT_MAX)
         return sl_errorf(SL_ERR_UNSUPPORTED,
                          "comm %s on %s: %zu bytes per %s; the MPI backend moves at most %d bytes per "
@@ -485,7 +485,7 @@ static void mpi_describe_stall(comm *c, const comm_request *rq, char *buf, size_
         sl_sleep_us(1000);
     }
     uint64_t seq = rq->seq;
-    uint64_t my_bytes = (uint64_t)(rq->count * comm_dtype_size(rq->dtype));
+    uint64_t my_bytes = (uint64_t)(rq->count * dtype_size(rq->dtype));
     int missing = 0;
     append(buf, n, "ranks that did not arrive (world ranks):");
     for (int p = 0; p < k; p++) {
@@ -559,7 +559,7 @@ static void mpi_destroy(comm *c) {
 
 static const struct comm_ops mpi_ops = {
     .name = "mpi",
-    .reduce_dtypes = 1u << COMM_DTYPE_F32 | 1u << COMM_DTYPE_F64 | 1u << COMM_DTYPE_I32 | 1u << COMM_DTYPE_I64,
+    .reduce_dtypes = 1u << SL_DTYPE_F32 | 1u << SL_DTYPE_F64 | 1u << SL_DTYPE_I32 | 1u << SL_DTYPE_I64,
     .submit = mpi_submit,
     .wait = mpi_wait,
     .test = mpi_test,

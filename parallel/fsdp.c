@@ -48,7 +48,7 @@ struct fsdp {
     int k, r;          /* shard group size and rank */
     sl_dtype act;      /* be->act_dtype: gathered parameters */
     size_t esz;        /* its size */
-    comm_dtype act_comm; /* the same as a comm dtype */
+    sl_dtype act_comm; /* the same as a comm dtype */
     bool act_is_master; /* act == F32: param_act is the master itself */
     int n_units;
     fsdp_unit *units;
@@ -300,7 +300,7 @@ static sl_status submit_ready_all_reduces(fsdp *f, bool block) {
             SL_TRY(wait_work(f, &u->rs));
         }
         SL_TRY(comm_all_reduce_async(f->o.replicate_comm, u->grad_shard, u->grad_shard,
-                                     (size_t)u->len, COMM_DTYPE_F32, COMM_REDOP_SUM, &u->ar));
+                                     (size_t)u->len, SL_DTYPE_F32, COMM_REDOP_SUM, &u->ar));
         if (!f->o.overlap)
             SL_TRY(wait_work(f, &u->ar));
         f->next_ar_unit--;
@@ -319,7 +319,7 @@ sl_status fsdp_grads_ready(fsdp *f, int unit) {
         u->ready = true;
         if (f->k > 1) {
             SL_TRY(comm_reduce_scatter_async(f->o.shard_comm, u->grad_full, u->grad_shard, (size_t)u->len,
-                                             COMM_DTYPE_F32, COMM_REDOP_SUM, &u->rs));
+                                             SL_DTYPE_F32, COMM_REDOP_SUM, &u->rs));
             if (!f->o.overlap)
                 SL_TRY(wait_work(f, &u->rs));
         }
@@ -334,7 +334,7 @@ sl_status fsdp_grads_ready(fsdp *f, int unit) {
         grad_slot *g = &f->gslots[s];
         g->add_recv = f->micro > 0;
         SL_TRY(comm_reduce_scatter_async(f->o.shard_comm, g->full, g->add_recv ? g->recv : u->grad_shard,
-                                         (size_t)u->len, COMM_DTYPE_F32, COMM_REDOP_SUM, &g->rs));
+                                         (size_t)u->len, SL_DTYPE_F32, COMM_REDOP_SUM, &g->rs));
         f->fifo[f->n_fifo++] = s;
         u->grad_slot = -1;
         if (last_micro(f))
@@ -407,9 +407,9 @@ sl_status fsdp_create(const fsdp_opts *o, fsdp **out) {
     f->units = calloc((size_t)f->n_units, sizeof *f->units);
     sl_status st = f->units ? SL_OK : sl_errorf(SL_ERR_NOMEM, "out of memory (fsdp units)");
     if (st == SL_OK && f->act == SL_DTYPE_F32)
-        f->act_comm = COMM_DTYPE_F32;
+        f->act_comm = SL_DTYPE_F32;
     else if (st == SL_OK && f->act == SL_DTYPE_BF16)
-        f->act_comm = COMM_DTYPE_BF16;
+        f->act_comm = SL_DTYPE_BF16;
     else if (st == SL_OK)
         st = sl_errorf(SL_ERR_UNSUPPORTED, "fsdp_create: backend \"%s\" computes in %s; FSDP gathers "
                        "F32 or BF16 parameters only", o->be->ops->name, dtype_name(f->act));
@@ -597,7 +597,7 @@ sl_status fsdp_gather_unit(fsdp *f, int unit, float *full) {
     void *tmp = NULL;
     SL_TRY(backend_alloc(f->o.be, MEM_CATEGORY_COMM, (size_t)u->padded * esz, &tmp));
     sl_status st = comm_all_gather(f->o.shard_comm, src, tmp, (size_t)u->len,
-                                   u->param ? COMM_DTYPE_F32 : f->act_comm);
+                                   u->param ? SL_DTYPE_F32 : f->act_comm);
     if (st == SL_OK)
         st = download_f32(f, tmp, dt, u->numel, full);
     backend_free(f->o.be, MEM_CATEGORY_COMM, tmp, (size_t)u->padded * esz);
@@ -792,10 +792,10 @@ sl_status fsdp_comm_only_step(fsdp *f, double *seconds) {
         for (int p = 0; p < rs_passes && st == SL_OK; p++)
             for (int i = f->n_units - 1; i >= 0 && st == SL_OK && b.rs_recv; i--)
                 st = comm_reduce_scatter(f->o.shard_comm, b.rs_send, b.rs_recv, (size_t)f->units[i].len,
-                                         COMM_DTYPE_F32, COMM_REDOP_SUM);
+                                         SL_DTYPE_F32, COMM_REDOP_SUM);
     }
     for (int i = f->n_units - 1; i >= 0 && st == SL_OK && b.ar; i--)
-        st = comm_all_reduce(f->o.replicate_comm, b.ar, b.ar, (size_t)f->units[i].len, COMM_DTYPE_F32,
+        st = comm_all_reduce(f->o.replicate_comm, b.ar, b.ar, (size_t)f->units[i].len, SL_DTYPE_F32,
                              COMM_REDOP_SUM);
     /* the collectives are stream-ordered on CUDA: done once the backend is */
     if (st == SL_OK)

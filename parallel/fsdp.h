@@ -26,7 +26,7 @@
  * master (one buffer, no copy). With act BF16 (CUDA) it is a separate bf16
  * shard that ops_adamw writes through its param_copy on every update and
  * that is cast from the master after init, load and checkpoint resume; the
- * all-gathers then move half the bytes (COMM_DTYPE_BF16) while the
+ * all-gathers then move half the bytes (SL_DTYPE_BF16) while the
  * reduce-scatters and all-reduces of gradients stay F32.
  *
  * Full-size buffers (MEM_CATEGORY_GATHERED) exist only for the units being

@@ -181,7 +181,8 @@ static sl_status parse_dtype(const safetensors_file *f, const char *tname, const
     if (!cJSON_IsString(v))
         return sl_errorf(SL_ERR_FORMAT, "%s: tensor \"%s\": \"dtype\" is a JSON %s, expected a string like \"BF16\"",
                          f->path, tname, json_kind(v));
-    if (dtype_parse(v->valuestring, out))
+    /* F64 is an sl_dtype for host reductions only: weights stay refused */
+    if (dtype_parse(v->valuestring, out) && *out != SL_DTYPE_F64)
         return SL_OK;
     for (size_t i = 0; i < sizeof st_other_dtypes / sizeof *st_other_dtypes; i++)
         if (strcmp(v->valuestring, st_other_dtypes[i]) == 0)

@@ -1,8 +1,8 @@
 #include "runtime/tensor.h"
 
-static const size_t dtype_sizes[SL_DTYPE_COUNT] = {4, 2, 2, 1, 2, 4, 4, 8};
+static const size_t dtype_sizes[SL_DTYPE_COUNT] = {4, 2, 2, 1, 2, 4, 4, 8, 8};
 static const char *const dtype_names[SL_DTYPE_COUNT] = {"F32", "BF16", "F16", "U8",
-                                                       "U16", "U32",  "I32", "I64"};
+                                                       "U16", "U32",  "I32", "I64", "F64"};
 
 size_t dtype_size(sl_dtype dt) { return (unsigned)dt < SL_DTYPE_COUNT ? dtype_sizes[dt] : 0; }
 

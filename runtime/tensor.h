@@ -27,6 +27,7 @@ typedef enum {
     SL_DTYPE_U32,
     SL_DTYPE_I32,
     SL_DTYPE_I64,
+    SL_DTYPE_F64, /* host-side reductions (loss sums, gradient norms) */
     SL_DTYPE_COUNT
 } sl_dtype;
 

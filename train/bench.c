@@ -117,7 +117,7 @@ static sl_status validate(train_job *j, const bench_opts *o, const double *ref, 
     train_step_result r;
     SL_TRY(train_job_step(j, &r));
     double mm[2] = {r.loss, -r.loss};
-    SL_TRY(comm_all_reduce(j->world, mm, mm, 2, COMM_DTYPE_F64, COMM_REDOP_MAX));
+    SL_TRY(comm_all_reduce(j->world, mm, mm, 2, SL_DTYPE_F64, COMM_REDOP_MAX));
     if (!isfinite(r.loss) || mm[0] != -mm[1])
         return sl_errorf(SL_ERR_INTERNAL, "bench validation failed: step-0 loss %g (max %g, min %g over ranks)",
                          r.loss, mm[0], -mm[1]);

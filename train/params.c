@@ -109,7 +109,7 @@ sl_status train_group_export(const train_group *g, hf_writer *w, comm *world) {
     SL_TRY(st);
     /* the writer's error, on every rank */
     int32_t bad = wst != SL_OK;
-    SL_TRY(comm_all_reduce(world, &bad, &bad, 1, COMM_DTYPE_I32, COMM_REDOP_MAX));
+    SL_TRY(comm_all_reduce(world, &bad, &bad, 1, SL_DTYPE_I32, COMM_REDOP_MAX));
     if (wst != SL_OK)
         return wst;
     if (bad)

@@ -177,7 +177,7 @@ sl_status plan_preflight(const sl_config *cfg, const topology *t, bool cuda, com
     /* every rank refuses together: the largest shortfall decides */
     double v[2] = {(double)need - (double)lim.bytes, 0};
     double mine = v[0];
-    SL_TRY(comm_all_reduce(world, v, v, 1, COMM_DTYPE_F64, COMM_REDOP_MAX));
+    SL_TRY(comm_all_reduce(world, v, v, 1, SL_DTYPE_F64, COMM_REDOP_MAX));
     if (v[0] <= 0)
         return SL_OK;
     char cats[512];

@@ -99,7 +99,7 @@ sl_status train_job_export(train_job *j, const char *dir) {
         st = hf_writer_open(dir, j->layout, j->cfg->export.dtype == COMPUTE_DTYPE_BF16 ? SL_DTYPE_BF16 : SL_DTYPE_F32,
                             "", (uint64_t)j->cfg->export.max_shard_size, &w);
     int32_t bad = st != SL_OK;
-    SL_TRY(comm_all_reduce(j->world, &bad, &bad, 1, COMM_DTYPE_I32, COMM_REDOP_MAX));
+    SL_TRY(comm_all_reduce(j->world, &bad, &bad, 1, SL_DTYPE_I32, COMM_REDOP_MAX));
     if (bad) {
         j->stop_agreed = true;
         return st != SL_OK ? st : sl_errorf(SL_ERR_IO, "rank 0 could not start the export to %s", dir);
@@ -130,7 +130,7 @@ static sl_status export_final(train_job *j) {
  * every rank saves and returns SL_ERR_INTERRUPTED (exit 75). */
 static sl_status check_preempt(train_job *j) {
     int32_t sig = preempt_signal();
-    SL_TRY(comm_all_reduce(j->world, &sig, &sig, 1, COMM_DTYPE_I32, COMM_REDOP_MAX));
+    SL_TRY(comm_all_reduce(j->world, &sig, &sig, 1, SL_DTYPE_I32, COMM_REDOP_MAX));
     if (sig == 0)
         return SL_OK;
     const char *name = sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";

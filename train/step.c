@@ -81,9 +81,9 @@ static sl_status exchange_flags(train_job *j, double *loss_sum, char *what, size
     int32_t bad = (isfinite(*loss_sum) ? 0 : 1) | (isfinite(grad_sq) ? 0 : 2);
     int32_t *flags = malloc(sizeof(int32_t) * (size_t)j->topo->world);
     SL_CHECK_ALLOC(flags, sizeof(int32_t) * (size_t)j->topo->world);
-    sl_status st = comm_all_gather(j->world, &bad, flags, 1, COMM_DTYPE_I32);
+    sl_status st = comm_all_gather(j->world, &bad, flags, 1, SL_DTYPE_I32);
     if (st == SL_OK)
-        st = comm_all_reduce(j->world, loss_sum, loss_sum, 1, COMM_DTYPE_F64, COMM_REDOP_SUM);
+        st = comm_all_reduce(j->world, loss_sum, loss_sum, 1, SL_DTYPE_F64, COMM_REDOP_SUM);
     char bad_loss[256], bad_grad[256];
     ranks_with(flags, j->topo->world, 1, bad_loss, sizeof bad_loss);
     ranks_with(flags, j->topo->world, 2, bad_grad, sizeof bad_grad);
@@ -116,7 +116,7 @@ sl_status train_step_batch(train_job *j, const uint32_t *inputs, const int32_t *
         global_valid += targets[i] >= 0;
     /* grad_scale = 1 / (targets in the whole global batch), so gradients sum
      * across micro-steps and ranks to the mean loss's gradient. */
-    SL_TRY(comm_all_reduce(j->world, &global_valid, &global_valid, 1, COMM_DTYPE_I64, COMM_REDOP_SUM));
+    SL_TRY(comm_all_reduce(j->world, &global_valid, &global_valid, 1, SL_DTYPE_I64, COMM_REDOP_SUM));
     float grad_scale = global_valid > 0 ? 1.0f / (float)global_valid : 0.0f;
     for (int g = 0; g < j->n_groups; g++) {
         fsdp_reset_comm_timer(j->groups[g].fs);
@@ -203,7 +203,7 @@ sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens) {
         sums[0] += ls;
         sums[1] += (double)nv;
     }
-    SL_TRY(comm_all_reduce(j->world, sums, sums, 2, COMM_DTYPE_F64, COMM_REDOP_SUM));
+    SL_TRY(comm_all_reduce(j->world, sums, sums, 2, SL_DTYPE_F64, COMM_REDOP_SUM));
     *tokens = (int64_t)sums[1];
     *loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
     return SL_OK;

@@ -44,7 +44,7 @@ static int64_t n_chunks(int64_t n) { return (n + CPU_ELEM_CHUNK - 1) / CPU_ELEM_
 static inline float gelu_u(float x) { return GELU_SCALE * (x + GELU_CUBIC * x * x * x); }
 
 sl_status cpu_gelu_forward(sl_backend *be, sl_tensor out, sl_tensor inp) {
-    int64_t n = cpu_numel(inp);
+    int64_t n = tensor_numel(&inp);
     const float *x = cpu_cf32(inp);
     float *y = cpu_f32(out);
 #pragma omp parallel for simd num_threads(cpu_threads(be, n_chunks(n))) schedule(static)
@@ -56,7 +56,7 @@ sl_status cpu_gelu_forward(sl_backend *be, sl_tensor out, sl_tensor inp) {
 }
 
 sl_status cpu_gelu_backward(sl_backend *be, sl_tensor dinp, sl_tensor inp, sl_tensor dout) {
-    int64_t n = cpu_numel(inp);
+    int64_t n = tensor_numel(&inp);
     const float *x = cpu_cf32(inp), *dy = cpu_cf32(dout);
     float *dx = cpu_f32(dinp);
 #pragma omp parallel for simd num_threads(cpu_threads(be, n_chunks(n))) schedule(static)
@@ -73,7 +73,7 @@ sl_status cpu_gelu_backward(sl_backend *be, sl_tensor dinp, sl_tensor inp, sl_te
 /* swiglu: out = silu(gate) * up */
 
 sl_status cpu_swiglu_forward(sl_backend *be, sl_tensor out, sl_tensor gate, sl_tensor up) {
-    int64_t n = cpu_numel(gate);
+    int64_t n = tensor_numel(&gate);
     const float *g = cpu_cf32(gate), *u = cpu_cf32(up);
     float *y = cpu_f32(out);
 #pragma omp parallel for simd num_threads(cpu_threads(be, n_chunks(n))) schedule(static)
@@ -86,7 +86,7 @@ sl_status cpu_swiglu_forward(sl_backend *be, sl_tensor out, sl_tensor gate, sl_t
 
 sl_status cpu_swiglu_backward(sl_backend *be, sl_tensor dgate, sl_tensor dup, sl_tensor dout,
                               sl_tensor gate, sl_tensor up) {
-    int64_t n = cpu_numel(gate);
+    int64_t n = tensor_numel(&gate);
     const float *g = cpu_cf32(gate), *u = cpu_cf32(up), *dy = cpu_cf32(dout);
     float *dg = cpu_f32(dgate), *du = cpu_f32(dup);
 #pragma omp parallel for simd num_threads(cpu_threads(be, n_chunks(n))) schedule(static)
@@ -245,7 +245,7 @@ sl_status cpu_embedding_backward(sl_backend *be, sl_tensor dwte, sl_tensor dwpe,
 
 sl_status cpu_adamw(sl_backend *be, sl_tensor param, sl_tensor grad, sl_tensor m, sl_tensor v,
                     sl_tensor param_copy, const ops_adamw_args *a) {
-    int64_t n = cpu_numel(param);
+    int64_t n = tensor_numel(&param);
     float *p = cpu_f32(param), *mp = cpu_f32(m), *vp = cpu_f32(v);
     const float *g = cpu_cf32(grad);
     float *pc = param_copy.data ? cpu_f32(param_copy) : NULL;
@@ -277,7 +277,7 @@ sl_status cpu_adamw(sl_backend *be, sl_tensor param, sl_tensor grad, sl_tensor m
 /* casts and reductions */
 
 sl_status cpu_cast(sl_backend *be, sl_tensor dst, sl_tensor src) {
-    int64_t n = cpu_numel(src), nc = n_chunks(n);
+    int64_t n = tensor_numel(&src), nc = n_chunks(n);
 #pragma omp parallel for num_threads(cpu_threads(be, nc)) schedule(static)
     for (int64_t ci = 0; ci < nc; ci++) {
         int64_t i0 = ci * CPU_ELEM_CHUNK;
@@ -297,7 +297,7 @@ sl_status cpu_cast(sl_backend *be, sl_tensor dst, sl_tensor src) {
 sl_status cpu_sq_norm(sl_backend *be, sl_tensor x, double *out) {
     SL_CHECK_ARG(x.dtype == SL_DTYPE_F32, "ops_sq_norm (cpu): x must be F32, got %s",
                  dtype_name(x.dtype));
-    int64_t n = cpu_numel(x), nc = n_chunks(n);
+    int64_t n = tensor_numel(&x), nc = n_chunks(n);
     const float *p = cpu_cf32(x);
     double stack_part[64];
     double *part = nc <= 64 ? stack_part : malloc((size_t)nc * sizeof(double));
@@ -322,7 +322,7 @@ sl_status cpu_sq_norm(sl_backend *be, sl_tensor x, double *out) {
 sl_status cpu_scale(sl_backend *be, sl_tensor x, float s) {
     SL_CHECK_ARG(x.dtype == SL_DTYPE_F32, "ops_scale (cpu): x must be F32, got %s",
                  dtype_name(x.dtype));
-    int64_t n = cpu_numel(x);
+    int64_t n = tensor_numel(&x);
     float *p = cpu_f32(x);
 #pragma omp parallel for num_threads(cpu_threads(be, n_chunks(n))) schedule(static)
     for (int64_t i = 0; i < n; i++)
@@ -331,7 +331,7 @@ sl_status cpu_scale(sl_backend *be, sl_tensor x, float s) {
 }
 
 sl_status cpu_add(sl_backend *be, sl_tensor out, sl_tensor a, sl_tensor b) {
-    int64_t n = cpu_numel(a);
+    int64_t n = tensor_numel(&a);
     const float *x = cpu_cf32(a), *y = cpu_cf32(b);
     float *o = cpu_f32(out);
 #pragma omp parallel for num_threads(cpu_threads(be, n_chunks(n))) schedule(static)
@@ -345,7 +345,7 @@ sl_status cpu_add(sl_backend *be, sl_tensor out, sl_tensor a, sl_tensor b) {
  * depends only on (seed, offset + i), never on the thread split. */
 sl_status cpu_dropout(sl_backend *be, sl_tensor out, sl_tensor inp, float p, uint64_t seed,
                       uint64_t offset) {
-    int64_t n = cpu_numel(inp);
+    int64_t n = tensor_numel(&inp);
     const float *x = cpu_cf32(inp);
     float *y = cpu_f32(out);
     const uint32_t thr = ops_dropout_threshold(p);

@@ -18,15 +18,9 @@
 static inline float *cpu_f32(sl_tensor t) { return (float *)t.data; }
 static inline const float *cpu_cf32(sl_tensor t) { return (const float *)t.data; }
 
-static inline int64_t cpu_numel(sl_tensor t) {
-    int64_t n = 1;
-    for (int i = 0; i < t.ndim; i++)
-        n *= t.shape[i];
-    return n;
-}
 
 static inline int64_t cpu_cols(sl_tensor t) { return t.shape[t.ndim - 1]; }
-static inline int64_t cpu_rows(sl_tensor t) { return cpu_numel(t) / (cpu_cols(t) ? cpu_cols(t) : 1); }
+static inline int64_t cpu_rows(sl_tensor t) { return tensor_numel(&t) / (cpu_cols(t) ? cpu_cols(t) : 1); }
 
 /* OpenMP thread count for an op over `work` independent items: never more
  * threads than items, never more than the backend's. */

@@ -148,7 +148,7 @@ sl_status cpu_xent_stats_chunk(sl_backend *be, sl_tensor stats, sl_tensor logits
 
 sl_status cpu_xent_loss(sl_backend *be, sl_tensor losses, sl_tensor lse, sl_tensor stats,
                         sl_tensor targets, double *loss_sum, int64_t *n_valid) {
-    int64_t rows = cpu_numel(stats) / OPS_XENT_STATS;
+    int64_t rows = tensor_numel(&stats) / OPS_XENT_STATS;
     const int32_t *tgt = (const int32_t *)targets.data;
     const float *st = cpu_cf32(stats);
     float *ls = cpu_f32(lse), *lo = losses.data ? cpu_f32(losses) : NULL;

@@ -78,26 +78,26 @@ sl_status cuda_rmsnorm_backward(sl_backend *be, sl_tensor dinp, sl_tensor dweigh
 /* activations, rope */
 
 sl_status cuda_gelu_forward(sl_backend *be, sl_tensor out, sl_tensor inp) {
-    SL_CHECK_LAUNCH(cuk_gelu_fwd(cuda_stream(be), out.data, inp.data, cuda_numel(inp)));
+    SL_CHECK_LAUNCH(cuk_gelu_fwd(cuda_stream(be), out.data, inp.data, tensor_numel(&inp)));
     return SL_OK;
 }
 
 sl_status cuda_gelu_backward(sl_backend *be, sl_tensor dinp, sl_tensor inp, sl_tensor dout) {
     SL_CHECK_LAUNCH(cuk_gelu_bwd(cuda_stream(be), dinp.data, inp.data, dout.data,
-                                  cuda_numel(inp)));
+                                  tensor_numel(&inp)));
     return SL_OK;
 }
 
 sl_status cuda_swiglu_forward(sl_backend *be, sl_tensor out, sl_tensor gate, sl_tensor up) {
     SL_CHECK_LAUNCH(cuk_swiglu_fwd(cuda_stream(be), out.data, gate.data, up.data,
-                                    cuda_numel(gate)));
+                                    tensor_numel(&gate)));
     return SL_OK;
 }
 
 sl_status cuda_swiglu_backward(sl_backend *be, sl_tensor dgate, sl_tensor dup, sl_tensor dout,
                                sl_tensor gate, sl_tensor up) {
     SL_CHECK_LAUNCH(cuk_swiglu_bwd(cuda_stream(be), dgate.data, dup.data, dout.data, gate.data,
-                                    up.data, cuda_numel(gate)));
+                                    up.data, tensor_numel(&gate)));
     return SL_OK;
 }
 
@@ -356,7 +356,7 @@ sl_status cuda_xent_stats_chunk(sl_backend *be, sl_tensor stats, sl_tensor logit
 
 sl_status cuda_xent_loss(sl_backend *be, sl_tensor losses, sl_tensor lse, sl_tensor stats,
                          sl_tensor targets, double *loss_sum, int64_t *n_valid) {
-    int64_t rows = cuda_numel(stats) / OPS_XENT_STATS;
+    int64_t rows = tensor_numel(&stats) / OPS_XENT_STATS;
     *loss_sum = 0.0;
     *n_valid = 0;
     if (rows == 0)
@@ -394,13 +394,13 @@ sl_status cuda_adamw(sl_backend *be, sl_tensor param, sl_tensor grad, sl_tensor 
     SL_CHECK_LAUNCH(cuk_adamw(cuda_stream(be), (float *)param.data, (const float *)grad.data,
                                (float *)m.data, (float *)v.data, param_copy.data,
                                param_copy.data && param_copy.dtype == SL_DTYPE_BF16,
-                               cuda_numel(param), a->beta1, a->beta2, a->eps, a->grad_scale,
+                               tensor_numel(&param), a->beta1, a->beta2, a->eps, a->grad_scale,
                                step_size, bc2_sqrt, decay));
     return SL_OK;
 }
 
 sl_status cuda_cast(sl_backend *be, sl_tensor dst, sl_tensor src) {
-    int64_t n = cuda_numel(src);
+    int64_t n = tensor_numel(&src);
     if (dst.dtype == src.dtype) {
         if (n > 0)
             SL_CHECK_CUDA(cudaMemcpyAsync(dst.data, src.data, (size_t)n * dtype_size(src.dtype),
@@ -417,7 +417,7 @@ sl_status cuda_sq_norm(sl_backend *be, sl_tensor x, double *out) {
     cudaStream_t s = cuda_stream(be);
     void *part = NULL;
     SL_TRY(cuda_scratch(be, CUDA_SQNORM_BLOCKS * sizeof(double), &part));
-    SL_CHECK_LAUNCH(cuk_sq_norm(s, x.data, x.dtype == SL_DTYPE_BF16, cuda_numel(x),
+    SL_CHECK_LAUNCH(cuk_sq_norm(s, x.data, x.dtype == SL_DTYPE_BF16, tensor_numel(&x),
                                  (double *)part, im->dsum));
     SL_CHECK_CUDA(cudaMemcpyAsync(im->host_aux, im->dsum, sizeof(double), cudaMemcpyDeviceToHost,
                                   s));
@@ -427,20 +427,20 @@ sl_status cuda_sq_norm(sl_backend *be, sl_tensor x, double *out) {
 }
 
 sl_status cuda_scale(sl_backend *be, sl_tensor x, float s) {
-    SL_CHECK_LAUNCH(cuk_scale(cuda_stream(be), x.data, x.dtype == SL_DTYPE_BF16, cuda_numel(x),
+    SL_CHECK_LAUNCH(cuk_scale(cuda_stream(be), x.data, x.dtype == SL_DTYPE_BF16, tensor_numel(&x),
                                s));
     return SL_OK;
 }
 
 sl_status cuda_add(sl_backend *be, sl_tensor out, sl_tensor a, sl_tensor b) {
-    SL_CHECK_LAUNCH(cuk_add_bf16(cuda_stream(be), out.data, a.data, b.data, cuda_numel(a)));
+    SL_CHECK_LAUNCH(cuk_add_bf16(cuda_stream(be), out.data, a.data, b.data, tensor_numel(&a)));
     return SL_OK;
 }
 
 sl_status cuda_dropout(sl_backend *be, sl_tensor out, sl_tensor inp, float p, uint64_t seed,
                        uint64_t offset) {
     SL_CHECK_LAUNCH(cuk_dropout(cuda_stream(be), out.data, inp.data, inp.dtype == SL_DTYPE_BF16,
-                                cuda_numel(inp), seed, offset, ops_dropout_threshold(p),
+                                tensor_numel(&inp), seed, offset, ops_dropout_threshold(p),
                                 ops_dropout_scale(p)));
     return SL_OK;
 }

@@ -48,15 +48,9 @@ typedef struct {
 static inline cuda_impl *cuda_be_impl(const sl_backend *be) { return (cuda_impl *)be->impl; }
 static inline cudaStream_t cuda_stream(const sl_backend *be) { return (cudaStream_t)be->stream; }
 
-static inline int64_t cuda_numel(sl_tensor t) {
-    int64_t n = 1;
-    for (int i = 0; i < t.ndim; i++)
-        n *= t.shape[i];
-    return n;
-}
 static inline int64_t cuda_cols(sl_tensor t) { return t.shape[t.ndim - 1]; }
 static inline int64_t cuda_rows(sl_tensor t) {
-    return cuda_cols(t) ? cuda_numel(t) / cuda_cols(t) : 0;
+    return cuda_cols(t) ? tensor_numel(&t) / cuda_cols(t) : 0;
 }
 
 sl_status cuda_scratch(sl_backend *be, size_t bytes, void **out);

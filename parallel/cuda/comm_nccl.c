@@ -87,17 +87,17 @@ sl_status comm_nccl_settle_at(const char *file, int line, comm *c, ncclResult_t 
 
 #define NCCL_TRY(c, call, deadline) SL_TRY(comm_nccl_settle_at(__FILE__, __LINE__, (c), (call), #call, (deadline)))
 
-static ncclDataType_t nccl_dtype(comm_dtype dt) {
+static ncclDataType_t nccl_dtype(sl_dtype dt) {
     switch (dt) {
-    case COMM_DTYPE_F32:
+    case SL_DTYPE_F32:
         return ncclFloat32;
-    case COMM_DTYPE_F64:
+    case SL_DTYPE_F64:
         return ncclFloat64;
-    case COMM_DTYPE_BF16:
+    case SL_DTYPE_BF16:
         return ncclBfloat16;
-    case COMM_DTYPE_I32:
+    case SL_DTYPE_I32:
         return ncclInt32;
-    case COMM_DTYPE_I64:
+    case SL_DTYPE_I64:
         return ncclInt64;
     default:
         return ncclUint8;
@@ -112,7 +112,7 @@ static ncclRedOp_t nccl_redop(comm_redop op) {
  * stream. send == NULL: all_gather in place. Caller holds mu. */
 static sl_status enqueue_op(comm *c, const comm_request *rq, const void *send, void *recv, double deadline) {
     nccl_state *s = c->impl;
-    size_t n = rq->count, bytes = n * comm_dtype_size(rq->dtype);
+    size_t n = rq->count, bytes = n * dtype_size(rq->dtype);
     ncclDataType_t dt = nccl_dtype(rq->dtype);
     switch (rq->kind) {
     case COMM_OP_ALL_GATHER:
@@ -318,7 +318,7 @@ static sl_status scratch_reserve(comm *c, size_t bytes) {
 
 /* Byte extents of rq's buffers: send (0 when in place or none), recv. */
 static void extents(const comm *c, const comm_request *rq, size_t *send_b, size_t *recv_b) {
-    size_t b = rq->count * comm_dtype_size(rq->dtype), k = (size_t)c->size;
+    size_t b = rq->count * dtype_size(rq->dtype), k = (size_t)c->size;
     *send_b = *recv_b = 0;
     switch (rq->kind) {
     case COMM_OP_ALL_GATHER:
@@ -349,7 +349,7 @@ static sl_status stage_in_and_enqueue(comm *c, nccl_work *w, bool send_host, boo
                                       double deadline) {
     nccl_state *s = c->impl;
     const comm_request *rq = &w->base.rq;
-    size_t send_b, recv_b, b = rq->count * comm_dtype_size(rq->dtype);
+    size_t send_b, recv_b, b = rq->count * dtype_size(rq->dtype);
     extents(c, rq, &send_b, &recv_b);
     bool rs_in_place = rq->kind == COMM_OP_REDUCE_SCATTER && rq->recv == (const char *)rq->send + c->rank * b;
     /* Scratch layout: [recv area | send area]; in place: one area. */
@@ -680,8 +680,8 @@ static void nccl_destroy(comm *c) {
 
 const struct comm_ops comm_nccl_ops = {
     .name = "nccl",
-    .reduce_dtypes = 1u << COMM_DTYPE_F32 | 1u << COMM_DTYPE_F64 | 1u << COMM_DTYPE_BF16 |
-                     1u << COMM_DTYPE_I32 | 1u << COMM_DTYPE_I64 | 1u << COMM_DTYPE_U8,
+    .reduce_dtypes = 1u << SL_DTYPE_F32 | 1u << SL_DTYPE_F64 | 1u << SL_DTYPE_BF16 |
+                     1u << SL_DTYPE_I32 | 1u << SL_DTYPE_I64 | 1u << SL_DTYPE_U8,
     .submit = nccl_submit,
     .wait = nccl_wait,
     .test = nccl_test,

@@ -173,7 +173,7 @@ static sl_status agree(comm *c, bool ok_here, const char *stage) {
     int32_t v = ok_here ? 1 : 0;
     char mine[1024];
     snprintf(mine, sizeof mine, "%s", ok_here ? "" : sl_error_message());
-    SL_TRY(comm_all_reduce(s->group, &v, &v, 1, COMM_DTYPE_I32, COMM_REDOP_MIN));
+    SL_TRY(comm_all_reduce(s->group, &v, &v, 1, SL_DTYPE_I32, COMM_REDOP_MIN));
     if (!ok_here)
         return sl_errorf(SL_ERR_COMM, "%s", mine);
     if (!v)
@@ -220,7 +220,7 @@ static sl_status state_init(comm *c) {
     }
     peer_info *all = calloc(k, sizeof *all);
     SL_CHECK_ALLOC(all, k * sizeof *all);
-    sl_status st = comm_all_gather(s->group, &me, all, sizeof me, COMM_DTYPE_U8);
+    sl_status st = comm_all_gather(s->group, &me, all, sizeof me, SL_DTYPE_U8);
     if (st == SL_OK)
         st = !me.ok ? sl_errorf(SL_ERR_CUDA, "comm_create_nccl %s: %s", c->name, why)
                     : check_one_gpu_per_rank(c, all);
@@ -243,7 +243,7 @@ static sl_status state_init(comm *c) {
             LOG_ERROR("comm_create_nccl %s: ncclGetUniqueId failed: %s (%s)", c->name, ncclGetErrorString(r),
                       ncclGetLastError(NULL));
     }
-    SL_TRY(comm_broadcast(s->group, &uid, sizeof uid, COMM_DTYPE_U8, 0));
+    SL_TRY(comm_broadcast(s->group, &uid, sizeof uid, SL_DTYPE_U8, 0));
     if (!uid.ok)
         return sl_errorf(SL_ERR_COMM, "comm_create_nccl %s: rank 0 of the group could not get an NCCL unique "
                                       "id (ncclGetUniqueId; its log says why)",

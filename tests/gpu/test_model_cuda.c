@@ -199,7 +199,6 @@ static void run_model(sl_backend *be, bool on_gpu, const fixture *f, bool recomp
             gpu_die("malloc");
         GPU_MUST(model_forward_logits(m, &hooks, f->inputs, out->logits));
     }
-    model_local_free(&lh);
     model_destroy(m);
     if (on_gpu) {
         backend_free(be, MEM_CATEGORY_PARAMS, params, n * 2 + 2);
@@ -286,8 +285,6 @@ static void run_lora(sl_backend *be, bool on_gpu, const fixture *f, const lora_s
     GPU_MUST(model_forward_backward(m, &bh, f->inputs, f->targets, 1.0f / (float)count_valid(f), loss, &nv));
     GPU_MUST(backend_synchronize(be));
     *ad_grads = on_gpu ? download_f32(be, ag, na) : ag;
-    model_local_free(&bl);
-    model_local_free(&adl);
     model_destroy(m);
     if (on_gpu) {
         backend_free(be, MEM_CATEGORY_PARAMS, params, n * 2 + 2);

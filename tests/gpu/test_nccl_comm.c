@@ -56,8 +56,8 @@ typedef struct {
     int failed_checks, checks;
 } ctx;
 
-static const comm_dtype ALL_DT[] = {COMM_DTYPE_F32, COMM_DTYPE_F64, COMM_DTYPE_BF16,
-                                    COMM_DTYPE_I32, COMM_DTYPE_I64, COMM_DTYPE_U8};
+static const sl_dtype ALL_DT[] = {SL_DTYPE_F32, SL_DTYPE_F64, SL_DTYPE_BF16,
+                                    SL_DTYPE_I32, SL_DTYPE_I64, SL_DTYPE_U8};
 static const comm_redop ALL_OP[] = {COMM_REDOP_SUM, COMM_REDOP_MAX, COMM_REDOP_MIN};
 static const char *const OP_NAME[] = {"sum", "max", "min"};
 static const size_t COUNTS[] = {1, 1001, 65539};
@@ -85,24 +85,24 @@ static float f32_of_bf16(uint16_t h) {
     return f;
 }
 
-static void put(comm_dtype dt, void *b, size_t i, double x) {
+static void put(sl_dtype dt, void *b, size_t i, double x) {
     switch (dt) {
-    case COMM_DTYPE_F32: ((float *)b)[i] = (float)x; break;
-    case COMM_DTYPE_F64: ((double *)b)[i] = x; break;
-    case COMM_DTYPE_BF16: ((uint16_t *)b)[i] = bf16_of((float)x); break;
-    case COMM_DTYPE_I32: ((int32_t *)b)[i] = (int32_t)x; break;
-    case COMM_DTYPE_I64: ((int64_t *)b)[i] = (int64_t)x; break;
+    case SL_DTYPE_F32: ((float *)b)[i] = (float)x; break;
+    case SL_DTYPE_F64: ((double *)b)[i] = x; break;
+    case SL_DTYPE_BF16: ((uint16_t *)b)[i] = bf16_of((float)x); break;
+    case SL_DTYPE_I32: ((int32_t *)b)[i] = (int32_t)x; break;
+    case SL_DTYPE_I64: ((int64_t *)b)[i] = (int64_t)x; break;
     default: ((uint8_t *)b)[i] = (uint8_t)x; break;
     }
 }
 
-static double get(comm_dtype dt, const void *b, size_t i) {
+static double get(sl_dtype dt, const void *b, size_t i) {
     switch (dt) {
-    case COMM_DTYPE_F32: return ((const float *)b)[i];
-    case COMM_DTYPE_F64: return ((const double *)b)[i];
-    case COMM_DTYPE_BF16: return f32_of_bf16(((const uint16_t *)b)[i]);
-    case COMM_DTYPE_I32: return ((const int32_t *)b)[i];
-    case COMM_DTYPE_I64: return (double)((const int64_t *)b)[i];
+    case SL_DTYPE_F32: return ((const float *)b)[i];
+    case SL_DTYPE_F64: return ((const double *)b)[i];
+    case SL_DTYPE_BF16: return f32_of_bf16(((const uint16_t *)b)[i]);
+    case SL_DTYPE_I32: return ((const int32_t *)b)[i];
+    case SL_DTYPE_I64: return (double)((const int64_t *)b)[i];
     default: return ((const uint8_t *)b)[i];
     }
 }
@@ -164,8 +164,8 @@ static void report(ctx *x, const char *name, long wrong) {
 
 /* ---- every op, dtype, reduction, in and out of place ----------------------- */
 
-static long one_all_gather(ctx *x, comm_dtype dt, size_t n, bool in_place) {
-    size_t es = comm_dtype_size(dt), kb = (size_t)x->k * n * es;
+static long one_all_gather(ctx *x, sl_dtype dt, size_t n, bool in_place) {
+    size_t es = dtype_size(dt), kb = (size_t)x->k * n * es;
     unsigned char *h = xmalloc(kb), *hs = xmalloc(n * es);
     memset(h, 0xff, kb); /* poison: NaN or -1, never a valid input */
     for (size_t i = 0; i < n; i++)
@@ -187,8 +187,8 @@ static long one_all_gather(ctx *x, comm_dtype dt, size_t n, bool in_place) {
     return wrong;
 }
 
-static long one_reduce_scatter(ctx *x, comm_dtype dt, comm_redop op, size_t n, bool in_place) {
-    size_t es = comm_dtype_size(dt), kn = (size_t)x->k * n;
+static long one_reduce_scatter(ctx *x, sl_dtype dt, comm_redop op, size_t n, bool in_place) {
+    size_t es = dtype_size(dt), kn = (size_t)x->k * n;
     unsigned char *h = xmalloc(kn * es);
     for (size_t j = 0; j < kn; j++)
         put(dt, h, j, val(x->r, j));
@@ -207,8 +207,8 @@ static long one_reduce_scatter(ctx *x, comm_dtype dt, comm_redop op, size_t n, b
     return wrong;
 }
 
-static long one_all_reduce(ctx *x, comm_dtype dt, comm_redop op, size_t n, bool in_place) {
-    size_t es = comm_dtype_size(dt);
+static long one_all_reduce(ctx *x, sl_dtype dt, comm_redop op, size_t n, bool in_place) {
+    size_t es = dtype_size(dt);
     unsigned char *h = xmalloc(n * es);
     for (size_t i = 0; i < n; i++)
         put(dt, h, i, val(x->r, i));
@@ -227,8 +227,8 @@ static long one_all_reduce(ctx *x, comm_dtype dt, comm_redop op, size_t n, bool 
     return wrong;
 }
 
-static long one_broadcast(ctx *x, comm_dtype dt, size_t n, int root) {
-    size_t es = comm_dtype_size(dt);
+static long one_broadcast(ctx *x, sl_dtype dt, size_t n, int root) {
+    size_t es = dtype_size(dt);
     unsigned char *h = xmalloc(n * es);
     memset(h, 0xff, n * es);
     if (x->r == root)
@@ -248,16 +248,16 @@ static long one_broadcast(ctx *x, comm_dtype dt, size_t n, int root) {
 static void test_ops(ctx *x) {
     char name[160];
     for (size_t d = 0; d < sizeof ALL_DT / sizeof *ALL_DT; d++) {
-        comm_dtype dt = ALL_DT[d];
+        sl_dtype dt = ALL_DT[d];
         long ag = 0, bc = 0;
         for (size_t c = 0; c < sizeof COUNTS / sizeof *COUNTS; c++) {
             ag += one_all_gather(x, dt, COUNTS[c], false) + one_all_gather(x, dt, COUNTS[c], true);
             bc += one_broadcast(x, dt, COUNTS[c], 0) + one_broadcast(x, dt, COUNTS[c], x->k - 1);
         }
         snprintf(name, sizeof name, "all_gather %s (counts 1/1001/65539, in and out of place)",
-                 comm_dtype_name(dt));
+                 dtype_name(dt));
         report(x, name, ag);
-        snprintf(name, sizeof name, "broadcast %s (roots 0 and k-1)", comm_dtype_name(dt));
+        snprintf(name, sizeof name, "broadcast %s (roots 0 and k-1)", dtype_name(dt));
         report(x, name, bc);
         for (size_t o = 0; o < sizeof ALL_OP / sizeof *ALL_OP; o++) {
             long rs = 0, ar = 0;
@@ -267,10 +267,10 @@ static void test_ops(ctx *x) {
                 ar += one_all_reduce(x, dt, ALL_OP[o], COUNTS[c], false) +
                       one_all_reduce(x, dt, ALL_OP[o], COUNTS[c], true);
             }
-            snprintf(name, sizeof name, "reduce_scatter %s %s (in and out of place)", comm_dtype_name(dt),
+            snprintf(name, sizeof name, "reduce_scatter %s %s (in and out of place)", dtype_name(dt),
                      OP_NAME[o]);
             report(x, name, rs);
-            snprintf(name, sizeof name, "all_reduce %s %s (in and out of place)", comm_dtype_name(dt),
+            snprintf(name, sizeof name, "all_reduce %s %s (in and out of place)", dtype_name(dt),
                      OP_NAME[o]);
             report(x, name, ar);
         }
@@ -310,7 +310,7 @@ static void test_ordering(ctx *x) {
     long wrong = enqueue_gemms(x, a, c, m, 20);
     h2d(x, in, h, n * sizeof(float));
     comm_work *w = NULL;
-    wrong += status_wrong(comm_all_reduce_async(x->nc, in, out, n, COMM_DTYPE_F32, COMM_REDOP_SUM, &w),
+    wrong += status_wrong(comm_all_reduce_async(x->nc, in, out, n, SL_DTYPE_F32, COMM_REDOP_SUM, &w),
                           "all_reduce_async");
     double t_submit = now_s() - t0;
     wrong += enqueue_gemms(x, a, c, m, 20); /* compute that overlaps the collective */
@@ -337,7 +337,7 @@ static void test_ordering(ctx *x) {
         h[i] = (float)val(x->r, i + 5);
     h2d(x, in, h, n * sizeof(float));
     w = NULL;
-    wrong += status_wrong(comm_all_reduce_async(x->nc, in, out, n, COMM_DTYPE_F32, COMM_REDOP_MAX, &w),
+    wrong += status_wrong(comm_all_reduce_async(x->nc, in, out, n, SL_DTYPE_F32, COMM_REDOP_MAX, &w),
                           "all_reduce_async");
     bool done = false;
     for (double t = now_s(); w && !done && now_s() - t < 60;)
@@ -359,7 +359,7 @@ static void test_ordering(ctx *x) {
         h[i] = (float)val(x->r, i);
     h2d(x, in, h, n * sizeof(float));
     for (int j = 0; j < NW; j++)
-        wrong += status_wrong(comm_all_reduce_async(x->nc, in + j * part, out + j * part, part, COMM_DTYPE_F32,
+        wrong += status_wrong(comm_all_reduce_async(x->nc, in + j * part, out + j * part, part, SL_DTYPE_F32,
                                                     COMM_REDOP_SUM, &ws[j]),
                               "all_reduce_async");
     for (int j = NW - 1; j >= 0; j--)
@@ -385,7 +385,7 @@ static void test_host(ctx *x) {
     double norm = r + 1.5, want = 0;
     for (int p = 0; p < k; p++)
         want += p + 1.5;
-    long wrong = status_wrong(comm_all_reduce(x->nc, &norm, &norm, 1, COMM_DTYPE_F64, COMM_REDOP_SUM),
+    long wrong = status_wrong(comm_all_reduce(x->nc, &norm, &norm, 1, SL_DTYPE_F64, COMM_REDOP_SUM),
                               "host all_reduce");
     wrong += norm != want;
     report(x, "host double all_reduce sum (in place)", wrong);
@@ -396,7 +396,7 @@ static void test_host(ctx *x) {
     for (size_t i = 0; i < (size_t)k * n; i++)
         hi[i] = (size_t)r * n <= i && i < (size_t)(r + 1) * n ? (int32_t)val(r, i - (size_t)r * n) : -1;
     comm_work *w = NULL;
-    wrong = status_wrong(comm_all_gather_async(x->nc, hi + (size_t)r * n, hi, n, COMM_DTYPE_I32, &w),
+    wrong = status_wrong(comm_all_gather_async(x->nc, hi + (size_t)r * n, hi, n, SL_DTYPE_I32, &w),
                          "host all_gather_async");
     for (int p = 0; p < k; p++) /* checked before the wait: the contract says done on return */
         for (size_t i = 0; i < n; i++)
@@ -408,7 +408,7 @@ static void test_host(ctx *x) {
     float *hf = xmalloc((size_t)k * n * sizeof(float));
     for (size_t j = 0; j < (size_t)k * n; j++)
         hf[j] = (float)val(r, j);
-    wrong = status_wrong(comm_reduce_scatter(x->nc, hf, hf + (size_t)r * n, n, COMM_DTYPE_F32, COMM_REDOP_SUM),
+    wrong = status_wrong(comm_reduce_scatter(x->nc, hf, hf + (size_t)r * n, n, SL_DTYPE_F32, COMM_REDOP_SUM),
                          "host reduce_scatter");
     for (size_t i = 0; i < n; i++)
         wrong += hf[(size_t)r * n + i] != (float)reduced(COMM_REDOP_SUM, k, (size_t)r * n + i);
@@ -417,7 +417,7 @@ static void test_host(ctx *x) {
     uint8_t *hb = xmalloc(n);
     for (size_t i = 0; i < n; i++)
         hb[i] = r == k - 1 ? (uint8_t)val(k - 1, i) : 0xff;
-    wrong = status_wrong(comm_broadcast(x->nc, hb, n, COMM_DTYPE_U8, k - 1), "host broadcast");
+    wrong = status_wrong(comm_broadcast(x->nc, hb, n, SL_DTYPE_U8, k - 1), "host broadcast");
     for (size_t i = 0; i < n; i++)
         wrong += hb[i] != (uint8_t)val(k - 1, i);
     report(x, "host u8 broadcast from rank k-1", wrong);
@@ -428,12 +428,12 @@ static void test_host(ctx *x) {
         hf[i] = (float)val(r, i);
     h2d(x, dsend, hf, n * sizeof(float));
     memset(hf, 0xff, n * sizeof(float));
-    wrong = status_wrong(comm_all_reduce(x->nc, dsend, hf, n, COMM_DTYPE_F32, COMM_REDOP_MIN), "mixed");
+    wrong = status_wrong(comm_all_reduce(x->nc, dsend, hf, n, SL_DTYPE_F32, COMM_REDOP_MIN), "mixed");
     for (size_t i = 0; i < n; i++)
         wrong += hf[i] != (float)reduced(COMM_REDOP_MIN, k, i);
     for (size_t i = 0; i < n; i++)
         hf[i] = (float)val(r, i);
-    wrong += status_wrong(comm_all_reduce(x->nc, hf, drecv, n, COMM_DTYPE_F32, COMM_REDOP_MAX), "mixed");
+    wrong += status_wrong(comm_all_reduce(x->nc, hf, drecv, n, SL_DTYPE_F32, COMM_REDOP_MAX), "mixed");
     d2h(x, hf, drecv, n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         wrong += hf[i] != (float)reduced(COMM_REDOP_MAX, k, i);
@@ -472,7 +472,7 @@ static void test_large(ctx *x) {
     }
     unsigned char *d = dalloc(n);
     h2d(x, d, h, n);
-    long wrong = status_wrong(comm_all_reduce(x->nc, d, d, n, COMM_DTYPE_U8, COMM_REDOP_MAX), "large all_reduce");
+    long wrong = status_wrong(comm_all_reduce(x->nc, d, d, n, SL_DTYPE_U8, COMM_REDOP_MAX), "large all_reduce");
     memset(h, 0, n);
     d2h(x, h, d, n);
     uint8_t want[13];
@@ -497,9 +497,9 @@ static void test_reproducible(ctx *x) {
     }
     float *d = dalloc(n * sizeof(float)), *o = dalloc(n * sizeof(float));
     h2d(x, d, h, n * sizeof(float));
-    long wrong = status_wrong(comm_all_reduce(x->nc, d, o, n, COMM_DTYPE_F32, COMM_REDOP_SUM), "all_reduce");
+    long wrong = status_wrong(comm_all_reduce(x->nc, d, o, n, SL_DTYPE_F32, COMM_REDOP_SUM), "all_reduce");
     d2h(x, r1, o, n * sizeof(float));
-    wrong += status_wrong(comm_all_reduce(x->nc, d, o, n, COMM_DTYPE_F32, COMM_REDOP_SUM), "all_reduce");
+    wrong += status_wrong(comm_all_reduce(x->nc, d, o, n, SL_DTYPE_F32, COMM_REDOP_SUM), "all_reduce");
     d2h(x, r2, o, n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         wrong += memcmp(&r1[i], &r2[i], sizeof(float)) != 0;
@@ -533,7 +533,7 @@ static void test_split(ctx *x) {
         int32_t me = x->r, *d = dalloc((size_t)want_size * sizeof(int32_t));
         int32_t *h = xmalloc((size_t)want_size * sizeof(int32_t));
         h2d(x, d + comm_rank(s), &me, sizeof me);
-        wrong += status_wrong(comm_all_gather(s, NULL, d, 1, COMM_DTYPE_I32), "split all_gather");
+        wrong += status_wrong(comm_all_gather(s, NULL, d, 1, SL_DTYPE_I32), "split all_gather");
         d2h(x, h, d, (size_t)want_size * sizeof(int32_t));
         int expect = x->k - 1;
         for (int j = 0; j < want_size; j++) {
@@ -544,7 +544,7 @@ static void test_split(ctx *x) {
         }
         uint16_t one = bf16_of(1.0f), *db = dalloc(sizeof one);
         h2d(x, db, &one, sizeof one);
-        wrong += status_wrong(comm_all_reduce(s, db, db, 1, COMM_DTYPE_BF16, COMM_REDOP_SUM), "split all_reduce");
+        wrong += status_wrong(comm_all_reduce(s, db, db, 1, SL_DTYPE_BF16, COMM_REDOP_SUM), "split all_reduce");
         d2h(x, &one, db, sizeof one);
         wrong += f32_of_bf16(one) != (float)want_size;
         CK(cudaFree(d));

@@ -68,9 +68,9 @@ static void *xmalloc(size_t n) {
 
 /* ---- all_gather ------------------------------------------------------- */
 
-static long check_all_gather(comm *c, size_t count, comm_dtype dt, bool in_place) {
+static long check_all_gather(comm *c, size_t count, sl_dtype dt, bool in_place) {
     int k = comm_size(c), r = comm_rank(c);
-    size_t es = comm_dtype_size(dt), chunk = count * es;
+    size_t es = dtype_size(dt), chunk = count * es;
     uint8_t *recv = xmalloc(chunk * (size_t)k), *send = xmalloc(chunk);
     memset(recv, 0xee, chunk * (size_t)k);
     uint8_t *mine = in_place ? recv + (size_t)r * chunk : send;
@@ -88,7 +88,7 @@ static long check_all_gather(comm *c, size_t count, comm_dtype dt, bool in_place
 static void test_all_gather(void **state) {
     fixture *fx = fx_of(state);
     static const size_t counts[] = {0, 1, 7, 1000, 65537};
-    static const comm_dtype dts[] = {COMM_DTYPE_F32, COMM_DTYPE_BF16, COMM_DTYPE_I64, COMM_DTYPE_U8};
+    static const sl_dtype dts[] = {SL_DTYPE_F32, SL_DTYPE_BF16, SL_DTYPE_I64, SL_DTYPE_U8};
     long wrong = 0;
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
         for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++)
@@ -108,29 +108,29 @@ static double exact_out(int k, size_t i, comm_redop op) {
     return op == COMM_REDOP_SUM ? base * k * (k + 1) / 2 : op == COMM_REDOP_MAX ? base * k : base;
 }
 
-static void put(void *buf, comm_dtype dt, size_t i, double v) {
+static void put(void *buf, sl_dtype dt, size_t i, double v) {
     switch (dt) {
-    case COMM_DTYPE_F32: ((float *)buf)[i] = (float)v; break;
-    case COMM_DTYPE_F64: ((double *)buf)[i] = v; break;
-    case COMM_DTYPE_I32: ((int32_t *)buf)[i] = (int32_t)v; break;
-    case COMM_DTYPE_I64: ((int64_t *)buf)[i] = (int64_t)v; break;
-    default: fail_msg("dtype %s has no reduction", comm_dtype_name(dt));
+    case SL_DTYPE_F32: ((float *)buf)[i] = (float)v; break;
+    case SL_DTYPE_F64: ((double *)buf)[i] = v; break;
+    case SL_DTYPE_I32: ((int32_t *)buf)[i] = (int32_t)v; break;
+    case SL_DTYPE_I64: ((int64_t *)buf)[i] = (int64_t)v; break;
+    default: fail_msg("dtype %s has no reduction", dtype_name(dt));
     }
 }
 
-static double get(const void *buf, comm_dtype dt, size_t i) {
+static double get(const void *buf, sl_dtype dt, size_t i) {
     switch (dt) {
-    case COMM_DTYPE_F32: return ((const float *)buf)[i];
-    case COMM_DTYPE_F64: return ((const double *)buf)[i];
-    case COMM_DTYPE_I32: return ((const int32_t *)buf)[i];
-    case COMM_DTYPE_I64: return (double)((const int64_t *)buf)[i];
+    case SL_DTYPE_F32: return ((const float *)buf)[i];
+    case SL_DTYPE_F64: return ((const double *)buf)[i];
+    case SL_DTYPE_I32: return ((const int32_t *)buf)[i];
+    case SL_DTYPE_I64: return (double)((const int64_t *)buf)[i];
     default: return -1;
     }
 }
 
-static long check_reduce_scatter(comm *c, size_t count, comm_dtype dt, comm_redop op, bool in_place) {
+static long check_reduce_scatter(comm *c, size_t count, sl_dtype dt, comm_redop op, bool in_place) {
     int k = comm_size(c), r = comm_rank(c);
-    size_t es = comm_dtype_size(dt), full = count * (size_t)k;
+    size_t es = dtype_size(dt), full = count * (size_t)k;
     uint8_t *send = xmalloc(full * es), *out = xmalloc(count * es);
     for (size_t i = 0; i < full; i++)
         put(send, dt, i, exact_in(r, i));
@@ -143,9 +143,9 @@ static long check_reduce_scatter(comm *c, size_t count, comm_dtype dt, comm_redo
     return wrong;
 }
 
-static long check_all_reduce(comm *c, size_t count, comm_dtype dt, comm_redop op, bool in_place) {
+static long check_all_reduce(comm *c, size_t count, sl_dtype dt, comm_redop op, bool in_place) {
     int k = comm_size(c), r = comm_rank(c);
-    size_t es = comm_dtype_size(dt);
+    size_t es = dtype_size(dt);
     uint8_t *send = xmalloc(count * es), *out = xmalloc(count * es);
     for (size_t i = 0; i < count; i++)
         put(send, dt, i, exact_in(r, i));
@@ -159,19 +159,19 @@ static long check_all_reduce(comm *c, size_t count, comm_dtype dt, comm_redop op
 }
 
 typedef struct {
-    comm_dtype dt;
+    sl_dtype dt;
     comm_redop op;
 } red_case;
 
 static const red_case red_cases[] = {
-    {COMM_DTYPE_F32, COMM_REDOP_SUM}, {COMM_DTYPE_F64, COMM_REDOP_SUM}, {COMM_DTYPE_I64, COMM_REDOP_SUM},
-    {COMM_DTYPE_I32, COMM_REDOP_MAX}, {COMM_DTYPE_F64, COMM_REDOP_MIN}, {COMM_DTYPE_F32, COMM_REDOP_MAX},
+    {SL_DTYPE_F32, COMM_REDOP_SUM}, {SL_DTYPE_F64, COMM_REDOP_SUM}, {SL_DTYPE_I64, COMM_REDOP_SUM},
+    {SL_DTYPE_I32, COMM_REDOP_MAX}, {SL_DTYPE_F64, COMM_REDOP_MIN}, {SL_DTYPE_F32, COMM_REDOP_MAX},
 };
 
 /* check on both comms (the tiny-scratch one only for counts < 2000), every
  * count, every red_case, out of place and in place; the wrong elements. */
 static long sweep_reductions(const fixture *fx, const size_t *counts, size_t n_counts,
-                             long (*check)(comm *, size_t, comm_dtype, comm_redop, bool)) {
+                             long (*check)(comm *, size_t, sl_dtype, comm_redop, bool)) {
     comm *comms[2] = {fx->c, fx->tiny};
     long wrong = 0;
     for (int ci = 0; ci < 2; ci++)
@@ -217,14 +217,14 @@ static void test_sum_order_bitwise(void **state) {
         float *full = xmalloc(sizeof(float) * count * (size_t)k), *shard = xmalloc(sizeof(float) * count);
         for (size_t i = 0; i < count * (size_t)k; i++)
             full[i] = rnd(r, i);
-        wrong += status_wrong(comm_reduce_scatter(c, full, shard, count, COMM_DTYPE_F32, COMM_REDOP_SUM), "rs");
+        wrong += status_wrong(comm_reduce_scatter(c, full, shard, count, SL_DTYPE_F32, COMM_REDOP_SUM), "rs");
         for (size_t i = 0; i < count; i++) {
             float want = rank_order_sum(k, (size_t)r * count + i);
             wrong += memcmp(&shard[i], &want, sizeof want) != 0;
         }
         for (size_t i = 0; i < count; i++)
             full[i] = rnd(r, i);
-        wrong += status_wrong(comm_all_reduce(c, full, full, count, COMM_DTYPE_F32, COMM_REDOP_SUM), "ar");
+        wrong += status_wrong(comm_all_reduce(c, full, full, count, SL_DTYPE_F32, COMM_REDOP_SUM), "ar");
         for (size_t i = 0; i < count; i++) {
             float want = rank_order_sum(k, i);
             wrong += memcmp(&full[i], &want, sizeof want) != 0;
@@ -248,7 +248,7 @@ static void test_broadcast(void **state) {
             uint8_t *buf = xmalloc(n);
             for (size_t j = 0; j < n; j++)
                 buf[j] = comm_rank(c) == root ? byte_at(root, j) : 0;
-            wrong += status_wrong(comm_broadcast(c, buf, n, COMM_DTYPE_U8, root), "broadcast");
+            wrong += status_wrong(comm_broadcast(c, buf, n, SL_DTYPE_U8, root), "broadcast");
             for (size_t j = 0; j < n; j++)
                 wrong += buf[j] != byte_at(root, j);
             free(buf);
@@ -256,7 +256,7 @@ static void test_broadcast(void **state) {
     double x[3] = {0};
     if (comm_rank(c) == 0)
         x[0] = 1.5, x[1] = -2.25, x[2] = 1e300;
-    wrong += status_wrong(comm_broadcast(c, x, 3, COMM_DTYPE_F64, 0), "broadcast f64");
+    wrong += status_wrong(comm_broadcast(c, x, 3, SL_DTYPE_F64, 0), "broadcast f64");
     wrong += x[0] != 1.5 || x[1] != -2.25 || x[2] != 1e300;
     wrong += status_wrong(comm_barrier(c), "barrier");
     expect_none_wrong(fx, wrong, "broadcast");
@@ -286,13 +286,13 @@ static void test_async(void **state) {
     uint64_t seq0 = comm_last_seq(c);
     comm_work *w[6];
     long wrong = 0;
-    wrong += status_wrong(comm_all_gather_async(c, NULL, ag, n, COMM_DTYPE_U8, &w[0]), "ag async");
-    wrong += status_wrong(comm_reduce_scatter_async(c, rs_in, rs_out, n, COMM_DTYPE_F32, COMM_REDOP_SUM, &w[1]),
+    wrong += status_wrong(comm_all_gather_async(c, NULL, ag, n, SL_DTYPE_U8, &w[0]), "ag async");
+    wrong += status_wrong(comm_reduce_scatter_async(c, rs_in, rs_out, n, SL_DTYPE_F32, COMM_REDOP_SUM, &w[1]),
                           "rs async");
-    wrong += status_wrong(comm_all_reduce_async(c, ar, ar, 777, COMM_DTYPE_I64, COMM_REDOP_SUM, &w[2]), "ar async");
-    wrong += status_wrong(comm_broadcast_async(c, bc, 999, COMM_DTYPE_F32, k - 1, &w[3]), "bc async");
+    wrong += status_wrong(comm_all_reduce_async(c, ar, ar, 777, SL_DTYPE_I64, COMM_REDOP_SUM, &w[2]), "ar async");
+    wrong += status_wrong(comm_broadcast_async(c, bc, 999, SL_DTYPE_F32, k - 1, &w[3]), "bc async");
     /* an op on another comm (its own thread) in flight at the same time */
-    wrong += status_wrong(comm_all_reduce_async(fx->tiny, &tiny_val, &tiny_val, 1, COMM_DTYPE_F64,
+    wrong += status_wrong(comm_all_reduce_async(fx->tiny, &tiny_val, &tiny_val, 1, SL_DTYPE_F64,
                                                 COMM_REDOP_MAX, &w[4]),
                           "tiny async");
     wrong += status_wrong(comm_barrier_async(c, &w[5]), "barrier async");
@@ -330,8 +330,8 @@ static void test_async(void **state) {
 
     /* and in order, with the handles reused from the pool */
     for (int rep = 0; rep < 3; rep++) {
-        wrong += status_wrong(comm_all_gather_async(c, NULL, ag, n, COMM_DTYPE_U8, &w[0]), "ag");
-        wrong += status_wrong(comm_all_reduce_async(c, ar, ar, 777, COMM_DTYPE_I64, COMM_REDOP_MAX, &w[1]), "ar");
+        wrong += status_wrong(comm_all_gather_async(c, NULL, ag, n, SL_DTYPE_U8, &w[0]), "ag");
+        wrong += status_wrong(comm_all_reduce_async(c, ar, ar, 777, SL_DTYPE_I64, COMM_REDOP_MAX, &w[1]), "ar");
         wrong += status_wrong(comm_work_wait(w[0], 0), "wait ag");
         wrong += status_wrong(comm_work_wait(w[1], 0), "wait ar");
     }
@@ -364,11 +364,11 @@ static void test_split(void **state) {
     int64_t sum = wr, want = 0;
     for (int q = wr % 2; q < k; q += 2)
         want += q;
-    wrong += status_wrong(comm_all_reduce(sub, &sum, &sum, 1, COMM_DTYPE_I64, COMM_REDOP_SUM), "sub ar");
+    wrong += status_wrong(comm_all_reduce(sub, &sum, &sum, 1, SL_DTYPE_I64, COMM_REDOP_SUM), "sub ar");
     wrong += sum != want;
     int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)n_same);
     int32_t me = wr;
-    wrong += status_wrong(comm_all_gather(sub, &me, ids, 1, COMM_DTYPE_I32), "sub ag");
+    wrong += status_wrong(comm_all_gather(sub, &me, ids, 1, SL_DTYPE_I32), "sub ag");
     for (int i = 0; i < n_same && !wrong; i++)
         wrong += ids[i] != ids[0] - 2 * i;
     free(ids);
@@ -385,13 +385,13 @@ static void test_invalid(void **state) {
     float f[8] = {0};
     uint16_t h[4] = {0};
     comm_work *w = NULL;
-    assert_int_equal(comm_broadcast(c, f, 1, COMM_DTYPE_F32, comm_size(c)), SL_ERR_INVALID);
+    assert_int_equal(comm_broadcast(c, f, 1, SL_DTYPE_F32, comm_size(c)), SL_ERR_INVALID);
     assert_non_null(strstr(sl_error_message(), "root"));
-    assert_int_equal(comm_all_reduce_async(c, h, h, 4, COMM_DTYPE_BF16, COMM_REDOP_SUM, &w), SL_ERR_UNSUPPORTED);
+    assert_int_equal(comm_all_reduce_async(c, h, h, 4, SL_DTYPE_BF16, COMM_REDOP_SUM, &w), SL_ERR_UNSUPPORTED);
     assert_null(w);
     assert_non_null(strstr(sl_error_message(), "bf16"));
-    assert_int_equal(comm_all_reduce(c, f, f + 1, 4, COMM_DTYPE_F32, COMM_REDOP_SUM), SL_ERR_INVALID);
-    assert_int_equal(comm_all_reduce(c, f, f, 4, COMM_DTYPE_F32, (comm_redop)9), SL_ERR_INVALID);
+    assert_int_equal(comm_all_reduce(c, f, f + 1, 4, SL_DTYPE_F32, COMM_REDOP_SUM), SL_ERR_INVALID);
+    assert_int_equal(comm_all_reduce(c, f, f, 4, SL_DTYPE_F32, (comm_redop)9), SL_ERR_INVALID);
     assert_int_equal(comm_last_seq(c), seq);
     comm_opts o;
     comm_opts_default(&o);
@@ -419,7 +419,7 @@ static void test_progress_without_calls(void **state) {
     /* line the ranks up, so that every peer submits within the quiet window */
     assert_int_equal(MPI_Barrier(fx->t.comm), MPI_SUCCESS);
     comm_work *w = NULL;
-    long wrong = status_wrong(comm_all_reduce_async(c, buf, buf, n, COMM_DTYPE_F32, COMM_REDOP_SUM, &w),
+    long wrong = status_wrong(comm_all_reduce_async(c, buf, buf, n, SL_DTYPE_F32, COMM_REDOP_SUM, &w),
                               "progress: submit");
     if (wrong) {
         free(buf);
@@ -450,8 +450,8 @@ static void test_progress_without_calls(void **state) {
 static int run_hang(fixture *fx, int hang_rank, double sleep_s) {
     int64_t x = fx->t.rank;
     uint8_t buf[64 * 3 * 8];
-    if (comm_all_gather(fx->c, &x, buf, 1, COMM_DTYPE_I64) != SL_OK ||
-        comm_all_reduce(fx->c, &x, &x, 1, COMM_DTYPE_I64, COMM_REDOP_SUM) != SL_OK) {
+    if (comm_all_gather(fx->c, &x, buf, 1, SL_DTYPE_I64) != SL_OK ||
+        comm_all_reduce(fx->c, &x, &x, 1, SL_DTYPE_I64, COMM_REDOP_SUM) != SL_OK) {
         fprintf(stderr, "hang test: setup collectives failed: %s\n", sl_error_message());
         return 1;
     }
@@ -461,7 +461,7 @@ static int run_hang(fixture *fx, int hang_rank, double sleep_s) {
         LOG_INFO("hang test: woke up (the job should have been aborted by now)");
     }
     int64_t y = fx->t.rank;
-    sl_status st = comm_all_gather(fx->c, &y, buf, 1, COMM_DTYPE_I64);
+    sl_status st = comm_all_gather(fx->c, &y, buf, 1, SL_DTYPE_I64);
     LOG_INFO("hang test: collective #3 returned %s", sl_status_name(st));
     return 3; /* reaching here means no abort happened */
 }

@@ -135,7 +135,7 @@ static void test_finalize_checks(void **state) {
         {"{\"prepare\": {\"minhash_perms\": 100, \"minhash_bands\": 16}}", "must divide \"prepare.minhash_perms\""},
         {"{\"logging\": {\"level\": \"loud\"}}", "\"logging.level\" must be one of debug|info|warn|error"},
         {"{\"prepare\": {\"format\": \"xml\"}}", "\"prepare.format\" must be one of auto|text|jsonl, got \"xml\""},
-        {"{\"prepare\": {\"chat_template\": \"llama3\"}}", "\"prepare.chat_template\" must be one of chatml"},
+        {"{\"prepare\": {\"chat_template\": \"vicuna\"}}", "\"prepare.chat_template\" must be one of auto|chatml"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         config_defaults(&cfg);

@@ -69,7 +69,6 @@ static float *reference_logits(fixture *f, const uint32_t *tokens, int B, int T)
     float *lg = malloc((size_t)B * (size_t)T * (size_t)V * sizeof *lg);
     assert_non_null(lg);
     OK(model_forward_logits(m, &hooks, tokens, lg));
-    model_local_free(&lh);
     model_destroy(m);
     return lg;
 }

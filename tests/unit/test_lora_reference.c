@@ -89,11 +89,6 @@ static void hooks_init(lora_hooks *h, const model_layout *l, float *params, cons
     h->base_h.adapter = &h->ad_h;
 }
 
-static void hooks_free(lora_hooks *h) {
-    model_local_free(&h->base_l);
-    model_local_free(&h->ad_l);
-}
-
 /* model_forward_backward of optimizer step `step` (dropout keys: the
  * golden's seed, batch row b = global sample b) */
 static sl_status train_call(model *m, const model_unit_hooks *hk, const uint32_t *inp, const int32_t *tg,
@@ -220,7 +215,6 @@ static void run_config(const char *name) {
     OK(model_local_init(&ml, l, merged, NULL, &mh));
     OK(model_forward_logits(plain, &mh, inp, logits2));
     double e_merged = golden_rel_err_f(logits2, logits, n_lg);
-    model_local_free(&ml);
 
     /* export -> load back bitwise; PEFT's formula in PyTorch gives the same logits */
     snprintf(out, sizeof out, "%s/exported", dir);
@@ -270,7 +264,6 @@ static void run_config(const char *name) {
     OK(model_forward_logits(m, &h.base_h, inp, logits));
     OK(model_local_init(&ml, l, params, NULL, &mh));
     OK(model_forward_logits(plain, &mh, inp, logits2));
-    model_local_free(&ml);
     assert_memory_equal(logits, logits2, n_lg * sizeof *logits);
     H5Fclose(f);
 
@@ -286,7 +279,6 @@ static void run_config(const char *name) {
     assert_true(e_merged <= 1e-5);
     assert_true(e_peft <= 1e-5);
 
-    hooks_free(&h);
     free(peft_logits);
     free(ap2);
     free(merged);

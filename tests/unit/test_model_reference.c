@@ -207,7 +207,7 @@ static void gather_grads(train_job *j, float *host) {
         float *full = malloc((size_t)s.len * (size_t)comm_size(j->shard) * sizeof *full);
         assert_true(mine && full);
         OK(fsdp_shard_read(j->fs, u, FSDP_BUF_GRAD, mine));
-        OK(comm_all_gather(j->shard, mine, full, (size_t)s.len, COMM_DTYPE_F32));
+        OK(comm_all_gather(j->shard, mine, full, (size_t)s.len, SL_DTYPE_F32));
         memcpy(host + l->units[u].offset, full, (size_t)l->units[u].numel * sizeof *host);
         free(mine);
         free(full);
@@ -242,7 +242,7 @@ static void run_job(const golden_case *gc, bool recompute, job_run *out) {
 
     /* ranks hold consecutive rows, so the all-gather is the global batch */
     OK(model_forward_logits(j.mdl, &j.hooks, gc->inputs + first, mine));
-    OK(comm_all_gather(j.world, mine, out->logits, rows * (size_t)gc->V, COMM_DTYPE_F32));
+    OK(comm_all_gather(j.world, mine, out->logits, rows * (size_t)gc->V, SL_DTYPE_F32));
     free(mine);
 
     for (int s = 1; s <= gc->S; s++) {
