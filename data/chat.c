@@ -198,6 +198,16 @@ static void trim(const char **s, size_t *n, int left, int right) {
         (*n)--;
 }
 
+/* A turn's text, trimmed at both ends, then the end-of-turn marker; m: both
+ * are trained on (an assistant turn). */
+static sl_status turn_body(const chat_template *c, const chat_turn *t, uint8_t m, seg_list *l) {
+    const char *s = t->text;
+    size_t len = t->len;
+    trim(&s, &len, 1, 1);
+    SL_TRY(seg_push(l, s, len, 0, m));
+    return SPC(l, c->im_end, m);
+}
+
 static sl_status render_chatml(const chat_template *c, const chat_turn *turns, int n, seg_list *l) {
     int last_user = -1;
     for (int i = 0; i < n; i++)
@@ -233,11 +243,7 @@ static sl_status render_llama3(const chat_template *c, const chat_turn *turns, i
         SL_TRY(TXT(l, role_names[turns[i].role], 0));
         SL_TRY(SPC(l, c->header_end, 0));
         SL_TRY(TXT(l, "\n\n", 0));
-        const char *s = turns[i].text;
-        size_t len = turns[i].len;
-        trim(&s, &len, 1, 1);
-        SL_TRY(seg_push(l, s, len, 0, m));
-        SL_TRY(SPC(l, c->im_end, m));
+        SL_TRY(turn_body(c, &turns[i], m, l));
     }
     return SL_OK;
 }
@@ -297,11 +303,7 @@ static sl_status render_gemma(const chat_template *c, const chat_turn *turns, in
             SL_TRY(seg_push(l, turns[0].text, turns[0].len, 0, 0));
             SL_TRY(TXT(l, "\n\n", 0));
         }
-        const char *s = turns[i].text;
-        size_t len = turns[i].len;
-        trim(&s, &len, 1, 1);
-        SL_TRY(seg_push(l, s, len, 0, m));
-        SL_TRY(SPC(l, c->im_end, m));
+        SL_TRY(turn_body(c, &turns[i], m, l));
         SL_TRY(TXT(l, "\n", 0));
     }
     return SL_OK;

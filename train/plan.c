@@ -23,22 +23,23 @@
  * figure in benchmarks/RESULTS.md yet), prices typical on-demand rates.
  * cpu: RESULTS.md's measured figures on the dev VM (2026-11-29: 90 GFLOP/s
  * on 2 cores; 2026-11-22 collectives: 0.1-4 GB/s busbw at 1-16 MiB). */
+/* the MFU assumption every GPU row shares until shardlm measures one */
+#define PLAN_ASSUMED_MFU \
+    "assumed: MFU 40% (FSDP Llama training as torchtitan/Megatron report it; shardlm has no GPU " \
+    "measurement yet), "
+
 static const plan_device devices[PLAN_GPU_COUNT] = {
     {"cpu", "CPU backend (fp32)", false, 0, 0.045, 1.0, 1.0, 1.0, 0.0,
      "benchmarks/RESULTS.md: 45 GFLOP/s per core sustained (CPU step, 2026-11-29), MPI busbw ~1 GB/s "
      "(collectives, 2026-11-22)"},
     {"a100-40g", "NVIDIA A100 40GB (SXM)", true, (int64_t)40960 << 20, 312.0, 0.40, 230.0, 100.0, 1.30,
-     "assumed: MFU 40% (FSDP Llama training as torchtitan/Megatron report it; shardlm has no GPU "
-     "measurement yet), busbw 230 GB/s NVLink3 / 100 GB/s 8x HDR InfiniBand"},
+     PLAN_ASSUMED_MFU "busbw 230 GB/s NVLink3 / 100 GB/s 8x HDR InfiniBand"},
     {"a100-80g", "NVIDIA A100 80GB (SXM)", true, (int64_t)81920 << 20, 312.0, 0.40, 230.0, 100.0, 1.80,
-     "assumed: MFU 40% (FSDP Llama training as torchtitan/Megatron report it; shardlm has no GPU "
-     "measurement yet), busbw 230 GB/s NVLink3 / 100 GB/s 8x HDR InfiniBand"},
+     PLAN_ASSUMED_MFU "busbw 230 GB/s NVLink3 / 100 GB/s 8x HDR InfiniBand"},
     {"h100", "NVIDIA H100 80GB (SXM)", true, (int64_t)81559 << 20, 989.0, 0.40, 370.0, 200.0, 2.50,
-     "assumed: MFU 40% (FSDP Llama training as torchtitan/Megatron report it; shardlm has no GPU "
-     "measurement yet), busbw 370 GB/s NVLink4 / 200 GB/s 8x NDR InfiniBand"},
+     PLAN_ASSUMED_MFU "busbw 370 GB/s NVLink4 / 200 GB/s 8x NDR InfiniBand"},
     {"h200", "NVIDIA H200 141GB (SXM)", true, (int64_t)143771 << 20, 989.0, 0.40, 370.0, 200.0, 3.50,
-     "assumed: MFU 40% (FSDP Llama training as torchtitan/Megatron report it; shardlm has no GPU "
-     "measurement yet), busbw 370 GB/s NVLink4 / 200 GB/s 8x NDR InfiniBand"},
+     PLAN_ASSUMED_MFU "busbw 370 GB/s NVLink4 / 200 GB/s 8x NDR InfiniBand"},
 };
 
 const plan_device *plan_device_get(plan_gpu g) {
