@@ -181,6 +181,16 @@ int cli_exit_code(sl_status st) {
     }
 }
 
+int cli_env_rank(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", NULL};
+    for (int i = 0; vars[i]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v)
+            return atoi(v);
+    }
+    return -1;
+}
+
 int cli_report(const char *cmd, sl_status st) {
     if (st == SL_OK)
         return SL_EXIT_OK;

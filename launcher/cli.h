@@ -63,6 +63,10 @@ int cli_exit_code(sl_status st);
  * and returns cli_exit_code(st). */
 int cli_report(const char *cmd, sl_status st);
 
+/* This process's rank from the launcher's environment (mpirun, srun),
+ * before MPI_Init; -1 when not launched as one of several ranks. */
+int cli_env_rank(void);
+
 void cli_print_version(FILE *out);
 
 #endif

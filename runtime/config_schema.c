@@ -111,7 +111,8 @@ const cfg_field cfg_schema[] = {
 
     /* checkpoint */
     INT("checkpoint.every", checkpoint, every, "0", 0, 1 << 30, "save every N steps; 0 = only at the end and on preemption"),
-    INT("checkpoint.keep", checkpoint, keep, "3", 1, 1 << 20, "complete checkpoints to keep"),
+    INT("checkpoint.keep", checkpoint, keep, "3", 1, 1 << 20, "complete checkpoints to keep (the newest and the one `latest` names are never deleted)"),
+    BOOL("checkpoint.keep_best", checkpoint, keep_best, "false", "also keep the checkpoint with the lowest eval loss (data.eval; named by <checkpoints>/best)"),
     STR("checkpoint.dir", checkpoint, dir, "", "checkpoint folder; empty = <run_dir>/checkpoints"),
     STR("checkpoint.resume", checkpoint, resume, "none", "none, auto (latest complete checkpoint if any), a step folder or a checkpoints folder (its latest)"),
 
@@ -131,3 +132,4 @@ const cfg_field cfg_schema[] = {
 };
 
 const size_t cfg_schema_count = sizeof cfg_schema / sizeof cfg_schema[0];
+_Static_assert(sizeof cfg_schema / sizeof cfg_schema[0] <= CFG_FIELDS_MAX, "sl_config.set is too small");
