@@ -19,7 +19,9 @@
 #include "kernels/ops.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
+#include "data/shard.h"
 #include "model/model_dir.h"
+#include "train/train_model.h"
 #include "model/model.h"
 #include "parallel/topology.h"
 #include "runtime/check.h"
@@ -32,7 +34,8 @@ void cmd_eval_usage(FILE *out) {
             "                      [--mode pretrain|sft] [--seed S] [--threads K]\n"
             "                      [--backend cpu|cuda] [--json]\n\n"
             "Mean cross-entropy loss and perplexity of a model folder (shardlm or Hugging\n"
-            "Face) on shards written by shardlm prepare. Prints on rank 0:\n"
+            "Face) or a checkpoint (a step_NNNNNNNN folder, or a checkpoints folder: its latest)\n"
+            "on shards written by shardlm prepare. Prints on rank 0:\n"
             "  eval loss X.XXXX | ppl Y.YY | tokens N\n"
             "SHARDS     a .h5 file, a folder of them, or a glob\n"
             "--seq-len  tokens per sample (default: data.seq_len, at most max_seq_len)\n"
@@ -42,6 +45,8 @@ void cmd_eval_usage(FILE *out) {
             "--batches  global batches to evaluate (default: every full batch of one pass)\n"
             "--mode     pretrain: documents packed with EOS, every target counts;\n"
             "           sft: one document per sample, only loss-mask targets count\n"
+            "           (default: sft when the shards' loss mask hides prompt tokens, as\n"
+            "           prepare writes for chat and instruction data; else pretrain)\n"
             "--seed     the sample order (default 0); the result does not depend on N or B\n"
             "--backend  cpu (default, fp32) or cuda (bf16 weights and activations, fp32\n"
             "           accumulation; one GPU per local rank)\n"
@@ -84,8 +89,10 @@ static sl_status parse_opts(const cli_args *a, eval_opts *o) {
     o->threads = (int)v;
     SL_TRY(cli_get_backend(a, &o->cuda));
     const char *m = cli_get(a, "mode");
-    o->mode = DATA_MODE_PRETRAIN;
-    if (m && strcmp(m, "sft") == 0)
+    o->mode = -1; /* default: the shards' (eval_default_mode) */
+    if (m && strcmp(m, "pretrain") == 0)
+        o->mode = DATA_MODE_PRETRAIN;
+    else if (m && strcmp(m, "sft") == 0)
         o->mode = DATA_MODE_SFT;
     else if (m && strcmp(m, "pretrain") != 0)
         return sl_errorf(SL_ERR_INVALID, "--mode \"%s\": expected pretrain or sft", m);
@@ -139,8 +146,47 @@ static sl_status open_loader(eval_state *e, const eval_opts *o, const topology *
     return st == SL_OK ? SL_OK : sl_error_wrapf(st, "--data \"%s\"", o->data);
 }
 
-static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) {
-    SL_TRY(model_dir_open(o->model_dir, &e->md));
+/* Without --mode: sft when the shards carry a loss mask (prepare wrote chat
+ * or instruction data: only the answers count, as in training), else
+ * pretrain. */
+static sl_status eval_default_mode(eval_opts *o) {
+    if (o->mode >= 0)
+        return SL_OK;
+    char **paths = NULL;
+    int n = 0;
+    SL_TRY(loader_expand_paths(o->data, &paths, &n));
+    shard_reader *r = NULL;
+    sl_status st = n > 0 ? shard_open(paths[0], &r) : SL_OK;
+    /* prepare writes a mask for every shard: SFT data is the one whose mask
+     * hides something (the prompts) in its first documents */
+    o->mode = DATA_MODE_PRETRAIN;
+    if (st == SL_OK && r && shard_info_get(r)->has_loss_mask) {
+        uint64_t nt = shard_info_get(r)->n_tokens, k = nt < 65536 ? nt : 65536;
+        uint32_t *ids = malloc((size_t)(k ? k : 1) * sizeof *ids);
+        uint8_t *mask = malloc((size_t)(k ? k : 1));
+        if (!ids || !mask)
+            st = sl_errorf(SL_ERR_NOMEM, "out of memory reading a loss mask");
+        if (st == SL_OK && k)
+            st = shard_read_tokens(r, 0, k, ids, mask);
+        for (uint64_t i = 0; st == SL_OK && i < k; i++)
+            if (!mask[i]) {
+                o->mode = DATA_MODE_SFT;
+                break;
+            }
+        free(ids);
+        free(mask);
+    }
+    shard_close(r);
+    loader_free_paths(paths, n);
+    if (st != SL_OK)
+        return sl_error_wrapf(st, "--data \"%s\"", o->data);
+    LOG_INFO0("eval mode %s (from the shards; --mode to choose)", o->mode == DATA_MODE_SFT ? "sft" : "pretrain");
+    return SL_OK;
+}
+
+static sl_status eval_run(eval_state *e, eval_opts *o, const topology *t) {
+    SL_TRY(eval_default_mode(o));
+    SL_TRY(train_model_open(o->model_dir, &e->md));
     const model_layout *l = e->md.layout;
     int T = o->seq_len ? o->seq_len : e->md.cfg.data.seq_len;
     if (T > l->cfg.max_seq_len)

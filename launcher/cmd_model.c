@@ -4,6 +4,7 @@
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "model/hf.h"
+#include "train/train_model.h"
 
 void cmd_import_usage(FILE *out) {
     fprintf(out,
@@ -18,7 +19,11 @@ void cmd_export_usage(FILE *out) {
     fprintf(out,
             "usage: shardlm export MODEL_DIR OUT_DIR\n\n"
             "Writes a shardlm model folder back as a Hugging Face folder (config.json +\n"
-            "model.safetensors); tensor data is byte-identical to what was imported.\n");
+            "model.safetensors); tensor data is byte-identical to what was imported.\n"
+            "MODEL_DIR may also be a checkpoint (a step_NNNNNNNN folder, or a checkpoints\n"
+            "folder: its latest): its shards are gathered, at any world size, into an fp32\n"
+            "Hugging Face folder (a LoRA checkpoint: merged into its base), with the run's\n"
+            "tokenizer file (data.tokenizer) beside it.\n");
 }
 
 static int two_dirs(const char *cmd, int argc, char **argv, void (*usage)(FILE *), const char **a0,
@@ -62,7 +67,9 @@ int cmd_export(int argc, char **argv) {
     int code = two_dirs("export", argc, argv, cmd_export_usage, &src, &dst);
     if (code != SL_EXIT_OK)
         return code < 0 ? SL_EXIT_OK : code;
-    sl_status st = hf_export(src, dst);
+    char step[1200];
+    sl_status st = train_model_is_checkpoint(src, step, sizeof step) ? train_model_export(src, dst)
+                                                                      : hf_export(src, dst);
     if (st != SL_OK)
         return cli_report("export", st);
     printf("exported %s -> %s\n", src, dst);

@@ -9,6 +9,7 @@
 #include "model/hf.h"
 #include "model/lora.h"
 #include "runtime/check.h"
+#include "train/train.h"
 
 bool train_model_is_checkpoint(const char *path, char *step_dir, size_t cap) {
     return ckpt_is_step_dir(path, step_dir, cap);
@@ -109,4 +110,14 @@ sl_status train_model_open(const char *path, model_dir_params *out) {
         return sl_error_wrapf(st, "checkpoint \"%s\"", step);
     }
     return SL_OK;
+}
+
+sl_status train_model_export(const char *path, const char *out) {
+    model_dir_params md;
+    SL_TRY(train_model_open(path, &md));
+    sl_status st = hf_save(out, md.layout, md.params, SL_DTYPE_F32, "");
+    if (st == SL_OK)
+        st = train_copy_tokenizer(&md.cfg, out);
+    model_dir_close(&md);
+    return st;
 }

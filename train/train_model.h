@@ -3,7 +3,8 @@
  * checkpoints folder, whose `latest` is taken). The inference commands
  * (eval, generate, export, lora merge) and model.init_from go through here.
  *
- * defines: train_model_config, train_model_open, train_model_is_checkpoint
+ * defines: train_model_config, train_model_open, train_model_is_checkpoint,
+ *          train_model_export
  *
  * A checkpoint's model config is the resolved config in its meta.json; its
  * parameters are gathered from every rank file, whatever world size wrote
@@ -32,5 +33,10 @@ bool train_model_is_checkpoint(const char *path, char *step_dir, size_t cap);
 sl_status train_model_config(const char *path, sl_config *cfg);
 /* Opens path as model_dir_open does (out->cfg, layout, fp32 params). */
 sl_status train_model_open(const char *path, model_dir_params *out);
+
+/* Writes path (any kind above) as a Hugging Face folder out (fp32
+ * config.json + model.safetensors), with the tokenizer file its config
+ * names (data.tokenizer) copied beside it. */
+sl_status train_model_export(const char *path, const char *out);
 
 #endif
