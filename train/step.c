@@ -195,7 +195,20 @@ sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens) {
     const sl_config *c = j->cfg;
     SL_TRY(loader_state_set(j->eval_loader, (loader_state){0, 0}));
     double sums[2] = {0, 0}; /* loss sum, tokens */
-    for (int b = 0; b < c->train.eval_batches; b++) {
+    /* each eval sample counts once: a set smaller than train.eval_batches
+     * global batches is evaluated whole (its last batch padded), never
+     * wrapped around */
+    int64_t nb = c->train.eval_batches, have = (int64_t)loader_batches_per_epoch(j->eval_loader);
+    if (nb > have) {
+        if (!j->eval_clamp_warned)
+            LOG_WARN0("data.eval holds %llu samples: %lld global batch(es) of %lld, fewer than train.eval_batches "
+                      "= %d; each eval covers every sample once",
+                      (unsigned long long)loader_samples_per_epoch(j->eval_loader), (long long)have,
+                      (long long)c->train.micro_batch * j->plan.dp_size, c->train.eval_batches);
+        j->eval_clamp_warned = true;
+        nb = have;
+    }
+    for (int64_t b = 0; b < nb; b++) {
         SL_TRY(loader_next(j->eval_loader, j->inputs, j->targets));
         double ls = 0;
         int64_t nv = 0;

@@ -134,6 +134,7 @@ static sl_status open_loader(train_job *j, const char *spec, bool eval, loader *
         .vocab_size = (uint32_t)c->model.vocab_size,
         .prefetch = c->data.prefetch,
         .eos_id = -1,
+        .once = eval,
     };
     sl_status st = loader_create(&o, out);
     loader_free_paths(paths, n);

@@ -89,6 +89,7 @@ typedef struct {
     double best_eval_loss; /* lowest eval loss so far (NaN: none) */
     double last_eval_loss; /* the eval loss at last_eval_step (NaN: none) */
     int last_eval_step;
+    bool eval_clamp_warned; /* the eval set is smaller than train.eval_batches (said once) */
     char tokenizer_hash[32]; /* of data.train's shards ("" for synthetic data) */
     train_faults faults;
     double flops_per_token;
