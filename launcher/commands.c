@@ -14,6 +14,7 @@ const command commands[] = {
     {"tokenize", "encode stdin to token ids or decode ids to text", cmd_tokenize, cmd_tokenize_usage},
     {"tokenizer", "train a byte-level BPE tokenizer (tokenizer.json) from text", cmd_tokenizer, cmd_tokenizer_usage},
     {"lora", "`lora merge`: merge a PEFT LoRA adapter into its base model", cmd_lora, cmd_lora_usage},
+    {"plot", "draw a run's loss, eval loss, learning rate and gradient norm as a PNG", cmd_plot, cmd_plot_usage},
 };
 
 const int commands_count = (int)(sizeof commands / sizeof commands[0]);

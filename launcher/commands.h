@@ -50,5 +50,7 @@ int cmd_generate(int argc, char **argv);
 void cmd_generate_usage(FILE *out);
 int cmd_lora(int argc, char **argv);
 void cmd_lora_usage(FILE *out);
+int cmd_plot(int argc, char **argv);
+void cmd_plot_usage(FILE *out);
 
 #endif
