@@ -92,7 +92,7 @@ const cfg_field cfg_schema[] = {
 
     /* optim */
     FLT("optim.lr", optim, lr, "3e-4", 0, 10, "peak learning rate"),
-    FLT("optim.lr_min", optim, lr_min, "3e-5", 0, 10, "floor of the schedule"),
+    FLT("optim.lr_min", optim, lr_min, "3e-5", 0, 10, "floor of the schedule; when not set and above optim.lr: 0.1 x optim.lr"),
     INT("optim.lr_warmup", optim, lr_warmup, "0", 0, 1 << 30, "linear warmup steps"),
     ENUM("optim.lr_schedule", optim, lr_schedule, "cosine", "cosine|linear|constant", "decay after warmup"),
     FLT("optim.beta1", optim, beta1, "0.9", 0, 0.999999, "AdamW beta1"),
