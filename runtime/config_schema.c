@@ -31,7 +31,7 @@ const cfg_field cfg_schema[] = {
     FLT("model.rope_theta", model, rope_theta, "10000", 1, BIG, "RoPE base (llama)"),
     BOOL("model.tie_embeddings", model, tie_embeddings, "true", "LM head shares the token embedding matrix"),
     FLT("model.init_std", model, init_std, "0.02", 0, 10, "std of the normal init; residual output projections get init_std/sqrt(2*n_layer)"),
-    STR("model.init_from", model, init_from, "", "model folder to start from: Hugging Face (config.json + safetensors) or shardlm; empty = random init"),
+    STR("model.init_from", model, init_from, "", "model to start from: a Hugging Face (config.json + safetensors) or shardlm folder, or a checkpoint step folder; sets model.*; empty = random init"),
 
     /* data */
     STR("data.train", data, train, "", "training shards: a .h5 file, a folder of them, or a glob"),
