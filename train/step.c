@@ -60,7 +60,10 @@ static sl_status next_batch(train_job *j) {
 }
 
 sl_status train_job_step(train_job *j, train_step_result *r) {
-    SL_TRY(next_batch(j));
+    /* a bad shard (an id past vocab_size, a corrupt chunk) is found by one
+     * rank's loader: every rank learns it before the step's collectives,
+     * and the first one prints it (no MPI_Abort) */
+    SL_TRY(train_agree(j, next_batch(j)));
     return train_step_batch(j, j->inputs, j->targets, r);
 }
 
@@ -209,7 +212,9 @@ sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens) {
         nb = have;
     }
     for (int64_t b = 0; b < nb; b++) {
-        SL_TRY(loader_next(j->eval_loader, j->inputs, j->targets));
+        /* every rank agrees on each batch's data before the forward's
+         * collectives (see train_job_step) */
+        SL_TRY(train_agree(j, loader_next(j->eval_loader, j->inputs, j->targets)));
         double ls = 0;
         int64_t nv = 0;
         SL_TRY(model_forward_loss(j->mdl, &j->hooks, j->inputs, j->targets, &ls, &nv));
