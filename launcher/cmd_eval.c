@@ -110,6 +110,9 @@ typedef struct {
     bool lh_init;
     void *dev_params; /* --backend cuda: the params in the act dtype (device) */
     size_t dev_bytes;
+    double sum;       /* this rank's loss sum and target count (eval_run) */
+    int64_t count, nb;
+    int G, T;
 } eval_state;
 
 static void eval_free(eval_state *e) {
@@ -256,10 +259,21 @@ static sl_status eval_run(eval_state *e, eval_opts *o, const topology *t) {
     }
     if (tty)
         fprintf(stderr, "\n");
+    e->sum = sum;
+    e->count = count;
+    e->nb = nb;
+    e->G = G;
+    e->T = T;
+    return SL_OK;
+}
+
+/* After every rank's eval_run succeeded: the sums over the ranks, printed
+ * on rank 0 (the same on every rank, so an error is printed there only). */
+static sl_status eval_finish(const eval_state *e, const eval_opts *o, const topology *t) {
     double gsum = 0;
     int64_t gcount = 0;
-    SL_CHECK_MPI(MPI_Allreduce(&sum, &gsum, 1, MPI_DOUBLE, MPI_SUM, t->comm));
-    SL_CHECK_MPI(MPI_Allreduce(&count, &gcount, 1, MPI_INT64_T, MPI_SUM, t->comm));
+    SL_CHECK_MPI(MPI_Allreduce(&e->sum, &gsum, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+    SL_CHECK_MPI(MPI_Allreduce(&e->count, &gcount, 1, MPI_INT64_T, MPI_SUM, t->comm));
     if (gcount == 0)
         return sl_errorf(SL_ERR_INVALID, "no target token was evaluated (every target is masked; with --mode sft "
                          "only assistant tokens count)");
@@ -268,7 +282,7 @@ static sl_status eval_run(eval_state *e, eval_opts *o, const topology *t) {
         printf("eval loss %.4f | ppl %.2f | tokens %" PRId64 "\n", loss, ppl, gcount);
         if (o->json)
             printf("{\"loss\": %.10g, \"ppl\": %.10g, \"tokens\": %" PRId64 ", \"batches\": %" PRId64
-                   ", \"batch\": %d, \"seq_len\": %d}\n", loss, ppl, gcount, nb, G, T);
+                   ", \"batch\": %d, \"seq_len\": %d}\n", loss, ppl, gcount, e->nb, e->G, e->T);
         if (fflush(stdout) != 0)
             return sl_errorf(SL_ERR_IO, "error writing stdout");
     }
@@ -296,13 +310,31 @@ int cmd_eval(int argc, char **argv) {
     topology t;
     st = topology_init(&t, &argc, &argv, 0);
     log_init(t.rank, t.host, LOG_LEVEL_INFO);
+    if (st != SL_OK) {
+        int c = cli_report("eval", st);
+        topology_finalize(&t);
+        return c;
+    }
     eval_state e;
     memset(&e, 0, sizeof e);
     if (st == SL_OK)
         st = eval_run(&e, &o, &t);
-    int code = cli_report("eval", st);
-    if (code != SL_EXIT_OK && t.world > 1)
-        topology_abort(&t, code); /* the others may wait in the all-reduce */
+    /* eval_run has no collective: every rank gets here, and the ranks agree
+     * on any failure before the all-reduce; the first failing rank prints
+     * it (the [rN host] prefix names it) and all exit without MPI_Abort */
+    int32_t mine[2] = {st != SL_OK ? t.world - t.rank : 0, (int32_t)st}, all[2] = {mine[0], mine[1]};
+    if (t.world > 1 && MPI_Allreduce(mine, all, 2, MPI_INT32_T, MPI_MAX, t.comm) != MPI_SUCCESS)
+        all[0] = -1;
+    int code;
+    if (all[0] > 0) {
+        code = t.rank == t.world - all[0] ? cli_report("eval", st) : cli_exit_code((sl_status)all[1]);
+    } else if (all[0] < 0) {
+        code = cli_report("eval", sl_errorf(SL_ERR_COMM, "the ranks could not agree on the eval's outcome"));
+        topology_abort(&t, code);
+    } else {
+        st = eval_finish(&e, &o, &t);
+        code = st == SL_OK || t.rank == 0 ? cli_report("eval", st) : cli_exit_code(st);
+    }
     eval_free(&e);
     topology_finalize(&t);
     return code;

@@ -90,6 +90,13 @@ static sl_status exchange_flags(train_job *j, double *loss_sum, char *what, size
     char bad_loss[256], bad_grad[256];
     ranks_with(flags, j->topo->world, 1, bad_loss, sizeof bad_loss);
     ranks_with(flags, j->topo->world, 2, bad_grad, sizeof bad_grad);
+    /* a fatal stop is printed once, by the first rank that has the
+     * non-finite value (every rank knows the flags) */
+    for (int i = 0; i < j->topo->world; i++)
+        if (flags[i]) {
+            j->report_rank = i;
+            break;
+        }
     free(flags);
     SL_TRY(st);
     snprintf(what, cap, "%s%s%s%s%s", bad_loss[0] ? "loss on rank(s) " : "", bad_loss,

@@ -87,7 +87,12 @@ sl_status train_config_resolve(sl_config *cfg) {
 
 static sl_status check_backend(const sl_config *cfg) {
     device_info di;
-    device_info_query(&di);
+    memset(&di, 0, sizeof di);
+    /* the CPU needs no device query (no CUDA runtime before MPI starts) */
+    bool may_cuda = cfg->train.backend == BACKEND_KIND_CUDA ||
+                    (cfg->train.backend == BACKEND_KIND_AUTO && cfg->train.dtype == COMPUTE_DTYPE_BF16);
+    if (may_cuda)
+        device_info_query(&di);
     bool cuda = train_uses_cuda(cfg, &di);
     if (!cuda && cfg->train.dtype != COMPUTE_DTYPE_F32)
         return sl_errorf(SL_ERR_INVALID, "train.dtype = bf16 needs the CUDA backend (train.backend = cuda or "

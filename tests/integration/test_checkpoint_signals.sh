@@ -62,8 +62,8 @@ grep -Eq "\"skipped_steps\":[[:space:]]*1," "$nan/checkpoints/step_00000005/meta
 SHARDLM_FAULT_NAN_GRAD=1:4 expect_exit 2 $MPIRUN -np 2 "$SHARDLM" train --config "$TMP/run.json" \
   --set train.run_dir="$TMP/fatal" --set train.nonfinite=fatal
 # printed once (issue 16: errors every rank agreed on come from one rank, naming the rank)
-grep -q "^\[r0 .*step 4: non-finite local gradient norm on rank(s) 1 (train.nonfinite = fatal)" <<< "$OUT" ||
-  fail "rank 0 did not report the fatal non-finite step naming rank 1: $OUT"
+grep -q "^\[r1 .*step 4: non-finite local gradient norm on rank(s) 1 (train.nonfinite = fatal)" <<< "$OUT" ||
+  fail "rank 1 did not report the fatal non-finite step naming rank 1: $OUT"
 [ "$(grep -c 'error: shardlm train' <<< "$OUT")" -eq 1 ] || fail "the fatal error was not printed exactly once: $OUT"
 grep -q "MPI_ABORT" <<< "$OUT" && fail "a fatal non-finite step aborted MPI: $OUT"
 echo ok

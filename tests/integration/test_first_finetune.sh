@@ -93,6 +93,19 @@ train 2 "$S" --set data.train="$TMP/sft/train-*.h5" --set data.eval="$TMP/sft/ev
   --set train.eval_every=4 --set optim.lr=1e-3 --set optim.lr_min=1e-4
 expect_out "step 8/8"
 [ -f "$S/export/tok.json" ] || fail "the export lacks the tokenizer"
+# point 10: metrics.jsonl as the README describes it: step lines and separate eval lines, each with a time
+"$PYTHON" - "$S/metrics.jsonl" <<'P' || fail "metrics.jsonl does not match the README"
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1])]
+steps = [l for l in L if "loss" in l]
+evals = [l for l in L if "eval_loss" in l]
+assert [l["step"] for l in steps] == list(range(1, 9)), L
+assert [l["step"] for l in evals] == [0, 4, 8], evals
+assert all("loss" not in l and "eval_ppl" in l for l in evals), evals
+assert all(set(l) >= {"step", "time", "lr", "gnorm", "tok_per_s"} for l in steps), steps[0]
+assert all("time" in l for l in L)
+print("ok: metrics.jsonl has", len(steps), "step lines and", len(evals), "eval lines, all timed")
+P
 
 # --- point 4: eval counts each held-out sample once, and agrees with shardlm eval
 train_eval_tokens=$(grep -o 'eval after training (step 8) | loss [0-9.]* | ppl [0-9.]* | [0-9]* tokens' <<< "$OUT" | awk '{print $(NF-1)}')
