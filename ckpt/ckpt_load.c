@@ -472,9 +472,9 @@ sl_status ckpt_read_params(const char *dir, const char *name, int n_units, const
     const cJSON *lh = cJSON_GetObjectItemCaseSensitive(meta, "layout_hash");
     if (st == SL_OK && !ckpt_meta_str(lh, name)[0])
         st = sl_errorf(SL_ERR_INVALID, "checkpoint %s holds no \"%s\" part", dir, name);
-    int k = o.shard_size;
+    int k = o.shard_size > 0 ? o.shard_size : 1; /* 0 when the open failed */
     int64_t L_max = 1;
-    for (int u = 0; u < n_units; u++)
+    for (int u = 0; st == SL_OK && u < n_units; u++)
         L_max = (unit_numel[u] + k - 1) / k > L_max ? (unit_numel[u] + k - 1) / k : L_max;
     float *scratch = st == SL_OK ? malloc((size_t)L_max * sizeof(float)) : NULL;
     if (st == SL_OK && !scratch)

@@ -36,6 +36,8 @@ int cmd_train(int argc, char **argv) {
     if (st == SL_OK && a.n_pos > 0)
         st = sl_errorf(SL_ERR_INVALID, "unexpected argument \"%s\"", a.pos[0]);
     if (st != SL_OK) {
+        if (cli_env_rank() > 0) /* every rank has the same command line: one prints */
+            return cli_exit_code(st);
         int code = cli_report("train", st);
         cmd_train_usage(stderr);
         return code;

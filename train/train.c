@@ -157,6 +157,18 @@ static sl_status data_tokenizer_hash(const char *spec, char *out, size_t cap) {
     return st;
 }
 
+/* data.train (and its tokenizer hash) and data.eval. */
+static sl_status open_data(train_job *j) {
+    const sl_config *cfg = j->cfg;
+    if (!cfg->data.train[0])
+        return sl_errorf(SL_ERR_INVALID, "\"data.train\" is empty: set it to the shards written by shardlm prepare");
+    SL_TRY(open_loader(j, cfg->data.train, false, &j->train_loader));
+    SL_TRY(data_tokenizer_hash(cfg->data.train, j->tokenizer_hash, sizeof j->tokenizer_hash));
+    if (cfg->data.eval[0])
+        SL_TRY(open_loader(j, cfg->data.eval, true, &j->eval_loader));
+    return SL_OK;
+}
+
 /* The groups' hooks (LoRA: the adapters' ride on the base's) and the
  * optimizer over the trainable groups. */
 static sl_status compose_groups(train_job *j) {
@@ -239,20 +251,15 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
     /* A resumed run takes its weights from the checkpoint, except a LoRA
      * run's frozen base, which checkpoints do not hold. */
     if (cfg->model.init_from[0] && (!resume || cfg->lora.enabled))
-        SL_TRY(load_init_weights(j));
+        SL_TRY(train_agree(j, load_init_weights(j))); /* every rank reads the folder */
     else if (!resume || cfg->lora.enabled)
         SL_TRY(train_group_init(&j->groups[0], (uint64_t)cfg->train.seed));
     if (cfg->lora.enabled)
         SL_TRY(train_lora_setup(j, &fo));
     SL_TRY(compose_groups(j));
-    if (!synthetic) {
-        if (!cfg->data.train[0])
-            return sl_errorf(SL_ERR_INVALID, "\"data.train\" is empty: set it to the shards written by shardlm prepare");
-        SL_TRY(open_loader(j, cfg->data.train, false, &j->train_loader));
-        SL_TRY(data_tokenizer_hash(cfg->data.train, j->tokenizer_hash, sizeof j->tokenizer_hash));
-        if (cfg->data.eval[0])
-            SL_TRY(open_loader(j, cfg->data.eval, true, &j->eval_loader));
-    }
+    /* every rank opens the same shards: a bad one is reported once */
+    if (!synthetic)
+        SL_TRY(train_agree(j, open_data(j)));
     SL_TRY(model_create(j->layout, j->be, cfg->train.micro_batch, cfg->data.seq_len,
                         cfg->train.recompute, &j->mdl));
     if (j->lora)
