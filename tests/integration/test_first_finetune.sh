@@ -209,6 +209,12 @@ expect_out "falling back to $D/checkpoints/step_00000003"
 expect_out "resumed from $D/checkpoints/step_00000003 at step 3"
 expect_out "step 8/8"
 
+# errors of eval under mpirun: printed once, by the first rank, without MPI_ABORT
+expect_exit 1 $MPIRUN -np 2 "$SHARDLM" eval --model "$TMP/no-such-model" --data "$TMP/shards" --seq-len 24 --batch 2
+expect_out "$TMP/no-such-model"
+[ "$(grep -c 'error: shardlm eval' <<< "$OUT")" -eq 1 ] || fail "the eval error was not printed once: $OUT"
+grep -q MPI_ABORT <<< "$OUT" && fail "the eval error aborted MPI: $OUT"
+
 # --- lesser: did-you-mean for commands and options
 expect_exit 2 "$SHARDLM" trian
 expect_out 'unknown command "trian"; did you mean "train"?'
