@@ -43,6 +43,9 @@ int cmd_plot(int argc, char **argv) {
     st = plot_run(a.pos[0], out, (int)w, (int)h, &sum);
     if (st != SL_OK)
         return cli_report("plot", st);
+    if (sum.bad_lines)
+        fprintf(stderr, "shardlm plot: %lld line(s) of %s/metrics.jsonl are not JSON (the first: line %lld); skipped\n",
+                (long long)sum.bad_lines, a.pos[0], (long long)sum.first_bad_line);
     printf("wrote %s (%lldx%lld): steps %lld..%lld, %lld train points, %lld eval points, %lld restart(s)\n", out,
            w, h, (long long)sum.first_step, (long long)sum.last_step, (long long)sum.train_points,
            (long long)sum.eval_points, (long long)sum.restarts);

@@ -255,8 +255,10 @@ static sl_status read_metrics(const char *run_dir, series *loss, series *eval, s
         lineno++;
         cJSON *o = cJSON_Parse(ln);
         if (!o) {
-            if (strspn(ln, " \t\r\n") != strlen(ln)) /* a line cut by a crash is skipped */
-                fprintf(stderr, "shardlm plot: %s:%lld is not JSON; skipped\n", path, (long long)lineno);
+            if (strspn(ln, " \t\r\n") != strlen(ln)) { /* a line cut by a crash is skipped */
+                if (!sum->bad_lines++)
+                    sum->first_bad_line = lineno;
+            }
             continue;
         }
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");

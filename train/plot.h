@@ -21,6 +21,7 @@
 typedef struct {
     int64_t train_points, eval_points, restarts;
     int64_t first_step, last_step;
+    int64_t bad_lines, first_bad_line; /* lines that are not JSON (skipped) */
 } plot_summary;
 
 /* Reads <run_dir>/metrics.jsonl and writes a width x height PNG to out.
