@@ -46,6 +46,8 @@ static int cmp_point(const void *a, const void *b) {
 /* sorted by step; a step logged twice (replayed after a restart) keeps
  * its last value */
 static void settle(series *s) {
+    if (s->n == 0)
+        return;
     qsort(s->p, (size_t)s->n, sizeof *s->p, cmp_point);
     int64_t o = 0;
     for (int64_t i = 0; i < s->n; i++) {

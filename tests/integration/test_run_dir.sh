@@ -68,8 +68,8 @@ echo "ok: retention kept step_00000004 (latest) beside $(ls "$K/checkpoints" | t
 # --- keep_best: the lowest eval loss is kept and named; TensorBoard groups; plot
 B="$TMP/best"
 train 2 "$B" --set train.steps=12 --set checkpoint.every=2 --set checkpoint.keep=1 --set checkpoint.keep_best=true \
-  --set data.eval="$TMP/shards" --set train.eval_every=2 --set train.eval_batches=2 --set optim.lr=0.3 \
-  --set optim.lr_warmup=0 --set optim.grad_clip=0 --set optim.lr_schedule=constant
+  --set data.eval="$TMP/shards" --set train.eval_every=2 --set train.eval_batches=2 --set optim.lr=3 \
+  --set optim.lr_warmup=12 --set optim.lr_min=0 --set optim.grad_clip=0
 "$PYTHON" - "$B" <<'P' || fail "checkpoint.keep_best did not keep the best eval loss"
 import json, os, sys
 d = sys.argv[1]
@@ -82,7 +82,7 @@ best = min(ev, key=ev.get)
 name = open(d + "/checkpoints/best").read().strip()
 assert name == "step_%08d" % best, (name, ev)
 kept = sorted(x for x in os.listdir(d + "/checkpoints") if x.startswith("step_"))
-# a too-high learning rate: the eval loss is lowest before the end, and that
+# a learning rate warming up to 3 diverges: the eval loss is lowest early, and that
 # checkpoint survives checkpoint.keep = 1 beside the newest
 assert best != 12 and kept == ["step_%08d" % best, "step_00000012"], (kept, ev)
 m = json.load(open(d + "/checkpoints/%s/meta.json" % name))
