@@ -25,7 +25,17 @@ setup:
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSHARDLM_CUDA=$(CUDA)
 
+# CUDA given on the command line (or in the environment) also applies to an
+# existing build/: the cache would otherwise keep its first value.
+ifneq ($(origin CUDA),file)
+CUDA_SYNC = grep -qx 'SHARDLM_CUDA:STRING=$(CUDA)' $(BUILD)/CMakeCache.txt || \
+	cmake -S . -B $(BUILD) -DSHARDLM_CUDA=$(CUDA)
+else
+CUDA_SYNC = true
+endif
+
 build: setup $(BUILD)/CMakeCache.txt
+	$(CUDA_SYNC)
 	cmake --build $(BUILD) -j $(JOBS)
 
 $(ASAN_BUILD)/CMakeCache.txt:

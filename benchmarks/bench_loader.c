@@ -12,7 +12,7 @@
 #include "runtime/log.h"
 
 static loader *open_l(char **paths, int n, int T, int B, int rank, int dp, int mode) {
-    loader_opts o = {(const char *const *)paths, n, T, B, 1, rank, dp, 1234, mode, 50304, 8, -1};
+    loader_opts o = {(const char *const *)paths, n, T, B, 1, rank, dp, 1234, mode, 50304, 8, -1, false};
     loader *l;
     if (loader_create(&o, &l) != SL_OK) {
         fprintf(stderr, "loader_create: %s\n", sl_error_message());

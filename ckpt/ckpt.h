@@ -7,7 +7,8 @@
  * defines: CKPT_META_FORMAT, CKPT_META_VERSION, CKPT_PATH_MAX, ckpt_part,
  *          ckpt_state, ckpt_ctx, ckpt_rank_file, ckpt_root, ckpt_step_path,
  *          ckpt_save, ckpt_write_rank_file, ckpt_commit, ckpt_agree,
- *          ckpt_find_resume, ckpt_load, ckpt_describe, ckpt_looks_like
+ *          ckpt_find_resume, ckpt_find_previous, ckpt_load, ckpt_describe,
+ *          ckpt_looks_like, ckpt_is_step_dir, ckpt_read_config, ckpt_read_params
  *
  * Layout of <checkpoint.dir> (default <run_dir>/checkpoints):
  *   step_NNNNNNNN/rank_RRRRR.h5   one per rank (ckpt/ckpt_file.h): its shard
@@ -33,7 +34,9 @@
  *      carries failures, so no rank is left waiting);
  *   4. rank 0 writes meta.json atomically, fsyncs the folder, renames
  *      step_N.tmp to step_N, replaces `latest`, and deletes all but the last
- *      checkpoint.keep complete checkpoints (ckpt_commit).
+ *      checkpoint.keep complete checkpoints (ckpt_commit), never the one
+ *      just written (which `latest` names) nor, with checkpoint.keep_best,
+ *      the one with the lowest eval loss (named by `best`).
  * A step folder without meta.json, or any *.tmp, is incomplete and ignored.
  *
  * Resume: meta.json is checked against the run: each part's layout hash and
@@ -96,6 +99,8 @@ typedef struct {
     bool has_loader;       /* false: synthetic data (meta.json "loader": null) */
     int64_t loader_epoch;  /* the data loader's position: epoch and the first */
     int64_t loader_sample; /* sample of the next global batch */
+    double eval_loss;      /* the eval loss at this step (meta.json "eval_loss",
+                            * checkpoint.keep_best); NaN: none */
 } ckpt_state;
 
 /* Who saves or loads, and with which settings. Pointers borrowed. */
@@ -113,6 +118,8 @@ typedef struct {
                                  * this step; -1 off */
     bool stop_agreed;           /* out: set when the ranks agreed on a failure, so
                                  * every rank returns the error (no MPI_Abort needed) */
+    int failed_rank;            /* out, with stop_agreed: the lowest failing rank
+                                 * (the one whose message is the error itself) */
 } ckpt_ctx;
 
 /* One rank's entry in meta.json's "files" list. */
@@ -153,6 +160,11 @@ sl_status ckpt_agree(ckpt_ctx *c, sl_status st, const char *what);
  * one of a checkpoints folder), an error when there is none. */
 sl_status ckpt_find_resume(ckpt_ctx *c, char *dir, size_t cap, bool *found);
 
+/* After dir failed to load (corrupt, truncated, a missing rank file):
+ * the newest complete checkpoint in the same folder with a lower step
+ * (collective: rank 0 decides); *found false when there is none. */
+sl_status ckpt_find_previous(ckpt_ctx *c, const char *failed, char *dir, size_t cap, bool *found);
+
 /* Loads the step folder dir into the parts' shards (collective): checks
  * (config, layout hashes, tokenizer, rank files), reshards, and returns the
  * recorded state in *out. want_loader: the run reads data, so the
@@ -166,6 +178,21 @@ sl_status ckpt_load(ckpt_ctx *c, const char *dir, const ckpt_part *parts, int n_
  * checkpoints, describes the latest) or a rank file. Prints the metadata
  * and reads every dataset, verifying checksums and hashes. */
 sl_status ckpt_describe(const char *path);
+/* Checkpoints as models (local, no comm; the inference commands and
+ * model.init_from): whether path is a step folder (meta.json of this
+ * format) or a checkpoints folder holding one, and which step folder it
+ * means (a checkpoints folder: the one `latest` names). */
+bool ckpt_is_step_dir(const char *path, char *step_dir, size_t cap);
+/* The resolved config meta.json records, applied over cfg (defaults
+ * first) and finalized. */
+sl_status ckpt_read_config(const char *step_dir, sl_config *cfg);
+/* The full parameters of part `name`, gathered from every rank file of the
+ * step folder (any world size): unit u's unit_numel[u] floats to
+ * out + unit_offset[u]. Rank files are checked as a resume checks them
+ * (sizes, checksums); one unit's shard is staged at a time. */
+sl_status ckpt_read_params(const char *step_dir, const char *name, int n_units, const int64_t *unit_numel,
+                           const int64_t *unit_offset, float *out);
+
 /* Whether path is a folder ckpt_describe knows (has meta.json, `latest` or
  * step_* folders). */
 bool ckpt_looks_like(const char *path);

@@ -428,3 +428,83 @@ sl_status ckpt_load(ckpt_ctx *c, const char *dir, const ckpt_part *parts, int n_
               (double)bytes / 1e6, secs, (double)bytes / 1e6 / secs);
     return SL_OK;
 }
+
+/* ---- checkpoints as models ---- */
+
+bool ckpt_is_step_dir(const char *path, char *step_dir, size_t cap) {
+    char meta[CKPT_PATH_MAX];
+    if (fs_join(meta, sizeof meta, path, "meta.json") == SL_OK && fs_exists(meta)) {
+        cJSON *m = NULL;
+        bool ok = ckpt_meta_read(path, &m) == SL_OK;
+        cJSON_Delete(m);
+        sl_error_clear();
+        return ok && snprintf(step_dir, cap, "%s", path) < (int)cap;
+    }
+    bool found = false;
+    if (fs_is_dir(path) && ckpt_resolve_root(path, step_dir, cap, &found) == SL_OK && found)
+        return true;
+    sl_error_clear();
+    return false;
+}
+
+sl_status ckpt_read_config(const char *dir, sl_config *cfg) {
+    cJSON *meta;
+    SL_TRY(ckpt_meta_read(dir, &meta));
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(meta, "config");
+    char *text = cJSON_IsObject(c) ? cJSON_PrintUnformatted(c) : NULL;
+    cJSON_Delete(meta);
+    if (!text)
+        return sl_errorf(SL_ERR_FORMAT, "%s/meta.json lacks the resolved \"config\"", dir);
+    char source[CKPT_PATH_MAX + 32];
+    snprintf(source, sizeof source, "%s/meta.json \"config\"", dir);
+    sl_status st = config_apply_json(cfg, text, source);
+    free(text);
+    SL_TRY(st);
+    return config_finalize(cfg);
+}
+
+sl_status ckpt_read_params(const char *dir, const char *name, int n_units, const int64_t *unit_numel,
+                           const int64_t *unit_offset, float *out) {
+    cJSON *meta;
+    SL_TRY(ckpt_meta_read(dir, &meta));
+    ckpt_old_run o;
+    sl_status st = ckpt_old_run_open(meta, dir, &o);
+    const cJSON *lh = cJSON_GetObjectItemCaseSensitive(meta, "layout_hash");
+    if (st == SL_OK && !ckpt_meta_str(lh, name)[0])
+        st = sl_errorf(SL_ERR_INVALID, "checkpoint %s holds no \"%s\" part", dir, name);
+    int k = o.shard_size > 0 ? o.shard_size : 1; /* 0 when the open failed */
+    int64_t L_max = 1;
+    for (int u = 0; st == SL_OK && u < n_units; u++)
+        L_max = (unit_numel[u] + k - 1) / k > L_max ? (unit_numel[u] + k - 1) / k : L_max;
+    float *scratch = st == SL_OK ? malloc((size_t)L_max * sizeof(float)) : NULL;
+    if (st == SL_OK && !scratch)
+        st = sl_errorf(SL_ERR_NOMEM, "checkpoint: out of memory staging %lld floats", (long long)L_max);
+    for (int u = 0; u < n_units && st == SL_OK; u++) {
+        int64_t numel = unit_numel[u], L = (numel + k - 1) / k;
+        for (int q = 0; q < k && st == SL_OK; q++) {
+            int64_t start = (int64_t)q * L, valid = numel - start;
+            valid = valid < 0 ? 0 : (valid > L ? L : valid);
+            if (valid == 0)
+                continue;
+            ckpt_reader *rd = NULL;
+            ckpt_range got;
+            st = ckpt_old_run_reader(&o, 0, q, &rd);
+            if (st == SL_OK)
+                st = ckpt_reader_range(rd, name, u, &got);
+            if (st == SL_OK && (got.start != start || got.len != L || got.numel != numel))
+                st = sl_errorf(SL_ERR_FORMAT,
+                               "checkpoint file %s: %s unit %d holds [%" PRId64 ", +%" PRId64 ") of %" PRId64
+                               " elements; expected [%" PRId64 ", +%" PRId64 ") of %" PRId64
+                               " (is it this model's checkpoint?)",
+                               ckpt_reader_path(rd), name, u, got.start, got.len, got.numel, start, L, numel);
+            if (st == SL_OK)
+                st = ckpt_reader_read(rd, name, u, "param", scratch);
+            if (st == SL_OK)
+                memcpy(out + unit_offset[u] + start, scratch, (size_t)valid * sizeof(float));
+        }
+    }
+    free(scratch);
+    ckpt_old_run_close(&o);
+    cJSON_Delete(meta);
+    return st;
+}

@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ sl_status ckpt_agree(ckpt_ctx *c, sl_status st, const char *what) {
     if (all[0] == 0)
         return SL_OK;
     c->stop_agreed = true;
+    c->failed_rank = c->world_size - all[0];
     if (st != SL_OK)
         return st;
     return sl_errorf((sl_status)all[1], "rank %d could not %s (its error is printed above)",
@@ -133,11 +135,48 @@ static sl_status remove_stale(const char *root) {
     return st;
 }
 
-static sl_status prune(const char *root, int keep) {
+/* The eval loss meta.json records for step (NaN when none or unreadable). */
+static double step_eval_loss(const char *root, int step) {
+    char dir[CKPT_PATH_MAX];
+    cJSON *m = NULL;
+    double v = NAN;
+    if (ckpt_step_path(dir, sizeof dir, root, step, "") == SL_OK && ckpt_meta_read(dir, &m) == SL_OK) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(m, "eval_loss");
+        if (cJSON_IsNumber(e))
+            v = e->valuedouble;
+    }
+    cJSON_Delete(m);
+    sl_error_clear();
+    return v;
+}
+
+/* Retention: the last `keep` complete checkpoints by step, and never the
+ * one just written (`latest` names it: a resume from an older checkpoint
+ * makes it lower than older runs' steps) nor, with keep_best, the one with
+ * the lowest eval loss (then named by <root>/best). */
+static sl_status prune(const char *root, int keep, int64_t newest, bool keep_best) {
     int *steps, n;
     SL_TRY(ckpt_list_complete(root, &steps, &n));
+    int best = -1;
+    double best_loss = INFINITY;
+    for (int i = 0; keep_best && i < n; i++) {
+        double e = step_eval_loss(root, steps[i]);
+        if (e == e && e < best_loss) {
+            best_loss = e;
+            best = steps[i];
+        }
+    }
     sl_status st = SL_OK;
+    if (best >= 0) {
+        char bp[CKPT_PATH_MAX], name[32];
+        snprintf(name, sizeof name, "step_%08d\n", best);
+        st = fs_join(bp, sizeof bp, root, "best");
+        if (st == SL_OK)
+            st = fs_write_atomic(bp, name, strlen(name));
+    }
     for (int i = 0; i + keep < n && st == SL_OK; i++) {
+        if (steps[i] == newest || steps[i] == best)
+            continue;
         char p[CKPT_PATH_MAX];
         st = ckpt_step_path(p, sizeof p, root, steps[i], "");
         if (st == SL_OK)
@@ -232,6 +271,10 @@ static sl_status write_meta(const ckpt_ctx *c, const char *dir, const ckpt_part 
     cJSON_AddNumberToObject(m, "step", (double)s->step);
     cJSON_AddNumberToObject(m, "skipped_steps", (double)s->skipped_steps);
     cJSON_AddNumberToObject(m, "optim_steps", (double)s->optim_steps);
+    if (s->eval_loss == s->eval_loss)
+        cJSON_AddNumberToObject(m, "eval_loss", s->eval_loss);
+    else
+        cJSON_AddNullToObject(m, "eval_loss");
     cJSON_AddNumberToObject(m, "world_size", c->world_size);
     cJSON_AddStringToObject(m, "fsdp_mode", config_enum_name("parallel.fsdp_mode", p->mode));
     cJSON_AddNumberToObject(m, "shard_size", p->shard_size);
@@ -310,7 +353,7 @@ sl_status ckpt_commit(const ckpt_ctx *c, const char *tmp, const ckpt_part *parts
     SL_TRY(fs_write_atomic(latest, name, strlen(name)));
     if (replaced)
         SL_TRY(fs_remove_tree(old));
-    return prune(root, c->cfg->checkpoint.keep);
+    return prune(root, c->cfg->checkpoint.keep, s->step, c->cfg->checkpoint.keep_best);
 }
 
 sl_status ckpt_save(ckpt_ctx *c, const ckpt_part *parts, int n_parts, const ckpt_state *s) {
@@ -430,6 +473,70 @@ static sl_status find_local(const sl_config *cfg, char *dir, size_t cap, bool *f
                      "\"checkpoint.resume\" = %s: not a complete checkpoint (no meta.json) nor a folder "
                      "holding one; pass a step_NNNNNNNN folder, a checkpoints folder, auto or none",
                      spec);
+}
+
+/* Rank 0: the newest complete checkpoint in failed's folder below failed's step. */
+static sl_status find_previous_local(const char *failed, char *dir, size_t cap, bool *found) {
+    *found = false;
+    char root[CKPT_PATH_MAX];
+    if (snprintf(root, sizeof root, "%s", failed) >= (int)sizeof root)
+        return sl_errorf(SL_ERR_INVALID, "checkpoint path too long: %s", failed);
+    size_t len = strlen(root);
+    while (len > 1 && root[len - 1] == '/')
+        root[--len] = 0;
+    char *slash = strrchr(root, '/');
+    int below = parse_step_name(slash ? slash + 1 : root);
+    if (below < 0)
+        return SL_OK;
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(root, sizeof root, ".");
+    int *steps, n;
+    SL_TRY(ckpt_list_complete(root, &steps, &n));
+    sl_status st = SL_OK;
+    for (int i = n - 1; i >= 0; i--)
+        if (steps[i] < below) {
+            st = ckpt_step_path(dir, cap, root, steps[i], "");
+            *found = st == SL_OK;
+            break;
+        }
+    free(steps);
+    return st;
+}
+
+static sl_status broadcast_found(ckpt_ctx *c, sl_status st, bool f, char *dir, size_t cap, bool *found) {
+    struct {
+        int32_t st, found;
+        char dir[CKPT_PATH_MAX];
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    if (c->rank == 0) {
+        msg.st = (int32_t)st;
+        msg.found = f;
+        snprintf(msg.dir, sizeof msg.dir, "%s", dir);
+    }
+    SL_TRY(comm_broadcast(c->world, &msg, sizeof msg, SL_DTYPE_U8, 0));
+    if (msg.st != SL_OK) {
+        c->stop_agreed = true;
+        return c->rank == 0 ? st : sl_errorf((sl_status)msg.st, "rank 0 could not find a checkpoint (its error is above)");
+    }
+    *found = msg.found != 0;
+    if (*found && snprintf(dir, cap, "%s", msg.dir) >= (int)cap)
+        return sl_errorf(SL_ERR_INVALID, "checkpoint path too long: %s", msg.dir);
+    return SL_OK;
+}
+
+sl_status ckpt_find_previous(ckpt_ctx *c, const char *failed, char *dir, size_t cap, bool *found) {
+    char local[CKPT_PATH_MAX] = "";
+    bool f = false;
+    sl_status st = SL_OK;
+    if (c->rank == 0)
+        st = find_previous_local(failed, local, sizeof local, &f);
+    SL_TRY(broadcast_found(c, st, f, local, sizeof local, found));
+    if (*found && snprintf(dir, cap, "%s", local) >= (int)cap)
+        return sl_errorf(SL_ERR_INVALID, "checkpoint path too long: %s", local);
+    return SL_OK;
 }
 
 sl_status ckpt_find_resume(ckpt_ctx *c, char *dir, size_t cap, bool *found) {

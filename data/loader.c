@@ -187,7 +187,9 @@ static sl_status fill_row_sft(loader *l, uint64_t doc, uint32_t *in, int32_t *tg
 
 static loader_state state_advance(const loader *l, loader_state b) {
     b.sample += l->G;
-    if (b.sample + l->G > l->n_samples) {
+    /* once: a partial last batch is padded (fill_slot), so the epoch ends
+     * only when no sample is left */
+    if (l->o.once ? b.sample >= l->n_samples : b.sample + l->G > l->n_samples) {
         b.epoch++;
         b.sample = 0;
     }
@@ -200,6 +202,13 @@ static sl_status fill_slot(loader *l, loader_slot *sl) {
     uint64_t base = sl->batch.sample + (uint64_t)l->o.dp_rank * B * (uint64_t)l->o.grad_accum +
                     (uint64_t)sl->k * B;
     for (size_t i = 0; i < B; i++) {
+        if (base + i >= l->n_samples) { /* once: past the last sample, nothing counts */
+            for (size_t t = 0; t < T; t++) {
+                sl->inputs[i * T + t] = l->pad;
+                sl->targets[i * T + t] = -1;
+            }
+            continue;
+        }
         uint64_t s = perm_index(l, sl->batch.epoch, base + i);
         if (l->o.mode == DATA_MODE_SFT)
             SL_TRY(fill_row_sft(l, s, sl->inputs + i * T, sl->targets + i * T));
@@ -375,13 +384,13 @@ static sl_status loader_setup(loader *l, const loader_opts *o) {
     else
         l->n_samples = l->stream_start[l->n_shards] > 0 ? (l->stream_start[l->n_shards] - 1) / T : 0;
     l->G = (uint64_t)o->micro_batch * (uint64_t)o->grad_accum * (uint64_t)o->dp_size;
-    if (l->n_samples < l->G)
+    if (l->n_samples == 0 || (l->n_samples < l->G && !o->once))
         return sl_errorf(SL_ERR_INVALID,
                          "the shards hold %" PRIu64 " samples of %d tokens (%s), fewer than one "
                          "global batch of %" PRIu64 " = micro_batch %d x grad_accum %d x dp %d",
                          l->n_samples, o->seq_len, o->mode == DATA_MODE_SFT ? "sft" : "pretrain",
                          l->G, o->micro_batch, o->grad_accum, o->dp_size);
-    l->batches_per_epoch = l->n_samples / l->G;
+    l->batches_per_epoch = o->once ? (l->n_samples + l->G - 1) / l->G : l->n_samples / l->G;
     int bits = 2;
     while (bits < 64 && ((uint64_t)1 << bits) < l->n_samples)
         bits += 2;

@@ -34,6 +34,7 @@
 #ifndef SL_DATA_LOADER_H
 #define SL_DATA_LOADER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "runtime/status.h"
@@ -50,6 +51,10 @@ typedef struct {
     uint32_t vocab_size; /* the model's; ids must be below it */
     int prefetch;        /* micro-batches prepared ahead, >= 1 */
     int64_t eos_id;      /* < 0: the shards' eos_id attribute */
+    bool once;           /* eval: every sample once per epoch; the last global
+                          * batch may be partial (its missing rows are padding
+                          * with every target ignored), so a set smaller than
+                          * one global batch is fine */
 } loader_opts;
 
 /* Where the next global batch starts: its epoch and the index of its first

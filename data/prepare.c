@@ -266,6 +266,9 @@ static sl_status consume(prep_run *r, prep_slot *s, prepare_report *rep) {
                          s->line, s->err);
     if (s->drop >= 0) {
         rep->dropped[s->drop]++;
+        if (s->drop == PREPARE_DROP_BAD_JSON && rep->n_bad_json_shown < PREPARE_BAD_JSON_SHOWN)
+            snprintf(rep->bad_json_at[rep->n_bad_json_shown++], sizeof rep->bad_json_at[0], "%s:%" PRIu64,
+                     prep_input_file_name(r->in, s->file), s->line);
         return SL_OK;
     }
     const cfg_prepare *f = r->c.cfg;

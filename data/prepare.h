@@ -63,7 +63,12 @@ typedef struct {
     int threads;
     double seconds;
     uint64_t peak_rss_bytes, dedup_bytes;
+    /* where the first PREPARE_BAD_JSON_SHOWN lines that are not JSON objects
+     * were ("file:line") */
+    int n_bad_json_shown;
+    char bad_json_at[5][320];
 } prepare_report;
+#define PREPARE_BAD_JSON_SHOWN 5
 
 /* Runs the pipeline; fills rep (also partially on error). */
 sl_status prepare_run(const cfg_prepare *cfg, prepare_report *rep);

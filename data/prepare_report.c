@@ -21,6 +21,9 @@ char *prepare_report_json(const prepare_report *r) {
         total += r->dropped[i];
     }
     num(d, "total", (double)total);
+    cJSON *bad = cJSON_AddArrayToObject(o, "bad_json_lines");
+    for (int i = 0; bad && i < r->n_bad_json_shown; i++)
+        cJSON_AddItemToArray(bad, cJSON_CreateString(r->bad_json_at[i]));
     num(o, "duplicates", (double)(r->dropped[PREPARE_DROP_EXACT_DUP] + r->dropped[PREPARE_DROP_NEAR_DUP]));
     num(o, "repaired_utf8", (double)r->repaired_utf8);
     num(o, "html_cleaned", (double)r->had_html);
@@ -59,6 +62,11 @@ void prepare_report_print(const prepare_report *r, FILE *out) {
     fprintf(out, "%-28s %14" PRIu64 "\n", "documents read", r->records);
     for (int i = 0; i < PREPARE_DROP_COUNT; i++)
         fprintf(out, "  dropped: %-18s %14" PRIu64 "\n", prepare_drop_name((prepare_drop)i), r->dropped[i]);
+    for (int i = 0; i < r->n_bad_json_shown; i++)
+        fprintf(out, "  not a JSON object: %s%s\n", r->bad_json_at[i],
+                i + 1 == r->n_bad_json_shown && r->dropped[PREPARE_DROP_BAD_JSON] > (uint64_t)r->n_bad_json_shown
+                    ? " (and more; the first ones are shown)"
+                    : "");
     fprintf(out, "%-28s %14" PRIu64 "\n", "repaired UTF-8 (kept)", r->repaired_utf8);
     fprintf(out, "%-28s %14" PRIu64 "\n", "HTML cleaned (kept)", r->had_html);
     for (int i = 0; i < PII_TYPE_COUNT; i++)

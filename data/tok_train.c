@@ -587,3 +587,53 @@ sl_status tok_train_write(const tok_trainer *tr, const char *path) {
     cJSON_free(text);
     return st;
 }
+
+static sl_status feed_string(tok_trainer *tr, const cJSON *v) {
+    if (cJSON_IsString(v) && v->valuestring[0])
+        return tok_train_feed(tr, v->valuestring, strlen(v->valuestring));
+    return SL_OK;
+}
+
+sl_status tok_train_feed_jsonl(tok_trainer *tr, const char *text, size_t len, uint64_t *bad) {
+    static const char *const keys[] = {"text", "instruction", "input", "output", "prompt", "response", NULL};
+    *bad = 0;
+    size_t i = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    sl_status st = SL_OK;
+    while (i < len && st == SL_OK) {
+        const char *nl = memchr(text + i, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - (text + i)) : len - i;
+        if (n + 1 > cap) {
+            char *q = realloc(line, n + 1);
+            if (!q) {
+                st = sl_errorf(SL_ERR_NOMEM, "out of memory for a %zu-byte JSONL line", n);
+                break;
+            }
+            line = q;
+            cap = n + 1;
+        }
+        memcpy(line, text + i, n);
+        line[n] = 0;
+        i += n + 1;
+        if (strspn(line, " \t\r") == n)
+            continue;
+        cJSON *o = cJSON_Parse(line);
+        if (!cJSON_IsObject(o)) {
+            (*bad)++;
+            cJSON_Delete(o);
+            continue;
+        }
+        for (int k = 0; keys[k] && st == SL_OK; k++)
+            st = feed_string(tr, cJSON_GetObjectItemCaseSensitive(o, keys[k]));
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "messages"), *it;
+        if (cJSON_IsArray(m))
+            cJSON_ArrayForEach(it, m) {
+                if (st == SL_OK)
+                    st = feed_string(tr, cJSON_GetObjectItemCaseSensitive(it, "content"));
+            }
+        cJSON_Delete(o);
+    }
+    free(line);
+    return st;
+}

@@ -1,6 +1,7 @@
 /* data/tok_train.h: learns a byte-level BPE vocabulary from text.
  *
  * defines: tok_trainer, tok_train_opts, tok_train_create, tok_train_feed,
+ *          tok_train_feed_jsonl,
  *          tok_train_run, tok_train_stats, tok_train_write, tok_train_destroy
  *
  * The classic algorithm (Sennrich et al.; Hugging Face's BpeTrainer): the
@@ -52,6 +53,11 @@ sl_status tok_train_create(const tok_train_opts *o, tok_trainer **out);
 void tok_train_destroy(tok_trainer *tr);
 /* Counts the words of one text (a document or a file); call before run. */
 sl_status tok_train_feed(tok_trainer *tr, const char *text, size_t len);
+/* JSONL (one object per line, as shardlm prepare reads it): feeds the text
+ * of the fields prepare trains on (text; instruction, input, output;
+ * prompt, response; messages[].content), each on its own, never the JSON
+ * syntax. *bad counts lines that are not JSON objects (skipped). */
+sl_status tok_train_feed_jsonl(tok_trainer *tr, const char *text, size_t len, uint64_t *bad);
 /* Learns the merges; call once, after the last feed. */
 sl_status tok_train_run(tok_trainer *tr);
 void tok_train_get_stats(const tok_trainer *tr, tok_train_stats *out);

@@ -81,13 +81,55 @@ bool cli_has(const cli_args *a, const char *name) {
     return false;
 }
 
+static int edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 63 || m > 63)
+        return 99;
+    int d[64][64];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            int x = d[i - 1][j] + 1, y = d[i][j - 1] + 1;
+            d[i][j] = c < x ? (c < y ? c : y) : (x < y ? x : y);
+            /* a swap of two neighbours ("trian") counts as one edit */
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < d[i][j])
+                d[i][j] = d[i - 2][j - 2] + 1;
+        }
+    return d[n][m];
+}
+
+const char *cli_nearest(const char *name, const char *const *candidates) {
+    const char *best = NULL;
+    int bd = 1 << 30;
+    size_t n = strlen(name);
+    for (int k = 0; candidates[k]; k++) {
+        int d = edit_distance(name, candidates[k]);
+        /* a prefix ("--temp" for "--temperature") is a likely meaning too */
+        if (n >= 3 && strncmp(candidates[k], name, n) == 0)
+            d = 1;
+        if (d < bd) {
+            bd = d;
+            best = candidates[k];
+        }
+    }
+    return best && bd <= 2 + (int)n / 4 ? best : NULL;
+}
+
 sl_status cli_check_known(const cli_args *a, const char *const *known) {
     for (int i = 0; i < a->n_opts; i++) {
         bool ok = false;
         for (int k = 0; known[k]; k++)
             ok |= strcmp(known[k], a->opts[i].name) == 0;
-        if (!ok)
+        if (!ok) {
+            const char *near = cli_nearest(a->opts[i].name, known);
+            if (near)
+                return sl_errorf(SL_ERR_INVALID, "unknown option --%s; did you mean --%s?", a->opts[i].name, near);
             return sl_errorf(SL_ERR_INVALID, "unknown option --%s", a->opts[i].name);
+        }
     }
     return SL_OK;
 }
@@ -186,6 +228,16 @@ void cli_log_init_host(void) {
     char host[64] = "";
     gethostname(host, sizeof host - 1);
     log_init(-1, host, LOG_LEVEL_INFO);
+}
+
+int cli_env_rank(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", NULL};
+    for (int i = 0; vars[i]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v)
+            return atoi(v);
+    }
+    return -1;
 }
 
 int cli_report(const char *cmd, sl_status st) {

@@ -38,9 +38,13 @@ sl_status cli_parse(cli_args *a, int argc, char **argv, const char *const *flags
 /* Last value of an option (or NULL); cli_has for flags. */
 const char *cli_get(const cli_args *a, const char *name);
 bool cli_has(const cli_args *a, const char *name);
-/* Rejects options not in `known` (NULL-terminated), suggesting none: the
- * usage text follows the error. */
+/* Rejects options not in `known` (NULL-terminated), suggesting the nearest
+ * known one ("did you mean --temperature?"); the usage text follows. */
 sl_status cli_check_known(const cli_args *a, const char *const *known);
+/* The candidate (NULL-terminated list) nearest to name by edit distance (a
+ * swap of neighbours is one edit; a prefix of 3+ characters counts as
+ * near), or NULL when none is close. */
+const char *cli_nearest(const char *name, const char *const *candidates);
 /* The value of --name as an integer in [lo, hi] into *v; *v is left as it
  * is (the caller's default) when the option is absent. SL_ERR_INVALID
  * naming the option and the range otherwise. */
@@ -65,6 +69,10 @@ int cli_report(const char *cmd, sl_status st);
 /* For commands that run as one process (no MPI rank): log lines name this
  * host, at level info. */
 void cli_log_init_host(void);
+
+/* This process's rank from the launcher's environment (mpirun, srun),
+ * before MPI_Init; -1 when not launched as one of several ranks. */
+int cli_env_rank(void);
 
 void cli_print_version(FILE *out);
 

@@ -5,6 +5,7 @@
 
 #include "launcher/cli.h"
 #include "launcher/commands.h"
+#include "train/train_check.h"
 
 void cmd_config_usage(FILE *out) {
     fprintf(out,
@@ -42,6 +43,10 @@ int cmd_config(int argc, char **argv) {
     if (!cfg)
         return cli_report("config", sl_errorf(SL_ERR_NOMEM, "out of memory"));
     st = cli_load_config(&a, cfg);
+    /* what train checks before MPI (model.init_from, backend, LoRA targets,
+     * data.tokenizer), so that "config ok" means train will start */
+    if (st == SL_OK && strcmp(sub, "check") == 0)
+        st = train_config_check(cfg, &(train_check_opts){.run_dir = false});
     if (st != SL_OK) {
         free(cfg);
         return cli_report("config", st);

@@ -19,7 +19,9 @@
 #include "kernels/ops.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
+#include "data/shard.h"
 #include "model/model_dir.h"
+#include "train/train_model.h"
 #include "model/model.h"
 #include "parallel/topology.h"
 #include "runtime/check.h"
@@ -32,7 +34,8 @@ void cmd_eval_usage(FILE *out) {
             "                      [--mode pretrain|sft] [--seed S] [--threads K]\n"
             "                      [--backend cpu|cuda] [--json]\n\n"
             "Mean cross-entropy loss and perplexity of a model folder (shardlm or Hugging\n"
-            "Face) on shards written by shardlm prepare. Prints on rank 0:\n"
+            "Face) or a checkpoint (a step_NNNNNNNN folder, or a checkpoints folder: its latest)\n"
+            "on shards written by shardlm prepare. Prints on rank 0:\n"
             "  eval loss X.XXXX | ppl Y.YY | tokens N\n"
             "SHARDS     a .h5 file, a folder of them, or a glob\n"
             "--seq-len  tokens per sample (default: data.seq_len, at most max_seq_len)\n"
@@ -42,6 +45,8 @@ void cmd_eval_usage(FILE *out) {
             "--batches  global batches to evaluate (default: every full batch of one pass)\n"
             "--mode     pretrain: documents packed with EOS, every target counts;\n"
             "           sft: one document per sample, only loss-mask targets count\n"
+            "           (default: sft when the shards' loss mask hides prompt tokens, as\n"
+            "           prepare writes for chat and instruction data; else pretrain)\n"
             "--seed     the sample order (default 0); the result does not depend on N or B\n"
             "--backend  cpu (default, fp32) or cuda (bf16 weights and activations, fp32\n"
             "           accumulation; one GPU per local rank)\n"
@@ -84,8 +89,10 @@ static sl_status parse_opts(const cli_args *a, eval_opts *o) {
     o->threads = (int)v;
     SL_TRY(cli_get_backend(a, &o->cuda));
     const char *m = cli_get(a, "mode");
-    o->mode = DATA_MODE_PRETRAIN;
-    if (m && strcmp(m, "sft") == 0)
+    o->mode = -1; /* default: the shards' (eval_default_mode) */
+    if (m && strcmp(m, "pretrain") == 0)
+        o->mode = DATA_MODE_PRETRAIN;
+    else if (m && strcmp(m, "sft") == 0)
         o->mode = DATA_MODE_SFT;
     else if (m && strcmp(m, "pretrain") != 0)
         return sl_errorf(SL_ERR_INVALID, "--mode \"%s\": expected pretrain or sft", m);
@@ -102,6 +109,9 @@ typedef struct {
     model_local lh;
     void *dev_params; /* --backend cuda: the params in the act dtype (device) */
     size_t dev_bytes;
+    double sum;       /* this rank's loss sum and target count (eval_run) */
+    int64_t count, nb;
+    int G, T;
 } eval_state;
 
 static void eval_free(eval_state *e) {
@@ -136,8 +146,47 @@ static sl_status open_loader(eval_state *e, const eval_opts *o, const topology *
     return st == SL_OK ? SL_OK : sl_error_wrapf(st, "--data \"%s\"", o->data);
 }
 
-static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) {
-    SL_TRY(model_dir_open(o->model_dir, &e->md));
+/* Without --mode: sft when the shards carry a loss mask (prepare wrote chat
+ * or instruction data: only the answers count, as in training), else
+ * pretrain. */
+static sl_status eval_default_mode(eval_opts *o) {
+    if (o->mode >= 0)
+        return SL_OK;
+    char **paths = NULL;
+    int n = 0;
+    SL_TRY(loader_expand_paths(o->data, &paths, &n));
+    shard_reader *r = NULL;
+    sl_status st = n > 0 ? shard_open(paths[0], &r) : SL_OK;
+    /* prepare writes a mask for every shard: SFT data is the one whose mask
+     * hides something (the prompts) in its first documents */
+    o->mode = DATA_MODE_PRETRAIN;
+    if (st == SL_OK && r && shard_info_get(r)->has_loss_mask) {
+        uint64_t nt = shard_info_get(r)->n_tokens, k = nt < 65536 ? nt : 65536;
+        uint32_t *ids = malloc((size_t)(k ? k : 1) * sizeof *ids);
+        uint8_t *mask = malloc((size_t)(k ? k : 1));
+        if (!ids || !mask)
+            st = sl_errorf(SL_ERR_NOMEM, "out of memory reading a loss mask");
+        if (st == SL_OK && k)
+            st = shard_read_tokens(r, 0, k, ids, mask);
+        for (uint64_t i = 0; st == SL_OK && i < k; i++)
+            if (!mask[i]) {
+                o->mode = DATA_MODE_SFT;
+                break;
+            }
+        free(ids);
+        free(mask);
+    }
+    shard_close(r);
+    loader_free_paths(paths, n);
+    if (st != SL_OK)
+        return sl_error_wrapf(st, "--data \"%s\"", o->data);
+    LOG_INFO0("eval mode %s (from the shards; --mode to choose)", o->mode == DATA_MODE_SFT ? "sft" : "pretrain");
+    return SL_OK;
+}
+
+static sl_status eval_run(eval_state *e, eval_opts *o, const topology *t) {
+    SL_TRY(eval_default_mode(o));
+    SL_TRY(train_model_open(o->model_dir, &e->md));
     const model_layout *l = e->md.layout;
     int T = o->seq_len ? o->seq_len : e->md.cfg.data.seq_len;
     if (T > l->cfg.max_seq_len)
@@ -206,10 +255,21 @@ static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) 
     }
     if (tty)
         fprintf(stderr, "\n");
+    e->sum = sum;
+    e->count = count;
+    e->nb = nb;
+    e->G = G;
+    e->T = T;
+    return SL_OK;
+}
+
+/* After every rank's eval_run succeeded: the sums over the ranks, printed
+ * on rank 0 (the same on every rank, so an error is printed there only). */
+static sl_status eval_finish(const eval_state *e, const eval_opts *o, const topology *t) {
     double gsum = 0;
     int64_t gcount = 0;
-    SL_CHECK_MPI(MPI_Allreduce(&sum, &gsum, 1, MPI_DOUBLE, MPI_SUM, t->comm));
-    SL_CHECK_MPI(MPI_Allreduce(&count, &gcount, 1, MPI_INT64_T, MPI_SUM, t->comm));
+    SL_CHECK_MPI(MPI_Allreduce(&e->sum, &gsum, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+    SL_CHECK_MPI(MPI_Allreduce(&e->count, &gcount, 1, MPI_INT64_T, MPI_SUM, t->comm));
     if (gcount == 0)
         return sl_errorf(SL_ERR_INVALID, "no target token was evaluated (every target is masked; with --mode sft "
                          "only assistant tokens count)");
@@ -218,7 +278,7 @@ static sl_status eval_run(eval_state *e, const eval_opts *o, const topology *t) 
         printf("eval loss %.4f | ppl %.2f | tokens %" PRId64 "\n", loss, ppl, gcount);
         if (o->json)
             printf("{\"loss\": %.10g, \"ppl\": %.10g, \"tokens\": %" PRId64 ", \"batches\": %" PRId64
-                   ", \"batch\": %d, \"seq_len\": %d}\n", loss, ppl, gcount, nb, G, T);
+                   ", \"batch\": %d, \"seq_len\": %d}\n", loss, ppl, gcount, e->nb, e->G, e->T);
         if (fflush(stdout) != 0)
             return sl_errorf(SL_ERR_IO, "error writing stdout");
     }
@@ -246,13 +306,31 @@ int cmd_eval(int argc, char **argv) {
     topology t;
     st = topology_init(&t, &argc, &argv, 0);
     log_init(t.rank, t.host, LOG_LEVEL_INFO);
+    if (st != SL_OK) {
+        int c = cli_report("eval", st);
+        topology_finalize(&t);
+        return c;
+    }
     eval_state e;
     memset(&e, 0, sizeof e);
     if (st == SL_OK)
         st = eval_run(&e, &o, &t);
-    int code = cli_report("eval", st);
-    if (code != SL_EXIT_OK && t.world > 1)
-        topology_abort(&t, code); /* the others may wait in the all-reduce */
+    /* eval_run has no collective: every rank gets here, and the ranks agree
+     * on any failure before the all-reduce; the first failing rank prints
+     * it (the [rN host] prefix names it) and all exit without MPI_Abort */
+    int32_t mine[2] = {st != SL_OK ? t.world - t.rank : 0, (int32_t)st}, all[2] = {mine[0], mine[1]};
+    if (t.world > 1 && MPI_Allreduce(mine, all, 2, MPI_INT32_T, MPI_MAX, t.comm) != MPI_SUCCESS)
+        all[0] = -1;
+    int code;
+    if (all[0] > 0) {
+        code = t.rank == t.world - all[0] ? cli_report("eval", st) : cli_exit_code((sl_status)all[1]);
+    } else if (all[0] < 0) {
+        code = cli_report("eval", sl_errorf(SL_ERR_COMM, "the ranks could not agree on the eval's outcome"));
+        topology_abort(&t, code);
+    } else {
+        st = eval_finish(&e, &o, &t);
+        code = st == SL_OK || t.rank == 0 ? cli_report("eval", st) : cli_exit_code(st);
+    }
     eval_free(&e);
     topology_finalize(&t);
     return code;

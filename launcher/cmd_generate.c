@@ -18,6 +18,7 @@
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "model/model_dir.h"
+#include "train/train_model.h"
 #include "model/decode.h"
 #include "model/sample.h"
 #include "runtime/check.h"
@@ -281,7 +282,7 @@ static sl_status generate(gen_state *g, const gen_opts *o) {
             return sl_errorf(SL_ERR_UNSUPPORTED, "--backend cuda: no usable GPU (%s); use --backend cpu",
                              di.note);
     }
-    SL_TRY(model_dir_open(o->model_dir, &g->md));
+    SL_TRY(train_model_open(o->model_dir, &g->md));
     const model_layout *l = g->md.layout;
     int64_t V = l->cfg.vocab_size, tv = tok_vocab_size(g->tok);
     int64_t n = (int64_t)g->seq.n, max_seq = l->cfg.max_seq_len;

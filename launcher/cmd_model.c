@@ -5,6 +5,7 @@
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "model/hf.h"
+#include "train/train_model.h"
 
 void cmd_import_usage(FILE *out) {
     fprintf(out,
@@ -19,7 +20,11 @@ void cmd_export_usage(FILE *out) {
     fprintf(out,
             "usage: shardlm export MODEL_DIR OUT_DIR\n\n"
             "Writes a shardlm model folder back as a Hugging Face folder (config.json +\n"
-            "model.safetensors); tensor data is byte-identical to what was imported.\n");
+            "model.safetensors); tensor data is byte-identical to what was imported.\n"
+            "MODEL_DIR may also be a checkpoint (a step_NNNNNNNN folder, or a checkpoints\n"
+            "folder: its latest): its shards are gathered, at any world size, into an fp32\n"
+            "Hugging Face folder (a LoRA checkpoint: merged into its base), with the run's\n"
+            "tokenizer file (data.tokenizer) beside it.\n");
 }
 
 static int two_dirs(const char *cmd, int argc, char **argv, void (*usage)(FILE *), const char **a0,
@@ -63,6 +68,9 @@ static int convert_dirs(const char *cmd, int argc, char **argv, void (*usage)(FI
 /* hf_export, then the model folder's tokenizer files with their hand-off
  * (tokenizer_config.json, generation_config.json; data/handoff.h) */
 static sl_status export_with_tokenizer(const char *src, const char *dst) {
+    char step[1200];
+    if (train_model_is_checkpoint(src, step, sizeof step))
+        return train_model_export(src, dst); /* a checkpoint step folder */
     SL_TRY(hf_export(src, dst));
     return tok_handoff_write(src, dst);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "data/tokenizer.h"
+#include "data/chat.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "runtime/check.h"
@@ -168,7 +169,12 @@ int cmd_tokenize(int argc, char **argv) {
         } else if (cli_get(&a, "bench")) {
             st = run_bench(t, cli_get(&a, "bench"), runs, special);
         } else if (cli_has(&a, "decode")) {
-            st = run_decode(t);
+            /* shards from prepare hold the chat markers it registers (at the
+             * next free ids when the file lacks them): decode knows them too */
+            chat_template ct;
+            st = chat_template_init("chatml", t, &ct);
+            if (st == SL_OK)
+                st = run_decode(t);
         } else {
             st = run_encode(t, special);
         }

@@ -1,5 +1,6 @@
 /* shardlm tokenizer train: learn a byte-level BPE from text files and write
  * a Hugging Face tokenizer.json (data/tok_train.h). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,10 @@ void cmd_tokenizer_usage(FILE *out) {
             "                               [--pretokenizer gpt2|cl100k]\n\n"
             "Learns a byte-level BPE (256 byte tokens, then the most frequent pairs merged\n"
             "until N ids, specials included) and writes a Hugging Face tokenizer.json.\n"
-            "--input         a text file; each is pre-tokenized on its own (repeatable)\n"
+            "--input         a text file; each is pre-tokenized on its own (repeatable); a\n"
+            "                .jsonl file contributes the text fields prepare reads (text,\n"
+            "                instruction/input/output, prompt/response, messages[].content)\n"
+            "--output        the tokenizer.json to write (its folder is created)\n"
             "--special       a special token (e.g. \"<|endoftext|>\"), given the ids after the\n"
             "                merges; its occurrences in the input are not learned from\n"
             "--pretokenizer  the regex words are split with (default gpt2)\n");
@@ -59,7 +63,17 @@ static sl_status train(const cli_args *a, const char *const *specials, size_t n_
         char *text;
         size_t len;
         st = fs_read_file(inputs[i], &text, &len, (size_t)16 << 30);
-        if (st == SL_OK) {
+        size_t nl = strlen(inputs[i]);
+        bool jsonl = nl > 6 && strcmp(inputs[i] + nl - 6, ".jsonl") == 0;
+        if (st == SL_OK && jsonl) {
+            /* the text fields, as prepare reads them, not the JSON syntax */
+            uint64_t bad = 0;
+            st = tok_train_feed_jsonl(tr, text, len, &bad);
+            if (st == SL_OK && bad)
+                fprintf(stderr, "shardlm tokenizer train: %s: %llu line(s) are not JSON objects; skipped\n",
+                        inputs[i], (unsigned long long)bad);
+            free(text);
+        } else if (st == SL_OK) {
             st = tok_train_feed(tr, text, len);
             free(text);
         }
@@ -68,6 +82,14 @@ static sl_status train(const cli_args *a, const char *const *specials, size_t n_
     if (st == SL_OK)
         st = tok_train_run(tr);
     double t2 = now_s();
+    /* the folder of --output is created, as prepare and import do */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *slash = strrchr(dir, '/');
+    if (st == SL_OK && slash && slash != dir) {
+        *slash = 0;
+        st = fs_mkdirs(dir);
+    }
     if (st == SL_OK)
         st = tok_train_write(tr, out);
     if (st == SL_OK) {

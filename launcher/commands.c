@@ -15,6 +15,7 @@ const command commands[] = {
     {"tokenizer", "train a byte-level BPE tokenizer (tokenizer.json) from text", cmd_tokenizer, cmd_tokenizer_usage},
     {"plan", "per-rank memory, comm, FLOPs, step time and cost of a run before it runs (fits or not)", cmd_plan, cmd_plan_usage},
     {"lora", "`lora merge`: merge a PEFT LoRA adapter into its base model", cmd_lora, cmd_lora_usage},
+    {"plot", "draw a run's loss, eval loss, learning rate and gradient norm as a PNG", cmd_plot, cmd_plot_usage},
 };
 
 const int commands_count = (int)(sizeof commands / sizeof commands[0]);

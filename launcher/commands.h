@@ -52,5 +52,7 @@ int cmd_plan(int argc, char **argv);
 void cmd_plan_usage(FILE *out);
 int cmd_lora(int argc, char **argv);
 void cmd_lora_usage(FILE *out);
+int cmd_plot(int argc, char **argv);
+void cmd_plot_usage(FILE *out);
 
 #endif

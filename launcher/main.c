@@ -56,7 +56,16 @@ int main(int argc, char **argv) {
         }
         return commands[i].run(argc - 1, argv + 1);
     }
-    fprintf(stderr, "shardlm: unknown command \"%s\"\n\n", argv[1]);
+    const char *names[64];
+    int n = 0;
+    for (int i = 0; i < commands_count && n < 63; i++)
+        names[n++] = commands[i].name;
+    names[n] = NULL;
+    const char *near = cli_nearest(argv[1], names);
+    if (near)
+        fprintf(stderr, "shardlm: unknown command \"%s\"; did you mean \"%s\"?\n\n", argv[1], near);
+    else
+        fprintf(stderr, "shardlm: unknown command \"%s\"\n\n", argv[1]);
     usage(stderr);
     return SL_EXIT_USAGE;
 }

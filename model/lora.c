@@ -327,8 +327,12 @@ sl_status lora_peft_save(const char *dir, const lora_spec *s, const float *adapt
     SL_TRY(fs_mkdirs(dir));
     cJSON *j = cJSON_CreateObject();
     SL_CHECK_ALLOC(j, 64);
-    cJSON *tm = cJSON_CreateArray();
-    for (int i = 0; i < s->cfg.targets.n && tm; i++)
+    /* PEFT expands only the string "all-linear"; in a list it is a module name */
+    bool all_linear = false;
+    for (int i = 0; i < s->cfg.targets.n; i++)
+        all_linear |= strcmp(s->cfg.targets.items[i], "all-linear") == 0;
+    cJSON *tm = all_linear ? cJSON_CreateString("all-linear") : cJSON_CreateArray();
+    for (int i = 0; i < s->cfg.targets.n && tm && !all_linear; i++)
         cJSON_AddItemToArray(tm, cJSON_CreateString(s->cfg.targets.items[i]));
     bool ok = tm != NULL;
     if (base_model && base_model[0])

@@ -218,10 +218,27 @@ static sl_status set_list_from_csv(cfg_strlist *l, const char *s, const cfg_fiel
 }
 
 static sl_status check_range(const cfg_field *f, double x, const char *source) {
-    if (!(x >= f->min && x <= f->max))
-        return sl_errorf(SL_ERR_INVALID, "\"%s\" = %g is out of range [%g, %g] in %s", f->path, x,
+    if (x >= f->min && x <= f->max)
+        return SL_OK;
+    /* exact numbers: %g would print 1073741824 as 1.07374e+09 */
+    if (f->type == CFG_INT || f->type == CFG_I64)
+        return sl_errorf(SL_ERR_INVALID, "\"%s\" = %.17g is out of range [%.17g, %.17g] in %s", f->path, x,
                          f->min, f->max, source);
-    return SL_OK;
+    return sl_errorf(SL_ERR_INVALID, "\"%s\" = %.15g is out of range [%.15g, %.15g] in %s", f->path, x,
+                     f->min, f->max, source);
+}
+
+static int field_index(const cfg_field *f) { return (int)(f - cfg_schema); }
+
+bool config_is_set(const sl_config *cfg, const char *path) {
+    const cfg_field *f = field_find(path);
+    return f && cfg->set[field_index(f)];
+}
+
+void config_mark_set(sl_config *cfg, const char *path, bool set) {
+    const cfg_field *f = field_find(path);
+    if (f)
+        cfg->set[field_index(f)] = set;
 }
 
 static sl_status field_set_json(sl_config *cfg, const cfg_field *f, const cJSON *v, const char *source) {
@@ -326,6 +343,7 @@ static sl_status apply_object(sl_config *cfg, const cJSON *root, const char *sou
             if (!f)
                 return unknown_key(path, false, source);
             SL_TRY(field_set_json(cfg, f, kv, source));
+            cfg->set[field_index(f)] = 1;
         }
     }
     return SL_OK;
@@ -393,6 +411,7 @@ sl_status config_set_override(sl_config *cfg, const char *assignment) {
     sl_config tmp = *cfg;
     sl_status st = field_set_json(&tmp, f, v, source);
     cJSON_Delete(v);
+    tmp.set[field_index(f)] = 1;
     if (st == SL_OK)
         *cfg = tmp;
     return st;
@@ -491,6 +510,11 @@ static sl_status finalize_model(cfg_model *m, int seq_len) {
 
 sl_status config_finalize(sl_config *cfg) {
     SL_TRY(finalize_model(&cfg->model, cfg->data.seq_len));
+    /* The default floor (3e-5) is for the default peak (3e-4): below it,
+     * as fine-tuning rates are, the floor follows the peak at the same
+     * ratio unless the user set it. */
+    if (cfg->optim.lr_min > cfg->optim.lr && !config_is_set(cfg, "optim.lr_min"))
+        cfg->optim.lr_min = 0.1 * cfg->optim.lr;
     if (cfg->optim.lr_min > cfg->optim.lr)
         return sl_errorf(SL_ERR_INVALID, "\"optim.lr_min\" = %g exceeds \"optim.lr\" = %g",
                          cfg->optim.lr_min, cfg->optim.lr);

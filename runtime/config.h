@@ -5,7 +5,7 @@
  *          config_apply_json, config_set_override, config_finalize,
  *          config_to_json, config_write_file, config_hash, config_print_keys,
  *          config_enum_name, config_arch_llama_like, config_head_dim,
- *          model_arch, rope_scaling
+ *          model_arch, rope_scaling, config_is_set, config_mark_set
  *
  * A config is filled in three layers: the defaults of the schema in
  * config_schema.c, then JSON files (each may set any subset), then
@@ -169,6 +169,7 @@ typedef struct {
 typedef struct {
     int every;
     int keep;
+    bool keep_best; /* also keep the lowest eval loss */
     char dir[CFG_STR_MAX]; /* "": <run_dir>/checkpoints */
     char resume[CFG_STR_MAX]; /* none | auto | path */
 } cfg_checkpoint;
@@ -189,6 +190,8 @@ typedef struct {
     bool tensorboard;
 } cfg_logging;
 
+#define CFG_FIELDS_MAX 192
+
 typedef struct {
     int64_t max_shard_size; /* bytes per safetensors file of an export (0: one file) */
     int dtype;              /* compute_dtype: of the exported weights */
@@ -205,6 +208,9 @@ typedef struct {
     cfg_lora lora;
     cfg_logging logging;
     cfg_export export;
+    /* set[i]: schema key i was given by a config file or --set (not a
+     * default); config_is_set reads it. Not part of the JSON or hashes. */
+    unsigned char set[CFG_FIELDS_MAX];
 } sl_config;
 
 /* Fills every field with its documented default. */
@@ -229,6 +235,13 @@ void config_hash(const sl_config *cfg, const char *section, char out[17]);
 
 /* Prints the key table (path, type, default, description) as Markdown. */
 void config_print_keys(void *file);
+
+/* Whether key ("optim.lr_min") was given by a config file or --set rather
+ * than left at its default. */
+bool config_is_set(const sl_config *cfg, const char *path);
+/* Marks key as given (or not): a value derived from another source (a
+ * model folder) stops counting as the user's. */
+void config_mark_set(sl_config *cfg, const char *path, bool set);
 
 /* Name of an enum value of a field ("optim.lr_schedule", 0 -> "cosine"). */
 const char *config_enum_name(const char *path, int value);

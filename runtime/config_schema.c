@@ -38,7 +38,7 @@ const cfg_field cfg_schema[] = {
     INT("model.sliding_window", model, sliding_window, "0", 0, 1 << 30, "sliding-window attention span (Mistral v0.1); 0 = none. Attention is full causal, exact only while data.seq_len and generation stay within the window: longer is refused"),
     BOOL("model.tie_embeddings", model, tie_embeddings, "true", "LM head shares the token embedding matrix"),
     FLT("model.init_std", model, init_std, "0.02", 0, 10, "std of the normal init; residual output projections get init_std/sqrt(2*n_layer)"),
-    STR("model.init_from", model, init_from, "", "model folder to start from: Hugging Face (config.json + safetensors) or shardlm; empty = random init"),
+    STR("model.init_from", model, init_from, "", "model to start from: a Hugging Face (config.json + safetensors) or shardlm folder, or a checkpoint step folder; sets model.*; empty = random init"),
 
     /* data */
     STR("data.train", data, train, "", "training shards: a .h5 file, a folder of them, or a glob"),
@@ -99,7 +99,7 @@ const cfg_field cfg_schema[] = {
 
     /* optim */
     FLT("optim.lr", optim, lr, "3e-4", 0, 10, "peak learning rate"),
-    FLT("optim.lr_min", optim, lr_min, "3e-5", 0, 10, "floor of the schedule"),
+    FLT("optim.lr_min", optim, lr_min, "3e-5", 0, 10, "floor of the schedule; when not set and above optim.lr: 0.1 x optim.lr"),
     INT("optim.lr_warmup", optim, lr_warmup, "0", 0, 1 << 30, "linear warmup steps"),
     ENUM("optim.lr_schedule", optim, lr_schedule, "cosine", "cosine|linear|constant", "decay after warmup"),
     FLT("optim.beta1", optim, beta1, "0.9", 0, 0.999999, "AdamW beta1"),
@@ -119,7 +119,8 @@ const cfg_field cfg_schema[] = {
 
     /* checkpoint */
     INT("checkpoint.every", checkpoint, every, "0", 0, 1 << 30, "save every N steps; 0 = only at the end and on preemption"),
-    INT("checkpoint.keep", checkpoint, keep, "3", 1, 1 << 20, "complete checkpoints to keep"),
+    INT("checkpoint.keep", checkpoint, keep, "3", 1, 1 << 20, "complete checkpoints to keep (the newest and the one `latest` names are never deleted)"),
+    BOOL("checkpoint.keep_best", checkpoint, keep_best, "false", "also keep the checkpoint with the lowest eval loss (data.eval; named by <checkpoints>/best)"),
     STR("checkpoint.dir", checkpoint, dir, "", "checkpoint folder; empty = <run_dir>/checkpoints"),
     STR("checkpoint.resume", checkpoint, resume, "none", "none, auto (latest complete checkpoint if any), a step folder or a checkpoints folder (its latest)"),
 
@@ -143,3 +144,4 @@ const cfg_field cfg_schema[] = {
 };
 
 const size_t cfg_schema_count = sizeof cfg_schema / sizeof cfg_schema[0];
+_Static_assert(sizeof cfg_schema / sizeof cfg_schema[0] <= CFG_FIELDS_MAX, "sl_config.set is too small");

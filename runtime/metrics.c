@@ -87,7 +87,7 @@ static double wall_time(void) {
 }
 
 /* Event{wall_time, step, [file_version | summary]} as one TFRecord. */
-static sl_status write_event(metrics_writer *w, int64_t step, const char *file_version,
+static sl_status write_event(metrics_writer *w, int64_t step, const char *file_version, const char *group,
                              const metric_kv *kv, int n) {
     pbuf ev = {0}, sum = {0}, val = {0};
     int err = 0;
@@ -102,7 +102,9 @@ static sl_status write_event(metrics_writer *w, int64_t step, const char *file_v
             val.n = 0;
             float f = (float)kv[i].value;
             uint8_t ftag = (2 << 3) | 5;
-            err |= pb_bytes(&val, 1, kv[i].key, strlen(kv[i].key));
+            char tag_name[160];
+            snprintf(tag_name, sizeof tag_name, "%s%s%s", group ? group : "", group ? "/" : "", kv[i].key);
+            err |= pb_bytes(&val, 1, tag_name, strlen(tag_name));
             err |= pb_put(&val, &ftag, 1) | pb_put(&val, &f, 4);
             err |= pb_bytes(&sum, 1, val.p, val.n);
         }
@@ -153,7 +155,7 @@ sl_status metrics_open(const char *run_dir, bool tensorboard, metrics_writer **o
                 st = sl_errorf(SL_ERR_IO, "cannot create %s: %s", w->event_path, strerror(errno));
         }
         if (st == SL_OK)
-            st = write_event(w, 0, "brain.Event:2", NULL, 0);
+            st = write_event(w, 0, "brain.Event:2", NULL, NULL, 0);
     }
     if (st != SL_OK) {
         metrics_close(w);
@@ -164,7 +166,34 @@ sl_status metrics_open(const char *run_dir, bool tensorboard, metrics_writer **o
 }
 
 sl_status metrics_write(metrics_writer *w, int64_t step, const metric_kv *kv, int n) {
-    if (fprintf(w->jsonl, "{\"step\": %lld", (long long)step) < 0)
+    return metrics_write_group(w, step, NULL, kv, n);
+}
+
+sl_status metrics_mark(metrics_writer *w, int64_t step, const char *event, const char *detail) {
+    /* detail is a path or a short phrase: escape what JSON needs */
+    char esc[1200];
+    size_t o = 0;
+    for (const char *p = detail ? detail : ""; *p && o + 7 < sizeof esc; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\') {
+            esc[o++] = '\\';
+            esc[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(esc + o, sizeof esc - o, "\\u%04x", c);
+        } else {
+            esc[o++] = (char)c;
+        }
+    }
+    esc[o] = 0;
+    if (fprintf(w->jsonl, "{\"step\": %lld, \"time\": %.3f, \"event\": \"%s\", \"detail\": \"%s\"}\n",
+                (long long)step, wall_time(), event, esc) < 0 ||
+        fflush(w->jsonl) != 0)
+        return sl_errorf(SL_ERR_IO, "cannot write metrics.jsonl: %s", strerror(errno));
+    return SL_OK;
+}
+
+sl_status metrics_write_group(metrics_writer *w, int64_t step, const char *group, const metric_kv *kv, int n) {
+    if (fprintf(w->jsonl, "{\"step\": %lld, \"time\": %.3f", (long long)step, wall_time()) < 0)
         return sl_errorf(SL_ERR_IO, "cannot write metrics.jsonl: %s", strerror(errno));
     for (int i = 0; i < n; i++) {
         /* JSON has no NaN/Inf: write null so the line stays parseable. */
@@ -176,7 +205,7 @@ sl_status metrics_write(metrics_writer *w, int64_t step, const metric_kv *kv, in
     if (fprintf(w->jsonl, "}\n") < 0 || fflush(w->jsonl) != 0)
         return sl_errorf(SL_ERR_IO, "cannot write metrics.jsonl: %s", strerror(errno));
     if (w->events)
-        SL_TRY(write_event(w, step, NULL, kv, n));
+        SL_TRY(write_event(w, step, NULL, group, kv, n));
     return SL_OK;
 }
 

@@ -1,10 +1,12 @@
 /* runtime/metrics.h: the run's metrics: metrics.jsonl and TensorBoard scalars.
  *
  * defines: metrics_writer, metrics_open, metrics_close, metrics_write,
+ *          metrics_write_group, metrics_mark,
  *          metrics_median, crc32c, tfrecord_masked_crc
  *
  * One writer per run, on rank 0 only. Each metrics_write appends one JSON
- * line {"step": N, "<key>": value, ...} to <run_dir>/metrics.jsonl (flushed,
+ * line {"step": N, "time": unix seconds, "<key>": value, ...} to
+ * <run_dir>/metrics.jsonl (flushed,
  * so a crash loses at most the line being written) and, when enabled, one
  * TensorBoard Event with a scalar summary per key to
  * <run_dir>/tb/events.out.tfevents.<time>.<host> (TFRecord framing: u64
@@ -33,6 +35,12 @@ typedef struct {
  * a new event file. The caller destroys with metrics_close. */
 sl_status metrics_open(const char *run_dir, bool tensorboard, metrics_writer **out);
 sl_status metrics_write(metrics_writer *w, int64_t step, const metric_kv *kv, int n);
+/* The same with TensorBoard tags "<group>/<key>" (group NULL: "<key>");
+ * metrics.jsonl keys stay bare. */
+sl_status metrics_write_group(metrics_writer *w, int64_t step, const char *group, const metric_kv *kv, int n);
+/* A marker line {"step": N, "time": t, "event": "<event>", "detail": "..."}
+ * (a restart after resume; no metric values, no TensorBoard event). */
+sl_status metrics_mark(metrics_writer *w, int64_t step, const char *event, const char *detail);
 void metrics_close(metrics_writer *w);
 /* Path of the event file ("" without TensorBoard). */
 const char *metrics_event_path(const metrics_writer *w);

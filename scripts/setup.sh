@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config git
-      libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev libzstd-dev
+      libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev libzstd-dev zlib1g-dev
       libcjson-dev libpcre2-dev libutf8proc-dev libxxhash-dev libcmocka-dev
       python3 python3-torch python3-h5py python3-hdf5plugin python3-numpy zstd
       fortunes fortunes-zh

@@ -30,8 +30,30 @@ static void fmt_thousands(char *buf, size_t cap, double x) {
     buf[o] = 0;
 }
 
+/* Seconds left at the mean step time of this process's steps so far
+ * (wall clock, evals and checkpoints included); < 0 when unknown. */
+static double eta_seconds(const train_job *j) {
+    int done = j->step - j->run_start_step;
+    if (done <= 0 || j->run_start_time <= 0)
+        return -1;
+    return (sl_now() - j->run_start_time) / done * (double)(j->cfg->train.steps - j->step);
+}
+
+static void fmt_duration(char *buf, size_t cap, double s) {
+    if (s < 0)
+        snprintf(buf, cap, "?");
+    else if (s < 60)
+        snprintf(buf, cap, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else
+        snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
+}
+
 static void log_step(train_job *j, const train_step_result *r) {
     const sl_config *c = j->cfg;
+    char eta[32];
+    fmt_duration(eta, sizeof eta, eta_seconds(j));
     double tok_s = (double)j->plan.tokens_per_step / r->seconds;
     char toks[48], mfu[32] = "", skipped[48] = "", exposed[32] = "n/a";
     fmt_thousands(toks, sizeof toks, tok_s);
@@ -45,9 +67,9 @@ static void log_step(train_job *j, const train_step_result *r) {
     if (r->skipped)
         snprintf(skipped, sizeof skipped, " | SKIPPED (non-finite; %d so far)", j->n_skipped);
     LOG_INFO0("step %d/%d | loss %.4f | lr %.2e | gnorm %.2f | %.0f ms | %s tok/s%s | mem %.2f GiB | "
-              "comm exposed %s%s",
+              "comm exposed %s | eta %s%s",
               j->step, c->train.steps, r->loss, r->lr, r->grad_norm, 1e3 * r->seconds, toks, mfu,
-              (double)mem_peak_total(&j->acct) / (1024.0 * 1024.0 * 1024.0), exposed, skipped);
+              (double)mem_peak_total(&j->acct) / (1024.0 * 1024.0 * 1024.0), exposed, eta, skipped);
 }
 
 static sl_status log_metrics(train_job *j, const train_step_result *r) {
@@ -64,13 +86,17 @@ static sl_status log_metrics(train_job *j, const train_step_result *r) {
         {"skipped", r->skipped ? 1.0 : 0.0},
         {NULL, 0}, /* comm_exposed_pct: host-blocked time means nothing on CUDA (NCCL waits are stream-ordered) */
         {NULL, 0}, /* mfu_pct: where the device's peak is known */
+        {NULL, 0}, /* eta_s: once a step's time is known */
     };
     int n = 7;
     if (!j->use_cuda)
         kv[n++] = (metric_kv){"comm_exposed_pct", 100.0 * r->exposed_comm_s / r->seconds};
     if (j->peak_flops > 0)
         kv[n++] = (metric_kv){"mfu_pct", 100.0 * tok_s * j->flops_per_token / (j->peak_flops * j->plan.world)};
-    return metrics_write(j->metrics, j->step, kv, n);
+    double eta = eta_seconds(j);
+    if (eta >= 0)
+        kv[n++] = (metric_kv){"eta_s", eta};
+    return metrics_write_group(j->metrics, j->step, "train", kv, n);
 }
 
 static sl_status run_eval(train_job *j, const char *when) {
@@ -79,13 +105,37 @@ static sl_status run_eval(train_job *j, const char *when) {
     double loss;
     int64_t tokens;
     SL_TRY(train_job_eval(j, &loss, &tokens));
-    LOG_INFO0("eval %s (step %d) | loss %.4f | ppl %.2f | %lld tokens", when, j->step, loss, exp(loss),
-              (long long)tokens);
+    bool best = !(j->best_eval_loss <= loss);
+    if (best)
+        j->best_eval_loss = loss;
+    j->last_eval_loss = loss;
+    j->last_eval_step = j->step;
+    LOG_INFO0("eval %s (step %d) | loss %.4f | ppl %.2f | %lld tokens%s", when, j->step, loss, exp(loss),
+              (long long)tokens, best && j->step > 0 ? " | best so far" : "");
     if (j->metrics) {
         metric_kv kv[] = {{"eval_loss", loss}, {"eval_ppl", exp(loss)}};
-        SL_TRY(metrics_write(j->metrics, j->step, kv, 2));
+        SL_TRY(metrics_write_group(j->metrics, j->step, "eval", kv, 2));
     }
     return SL_OK;
+}
+
+sl_status train_copy_tokenizer(const sl_config *c, const char *dir) {
+    /* generation needs the tokenizer beside the weights */
+    const char *src = c->data.tokenizer;
+    if (!src[0] || fs_is_dir(src))
+        return SL_OK;
+    char *text = NULL;
+    size_t len = 0;
+    char dst[CFG_STR_MAX + 64];
+    if (fs_read_file(src, &text, &len, (size_t)1 << 30) != SL_OK) {
+        sl_error_clear();
+        return SL_OK;
+    }
+    const char *base = strrchr(src, '/');
+    snprintf(dst, sizeof dst, "%s/%s", dir, base ? base + 1 : src);
+    sl_status st = fs_write_atomic(dst, text, len);
+    free(text);
+    return st;
 }
 
 sl_status train_job_export(train_job *j, const char *dir) {
@@ -165,10 +215,24 @@ sl_status train_job_run(train_job *j) {
         SL_TRY(fs_mkdirs(c->train.run_dir));
         snprintf(path, sizeof path, "%s/config.json", c->train.run_dir);
         SL_TRY(config_write_file(c, path));
+        snprintf(path, sizeof path, "%s/metrics.jsonl", c->train.run_dir);
+        bool earlier = fs_exists(path);
         SL_TRY(metrics_open(c->train.run_dir, c->logging.tensorboard, &j->metrics));
+        /* lines of an earlier attempt stay: mark where this one starts, so
+         * that repeated steps read as a restart */
+        if (earlier) {
+            char detail[CFG_STR_MAX + 64];
+            snprintf(detail, sizeof detail, "%s at step %d",
+                     j->step > 0 ? "resumed from a checkpoint" : "started again", j->step);
+            SL_TRY(metrics_mark(j->metrics, j->step, "restart", detail));
+        }
     }
-    if (j->step == 0)
+    j->run_start_step = j->step;
+    j->run_start_time = sl_now();
+    if (j->step == 0) {
         SL_TRY(run_eval(j, "before training"));
+        j->run_start_time = sl_now(); /* the ETA counts steps only */
+    }
     while (j->step < c->train.steps) {
         SL_TRY(check_preempt(j));
         train_step_result r;
@@ -178,13 +242,15 @@ sl_status train_job_run(train_job *j) {
         SL_TRY(log_metrics(j, &r));
         if (c->train.eval_every > 0 && j->step % c->train.eval_every == 0 && j->step < c->train.steps)
             SL_TRY(run_eval(j, "during training"));
-        if (c->checkpoint.every > 0 && j->step % c->checkpoint.every == 0)
+        if (c->checkpoint.every > 0 && j->step % c->checkpoint.every == 0 && j->step < c->train.steps)
             SL_TRY(train_ckpt_save(j));
         train_faults_after_step(&j->faults, j->step);
     }
+    /* the final eval first, so that the last checkpoint records its loss
+     * (checkpoint.keep_best) */
+    SL_TRY(run_eval(j, "after training"));
     if (j->saved_step != j->step)
         SL_TRY(train_ckpt_save(j));
-    SL_TRY(run_eval(j, "after training"));
     if (c->train.export_final)
         SL_TRY(export_final(j));
     if (j->n_skipped)

@@ -60,7 +60,10 @@ static sl_status next_batch(train_job *j) {
 }
 
 sl_status train_job_step(train_job *j, train_step_result *r) {
-    SL_TRY(next_batch(j));
+    /* a bad shard (an id past vocab_size, a corrupt chunk) is found by one
+     * rank's loader: every rank learns it before the step's collectives,
+     * and the first one prints it (no MPI_Abort) */
+    SL_TRY(train_agree(j, next_batch(j)));
     return train_step_batch(j, j->inputs, j->targets, r);
 }
 
@@ -87,6 +90,13 @@ static sl_status exchange_flags(train_job *j, double *loss_sum, char *what, size
     char bad_loss[256], bad_grad[256];
     ranks_with(flags, j->topo->world, 1, bad_loss, sizeof bad_loss);
     ranks_with(flags, j->topo->world, 2, bad_grad, sizeof bad_grad);
+    /* a fatal stop is printed once, by the first rank that has the
+     * non-finite value (every rank knows the flags) */
+    for (int i = 0; i < j->topo->world; i++)
+        if (flags[i]) {
+            j->report_rank = i;
+            break;
+        }
     free(flags);
     SL_TRY(st);
     snprintf(what, cap, "%s%s%s%s%s", bad_loss[0] ? "loss on rank(s) " : "", bad_loss,
@@ -195,8 +205,23 @@ sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens) {
     const sl_config *c = j->cfg;
     SL_TRY(loader_state_set(j->eval_loader, (loader_state){0, 0}));
     double sums[2] = {0, 0}; /* loss sum, tokens */
-    for (int b = 0; b < c->train.eval_batches; b++) {
-        SL_TRY(loader_next(j->eval_loader, j->inputs, j->targets));
+    /* each eval sample counts once: a set smaller than train.eval_batches
+     * global batches is evaluated whole (its last batch padded), never
+     * wrapped around */
+    int64_t nb = c->train.eval_batches, have = (int64_t)loader_batches_per_epoch(j->eval_loader);
+    if (nb > have) {
+        if (!j->eval_clamp_warned)
+            LOG_WARN0("data.eval holds %llu samples: %lld global batch(es) of %lld, fewer than train.eval_batches "
+                      "= %d; each eval covers every sample once",
+                      (unsigned long long)loader_samples_per_epoch(j->eval_loader), (long long)have,
+                      (long long)c->train.micro_batch * j->plan.dp_size, c->train.eval_batches);
+        j->eval_clamp_warned = true;
+        nb = have;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        /* every rank agrees on each batch's data before the forward's
+         * collectives (see train_job_step) */
+        SL_TRY(train_agree(j, loader_next(j->eval_loader, j->inputs, j->targets)));
         double ls = 0;
         int64_t nv = 0;
         SL_TRY(model_forward_loss(j->mdl, &j->hooks, j->inputs, j->targets, &ls, &nv));

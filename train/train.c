@@ -1,6 +1,7 @@
 /* train/train.c: the job's setup and teardown (train.h). */
 #include "train/train.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,9 @@
 #include "kernels/device_info.h"
 #include "train/bench_device.h"
 #include "train/plan.h"
+#include "train/train_check.h"
 #include "train/train_ckpt.h"
+#include "train/train_model.h"
 #include "train/train_lora.h"
 #include "model/hf.h"
 #include "model/hf_stream.h"
@@ -99,37 +102,29 @@ static sl_status make_backend(train_job *j, int cpu_threads) {
     return SL_OK;
 }
 
-/* Model section from model.init_from (a shardlm or Hugging Face folder). */
-static sl_status resolve_init_model(sl_config *cfg) {
-    if (!cfg->model.init_from[0])
-        return SL_OK;
-    sl_config *tmp = malloc(sizeof *tmp);
-    SL_CHECK_ALLOC(tmp, sizeof *tmp);
-    config_defaults(tmp);
-    sl_status st = model_config_from_dir(cfg->model.init_from, tmp);
-    if (st == SL_OK) {
-        char from[CFG_STR_MAX];
-        memcpy(from, cfg->model.init_from, sizeof from);
-        cfg->model = tmp->model;
-        memcpy(cfg->model.init_from, from, sizeof from);
-        if (cfg->data.seq_len > cfg->model.max_seq_len)
-            st = sl_errorf(SL_ERR_INVALID,
-                           "\"data.seq_len\" = %d exceeds max_seq_len %d of the model in %s",
-                           cfg->data.seq_len, cfg->model.max_seq_len, cfg->model.init_from);
-    } else {
-        st = sl_error_wrapf(st, "model.init_from = %s", cfg->model.init_from);
-    }
-    free(tmp);
-    return st;
-}
-
-/* model.init_from, streamed: each rank reads only the elements of its own
- * shards from the (mapped) safetensors files, one unit at a time. */
+/* The initial weights of model.init_from. A model folder streams: each rank
+ * reads only the elements of its own shards from the (mapped) safetensors
+ * files, one unit at a time. A checkpoint step folder (train/train_model.h)
+ * is gathered whole into host memory first. */
 static sl_status load_init_weights(train_job *j) {
-    hf_reader *r = NULL;
-    SL_TRY(hf_reader_open(j->cfg->model.init_from, j->layout, &r));
-    sl_status st = train_group_load_from(&j->groups[0], r);
-    hf_reader_close(r);
+    const model_layout *l = j->layout;
+    char step[1200];
+    if (!train_model_is_checkpoint(j->cfg->model.init_from, step, sizeof step)) {
+        hf_reader *r = NULL;
+        SL_TRY(hf_reader_open(j->cfg->model.init_from, l, &r));
+        sl_status st = train_group_load_from(&j->groups[0], r);
+        hf_reader_close(r);
+        return st;
+    }
+    model_dir_params md;
+    SL_TRY(train_model_open(j->cfg->model.init_from, &md));
+    sl_status st = SL_OK;
+    if (md.layout->total_numel != l->total_numel)
+        st = sl_errorf(SL_ERR_INVALID, "model.init_from = %s holds %lld parameters, the model %lld",
+                       j->cfg->model.init_from, (long long)md.layout->total_numel, (long long)l->total_numel);
+    if (st == SL_OK)
+        st = train_group_load(&j->groups[0], md.params);
+    model_dir_close(&md);
     return st;
 }
 
@@ -151,6 +146,7 @@ static sl_status open_loader(train_job *j, const char *spec, bool eval, loader *
         .vocab_size = (uint32_t)c->model.vocab_size,
         .prefetch = c->data.prefetch,
         .eos_id = -1,
+        .once = eval,
     };
     sl_status st = loader_create(&o, out);
     loader_free_paths(paths, n);
@@ -173,6 +169,18 @@ static sl_status data_tokenizer_hash(const char *spec, char *out, size_t cap) {
     return st;
 }
 
+/* data.train (and its tokenizer hash) and data.eval. */
+static sl_status open_data(train_job *j) {
+    const sl_config *cfg = j->cfg;
+    if (!cfg->data.train[0])
+        return sl_errorf(SL_ERR_INVALID, "\"data.train\" is empty: set it to the shards written by shardlm prepare");
+    SL_TRY(open_loader(j, cfg->data.train, false, &j->train_loader));
+    SL_TRY(data_tokenizer_hash(cfg->data.train, j->tokenizer_hash, sizeof j->tokenizer_hash));
+    if (cfg->data.eval[0])
+        SL_TRY(open_loader(j, cfg->data.eval, true, &j->eval_loader));
+    return SL_OK;
+}
+
 /* The groups' hooks (LoRA: the adapters' ride on the base's) and the
  * optimizer over the trainable groups. */
 static sl_status compose_groups(train_job *j) {
@@ -188,6 +196,33 @@ static sl_status compose_groups(train_job *j) {
     return SL_OK;
 }
 
+sl_status train_agree(train_job *j, sl_status st) {
+    int32_t mine[2] = {st != SL_OK ? j->topo->world - j->topo->rank : 0, (int32_t)st}, all[2];
+    sl_status cst = comm_all_reduce(j->world, mine, all, 2, SL_DTYPE_I32, COMM_REDOP_MAX);
+    if (cst != SL_OK)
+        return st != SL_OK ? st : cst;
+    if (all[0] == 0)
+        return SL_OK;
+    j->stop_agreed = true;
+    j->report_rank = j->topo->world - all[0];
+    if (st != SL_OK)
+        return st;
+    return sl_errorf((sl_status)all[1], "rank %d failed (its error is printed)", j->report_rank);
+}
+
+/* --overwrite: rank 0 moves a used run_dir aside before anything is
+ * written (train_check.h); every rank learns the outcome. */
+static sl_status prepare_run_dir(train_job *j, bool overwrite) {
+    sl_status st = SL_OK;
+    if (j->topo->rank == 0) {
+        char moved[CFG_STR_MAX + 64];
+        st = train_run_dir_prepare(j->cfg, overwrite, moved, sizeof moved);
+        if (st == SL_OK && moved[0])
+            LOG_WARN0("--overwrite: moved the previous run in %s to %s", j->cfg->train.run_dir, moved);
+    }
+    return train_agree(j, st);
+}
+
 sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const train_setup_opts *o) {
     memset(j, 0, sizeof *j);
     j->cfg = cfg;
@@ -195,9 +230,12 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
     bool synthetic = o && o->synthetic;
     j->synthetic = synthetic;
     j->saved_step = -1;
+    j->best_eval_loss = NAN;
+    j->last_eval_loss = NAN;
+    j->last_eval_step = -1;
     SL_TRY(train_faults_from_env(&j->faults, topo->rank));
     mem_accountant_init(&j->acct);
-    SL_TRY(resolve_init_model(cfg));
+    SL_TRY(train_config_resolve(cfg));
     SL_TRY(parallel_plan_make(cfg, topo, &j->plan));
     SL_TRY(model_layout_create(&cfg->model, cfg->optim.decay_embeddings, &j->layout));
     SL_TRY(make_backend(j, o ? o->cpu_threads : 0));
@@ -226,24 +264,21 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
     char resume_dir[1100];
     bool resume = false;
     if (!synthetic)
+        SL_TRY(prepare_run_dir(j, o && o->overwrite));
+    if (!synthetic)
         SL_TRY(train_ckpt_find_resume(j, resume_dir, sizeof resume_dir, &resume));
     /* A resumed run takes its weights from the checkpoint, except a LoRA
      * run's frozen base, which checkpoints do not hold. */
     if (cfg->model.init_from[0] && (!resume || cfg->lora.enabled))
-        SL_TRY(load_init_weights(j));
+        SL_TRY(train_agree(j, load_init_weights(j))); /* every rank reads the folder */
     else if (!resume || cfg->lora.enabled)
         SL_TRY(train_group_init(&j->groups[0], (uint64_t)cfg->train.seed));
     if (cfg->lora.enabled)
         SL_TRY(train_lora_setup(j, &fo));
     SL_TRY(compose_groups(j));
-    if (!synthetic) {
-        if (!cfg->data.train[0])
-            return sl_errorf(SL_ERR_INVALID, "\"data.train\" is empty: set it to the shards written by shardlm prepare");
-        SL_TRY(open_loader(j, cfg->data.train, false, &j->train_loader));
-        SL_TRY(data_tokenizer_hash(cfg->data.train, j->tokenizer_hash, sizeof j->tokenizer_hash));
-        if (cfg->data.eval[0])
-            SL_TRY(open_loader(j, cfg->data.eval, true, &j->eval_loader));
-    }
+    /* every rank opens the same shards: a bad one is reported once */
+    if (!synthetic)
+        SL_TRY(train_agree(j, open_data(j)));
     SL_TRY(model_create(j->layout, j->be, cfg->train.micro_batch, cfg->data.seq_len,
                         cfg->train.recompute, &j->mdl));
     if (j->lora)
@@ -259,7 +294,7 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
     SL_TRY(bench_device_query(j->use_cuda, &dev));
     j->peak_flops = dev.peak_tflops * 1e12;
     if (resume)
-        SL_TRY(train_ckpt_load(j, resume_dir));
+        SL_TRY(train_ckpt_resume(j, resume_dir));
     return SL_OK;
 }
 

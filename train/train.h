@@ -3,7 +3,7 @@
  * defines: train_job, train_setup_opts, train_step_result, train_job_setup,
  *          train_job_step, train_step_batch, train_job_eval, train_job_run,
  *          train_job_export, train_job_teardown, train_uses_cuda,
- *          train_synthetic_tokens
+ *          train_synthetic_tokens, train_agree
  *
  * This is where the modules meet (DESIGN section 8):
  *   config -> topology -> parallel plan -> layout -> backend (train.backend:
@@ -50,6 +50,7 @@
 typedef struct {
     bool synthetic;  /* random tokens (train_synthetic_tokens: bench) instead of data.train */
     int cpu_threads; /* threads of the CPU backend; <= 0: the OpenMP default */
+    bool overwrite;  /* --overwrite: move a used train.run_dir aside (train/train_check.h) */
 } train_setup_opts;
 
 typedef struct {
@@ -81,6 +82,14 @@ typedef struct {
     bool stop_agreed; /* every rank returns the same error at the same point
                        * (preemption, train.nonfinite = fatal, a failed
                        * checkpoint): no MPI_Abort needed */
+    int report_rank;  /* with stop_agreed: the rank that prints the error
+                       * (the lowest failing one; 0 when every rank has it) */
+    int run_start_step; /* the step this process started (or resumed) at */
+    double run_start_time; /* sl_now() at the first step of this process */
+    double best_eval_loss; /* lowest eval loss so far (NaN: none) */
+    double last_eval_loss; /* the eval loss at last_eval_step (NaN: none) */
+    int last_eval_step;
+    bool eval_clamp_warned; /* the eval set is smaller than train.eval_batches (said once) */
     char tokenizer_hash[32]; /* of data.train's shards ("" for synthetic data) */
     train_faults faults;
     double flops_per_token;
@@ -113,6 +122,11 @@ bool train_uses_cuda(const sl_config *cfg, const device_info *di);
 void train_synthetic_tokens(uint64_t seed, int64_t first_row, int rows, int T, int V, uint32_t *inputs,
                             int32_t *targets);
 
+/* Every rank learns whether any rank failed (collective): a failing rank
+ * keeps its error; the others get one naming the lowest failing rank,
+ * which j->report_rank records; sets j->stop_agreed on failure. */
+sl_status train_agree(train_job *j, sl_status st);
+
 /* Builds everything for cfg on topo. */
 sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const train_setup_opts *o);
 /* One optimizer step on the next batch (data.train or synthetic; collective). */
@@ -128,6 +142,9 @@ sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens);
  * folder (with data.tokenizer beside it), or the PEFT adapter folder of a
  * LoRA run. */
 sl_status train_job_export(train_job *j, const char *dir);
+/* Copies data.tokenizer (a file) into dir (rank 0; nothing when unset or a
+ * folder): an export is then usable by generate without --tokenizer hunts. */
+sl_status train_copy_tokenizer(const sl_config *c, const char *dir);
 /* The whole `shardlm train` loop, with logging, eval and export. */
 sl_status train_job_run(train_job *j);
 void train_job_teardown(train_job *j);

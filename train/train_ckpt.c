@@ -18,6 +18,8 @@
 
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
+#include "runtime/log.h"
+#include <math.h>
 
 void train_ckpt_layout_hash(const model_layout *l, char out[17]) {
     size_t cap = (size_t)l->n_params * (MODEL_NAME_MAX + 96) + 64, n = 0;
@@ -84,11 +86,23 @@ static ckpt_ctx job_ctx(const train_job *j) {
                       .kill_in_save_step = j->faults.kill_save_step};
 }
 
+/* After a ckpt/ call: every rank agreed on a failure; the lowest failing
+ * rank prints it. */
+static void note_agreed(train_job *j, const ckpt_ctx *c) {
+    if (c->stop_agreed && !j->stop_agreed) {
+        j->stop_agreed = true;
+        j->report_rank = c->failed_rank;
+    }
+}
+
 sl_status train_ckpt_save(train_job *j) {
     job_parts p;
     SL_TRY(job_parts_make(j, &p));
     ckpt_ctx c = job_ctx(j);
-    ckpt_state s = {.step = j->step, .skipped_steps = j->n_skipped, .optim_steps = optim_steps_applied(j->opt)};
+    ckpt_state s = {.step = j->step,
+                    .skipped_steps = j->n_skipped,
+                    .optim_steps = optim_steps_applied(j->opt),
+                    .eval_loss = j->last_eval_step == j->step ? j->last_eval_loss : NAN};
     if (j->train_loader) {
         loader_state ls = loader_state_get(j->train_loader);
         s.has_loader = true;
@@ -96,7 +110,7 @@ sl_status train_ckpt_save(train_job *j) {
         s.loader_sample = (int64_t)ls.sample;
     }
     sl_status st = ckpt_save(&c, p.parts, p.n, &s);
-    j->stop_agreed |= c.stop_agreed;
+    note_agreed(j, &c);
     job_parts_free(&p);
     SL_TRY(st);
     j->saved_step = j->step;
@@ -106,7 +120,7 @@ sl_status train_ckpt_save(train_job *j) {
 sl_status train_ckpt_find_resume(train_job *j, char *dir, size_t cap, bool *found) {
     ckpt_ctx c = job_ctx(j);
     sl_status st = ckpt_find_resume(&c, dir, cap, found);
-    j->stop_agreed |= c.stop_agreed;
+    note_agreed(j, &c);
     return st;
 }
 
@@ -123,11 +137,41 @@ sl_status train_ckpt_load(train_job *j, const char *dir) {
                               (loader_state){(uint64_t)s.loader_epoch, (uint64_t)s.loader_sample});
         st = ckpt_agree(&c, st, "load the checkpoint");
     }
-    j->stop_agreed |= c.stop_agreed;
+    note_agreed(j, &c);
     SL_TRY(st);
     j->step = (int)s.step;
     j->n_skipped = (int)s.skipped_steps;
     optim_set_steps_applied(j->opt, s.optim_steps);
     j->saved_step = own_root ? j->step : -1;
     return SL_OK;
+}
+
+sl_status train_ckpt_resume(train_job *j, const char *first) {
+    char dir[CKPT_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", first);
+    bool auto_resume = strcmp(j->cfg->checkpoint.resume, "auto") == 0;
+    for (;;) {
+        sl_status st = train_ckpt_load(j, dir);
+        if (st == SL_OK)
+            return SL_OK;
+        /* a checkpoint that cannot be read (truncated, a missing or corrupt
+         * rank file) is refused (exit 2); `auto` falls back to the previous
+         * complete one. Another model or tokenizer is refused as it is. */
+        bool damaged = st == SL_ERR_IO || st == SL_ERR_FORMAT;
+        if (!damaged || !auto_resume || !j->stop_agreed)
+            return damaged && j->stop_agreed ? sl_error_wrapf(SL_ERR_INVALID, "resume refused") : st;
+        char msg[2048];
+        snprintf(msg, sizeof msg, "%s", sl_error_message());
+        ckpt_ctx c = job_ctx(j);
+        char prev[CKPT_PATH_MAX];
+        bool found = false;
+        j->stop_agreed = false;
+        SL_TRY(ckpt_find_previous(&c, dir, prev, sizeof prev, &found));
+        if (!found) {
+            j->stop_agreed = true;
+            return sl_errorf(SL_ERR_INVALID, "resume refused: %s; and no older complete checkpoint is there", msg);
+        }
+        LOG_WARN0("checkpoint.resume = auto: %s cannot be loaded (%s); falling back to %s", dir, msg, prev);
+        snprintf(dir, sizeof dir, "%s", prev);
+    }
 }

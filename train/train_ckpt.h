@@ -3,7 +3,7 @@
  * applies what a resume returns. The protocol, format and resharding are
  * ckpt/ckpt.h's.
  *
- * defines: train_ckpt_save, train_ckpt_find_resume, train_ckpt_load,
+ * defines: train_ckpt_save, train_ckpt_find_resume, train_ckpt_load, train_ckpt_resume,
  *          train_ckpt_layout_hash
  *
  * The parts of a job: "model" unless it is a frozen LoRA base (that is
@@ -33,6 +33,11 @@ sl_status train_ckpt_find_resume(train_job *j, char *dir, size_t cap, bool *foun
  * after setup built the fsdp instances and the loader, before the first
  * step. */
 sl_status train_ckpt_load(train_job *j, const char *dir);
+/* Resume from dir (train_ckpt_load); a checkpoint that cannot be read
+ * (truncated, missing or corrupt rank file) is refused with SL_ERR_INVALID
+ * (exit 2), except that checkpoint.resume = auto falls back to the newest
+ * older complete checkpoint, with a warning naming both. */
+sl_status train_ckpt_resume(train_job *j, const char *dir);
 /* XXH3 of the parameter table (units, names, shapes, offsets) as 16 hex
  * digits: a checkpoint's part is refused by a run whose hash differs. */
 void train_ckpt_layout_hash(const model_layout *l, char out[17]);

@@ -65,9 +65,11 @@ sl_status train_lora_export(train_job *j, const char *dir) {
     if (st == SL_OK && j->topo->rank == 0) {
         st = lora_peft_save(dir, j->lora, host, j->cfg->model.init_from);
         if (st == SL_OK)
+            st = train_copy_tokenizer(j->cfg, dir);
+        if (st == SL_OK)
             LOG_INFO0("exported the LoRA adapter to %s (PEFT layout; merge with: shardlm lora merge "
-                      "--model %s --adapter %s --output DIR)",
-                      dir, j->cfg->model.init_from[0] ? j->cfg->model.init_from : "BASE", dir);
+                      "%s %s OUT_DIR)",
+                      dir, j->cfg->model.init_from[0] ? j->cfg->model.init_from : "BASE_DIR", dir);
     }
     free(host);
     return st;

@@ -31,12 +31,13 @@ resume() { # resume EXIT PATH [ARGS...]: resume from PATH in one process (MPI si
 resume 0 "$GOOD" --set train.steps=4
 expect_out "resharded checkpoint from world 2"
 
+# a refused resume exits 2 (README; issue 16 points 7 and 10: it was 1)
 bad missing; rm "$B/rank_00001.h5"
-resume 1 "$B"
+resume 2 "$B"
 expect_out "checkpoint $B is incomplete: rank file $B/rank_00001.h5 is missing"
 
 bad truncated; size=$(stat -c %s "$B/rank_00001.h5"); truncate -s $((size / 2)) "$B/rank_00001.h5"
-resume 1 "$B"
+resume 2 "$B"
 expect_out "checkpoint rank file $B/rank_00001.h5 is $((size / 2)) bytes, meta.json records $size: the file is truncated"
 
 bad flipped
@@ -47,7 +48,7 @@ with h5py.File(sys.argv[1], "r") as f:
 with open(sys.argv[1], "r+b") as f:
     f.seek(off + 100); b = f.read(1); f.seek(off + 100); f.write(bytes([b[0] ^ 0x10]))
 P
-resume 1 "$B"
+resume 2 "$B"
 expect_out "dataset /model/00001/param cannot be read: a chunk fails its Fletcher32 checksum"
 expect_exit 1 "$SHARDLM" inspect "$B"
 expect_out "Fletcher32"
@@ -64,7 +65,7 @@ m = json.load(open(d + "/meta.json"))
 m["files"][1]["bytes"] = os.path.getsize(d + "/rank_00001.h5")
 json.dump(m, open(d + "/meta.json", "w"))
 P
-resume 1 "$B"
+resume 2 "$B"
 expect_out "dataset /model/00002/m has XXH3"
 expect_out "the stored hash is"
 

@@ -43,7 +43,7 @@ for st in 10 20; do
   line=$(grep -E "^\[r0 [^]]*\] info: step $st/20 \|" <<< "$OUT")
   [ "$(grep -c . <<< "$line")" -eq 1 ] || fail "no single step $st/20 line from rank 0; output:
 $OUT"
-  grep -Eq "^\[r0 [^]]*\] info: step $st/20 \| loss [0-9]+\.[0-9]{4} \| lr [0-9]\.[0-9]{2}e[-+][0-9]{2} \| gnorm [0-9]+\.[0-9]{2} \| [0-9]+ ms \| [1-9][0-9]{0,2}(,[0-9]{3})* tok/s \| mem [0-9]+\.[0-9]{2} GiB \| comm exposed [0-9]+%$" <<< "$line" ||
+  grep -Eq "^\[r0 [^]]*\] info: step $st/20 \| loss [0-9]+\.[0-9]{4} \| lr [0-9]\.[0-9]{2}e[-+][0-9]{2} \| gnorm [0-9]+\.[0-9]{2} \| [0-9]+ ms \| [1-9][0-9]{0,2}(,[0-9]{3})* tok/s \| mem [0-9]+\.[0-9]{2} GiB \| comm exposed [0-9]+% \| eta [0-9hms?]+$" <<< "$line" ||
     fail "step line not in the documented format: [$line]"
   "$PYTHON" - "$TMP/accum_2/metrics.jsonl" "$st" "$line" <<'PYEOF' || fail "step $st line disagrees with metrics.jsonl: [$line]"
 import json, re, sys

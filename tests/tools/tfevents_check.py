@@ -106,16 +106,21 @@ def main():
         if not evs or evs[0].get("file_version") != "brain.Event:2":
             sys.exit(f"{f}: first record must carry file_version brain.Event:2")
         events += evs[1:]
+    # marker lines (a restart) carry no scalars; "time" is the line's wall clock
     lines = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]
+    lines = [l for l in lines if "event" not in l]
     if len(lines) != len(events):
         sys.exit(f"{len(lines)} metrics lines but {len(events)} scalar events")
     for k, (line, ev) in enumerate(zip(lines, events)):
         if ev.get("step", 0) != line["step"]:
             sys.exit(f"event {k}: step {ev.get('step')} != metrics step {line['step']}")
         for key, val in line.items():
-            if key == "step" or val is None:
+            if key in ("step", "time") or val is None:
                 continue
+            # TensorBoard tags are grouped: train/loss, eval/eval_loss
             got = ev["scalars"].get(key)
+            if got is None:
+                got = next((v for t, v in ev["scalars"].items() if t.endswith("/" + key)), None)
             if got is None:
                 sys.exit(f"event {k}: scalar {key} missing")
             if not math.isclose(got, val, rel_tol=1e-6, abs_tol=1e-30):
