@@ -153,8 +153,11 @@ static sl_status check_tokenizer(const sl_config *cfg) {
     char mine[32], prepared[32] = "";
     snprintf(mine, sizeof mine, "%s", tok_hash(t));
     chat_template chat;
-    if (chat_template_init(cfg->prepare.chat_template, t, &chat) == SL_OK)
-        snprintf(prepared, sizeof prepared, "%s", tok_hash(t));
+    char tmpl[32]; /* the template prepare resolves ("auto": from tokenizer_config.json) */
+    snprintf(tmpl, sizeof tmpl, "%s", cfg->prepare.chat_template);
+    if (strcmp(tmpl, "auto") != 0 || chat_template_detect(cfg->data.tokenizer, tmpl, sizeof tmpl) == SL_OK)
+        if (chat_template_init(tmpl, t, &chat) == SL_OK)
+            snprintf(prepared, sizeof prepared, "%s", tok_hash(t));
     sl_error_clear();
     tok_destroy(t);
     if (data_hash[0] && strcmp(mine, data_hash) != 0 && strcmp(prepared, data_hash) != 0)
