@@ -61,9 +61,13 @@ hosts() { echo login; for i in $(seq 1 "$K"); do echo "node$i"; done; }
 in_host() {
   local h=$1; shift
   local ns; ns=$(ns_of "$h") || exit 1
-  SLURM_CONF="$D/etc/slurm.conf" SHARDLM_RIG="$D" \
+  # the source and build folders stay visible at their paths when they are
+  # under /tmp (a clone there): bound into the private /tmp first
+  SLURM_CONF="$D/etc/slurm.conf" SHARDLM_RIG="$D" RIG_KEEP="${SRC:-} ${BUILD:-}" \
     exec nsenter --net="/run/netns/$ns" unshare --uts --mount --propagation private -- \
-      /bin/sh -c 'hostname "$0" && mount --bind "$1" /etc/hosts && mount --bind "$2" /tmp &&
+      /bin/sh -c 'for p in $RIG_KEEP; do case $p in /tmp/?*) [ -d "$p" ] &&
+                    mkdir -p "$2${p#/tmp}" && mount --bind "$p" "$2${p#/tmp}" || exit 1;; esac; done &&
+                  hostname "$0" && mount --bind "$1" /etc/hosts && mount --rbind "$2" /tmp &&
                   mount --bind "$3" /dev/shm && shift 3 && exec "$@"' \
       "$h" "$D/etc/hosts" "$D/tmp/$h" "$D/shm/$h" "$@"
 }
