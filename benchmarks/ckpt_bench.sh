@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checkpoint write and read throughput of `shardlm train` (launcher/checkpoint.h)
+# Checkpoint write and read throughput of `shardlm train` (ckpt/ckpt.h)
 # against a PyTorch peer (torch.save + fsync / torch.load of the same tensors)
 # in the same invocation.
 #   bash benchmarks/ckpt_bench.sh [BUILD_DIR] [REPS]

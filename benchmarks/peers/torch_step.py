@@ -2,7 +2,8 @@
 """The peer of `shardlm bench`: the same model, batch and optimizer step in
 PyTorch on the CPU (fp32), from the same weights (a Hugging Face folder that
 `shardlm bench --save-init` wrote) and the same synthetic tokens
-(splitmix64, as launcher/bench.h defines them).
+(splitmix64 of the global row, as train_synthetic_tokens in train/train.h
+defines them: row index*B + b of micro-step index = step*grad_accum + a).
 
 A step: zero grads, forward, mean cross-entropy, backward,
 clip_grad_norm_, torch.optim.AdamW (decay on linear weights and an untied
