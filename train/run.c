@@ -120,22 +120,11 @@ static sl_status run_eval(train_job *j, const char *when) {
 }
 
 sl_status train_copy_tokenizer(const sl_config *c, const char *dir) {
-    /* generation needs the tokenizer beside the weights */
-    const char *src = c->data.tokenizer;
-    if (!src[0] || fs_is_dir(src))
+    /* generation needs the tokenizer beside the weights: the hand-off files
+     * (data/handoff.h) of every export, the run's and a checkpoint's alike */
+    if (!c->data.tokenizer[0])
         return SL_OK;
-    char *text = NULL;
-    size_t len = 0;
-    char dst[CFG_STR_MAX + 64];
-    if (fs_read_file(src, &text, &len, (size_t)1 << 30) != SL_OK) {
-        sl_error_clear();
-        return SL_OK;
-    }
-    const char *base = strrchr(src, '/');
-    snprintf(dst, sizeof dst, "%s/%s", dir, base ? base + 1 : src);
-    sl_status st = fs_write_atomic(dst, text, len);
-    free(text);
-    return st;
+    return tok_handoff_write(c->data.tokenizer, dir);
 }
 
 sl_status train_job_export(train_job *j, const char *dir) {
@@ -162,8 +151,8 @@ sl_status train_job_export(train_job *j, const char *dir) {
     }
     if (w)
         st = hf_writer_close(w);
-    if (st == SL_OK && j->topo->rank == 0 && j->cfg->data.tokenizer[0])
-        st = tok_handoff_write(j->cfg->data.tokenizer, dir); /* data/handoff.h */
+    if (st == SL_OK && j->topo->rank == 0)
+        st = train_copy_tokenizer(j->cfg, dir);
     return st;
 }
 

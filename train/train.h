@@ -139,11 +139,14 @@ sl_status train_step_batch(train_job *j, const uint32_t *inputs, const int32_t *
 /* Mean loss over eval_batches global batches of data.eval (collective). */
 sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens);
 /* Gathers the model (collective) and writes it on rank 0 as a Hugging Face
- * folder (with data.tokenizer beside it), or the PEFT adapter folder of a
- * LoRA run. */
+ * folder (with the tokenizer hand-off of data.tokenizer), or the PEFT
+ * adapter folder of a LoRA run. */
 sl_status train_job_export(train_job *j, const char *dir);
-/* Copies data.tokenizer (a file) into dir (rank 0; nothing when unset or a
- * folder): an export is then usable by generate without --tokenizer hunts. */
+/* Writes the tokenizer half of a Hugging Face export of data.tokenizer into
+ * dir (data/handoff.h: tokenizer.json with the chat markers prepare
+ * registered, tokenizer_config.json, generation_config.json; GPT-2 and
+ * tiktoken files copied unchanged); nothing when data.tokenizer is unset.
+ * Rank 0's job. */
 sl_status train_copy_tokenizer(const sl_config *c, const char *dir);
 /* The whole `shardlm train` loop, with logging, eval and export. */
 sl_status train_job_run(train_job *j);

@@ -92,7 +92,7 @@ train 2 "$S" --set data.train="$TMP/sft/train-*.h5" --set data.eval="$TMP/sft/ev
   --set data.tokenizer="$TMP/tok.json" --set train.steps=8 --set checkpoint.every=4 --set train.export_final=true \
   --set train.eval_every=4 --set optim.lr=1e-3 --set optim.lr_min=1e-4
 expect_out "step 8/8"
-[ -f "$S/export/tok.json" ] || fail "the export lacks the tokenizer"
+[ -f "$S/export/tokenizer.json" ] || fail "the export lacks the tokenizer (hand-off tokenizer.json)"
 # point 10: metrics.jsonl as the README describes it: step lines and separate eval lines, each with a time
 "$PYTHON" - "$S/metrics.jsonl" <<'P' || fail "metrics.jsonl does not match the README"
 import json, sys
@@ -138,7 +138,7 @@ C="$S/checkpoints/step_00000008"
 expect_exit 0 "$SHARDLM" export "$C" "$TMP/ckexp"
 cmp -s "$TMP/ckexp/model.safetensors" "$S/export/model.safetensors" ||
   fail "export of the step-8 checkpoint differs from the run's export at step 8"
-[ -f "$TMP/ckexp/tok.json" ] || fail "the checkpoint export lacks the tokenizer"
+[ -f "$TMP/ckexp/tokenizer.json" ] || fail "the checkpoint export lacks the tokenizer (hand-off tokenizer.json)"
 expect_exit 0 "$SHARDLM" eval --model "$C" --data "$TMP/sft/eval-*.h5" --seq-len 64 --batch 1
 [ "$(grep -o 'eval loss [0-9.]*' <<< "$OUT" | awk '{print $3}')" = "$cli_loss" ] || fail "eval of the checkpoint differs: $OUT"
 expect_exit 0 $MPIRUN -np 2 "$SHARDLM" eval --model "$S/checkpoints" --data "$TMP/sft/eval-*.h5" --seq-len 64 --batch 2
@@ -180,7 +180,7 @@ expect_exit 0 $MPIRUN -np 2 "$SHARDLM" train --config "$TMP/lora.json"
 cmd=$(grep -o 'merge with: shardlm lora merge [^)]*' <<< "$OUT" | sed 's/^merge with: shardlm //')
 [ -n "$cmd" ] || fail "the LoRA run printed no merge command: $OUT"
 expect_exit 0 "$SHARDLM" ${cmd/OUT_DIR/$TMP/merged}
-[ -f "$TMP/merged/tok.json" ] || fail "lora merge did not copy the tokenizer: $(ls "$TMP/merged")"
+[ -f "$TMP/merged/tokenizer.json" ] || fail "lora merge did not write the tokenizer: $(ls "$TMP/merged")"
 expect_exit 0 "$SHARDLM" lora merge --base "$S/export" --adapter "$L/export" --output "$TMP/merged2"
 cmp -s "$TMP/merged/model.safetensors" "$TMP/merged2/model.safetensors" || fail "the two merge forms differ"
 expect_exit 0 "$SHARDLM" lora merge "$C" "$L/checkpoints/step_00000003" "$TMP/merged3"
