@@ -4,7 +4,7 @@
 #    message (need by category, the limit, what to change), never 137: under
 #    an address-space limit this test sets itself (prlimit --as, which the
 #    check reads as RLIMIT_AS), at world 1 and 2 (every rank refuses together).
-# 2. A config that fits the host but not a 1 GiB address space is refused by
+# 2. A config that fits the host but not a 3 GiB address space is refused by
 #    that limit alone; without the limit, or with SHARDLM_NO_PREFLIGHT=1, the
 #    check lets it through (bench runs a step: the limit was what refused it).
 # 3. parallel.gather_buffers = 2 with tied embeddings (unit 0 stays gathered
@@ -33,22 +33,24 @@ $OUT"
   expect_out "train.recompute = true"
   expect_out "lora.enabled = true"
 done
-# ~1.3 GiB of state: fits this host, not 1 GiB of address space
+# ~3.9 GiB of state: fits this host, not 3 GiB of address space (a limit
+# well above what MPI's start needs: Open MPI's singleton start maps PMIx
+# shared-memory segments, which failed under 1 GiB on some machines)
 cat > "$TMP/mid.json" <<'J'
-{"model": {"arch": "llama", "n_layer": 2, "d_model": 2048, "n_head": 16, "n_kv_head": 4, "d_ff": 5504,
+{"model": {"arch": "llama", "n_layer": 6, "d_model": 2048, "n_head": 16, "n_kv_head": 4, "d_ff": 5504,
            "vocab_size": 512, "max_seq_len": 64},
  "data": {"seq_len": 16}, "train": {"micro_batch": 1}}
 J
 expect_exit 0 "$SHARDLM" plan --config "$TMP/mid.json" --world 1 --gpu cpu
 expect_out "fits: yes"
-OUT=$(prlimit --as=$((1 << 30)) "$SHARDLM" bench --config "$TMP/mid.json" --steps 1 --warmup 0 --no-repeat-check \
+OUT=$(prlimit --as=$((3 << 30)) "$SHARDLM" bench --config "$TMP/mid.json" --steps 1 --warmup 0 --no-repeat-check \
   --threads 1 2>&1)
 rc=$?
-[ "$rc" -eq 2 ] || fail "mid config under a 1 GiB RLIMIT_AS exited $rc, expected 2; output:
+[ "$rc" -eq 2 ] || fail "mid config under a 3 GiB RLIMIT_AS exited $rc, expected 2; output:
 $OUT"
-expect_out "RLIMIT_AS 1.00 GiB"
+expect_out "RLIMIT_AS 3.00 GiB"
 expect_out "pre-flight memory check"
-OUT=$(SHARDLM_NO_PREFLIGHT=1 prlimit --as=$((1 << 30)) "$SHARDLM" bench --config "$TMP/mid.json" --steps 1 \
+OUT=$(SHARDLM_NO_PREFLIGHT=1 prlimit --as=$((3 << 30)) "$SHARDLM" bench --config "$TMP/mid.json" --steps 1 \
   --warmup 0 --no-repeat-check --threads 1 2>&1)
 rc=$?
 [ "$rc" -ne 2 ] && [ "$rc" -ne 137 ] || fail "SHARDLM_NO_PREFLIGHT=1: expected the run to go past the check " \
