@@ -34,6 +34,13 @@ struct model {
     int64_t vchunk;
     float *xstats;          /* (N, OPS_XENT_STATS) */
     float *xlse;            /* (N) */
+    float *xloss;           /* (N) per-token losses of the row passes */
+    /* the row passes (model_forward_rows, model_forward_backward_rows) */
+    model_row_grad_fn row_fn;
+    void *row_ctx;
+    double *row_value;      /* (B) caller's */
+    int64_t *row_valid;     /* (B) caller's */
+    const int32_t *row_targets; /* host targets of the call */
     block_grads d;          /* backward scratch; d.dc doubles as dL/d lnf */
     /* LoRA (model_attach_lora); lora.spec NULL = none. Dropout (lora.h, p > 0
      * only): masks recomputed, never stored */
@@ -86,6 +93,7 @@ static void carve_all(void *obj, block_carver *c) {
     m->logits = block_carve(c, N * (size_t)m->vchunk * e);
     m->xstats = block_carve(c, N * OPS_XENT_STATS * f4);
     m->xlse = block_carve(c, N * f4);
+    m->xloss = block_carve(c, N * f4);
     m->d.dres = block_carve(c, N * C * e);
     m->d.dc = block_carve(c, N * (HD > C ? HD : C) * e); /* dL/d att (N, H*D), then dL/d ln (N, C) */
     m->d.dq = block_carve(c, N * HD * e);
@@ -275,7 +283,11 @@ static sl_status h_prefetch(const model_unit_hooks *h, int unit, int phase) {
 
 /* ---- the pass ---- */
 
-typedef enum { PASS_LOGITS = 0, PASS_LOSS, PASS_TRAIN } pass_kind;
+/* PASS_ROWS: forward, per-row log-likelihoods; PASS_TRAIN_ROWS: the same,
+ * then the caller's per-row gradient (row_fn) and the backward. */
+typedef enum { PASS_LOGITS = 0, PASS_LOSS, PASS_TRAIN, PASS_ROWS, PASS_TRAIN_ROWS } pass_kind;
+
+static bool pass_trains(pass_kind k) { return k == PASS_TRAIN || k == PASS_TRAIN_ROWS; }
 
 static sl_status check_ids(const model *m, const uint32_t *inputs, const int32_t *targets) {
     int64_t V = m->l->cfg.vocab_size;
@@ -335,8 +347,33 @@ static sl_status copy_logits_out(model *m, float *host, int64_t v0, int64_t vc) 
     return SL_OK;
 }
 
-/* Head forward (and, for PASS_TRAIN, its backward into dc = dL/d lnf and the
- * head weight's grads). */
+/* Row passes: the per-row sums of log p(target) from the per-token losses
+ * (host, double, in position order), then the caller's gradient per row. */
+static sl_status rows_from_losses(model *m) {
+    int64_t B = m->bc.B, T = m->bc.T, N = m->bc.N;
+    float *loss = malloc(sizeof(float) * (size_t)N);
+    SL_CHECK_ALLOC(loss, sizeof(float) * (size_t)N);
+    sl_status st = backend_memcpy(m->be, loss, m->xloss, sizeof(float) * (size_t)N, BACKEND_COPY_D2H);
+    for (int64_t b = 0; st == SL_OK && b < B; b++) {
+        double v = 0;
+        int64_t n = 0;
+        for (int64_t t = 0; t < T; t++)
+            if (m->row_targets[b * T + t] >= 0) {
+                v -= (double)loss[b * T + t];
+                n++;
+            }
+        m->row_value[b] = v;
+        m->row_valid[b] = n;
+    }
+    free(loss);
+    return st;
+}
+
+/* Head forward (and, for the training passes, its backward into dc = dL/d
+ * lnf and the head weight's grads). PASS_TRAIN: d(loss_sum * grad_scale);
+ * PASS_TRAIN_ROWS: d(objective), the objective's gradient with respect to
+ * row b's log-likelihood being row_grad[b] (so each token's cross-entropy
+ * gradient is scaled by -row_grad[b]). */
 static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, const void *p0,
                            const void *pl, float grad_scale, float *logits_host, double *loss_sum,
                            int64_t *n_valid) {
@@ -345,6 +382,7 @@ static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, 
     int64_t hoff;
     const void *hp = head_unit(m, p0, pl, &hoff);
     sl_backend *be = m->be;
+    bool rows = kind == PASS_ROWS || kind == PASS_TRAIN_ROWS;
     sl_tensor tg = ops_view1(be, SL_DTYPE_I32, m->targets, N);
     if (kind == PASS_LOGITS) {
         for (int64_t v0 = 0; v0 < V; v0 += m->vchunk) {
@@ -355,9 +393,9 @@ static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, 
         return SL_OK;
     }
     float *hg = NULL;
-    if (kind == PASS_TRAIN && !h->adapter)
+    if (pass_trains(kind) && !h->adapter)
         SL_TRY(h->grad_buffer(h->ctx, m->l->fin.head_w < 0 ? 0 : m->l->n_units - 1, &hg));
-    if (m->vchunk == V) {
+    if (m->vchunk == V && !rows) {
         SL_TRY(logits_chunk(m, hp, hoff, 0, V));
         sl_tensor lg = act_view2(c, m->logits, N, V);
         SL_TRY(ops_cross_entropy(be, ops_none(), kind == PASS_TRAIN ? lg : ops_none(), lg, tg, grad_scale,
@@ -375,24 +413,51 @@ static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, 
         SL_TRY(logits_chunk(m, hp, hoff, v0, vc));
         SL_TRY(ops_xent_stats_chunk(be, st, act_view2(c, m->logits, N, vc), tg, v0, v0 == 0));
     }
-    SL_TRY(ops_xent_loss(be, ops_none(), lse, st, tg, loss_sum, n_valid));
-    if (kind != PASS_TRAIN)
+    SL_TRY(ops_xent_loss(be, rows ? f32_view1(c, m->xloss, N) : ops_none(), lse, st, tg, loss_sum, n_valid));
+    if (!pass_trains(kind) && !rows)
         return SL_OK;
-    for (int64_t v0 = 0; v0 < V; v0 += m->vchunk) {
-        int64_t vc = V - v0 < m->vchunk ? V - v0 : m->vchunk;
-        SL_TRY(logits_chunk(m, hp, hoff, v0, vc));
-        sl_tensor lg = act_view2(c, m->logits, N, vc);
-        SL_TRY(ops_xent_backward_chunk(be, lg, lg, lse, tg, v0, grad_scale));
-        SL_TRY(ops_linear_backward(be, act_view2(c, m->d.dc, N, C), grad_view2(c, hg, hoff + v0 * C, vc, C),
-                                   ops_none(), lg, act_view2(c, m->lnf, N, C),
-                                   weight_view2(c, hp, hoff + v0 * C, vc, C), v0 > 0));
+    if (rows) {
+        SL_TRY(rows_from_losses(m));
+        if (kind == PASS_ROWS)
+            return SL_OK;
     }
-    return SL_OK;
+    double *rg = NULL;
+    if (kind == PASS_TRAIN_ROWS) {
+        rg = calloc((size_t)c->B, sizeof *rg);
+        SL_CHECK_ALLOC(rg, sizeof *rg * (size_t)c->B);
+        sl_status s = m->row_fn(m->row_ctx, (int)c->B, m->row_value, m->row_valid, rg);
+        if (s != SL_OK) {
+            free(rg);
+            return s;
+        }
+    }
+    sl_status s = SL_OK;
+    for (int64_t v0 = 0; s == SL_OK && v0 < V; v0 += m->vchunk) {
+        int64_t vc = V - v0 < m->vchunk ? V - v0 : m->vchunk;
+        s = logits_chunk(m, hp, hoff, v0, vc);
+        sl_tensor lg = act_view2(c, m->logits, N, vc);
+        if (s == SL_OK && !rg)
+            s = ops_xent_backward_chunk(be, lg, lg, lse, tg, v0, grad_scale);
+        /* row b's T positions, its cross-entropy scaled by -row_grad[b] */
+        for (int64_t b = 0; rg && s == SL_OK && b < c->B; b++) {
+            int64_t r0 = b * c->T;
+            sl_tensor lgb = act_view2(c, (char *)m->logits + (size_t)(r0 * vc) * c->esz, c->T, vc);
+            s = ops_xent_backward_chunk(be, lgb, lgb, f32_view1(c, m->xlse + r0, c->T),
+                                        ops_view1(be, SL_DTYPE_I32, m->targets + r0, c->T), v0,
+                                        (float)-rg[b]);
+        }
+        if (s == SL_OK)
+            s = ops_linear_backward(be, act_view2(c, m->d.dc, N, C), grad_view2(c, hg, hoff + v0 * C, vc, C),
+                                    ops_none(), lg, act_view2(c, m->lnf, N, C),
+                                    weight_view2(c, hp, hoff + v0 * C, vc, C), v0 > 0);
+    }
+    free(rg);
+    return s;
 }
 
-static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const uint32_t *inputs,
-                     const int32_t *targets, float grad_scale, float *logits_host, double *loss_sum,
-                     int64_t *n_valid) {
+static sl_status run_pass(model *m, pass_kind kind, const model_unit_hooks *h, const uint32_t *inputs,
+                          const int32_t *targets, float grad_scale, float *logits_host, double *loss_sum,
+                          int64_t *n_valid) {
     const model_layout *l = m->l;
     int L = l->cfg.n_layer, last = L + 1;
     bool tied = l->fin.head_w < 0;
@@ -400,7 +465,7 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
     int64_t N = m->bc.N, C = l->cfg.d_model;
     const int FW = MODEL_PHASE_FORWARD, BW = MODEL_PHASE_BACKWARD;
     const model_unit_hooks *ha = h->adapter; /* LoRA adapters; the base is then frozen */
-    if ((ha != NULL) != (m->lora.spec != NULL))
+    if ((ha != NULL) != (m->bc.lora != NULL))
         return sl_errorf(SL_ERR_INVALID, "%s",
                          ha ? "model: adapter hooks given but no LoRA spec attached (model_attach_lora)"
                             : "model: LoRA attached but the hooks carry no adapter hooks");
@@ -410,8 +475,8 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
         *n_valid = 0;
     /* LoRA dropout: training passes only, keyed by the context set for this
      * call (consumed here, so a stale step or sample index cannot be reused) */
-    m->lora.drop_on = kind == PASS_TRAIN && m->lora.p > 0;
-    if (kind == PASS_TRAIN) {
+    m->lora.drop_on = pass_trains(kind) && m->lora.p > 0;
+    if (pass_trains(kind)) {
         bool was_set = m->drop_set;
         m->drop_set = false;
         if (m->lora.drop_on && !was_set)
@@ -458,7 +523,7 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
     SL_TRY(block_norm_forward(&m->bc, N, m->lnf, m->lnf_mean, m->lnf_rstd, m->res[L], pl, l->fin.norm_w,
                               l->fin.norm_b));
     SL_TRY(head_pass(m, kind, h, p0, pl, grad_scale, logits_host, loss_sum, n_valid));
-    if (kind != PASS_TRAIN) {
+    if (!pass_trains(kind)) {
         SL_TRY(h->release(h->ctx, last, FW));
         if (tied)
             SL_TRY(h->release(h->ctx, 0, FW));
@@ -523,6 +588,19 @@ static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const 
     return SL_OK;
 }
 
+/* Forward-only passes without adapter hooks on a model with LoRA attached
+ * run the base model alone (the adapters switched off). */
+static sl_status run(model *m, pass_kind kind, const model_unit_hooks *h, const uint32_t *inputs,
+                     const int32_t *targets, float grad_scale, float *logits_host, double *loss_sum,
+                     int64_t *n_valid) {
+    const block_lora *saved = m->bc.lora;
+    if (!h->adapter && saved && !pass_trains(kind))
+        m->bc.lora = NULL;
+    sl_status st = run_pass(m, kind, h, inputs, targets, grad_scale, logits_host, loss_sum, n_valid);
+    m->bc.lora = saved;
+    return st;
+}
+
 sl_status model_forward_backward(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
                                  const int32_t *targets, float grad_scale, double *loss_sum,
                                  int64_t *n_valid) {
@@ -537,6 +615,38 @@ sl_status model_forward_loss(model *m, const model_unit_hooks *hooks, const uint
 sl_status model_forward_logits(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
                                float *logits_host) {
     return run(m, PASS_LOGITS, hooks, inputs, NULL, 0.0f, logits_host, NULL, NULL);
+}
+
+static sl_status row_pass(model *m, pass_kind kind, const model_unit_hooks *hooks, const uint32_t *inputs,
+                          const int32_t *targets, model_row_grad_fn fn, void *ctx, double *row_value,
+                          int64_t *row_valid) {
+    m->row_fn = fn;
+    m->row_ctx = ctx;
+    m->row_value = row_value;
+    m->row_valid = row_valid;
+    m->row_targets = targets;
+    double loss_sum = 0;
+    int64_t n_valid = 0;
+    sl_status st = run(m, kind, hooks, inputs, targets, 0.0f, NULL, &loss_sum, &n_valid);
+    m->row_fn = NULL;
+    m->row_ctx = NULL;
+    m->row_value = NULL;
+    m->row_valid = NULL;
+    m->row_targets = NULL;
+    return st;
+}
+
+sl_status model_forward_rows(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
+                             const int32_t *targets, double *row_value, int64_t *row_valid) {
+    return row_pass(m, PASS_ROWS, hooks, inputs, targets, NULL, NULL, row_value, row_valid);
+}
+
+sl_status model_forward_backward_rows(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
+                                      const int32_t *targets, model_row_grad_fn fn, void *ctx,
+                                      double *row_value, int64_t *row_valid) {
+    if (!fn)
+        return sl_errorf(SL_ERR_INVALID, "model_forward_backward_rows: no row gradient function");
+    return row_pass(m, PASS_TRAIN_ROWS, hooks, inputs, targets, fn, ctx, row_value, row_valid);
 }
 
 /* ---- local hooks ---- */

@@ -4,7 +4,8 @@
  *          model_forward_backward, model_forward_loss, model_forward_logits,
  *          model_activation_bytes, model_act_bytes, model_activation_plan,
  *          model_attach_lora, model_dropout_ctx,
- *          model_set_dropout_ctx, model_local, model_local_init, model_local_init_typed
+ *          model_set_dropout_ctx, model_row_grad_fn, model_forward_rows,
+ *          model_forward_backward_rows, model_local, model_local_init, model_local_init_typed
  *
  * A model owns its activation buffers, sized for (micro_batch B, seq_len T)
  * and allocated on the backend under MEM_CATEGORY_ACTIVATIONS; it owns no
@@ -167,6 +168,39 @@ sl_status model_forward_loss(model *m, const model_unit_hooks *hooks, const uint
 /* Forward only; logits_host (B*T*V floats, host memory) receives the logits. */
 sl_status model_forward_logits(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
                                float *logits_host);
+
+/* ---- row passes: sequence-level objectives (DPO, reward models) ----
+ *
+ * Row b of a micro-batch is the sequence inputs[b*T, (b+1)*T) with its
+ * targets. Its value is the row's log-likelihood, the sum over its
+ * non-ignored targets of log p(target) = minus its cross-entropy sum
+ * (double; per-token fp32 losses added in position order), and row_valid[b]
+ * how many targets count. An objective of the B row values (the DPO loss of
+ * the pairs a micro-batch holds, say) gets its gradient through fn, called
+ * once per model_forward_backward_rows between the forward and the
+ * backward: fn fills row_grad[b] = d(objective) / d(row_value[b]) for the
+ * row values it is given (scaled as the caller wants its gradient: the
+ * backward accumulates d(objective) into the grad buffers, so a mean over
+ * the global batch folds 1/(its size) into row_grad). Everything else is the
+ * protocol of model_forward_backward (hooks, LoRA, dropout context).
+ *
+ * Forward-only calls (model_forward_rows, model_forward_loss,
+ * model_forward_logits) whose hooks carry no adapter hooks run the base
+ * model alone when LoRA is attached: the adapters switched off, which is
+ * DPO's reference model of a LoRA run (no second copy of the weights).
+ * Row passes always use the vocab-chunked cross-entropy (the fused one has
+ * no per-row gradient scale); results equal the plain pass's up to
+ * summation order. */
+typedef sl_status (*model_row_grad_fn)(void *ctx, int rows, const double *row_value,
+                                       const int64_t *row_valid, double *row_grad);
+
+/* Forward only: row_value[B], row_valid[B]. */
+sl_status model_forward_rows(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
+                             const int32_t *targets, double *row_value, int64_t *row_valid);
+/* Forward, fn, backward (see above); row_value and row_valid are filled too. */
+sl_status model_forward_backward_rows(model *m, const model_unit_hooks *hooks, const uint32_t *inputs,
+                                      const int32_t *targets, model_row_grad_fn fn, void *ctx,
+                                      double *row_value, int64_t *row_valid);
 
 /* ---- local hooks: one process, every unit in one contiguous buffer ---- */
 

@@ -58,6 +58,8 @@ typedef enum {
 } fsdp_mode;
 typedef enum { BACKEND_KIND_AUTO = 0, BACKEND_KIND_CPU, BACKEND_KIND_CUDA } backend_kind;
 typedef enum { NONFINITE_SKIP = 0, NONFINITE_FATAL } nonfinite_policy;
+typedef enum { TRAIN_OBJECTIVE_SFT = 0, TRAIN_OBJECTIVE_DPO, TRAIN_OBJECTIVE_REWARD } train_objective;
+typedef enum { DPO_LOSS_SIGMOID = 0, DPO_LOSS_IPO, DPO_LOSS_ROBUST } dpo_loss;
 typedef enum { COMPUTE_DTYPE_F32 = 0, COMPUTE_DTYPE_BF16 } compute_dtype;
 typedef enum { PREPARE_TEXT_SPLIT_BLANK_LINE = 0, PREPARE_TEXT_SPLIT_FILE } prepare_text_split;
 typedef enum { PREPARE_INVALID_UTF8_REPAIR = 0, PREPARE_INVALID_UTF8_DROP } prepare_invalid_utf8;
@@ -140,6 +142,7 @@ typedef struct {
     int dtype;   /* compute_dtype */
     int backend; /* backend_kind */
     int nonfinite; /* nonfinite_policy */
+    int objective; /* train_objective */
     char run_dir[CFG_STR_MAX];
     bool export_final;
 } cfg_train;
@@ -185,6 +188,12 @@ typedef struct {
 } cfg_lora;
 
 typedef struct {
+    double beta;            /* temperature of the implicit reward */
+    int loss;               /* dpo_loss */
+    double label_smoothing; /* robust: the assumed label noise */
+} cfg_dpo;
+
+typedef struct {
     char level[CFG_NAME_MAX];
     int log_every;
     bool tensorboard;
@@ -206,6 +215,7 @@ typedef struct {
     cfg_parallel parallel;
     cfg_checkpoint checkpoint;
     cfg_lora lora;
+    cfg_dpo dpo;
     cfg_logging logging;
     cfg_export export;
     /* set[i]: schema key i was given by a config file or --set (not a

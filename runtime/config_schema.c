@@ -94,6 +94,7 @@ const cfg_field cfg_schema[] = {
     ENUM("train.dtype", train, dtype, "fp32", "fp32|bf16", "compute dtype: fp32 on the CPU backend, bf16 on CUDA (fp32 master weights, grads and AdamW state either way)"),
     ENUM("train.backend", train, backend, "auto", "auto|cpu|cuda", "auto: CUDA when train.dtype = bf16 and a GPU is visible, else the CPU (which refuses bf16); cuda: one GPU per local rank, NCCL for FSDP"),
     ENUM("train.nonfinite", train, nonfinite, "skip", "skip|fatal", "non-finite loss or gradient norm: skip the step on every rank, or stop naming the rank"),
+    ENUM("train.objective", train, objective, "sft", "sft|dpo|reward", "sft: next-token cross-entropy (pretraining and supervised fine-tuning); dpo: Direct Preference Optimization on pair shards (dpo.*); reward: a reward model (scalar score head, Bradley-Terry loss) on pair shards"),
     STR("train.run_dir", train, run_dir, "runs/default", "run directory: resolved config, metrics, checkpoints, export"),
     BOOL("train.export_final", train, export_final, "true", "export the final model in Hugging Face format to <run_dir>/export"),
 
@@ -132,6 +133,11 @@ const cfg_field cfg_schema[] = {
     LIST("lora.targets", lora, targets, "q_proj,v_proj", "modules to adapt: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj (llama, mistral, qwen2, qwen3); c_attn c_proj c_fc (gpt2)"),
     BOOL("lora.rslora", lora, rslora, "false", "rank-stabilized scaling alpha/sqrt(r)"),
     STR("lora.init_from", lora, init_from, "", "PEFT adapter folder to continue from"),
+
+    /* dpo */
+    FLT("dpo.beta", dpo, beta, "0.1", 1e-9, BIG, "DPO beta: scale of the implicit reward beta * (log pi - log pi_ref), TRL's beta"),
+    ENUM("dpo.loss", dpo, loss, "sigmoid", "sigmoid|ipo|robust", "TRL's loss_type: sigmoid -log sigmoid(beta h) (label-smoothed by dpo.label_smoothing), ipo (h - 1/(2 beta))^2, robust (the unbiased estimate under label noise dpo.label_smoothing)"),
+    FLT("dpo.label_smoothing", dpo, label_smoothing, "0", 0, 0.499999, "assumed probability that a pair's preference label is flipped (sigmoid: conservative DPO; robust: robust DPO); 0 = none"),
 
     /* logging */
     STR("logging.level", logging, level, "info", "debug, info, warn or error"),

@@ -157,10 +157,22 @@ static void run_config(const char *name) {
     OK(model_forward_logits(m, &h.base_h, inp, logits));
     double e_logits = golden_rel_err(logits, want_logits, n_lg);
 
-    /* a model with LoRA attached refuses hooks without adapters, and the reverse */
+    /* forward-only without adapter hooks runs the base alone (the adapters
+     * switched off: DPO's reference model), bitwise the model without LoRA;
+     * a training pass refuses it, and a model without LoRA refuses adapters */
     model_unit_hooks bare = h.base_h;
     bare.adapter = NULL;
-    assert_int_equal(model_forward_logits(m, &bare, inp, logits2), SL_ERR_INVALID);
+    float *logits3 = malloc(n_lg * sizeof *logits3);
+    assert_non_null(logits3);
+    OK(model_forward_logits(m, &bare, inp, logits2));
+    OK(model_forward_logits(plain, &bare, inp, logits3));
+    assert_memory_equal(logits2, logits3, n_lg * sizeof *logits2);
+    free(logits3);
+    {
+        double ls = 0;
+        int64_t nvb = 0;
+        assert_int_equal(model_forward_backward(m, &bare, inp, tg, 1.0f, &ls, &nvb), SL_ERR_INVALID);
+    }
     assert_int_equal(model_forward_logits(plain, &h.base_h, inp, logits2), SL_ERR_INVALID);
 
     int64_t nv = golden_count_valid(tg, (size_t)BT);
