@@ -93,7 +93,9 @@ WORDS = ['the', 'The', 'cat', 'sat', 'on', 'mat', 'dog', 'bit', 'man', 'It', 'wa
          '3.14', '1,000', '5-6', '2-3', 'x-ray', 'co-op', 'a/b', '$5', '100%', 'R&D',
          '&amp;', '&quot;quoted&quot;', '&lt;tag&gt;', '&amp;lt;', '<skipped>', 'café',
          'naïve', 'Über', 'über', 'straße', '日本語', 'İstanbul', '\u212a', 'ﬁne',
-         'foo_bar', 'a.b,c', '...', '--', '"', "'", 'well-known', 'self-\nmade']
+         'foo_bar', 'a.b,c', '...', '--', '"', "'", 'well-known', 'self-\nmade',
+         '{x}', '[1]', 'a^b', '`c`', '~', 'a|b', 'c\\d', '@home', '#tag', '?!', 'x;y:z',
+         'a=b+c*d', '9.', ',7', '8,', '.5']
 SEPS = [' ', ' ', ' ', ' ', '  ', '\t', '\n', '\u00a0', '\u2003', ' \u001f ']
 
 
