@@ -323,7 +323,8 @@ static sl_status grams_sorted(const tm_toks *t, int k, tm_gram **g, size_t *cap,
             x.id[j] = t->t[i + (size_t)j].id;
         (*g)[i] = x;
     }
-    qsort(*g, n, sizeof **g, gram_cmp);
+    if (n > 1)
+        qsort(*g, n, sizeof **g, gram_cmp);
     *count = n;
     return SL_OK;
 }
