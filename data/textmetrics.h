@@ -37,8 +37,10 @@
  * So a corpus whose hypotheses hold under 4 tokens in all scores 0; an
  * empty hypothesis still counts its reference's length (sacrebleu does
  * not drop empty lines).
- * Default: smooth_method='exp' is sacrebleu's default for BLEU(),
- * corpus_bleu and the CLI (the "no smoothing" in some write-ups is wrong);
+ * Default: smooth_method='exp', sacrebleu's default for BLEU() and
+ * corpus_bleu (sacrebleu/metrics/bleu.py, sacrebleu/compat.py), so
+ * "sacrebleu's default" and "smoothing off" differ; on corpora where every
+ * n-gram order has a match the two give the same score.
  * textmetrics_corpus_bleu_smooth picks 'none' or 'exp'.
  *
  * ROUGE (rouge-score 0.1.2, rouge/rouge_scorer.py + tokenize.py, DefaultTokenizer
