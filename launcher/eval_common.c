@@ -90,17 +90,21 @@ sl_status eval_buf_printf(eval_buf *b, const char *fmt, ...) {
     return SL_OK;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t utf8_valid_len(const unsigned char *s, size_t n) {
+/* The UTF-8 sequence at s (n bytes left): its length when valid, else 0
+ * with *bad = the length of its maximal valid prefix (at least 1): the bytes
+ * one U+FFFD replaces, as Python's decode(errors="replace") and the Unicode
+ * standard's "maximal subpart" practice do. Overlong forms, surrogates and
+ * code points past U+10FFFF are invalid. */
+static size_t utf8_valid_len(const unsigned char *s, size_t n, size_t *bad) {
     unsigned c = s[0];
     size_t need;
     unsigned lo = 0x80, hi = 0xBF;
+    *bad = 1;
     if (c < 0x80)
         return 1;
-    if (c >= 0xC2 && c <= 0xDF)
+    if (c >= 0xC2 && c <= 0xDF) {
         need = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
+    } else if (c >= 0xE0 && c <= 0xEF) {
         need = 3;
         if (c == 0xE0)
             lo = 0xA0;
@@ -115,11 +119,13 @@ static size_t utf8_valid_len(const unsigned char *s, size_t n) {
     } else {
         return 0;
     }
-    if (n < need || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t k = 2; k < need; k++)
-        if ((s[k] & 0xC0) != 0x80)
+    for (size_t k = 1; k < need; k++) {
+        unsigned a = k == 1 ? lo : 0x80, b = k == 1 ? hi : 0xBF;
+        if (k >= n || s[k] < a || s[k] > b) {
+            *bad = k;
             return 0;
+        }
+    }
     return need;
 }
 
@@ -140,10 +146,10 @@ sl_status eval_buf_json_string(eval_buf *b, const char *s, size_t n) {
                 SL_TRY(eval_buf_printf(b, "\\u%04x", c));
             i++;
         } else {
-            size_t k = utf8_valid_len(u + i, n - i);
+            size_t bad = 1, k = utf8_valid_len(u + i, n - i, &bad);
             if (k == 0) {
                 SL_TRY(eval_buf_add(b, "\xEF\xBF\xBD", 3)); /* U+FFFD */
-                i++;
+                i += bad;
             } else {
                 SL_TRY(eval_buf_add(b, u + i, k));
                 i += k;

@@ -45,8 +45,8 @@ sl_status eval_buf_add(eval_buf *b, const void *data, size_t n);
 sl_status eval_buf_printf(eval_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* n bytes of s as a JSON string literal: quotes, backslashes and control
  * characters escaped; bytes that are not valid UTF-8 (a generation cut
- * inside a character) become U+FFFD, as Python's decode(errors="replace")
- * gives one U+FFFD per invalid byte. */
+ * inside a character) become U+FFFD as Python's decode(errors="replace")
+ * replaces them (one per maximal invalid subpart). */
 sl_status eval_buf_json_string(eval_buf *b, const char *s, size_t n);
 void eval_buf_free(eval_buf *b);
 
