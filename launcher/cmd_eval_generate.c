@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "data/chat.h"
+#include "data/textmetrics.h"
 #include "data/tokenizer.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
@@ -505,6 +506,51 @@ static sl_status egen_run(egen_state *e, const egen_opts *o, const topology *t) 
     return SL_OK;
 }
 
+/* Corpus BLEU and ROUGE of the outputs (as the file holds them: invalid
+ * UTF-8 replaced) against the references, over the prompts that have one. */
+typedef struct {
+    textmetrics_bleu bleu;
+    textmetrics_rouge rouge;
+    int64_t n;
+} egen_scores;
+
+static sl_status score(const egen_set *s, const char *const *text, const int64_t *tl, egen_scores *out) {
+    memset(out, 0, sizeof *out);
+    size_t n = 0;
+    for (size_t i = 0; i < s->n; i++)
+        n += s->p[i].reference != NULL;
+    if (n == 0)
+        return SL_OK;
+    const char **hyps = calloc(n, sizeof *hyps), **refs = calloc(n, sizeof *refs);
+    size_t *off = calloc(n, sizeof *off);
+    eval_buf all = {0};
+    sl_status st = hyps && refs && off ? SL_OK : sl_errorf(SL_ERR_NOMEM, "out of memory scoring %zu outputs", n);
+    size_t k = 0;
+    for (size_t i = 0; st == SL_OK && i < s->n; i++) {
+        if (!s->p[i].reference)
+            continue;
+        off[k] = all.len;
+        refs[k++] = s->p[i].reference;
+        st = eval_buf_utf8(&all, text[i], (size_t)tl[i]);
+        if (st == SL_OK)
+            st = eval_buf_add(&all, "", 1); /* NUL-separated */
+    }
+    for (size_t j = 0; st == SL_OK && j < n; j++)
+        hyps[j] = all.buf + off[j];
+    if (st == SL_OK)
+        st = textmetrics_corpus_bleu(hyps, refs, n, &out->bleu);
+    if (st == SL_OK)
+        st = textmetrics_corpus_rouge(hyps, refs, n, &out->rouge);
+    if (st != SL_OK)
+        st = sl_error_wrapf(st, "scoring the outputs against the references");
+    out->n = (int64_t)n;
+    eval_buf_free(&all);
+    free(hyps);
+    free(refs);
+    free(off);
+    return st;
+}
+
 /* Rank 0: the file in input order, and the counts on stdout. */
 static sl_status egen_write(const egen_state *e, const egen_opts *o, const char *all, size_t len) {
     const egen_set *s = &e->set;
@@ -554,15 +600,28 @@ static sl_status egen_write(const egen_state *e, const egen_opts *o, const char 
         tokens += nt[i];
         counts[fin[i]]++;
     }
+    egen_scores sc;
+    if (st == SL_OK)
+        st = score(s, text, tl, &sc);
     if (st == SL_OK)
         st = fs_write_atomic(o->out_path, out.buf, out.len);
     if (st == SL_OK) {
         printf("eval generate: %zu prompts | %" PRId64 " tokens | finish eos %" PRId64 ", stop %" PRId64
                ", length %" PRId64 " | wrote %s\n", s->n, tokens, counts[0], counts[1], counts[2], o->out_path);
-        if (o->json)
+        if (n_ref > 0)
+            printf("eval generate: %" PRId64 " references | bleu %.2f | rouge1 %.4f | rouge2 %.4f | rougeL %.4f\n",
+                   n_ref, sc.bleu.score, sc.rouge.rouge1.f1, sc.rouge.rouge2.f1, sc.rouge.rougeL.f1);
+        if (o->json && n_ref == 0)
             printf("{\"prompts\": %zu, \"tokens\": %" PRId64 ", \"eos\": %" PRId64 ", \"stop\": %" PRId64
-                   ", \"length\": %" PRId64 ", \"references\": %" PRId64 "}\n", s->n, tokens, counts[0], counts[1],
-                   counts[2], n_ref);
+                   ", \"length\": %" PRId64 ", \"references\": 0}\n", s->n, tokens, counts[0], counts[1],
+                   counts[2]);
+        else if (o->json)
+            printf("{\"prompts\": %zu, \"tokens\": %" PRId64 ", \"eos\": %" PRId64 ", \"stop\": %" PRId64
+                   ", \"length\": %" PRId64 ", \"references\": %" PRId64 ", \"bleu\": %.17g, \"bleu_bp\": %.17g, "
+                   "\"bleu_sys_len\": %" PRId64 ", \"bleu_ref_len\": %" PRId64 ", \"rouge1\": %.17g, \"rouge2\": %.17g, "
+                   "\"rougeL\": %.17g}\n", s->n, tokens, counts[0], counts[1], counts[2], n_ref, sc.bleu.score,
+                   sc.bleu.bp, sc.bleu.sys_len, sc.bleu.ref_len, sc.rouge.rouge1.f1, sc.rouge.rouge2.f1,
+                   sc.rouge.rougeL.f1);
         if (fflush(stdout) != 0)
             st = sl_errorf(SL_ERR_IO, "error writing stdout");
     }

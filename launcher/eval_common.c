@@ -129,16 +129,17 @@ static size_t utf8_valid_len(const unsigned char *s, size_t n, size_t *bad) {
     return need;
 }
 
-sl_status eval_buf_json_string(eval_buf *b, const char *s, size_t n) {
-    SL_TRY(eval_buf_add(b, "\"", 1));
+/* n bytes of s with each invalid UTF-8 subpart replaced by U+FFFD; with
+ * json, also escaped for a JSON string. */
+static sl_status add_text(eval_buf *b, const char *s, size_t n, bool json) {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
         unsigned c = u[i];
-        if (c == '"' || c == '\\') {
+        if (json && (c == '"' || c == '\\')) {
             char e[2] = {'\\', (char)c};
             SL_TRY(eval_buf_add(b, e, 2));
             i++;
-        } else if (c < 0x20) {
+        } else if (json && c < 0x20) {
             const char *e = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : NULL;
             if (e)
                 SL_TRY(eval_buf_add(b, e, 2));
@@ -156,7 +157,17 @@ sl_status eval_buf_json_string(eval_buf *b, const char *s, size_t n) {
             }
         }
     }
+    return SL_OK;
+}
+
+sl_status eval_buf_json_string(eval_buf *b, const char *s, size_t n) {
+    SL_TRY(eval_buf_add(b, "\"", 1));
+    SL_TRY(add_text(b, s, n, true));
     return eval_buf_add(b, "\"", 1);
+}
+
+sl_status eval_buf_utf8(eval_buf *b, const char *s, size_t n) {
+    return add_text(b, s, n, false);
 }
 
 void eval_buf_free(eval_buf *b) {

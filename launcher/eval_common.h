@@ -4,7 +4,8 @@
  * agreement on a failure and the gather of per-item records to rank 0.
  *
  * defines: eval_jsonl, eval_jsonl_read, eval_jsonl_free, eval_buf,
- *          eval_buf_add, eval_buf_printf, eval_buf_json_string, eval_model,
+ *          eval_buf_add, eval_buf_printf, eval_buf_json_string, eval_buf_utf8,
+ *          eval_buf_free, eval_model,
  *          eval_model_open, eval_model_close, eval_ranks_agree, eval_gather
  *
  * Not here: the modes themselves (cmd_eval_generate.c, cmd_eval_choices.c)
@@ -48,6 +49,9 @@ sl_status eval_buf_printf(eval_buf *b, const char *fmt, ...) __attribute__((form
  * inside a character) become U+FFFD as Python's decode(errors="replace")
  * replaces them (one per maximal invalid subpart). */
 sl_status eval_buf_json_string(eval_buf *b, const char *s, size_t n);
+/* n bytes of s, the invalid UTF-8 replaced as eval_buf_json_string does
+ * (what a reader of the JSON string gets), not escaped. */
+sl_status eval_buf_utf8(eval_buf *b, const char *s, size_t n);
 void eval_buf_free(eval_buf *b);
 
 /* The model of a folder on this rank's backend: fp32 host parameters on the
