@@ -299,14 +299,15 @@ static sl_status read_prompts(egen_set *s, const egen_opts *o) {
 
 /* ---- batches ---- */
 
-static const egen_prompt *g_sort_prompts; /* qsort has no context argument */
+typedef struct {
+    size_t len, index;
+} egen_key;
 
 static int by_length(const void *a, const void *b) {
-    size_t i = *(const size_t *)a, k = *(const size_t *)b;
-    size_t ni = g_sort_prompts[i].seq.n, nk = g_sort_prompts[k].seq.n;
-    if (ni != nk)
-        return ni < nk ? -1 : 1;
-    return i < k ? -1 : i > k ? 1 : 0; /* stable: input order among equals */
+    const egen_key *x = a, *y = b;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index ? 1 : 0; /* stable: input order among equals */
 }
 
 /* ---- one batch ---- */
@@ -475,11 +476,17 @@ static sl_status egen_run(egen_state *e, const egen_opts *o, const topology *t) 
     }
     /* the batches, the same on every rank */
     e->order = malloc(s->n * sizeof *e->order);
-    SL_CHECK_ALLOC(e->order, s->n * sizeof *e->order);
+    egen_key *keys = malloc(s->n * sizeof *keys);
+    if (!e->order || !keys) {
+        free(keys);
+        return sl_errorf(SL_ERR_NOMEM, "out of memory sorting %zu prompts", s->n);
+    }
     for (size_t i = 0; i < s->n; i++)
-        e->order[i] = i;
-    g_sort_prompts = s->p;
-    qsort(e->order, s->n, sizeof *e->order, by_length);
+        keys[i] = (egen_key){s->p[i].seq.n, i};
+    qsort(keys, s->n, sizeof *keys, by_length);
+    for (size_t i = 0; i < s->n; i++)
+        e->order[i] = keys[i].index;
+    free(keys);
     int B = o->batch;
     e->w.dec_max_seq = (int)((int64_t)longest + o->max_new < max_seq ? (int64_t)longest + o->max_new : max_seq);
     e->w.n_rows = B;
