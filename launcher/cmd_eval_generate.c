@@ -150,14 +150,6 @@ static sl_status ensure_chat(egen_set *s, const egen_opts *o) {
     return SL_OK;
 }
 
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 #define EGEN_MAX_TURNS 256
 
 /* One line into p: its fields, then its token ids (as generate encodes). */
@@ -231,8 +223,13 @@ static sl_status parse_prompt(egen_set *s, const egen_opts *o, const char *line,
         st = sl_errorf(SL_ERR_INVALID, "%s:%" PRId64 ": no \"prompt\" (a string) or \"messages\" (a non-empty "
                        "list of {\"role\", \"content\"}) field", f, lineno);
     }
-    if (st == SL_OK && ref && !(p->reference = dup_str(ref->valuestring)))
-        st = sl_errorf(SL_ERR_NOMEM, "out of memory");
+    if (st == SL_OK && ref) { /* cJSON passes invalid UTF-8 through: replaced as in the outputs */
+        eval_buf r = {0};
+        st = eval_buf_utf8(&r, ref->valuestring, strlen(ref->valuestring));
+        if (st == SL_OK && !r.buf)
+            st = eval_buf_add(&r, "", 0);
+        p->reference = r.buf;
+    }
     if (st == SL_OK && id) {
         p->id_json = cJSON_PrintUnformatted(id);
         if (!p->id_json)
