@@ -272,6 +272,8 @@ static sl_status process_pair(const prep_ctx *c, prep_worker *w, prep_slot *s, c
         }
     } else {
         SL_TRY(chat_encode_generation_prompt(&c->chat, c->tok, turns, n, &s->seq));
+        /* earlier assistant turns are context here: nothing in the prompt trains */
+        memset(s->seq.mask, 0, s->seq.n);
         SL_TRY(chat_encode_answer(&c->chat, c->tok, turns, n, ch, &s->seq_c));
         SL_TRY(chat_encode_answer(&c->chat, c->tok, turns, n, rj, &s->seq_r));
     }
