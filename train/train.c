@@ -112,6 +112,7 @@ static sl_status load_init_weights(train_job *j) {
     if (!train_model_is_checkpoint(j->cfg->model.init_from, step, sizeof step)) {
         hf_reader *r = NULL;
         SL_TRY(hf_reader_open(j->cfg->model.init_from, l, &r));
+        hf_reader_set_seed(r, (uint64_t)j->cfg->train.seed); /* a reward model's new score head */
         sl_status st = train_group_load_from(&j->groups[0], r);
         hf_reader_close(r);
         return st;

@@ -79,6 +79,7 @@ sl_status train_config_resolve(sl_config *cfg) {
     cfg->model = tmp->model;
     memcpy(cfg->model.init_from, from, sizeof from);
     free(tmp);
+    config_apply_objective(cfg); /* a causal LM trained as a reward model gets a score head */
     if (cfg->data.seq_len > cfg->model.max_seq_len)
         return sl_errorf(SL_ERR_INVALID, "\"data.seq_len\" = %d exceeds max_seq_len %d of the model in %s",
                          cfg->data.seq_len, cfg->model.max_seq_len, cfg->model.init_from);
