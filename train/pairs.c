@@ -17,6 +17,8 @@
  *                reward > rejected reward; margin: their difference
  *   loss         losses.mean() over the batch
  * (eps = dpo.label_smoothing, beta = dpo.beta.)
+ *
+ * The reward model (train.objective = reward) is pair_reward_loss below.
  */
 #include "train/pairs.h"
 
@@ -74,6 +76,37 @@ void pair_dpo_loss(const sl_config *c, const pair_values *v, double *loss, doubl
     metric[5] = pr;
 }
 
+/* The reward model's Bradley-Terry loss, TRL's RewardTrainer.compute_loss
+ * (trl/trainer/reward_trainer.py) without margin or center_rewards_coefficient:
+ *   loss = -logsigmoid(r_chosen - r_rejected), mean over the pairs
+ * with d = r_chosen - r_rejected: dL/dr_chosen = -sigmoid(-d),
+ * dL/dr_rejected = +sigmoid(-d). Metrics: accuracy (r_chosen > r_rejected; a
+ * tie counts as wrong), margin d, and the mean rewards. */
+void pair_reward_loss(const sl_config *c, const pair_values *v, double *loss, double *d_chosen,
+                      double *d_rejected, double *metric) {
+    (void)c;
+    double d = v->chosen - v->rejected, s = sigmoid(-d);
+    *loss = -log_sigmoid(d);
+    *d_chosen = -s;
+    *d_rejected = s;
+    metric[0] = d > 0 ? 1.0 : 0.0;
+    metric[1] = d;
+    metric[2] = v->chosen;
+    metric[3] = v->rejected;
+}
+
+/* A score model's row passes (model.h) give each row's reward */
+static const pair_objective REWARD = {
+    .name = "reward",
+    .needs_reference = false,
+    .rows = model_forward_rows,
+    .rows_train = model_forward_backward_rows,
+    .pair_loss = pair_reward_loss,
+    .n_metrics = 4,
+    .metric_names = {"accuracy", "margin", "rewards/chosen", "rewards/rejected"},
+    .on_step_line = {true, true, false, false},
+};
+
 static const pair_objective DPO = {
     .name = "dpo",
     .needs_reference = true,
@@ -93,6 +126,16 @@ sl_status pair_objective_for(const sl_config *c, const pair_objective **out) {
         return SL_OK;
     case TRAIN_OBJECTIVE_DPO:
         *out = &DPO;
+        return SL_OK;
+    case TRAIN_OBJECTIVE_REWARD:
+        if (c->lora.enabled)
+            return sl_errorf(SL_ERR_UNSUPPORTED,
+                             "train.objective = reward with lora.enabled is not implemented: the new score "
+                             "head must train in full beside the adapters (PEFT's modules_to_save = "
+                             "[\"score\"]); train the reward model without LoRA");
+        if (c->model.head != MODEL_HEAD_SCORE)
+            return sl_errorf(SL_ERR_INTERNAL, "train.objective = reward on a model without a score head");
+        *out = &REWARD;
         return SL_OK;
     default:
         return sl_errorf(SL_ERR_UNSUPPORTED,

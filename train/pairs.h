@@ -3,7 +3,7 @@
  *
  * defines: pair_values, pair_objective, PAIR_MAX_METRICS, pair_objective_for,
  *          pairs_reference_hooks, pairs_accumulate, pairs_eval_batch,
- *          pair_dpo_loss
+ *          pair_dpo_loss, pair_reward_loss
  *
  * Data (data/loader.h, DATA_MODE_PAIRS): a micro-batch of B pairs is 2B rows
  * of T tokens; row 2b = prompt + chosen, row 2b+1 = prompt + rejected;
@@ -29,7 +29,9 @@
  * log-likelihood passes for DPO; a reward model's entry gives its score
  * passes), whether a reference is needed, the per-pair loss with its two
  * derivatives and metrics, and the metric names (TRL's). train.objective =
- * reward has no entry yet and is refused.
+ * reward: a score model's row passes (model.head = score: each row's value
+ * is its reward), no reference, TRL RewardTrainer's Bradley-Terry loss
+ * (pair_reward_loss); refused with LoRA (not implemented).
  *
  * Not here: dpo.precompute_ref (reference log-probs written beside the
  * shards) and the other TRL loss types (hinge, exo_pair, ...).
@@ -73,13 +75,18 @@ typedef struct pair_objective {
     bool on_step_line[PAIR_MAX_METRICS]; /* shown on the step and eval lines too */
 } pair_objective;
 
-/* The entry of c->train.objective: NULL for sft; an error for objectives
- * without one (reward). */
+/* The entry of c->train.objective: NULL for sft; an error for reward with
+ * LoRA (not implemented). */
 sl_status pair_objective_for(const sl_config *c, const pair_objective **out);
 
 /* DPO as TRL's DPOTrainer computes it (train/pairs.c cites the source). */
 void pair_dpo_loss(const sl_config *c, const pair_values *v, double *loss, double *d_chosen, double *d_rejected,
                    double *metric);
+
+/* The reward model's -logsigmoid(r_chosen - r_rejected) (train/pairs.c cites
+ * TRL); metrics accuracy, margin, rewards/chosen, rewards/rejected. */
+void pair_reward_loss(const sl_config *c, const pair_values *v, double *loss, double *d_chosen,
+                      double *d_rejected, double *metric);
 
 /* One step's micro-batches (inputs/targets: grad_accum micro-batches of
  * 2 * micro_batch rows): reference rows, then the policy's row pass with

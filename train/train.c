@@ -175,12 +175,17 @@ static sl_status open_data(train_job *j) {
     const sl_config *cfg = j->cfg;
     if (!cfg->data.train[0])
         return sl_errorf(SL_ERR_INVALID, "\"data.train\" is empty: set it to the shards written by shardlm prepare");
-    /* pair rows (2 per sample, data/loader.h) are for a pairwise objective */
-    if (cfg->data.mode == DATA_MODE_PAIRS)
+    /* pair rows (2 per sample, data/loader.h) are for a pairwise objective, and it needs them */
+    if (cfg->data.mode == DATA_MODE_PAIRS && !j->pobj)
         return sl_errorf(SL_ERR_INVALID,
                          "\"data.mode\" = pairs loads preference pairs for train.objective = dpo or "
                          "reward; this step trains token cross-entropy (sft/pretrain) and cannot "
                          "take pair rows");
+    if (cfg->data.mode != DATA_MODE_PAIRS && j->pobj)
+        return sl_errorf(SL_ERR_INVALID,
+                         "train.objective = %s trains on preference pairs: set \"data.mode\" = pairs "
+                         "(shards written by shardlm prepare from pair data)",
+                         j->pobj->name);
     SL_TRY(open_loader(j, cfg->data.train, false, &j->train_loader));
     SL_TRY(data_tokenizer_hash(cfg->data.train, j->tokenizer_hash, sizeof j->tokenizer_hash));
     if (cfg->data.eval[0])
@@ -252,6 +257,10 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
     mem_accountant_init(&j->acct);
     SL_TRY(train_config_resolve(cfg));
     SL_TRY(pair_objective_for(cfg, &j->pobj));
+    if (cfg->model.head == MODEL_HEAD_SCORE && cfg->model.pad_token_id < 0)
+        LOG_WARN0("model.pad_token_id is not set: the exported reward model's config.json gets "
+                  "pad_token_id null, and transformers then scores one sequence per batch only; set "
+                  "model.pad_token_id to the tokenizer's pad (or EOS) id");
     j->rows_per_sample = j->pobj ? 2 : 1;
     SL_TRY(parallel_plan_make(cfg, topo, &j->plan));
     SL_TRY(model_layout_create(&cfg->model, cfg->optim.decay_embeddings, &j->layout));

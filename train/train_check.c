@@ -33,8 +33,11 @@ static void model_conflicts(const sl_config *mine, const sl_config *folder, char
     for (const cJSON *e = ma ? ma->child : NULL; e; e = e->next) {
         char key[128];
         snprintf(key, sizeof key, "model.%s", e->string);
-        /* init_std only shapes a random init, which init_from replaces */
+        /* init_std only shapes a random init, which init_from replaces; head
+         * (score: a causal LM becomes a reward model) and pad_token_id (the
+         * config.json key) are the user's to set over the folder's */
         if (strcmp(e->string, "init_from") == 0 || strcmp(e->string, "init_std") == 0 ||
+            strcmp(e->string, "head") == 0 || strcmp(e->string, "pad_token_id") == 0 ||
             !config_is_set(mine, key))
             continue;
         const cJSON *o = cJSON_GetObjectItemCaseSensitive(mb, e->string);
@@ -76,7 +79,12 @@ sl_status train_config_resolve(sl_config *cfg) {
     }
     char from[CFG_STR_MAX];
     memcpy(from, cfg->model.init_from, sizeof from);
+    int head = cfg->model.head, pad = cfg->model.pad_token_id;
     cfg->model = tmp->model;
+    if (config_is_set(cfg, "model.head"))
+        cfg->model.head = head;
+    if (config_is_set(cfg, "model.pad_token_id"))
+        cfg->model.pad_token_id = pad;
     memcpy(cfg->model.init_from, from, sizeof from);
     free(tmp);
     config_apply_objective(cfg); /* a causal LM trained as a reward model gets a score head */
