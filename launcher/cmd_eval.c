@@ -50,7 +50,8 @@ void cmd_eval_usage(FILE *out) {
             "--seed     the sample order (default 0); the result does not depend on N or B\n"
             "--backend  cpu (default, fp32) or cuda (bf16 weights and activations, fp32\n"
             "           accumulation; one GPU per local rank)\n"
-            "--json     also print {\"loss\": ..., \"ppl\": ..., \"tokens\": ...} with full precision\n");
+            "--json     also print {\"loss\": ..., \"ppl\": ..., \"tokens\": ...} with full precision\n\n");
+    cmd_eval_reward_usage(out);
 }
 
 typedef struct {
@@ -286,6 +287,9 @@ static sl_status eval_finish(const eval_state *e, const eval_opts *o, const topo
 }
 
 int cmd_eval(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* --reward PAIRS: a reward model's pairwise accuracy (cmd_eval_reward.c) */
+        if (strcmp(argv[i], "--reward") == 0 || strncmp(argv[i], "--reward=", 9) == 0)
+            return cmd_eval_reward(argc, argv);
     cli_args a;
     static const char *const flags[] = {"json", NULL};
     static const char *const known[] = {"model", "data", "seq-len", "batch", "micro-batch", "batches",

@@ -46,6 +46,9 @@ int bench_comm_main(int argc, char **argv);
 void bench_comm_usage(FILE *out);
 int cmd_eval(int argc, char **argv);
 void cmd_eval_usage(FILE *out);
+/* shardlm eval --reward (launcher/cmd_eval_reward.c); cmd_eval dispatches to it. */
+int cmd_eval_reward(int argc, char **argv);
+void cmd_eval_reward_usage(FILE *out);
 int cmd_generate(int argc, char **argv);
 void cmd_generate_usage(FILE *out);
 int cmd_plan(int argc, char **argv);
