@@ -7,7 +7,9 @@
 # transformers scores one unpadded sequence; fp32 against float64: loss and
 # margin within 2e-5 (rewards of size ~5), accuracy
 # and the pair count exactly); the same at np 1 and np 2, any --micro-batch,
-# from the HF folder or its shardlm import; an LM folder is refused naming
+# from the HF folder or its shardlm import; a reward model trained from a
+# causal LM (train.objective = reward) exports as LlamaForSequenceClassification
+# and scores as PyTorch scores its export; an LM folder is refused naming
 # the score head; generate refuses a reward model; bad options are usage errors.
 source "$(dirname "$0")/lib.sh"
 mktmp
@@ -76,8 +78,28 @@ expect_exit 0 $MPIRUN -np 2 "$SHARDLM" eval --model "$TMP/hf" --reward "$TMP/pai
   --micro-batch 1 --json
 check "np 2, batch 6, micro-batch 1"
 
-# refusals: an LM folder, generation, options of the loss mode
+# training a reward model from a causal LM (its LM head dropped, a fresh score
+# head), exported as LlamaForSequenceClassification, scored as PyTorch scores it
 "$PYTHON" "$SRC/tests/integration/generate_eval_ref.py" model "$TMP/lm" 330 || fail "LM folder"
+expect_exit 0 "$SHARDLM" train --set model.init_from="$TMP/lm" --set train.objective=reward --set data.mode=pairs \
+  --set data.train="$TMP/pairs" --set data.seq_len=64 --set train.micro_batch=2 --set train.steps=3 \
+  --set train.run_dir="$TMP/run" --set model.pad_token_id="$eos" --set train.export_final=true
+expect_out "its LM head is dropped and the score head starts from normal(0, model.init_std"
+expect_out "| accuracy "
+expect_out "| margin "
+"$PYTHON" - "$TMP/run/export/config.json" "$eos" <<'PY' || fail "the export's config.json"
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert c["architectures"] == ["LlamaForSequenceClassification"], c["architectures"]
+assert c["id2label"] == {"0": "LABEL_0"} and c["label2id"] == {"LABEL_0": 0}, c
+assert c["pad_token_id"] == int(sys.argv[2]), c["pad_token_id"]
+PY
+ref=$("$PYTHON" "$REF" eval "$TMP/run/export" 64 "$TMP"/pairs/train-*.h5) || fail "reference eval of the export failed"
+OUT=$ref; r_acc=$(field accuracy); r_margin=$(field margin); r_loss=$(field loss)
+expect_exit 0 "$SHARDLM" eval --model "$TMP/run/export" --reward "$TMP/pairs" --seq-len 64 --batch 2 --json
+check "the trained export"
+
+# refusals: an LM folder, generation, options of the loss mode
 expect_exit 2 "$SHARDLM" eval --model "$TMP/lm" --reward "$TMP/pairs" --seq-len 64
 expect_out "score head"
 expect_exit 2 "$SHARDLM" generate --model "$TMP/hf" --tokenizer "$TMP/tok.json" --prompt "Hi"
