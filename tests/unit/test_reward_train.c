@@ -6,7 +6,9 @@
  * LambdaLR; see that script). The job starts from the folder
  * (model.init_from; model.head = score from its architectures), runs 3
  * train_step_batch calls on this rank's pairs of each global batch (pairs
- * [r P/N, (r+1) P/N): rows 2p, 2p+1 of a pair stay together) and compares:
+ * [r P/N, (r+1) P/N): rows 2p, 2p+1 of a pair stay together), in one
+ * micro-batch and, where a rank has 2 pairs or more, in 2 (grad_accum), and
+ * compares:
  * step 1's loss (<= 1e-5) and accuracy / margin metrics, step 1's reduced
  * gradient (every parameter <= 1e-5), every parameter after 3 steps
  * (<= 1e-5), and the job's export (train_job_export): a
@@ -107,7 +109,7 @@ static void gather_grads(train_job *j, float *host) {
     }
 }
 
-static void run_config(const char *name) {
+static void run_config(const char *name, int accum) {
     char dir[700], hf[800], h5[800], out[800];
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
     snprintf(hf, sizeof hf, "%s/hf", dir);
@@ -135,8 +137,8 @@ static void run_config(const char *name) {
     cfg->data.mode = DATA_MODE_PAIRS;
     cfg->train.backend = BACKEND_KIND_CPU;
     cfg->train.dtype = COMPUTE_DTYPE_F32;
-    cfg->train.micro_batch = pairs / g_topo.world; /* pairs per rank */
-    cfg->train.grad_accum = 1;
+    cfg->train.micro_batch = pairs / g_topo.world / accum; /* pairs per micro-batch */
+    cfg->train.grad_accum = accum;
     cfg->data.seq_len = T;
     cfg->train.steps = golden_read_optim(f, &cfg->optim);
     cfg->optim.decay_embeddings = false;
@@ -152,7 +154,8 @@ static void run_config(const char *name) {
     float *back = malloc(P * sizeof *back);
     assert_true(grads && params && back);
 
-    size_t rows = (size_t)2 * (size_t)cfg->train.micro_batch * (size_t)T; /* this rank's tokens per batch */
+    /* this rank's tokens per global batch: accum micro-batches of 2 rows per pair, consecutive */
+    size_t rows = (size_t)2 * (size_t)cfg->train.micro_batch * (size_t)accum * (size_t)T;
     size_t first = (size_t)g_topo.rank * rows, BT = (size_t)B * (size_t)T;
     double loss1 = 0, acc1 = 0, margin1 = 0;
     int64_t pairs1 = 0;
@@ -179,7 +182,7 @@ static void run_config(const char *name) {
     H5Fclose(f);
 
     /* the export: transformers' names and config, the trained weights */
-    snprintf(out, sizeof out, "%s/export_w%d", dir, g_topo.world);
+    snprintf(out, sizeof out, "%s/export_w%d_a%d", dir, g_topo.world, accum);
     OK(train_job_export(&j, out));
     MPI_Barrier(g_topo.comm);
     if (g_topo.rank == 0) {
@@ -195,9 +198,9 @@ static void run_config(const char *name) {
     train_job_teardown(&j);
 
     if (g_topo.rank == 0)
-        printf("%-6s world %d  loss %.6f (%.2e)  accuracy %.3f  margin %.4f  grads %.2e (worst %s)  params "
+        printf("%-6s world %d accum %d  loss %.6f (%.2e)  accuracy %.3f  margin %.4f  grads %.2e (worst %s)  params "
                "after %d steps %.2e (worst %s)\n",
-               name, g_topo.world, loss1, e_loss, acc1, margin1, e_grads, worst_g, S, e_params, worst_p);
+               name, g_topo.world, accum, loss1, e_loss, acc1, margin1, e_grads, worst_g, S, e_params, worst_p);
     assert_int_equal(pairs1, pairs);
     assert_true(e_loss <= 1e-5);
     assert_true(fabs(acc1 - want_acc) < 1e-12);
@@ -214,8 +217,19 @@ static void run_config(const char *name) {
     free(want_loss);
 }
 
-static void test_gpt2(void **s) { (void)s; run_config("gpt2"); }
-static void test_llama(void **s) { (void)s; run_config("llama"); }
+/* gradient accumulation over 2 micro-batches where each rank has 2 pairs or more */
+static void test_gpt2(void **s) {
+    (void)s;
+    run_config("gpt2", 1);
+    if (4 / g_topo.world >= 2)
+        run_config("gpt2", 2);
+}
+static void test_llama(void **s) {
+    (void)s;
+    run_config("llama", 1);
+    if (4 / g_topo.world >= 2)
+        run_config("llama", 2);
+}
 
 /* LoRA with a reward model is refused with a clear message (not implemented) */
 static void test_lora_refused(void **s) {
