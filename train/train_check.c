@@ -52,7 +52,26 @@ static void model_conflicts(const sl_config *mine, const sl_config *folder, char
     cJSON_Delete(jb);
 }
 
+/* lora.init_from: the adapter folder's adapter_config.json sets lora.r,
+ * alpha, targets, dropout and rslora, before anything (the pre-flight plan)
+ * sizes the adapters. */
+static sl_status resolve_adapter(sl_config *cfg) {
+    if (!cfg->lora.enabled || !cfg->lora.init_from[0])
+        return SL_OK;
+    sl_status st = lora_peft_read_config(cfg->lora.init_from, cfg->model.arch, &cfg->lora);
+    if (st != SL_OK)
+        return sl_error_wrapf(st, "lora.init_from = %s", cfg->lora.init_from);
+    return SL_OK;
+}
+
+static sl_status resolve_model(sl_config *cfg);
+
 sl_status train_config_resolve(sl_config *cfg) {
+    SL_TRY(resolve_model(cfg));
+    return resolve_adapter(cfg);
+}
+
+static sl_status resolve_model(sl_config *cfg) {
     if (!cfg->model.init_from[0])
         return SL_OK;
     sl_config *tmp = malloc(sizeof *tmp);
@@ -189,6 +208,8 @@ sl_status train_config_check(sl_config *cfg, const train_check_opts *o) {
     SL_TRY(train_config_resolve(cfg));
     SL_TRY(check_backend(cfg));
     SL_TRY(check_lora(cfg));
+    const pair_objective *po = NULL;
+    SL_TRY(pair_objective_for(cfg, &po)); /* an objective without an implementation */
     SL_TRY(check_tokenizer(cfg));
     if (o && o->run_dir && !o->overwrite && fresh_run(cfg) && dir_non_empty(cfg->train.run_dir))
         return sl_errorf(SL_ERR_INVALID,
