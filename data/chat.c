@@ -426,41 +426,117 @@ sl_status chat_encode(const chat_template *c, const tokenizer *t, const chat_tur
     return st;
 }
 
+/* Appends the open assistant header add_generation_prompt writes. */
+static sl_status render_generation_header(const chat_template *c, int n, seg_list *l) {
+    sl_status st = SL_OK;
+    switch (c->format) {
+    case CHAT_FORMAT_CHATML:
+    case CHAT_FORMAT_QWEN3:
+        st = SPC(l, c->im_start, 0);
+        if (st == SL_OK)
+            st = TXT(l, "assistant\n", 0);
+        break;
+    case CHAT_FORMAT_LLAMA3:
+        if (n == 0)
+            st = SPC(l, (uint32_t)c->bos, 0);
+        if (st == SL_OK)
+            st = SPC(l, c->im_start, 0);
+        if (st == SL_OK)
+            st = TXT(l, "assistant", 0);
+        if (st == SL_OK)
+            st = SPC(l, c->header_end, 0);
+        if (st == SL_OK)
+            st = TXT(l, "\n\n", 0);
+        break;
+    case CHAT_FORMAT_LLAMA2:
+        break; /* the prompt ends with " [/INST]" */
+    case CHAT_FORMAT_GEMMA:
+        st = SPC(l, c->im_start, 0);
+        if (st == SL_OK)
+            st = TXT(l, "model\n", 0);
+        break;
+    }
+    return st;
+}
+
 sl_status chat_encode_generation_prompt(const chat_template *c, const tokenizer *t, const chat_turn *turns,
                                         int n, chat_seq *out) {
     seg_list l = {0};
     sl_status st = render(c, turns, n, &l);
-    if (st == SL_OK) {
-        switch (c->format) {
-        case CHAT_FORMAT_CHATML:
-        case CHAT_FORMAT_QWEN3:
-            st = SPC(&l, c->im_start, 0);
-            if (st == SL_OK)
-                st = TXT(&l, "assistant\n", 0);
-            break;
-        case CHAT_FORMAT_LLAMA3:
-            if (n == 0)
-                st = SPC(&l, (uint32_t)c->bos, 0);
-            if (st == SL_OK)
-                st = SPC(&l, c->im_start, 0);
-            if (st == SL_OK)
-                st = TXT(&l, "assistant", 0);
-            if (st == SL_OK)
-                st = SPC(&l, c->header_end, 0);
-            if (st == SL_OK)
-                st = TXT(&l, "\n\n", 0);
-            break;
-        case CHAT_FORMAT_LLAMA2:
-            break; /* the prompt ends with " [/INST]" */
-        case CHAT_FORMAT_GEMMA:
-            st = SPC(&l, c->im_start, 0);
-            if (st == SL_OK)
-                st = TXT(&l, "model\n", 0);
-            break;
-        }
-    }
+    if (st == SL_OK)
+        st = render_generation_header(c, n, &l);
     if (st == SL_OK)
         st = encode_segments(t, &l, out);
     free(l.v);
+    return st;
+}
+
+/* out = full's segments after the rendering p (special ids and text, byte
+ * for byte); text segments may split. SL_ERR_INVALID when p is not a prefix
+ * of full. out's text points into full's. */
+static sl_status seg_strip_prefix(const seg_list *full, const seg_list *p, seg_list *out) {
+    size_t i = 0, off = 0; /* position in full: segment i, byte off of its text */
+    for (size_t k = 0; k < p->n; k++) {
+        const chat_seg *q = &p->v[k];
+        if (!q->text) {
+            if (off != 0 || i >= full->n || full->v[i].text || full->v[i].id != q->id)
+                return SL_ERR_INVALID;
+            i++;
+            continue;
+        }
+        size_t done = 0;
+        while (done < q->len) {
+            if (i >= full->n || !full->v[i].text)
+                return SL_ERR_INVALID;
+            size_t take = full->v[i].len - off;
+            if (take > q->len - done)
+                take = q->len - done;
+            if (memcmp(full->v[i].text + off, q->text + done, take) != 0)
+                return SL_ERR_INVALID;
+            done += take;
+            off += take;
+            if (off == full->v[i].len) {
+                i++;
+                off = 0;
+            }
+        }
+    }
+    for (; i < full->n; i++, off = 0) {
+        const chat_seg *v = &full->v[i];
+        SL_TRY(v->text ? seg_push(out, v->text + off, v->len - off, 0, v->mask)
+                       : SPC(out, v->id, v->mask));
+    }
+    return SL_OK;
+}
+
+sl_status chat_encode_answer(const chat_template *c, const tokenizer *t, const chat_turn *turns, int n,
+                             const chat_turn *answer, chat_seq *out) {
+    SL_CHECK_ARG(n >= 0 && n < 4096, "conversation of %d turns", n);
+    SL_CHECK_ARG(answer->role == CHAT_ROLE_ASSISTANT, "the answer must be an assistant turn");
+    chat_turn *all = malloc(sizeof *all * (size_t)(n + 1));
+    SL_CHECK_ALLOC(all, sizeof *all * (size_t)(n + 1));
+    if (n > 0)
+        memcpy(all, turns, sizeof *all * (size_t)n);
+    all[n] = *answer;
+    seg_list full = {0}, pre = {0}, rest = {0};
+    sl_status st = render(c, all, n + 1, &full);
+    if (st == SL_OK)
+        st = render(c, turns, n, &pre);
+    if (st == SL_OK)
+        st = render_generation_header(c, n, &pre);
+    if (st == SL_OK) {
+        st = seg_strip_prefix(&full, &pre, &rest);
+        if (st == SL_ERR_INVALID)
+            st = sl_errorf(SL_ERR_INTERNAL,
+                           "chat template %d: the generation prompt is not a prefix of the "
+                           "conversation with its answer",
+                           (int)c->format);
+    }
+    if (st == SL_OK)
+        st = encode_segments(t, &rest, out);
+    free(full.v);
+    free(pre.v);
+    free(rest.v);
+    free(all);
     return st;
 }

@@ -4,7 +4,7 @@
  * defines: chat_role, chat_role_parse, chat_role_name, chat_turn, chat_seq,
  *          chat_seq_reserve, chat_seq_free, chat_format, chat_template,
  *          chat_template_init, chat_template_detect, chat_encode,
- *          chat_encode_generation_prompt, chat_encode_text
+ *          chat_encode_generation_prompt, chat_encode_answer, chat_encode_text
  *
  * Formats (README "Chat templates"), each the rendering of its family's
  * tokenizer_config.json chat_template for system/user/assistant turns:
@@ -108,6 +108,16 @@ sl_status chat_encode(const chat_template *c, const tokenizer *t, const chat_tur
  * with no content and no end marker: the prompt a model answers. */
 sl_status chat_encode_generation_prompt(const chat_template *c, const tokenizer *t, const chat_turn *turns,
                                         int n, chat_seq *out);
+/* Appends what an assistant answer adds to turns[0..n): the rendering of
+ * turns + answer after the rendering of the generation prompt of turns
+ * (which is its prefix, as for Hugging Face's apply_chat_template with and
+ * without add_generation_prompt), encoded as its own string; the mask as
+ * chat_encode gives it (1 on the content and the end marker; qwen3: also the
+ * empty <think> block). The preference pairs of shardlm prepare are
+ * chat_encode_generation_prompt (prompt) + this (response), as TRL renders
+ * and tokenizes them separately. */
+sl_status chat_encode_answer(const chat_template *c, const tokenizer *t, const chat_turn *turns, int n,
+                             const chat_turn *answer, chat_seq *out);
 /* Appends text encoded as ordinary text (specials disallowed) with mask m. */
 sl_status chat_encode_text(const tokenizer *t, const char *text, size_t len, uint8_t m,
                            chat_seq *out);

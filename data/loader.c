@@ -17,10 +17,11 @@
 #include "runtime/rng.h"
 
 typedef struct {
-    uint32_t *inputs;  /* [B*T] */
-    int32_t *targets;  /* [B*T] */
+    uint32_t *inputs;  /* [R*T], R = B rows (2B in pairs mode) */
+    int32_t *targets;  /* [R*T] */
     loader_state batch; /* the global batch this micro-batch belongs to */
     int k;              /* micro-step within it */
+    uint64_t truncated; /* pairs mode: pairs with a row that has no target */
     sl_status st;
     char err[1024];
 } loader_slot;
@@ -32,6 +33,7 @@ struct loader {
     uint64_t *stream_start; /* [n_shards + 1] pretrain: tokens + one EOS per document */
     uint64_t *doc_start;    /* [n_shards + 1] */
     uint64_t n_samples, G, batches_per_epoch;
+    int rows; /* rows per sample: 1, or 2 in pairs mode */
     uint32_t eos, pad;
     int perm_bits; /* Feistel half width */
 
@@ -51,6 +53,7 @@ struct loader {
     int n_slots, head, count;
 
     loader_state cstate; /* consumer's */
+    uint64_t pairs_truncated; /* consumer's: sum of the returned slots' truncated */
 };
 
 /* ------------------------------------------------------------------ */
@@ -185,6 +188,57 @@ static sl_status fill_row_sft(loader *l, uint64_t doc, uint32_t *in, int32_t *tg
     return SL_OK;
 }
 
+/* Appends doc d of shard s, at most cap tokens, to l->tok/l->mask at *n. */
+static sl_status read_doc(loader *l, int s, uint64_t d, size_t cap, size_t *n) {
+    const uint64_t *off = shard_doc_offsets(l->shards[s]);
+    uint64_t len = off[d + 1] - off[d];
+    size_t k = len < cap - *n ? (size_t)len : cap - *n;
+    if (k == 0)
+        return SL_OK;
+    SL_TRY(shard_read_tokens(l->shards[s], off[d], k, l->tok + *n, l->mask + *n));
+    SL_TRY(check_ids(l, s, off[d], l->tok + *n, k));
+    *n += k;
+    return SL_OK;
+}
+
+/* l->tok[0..n) with its mask as a row: targets[j] = tok[j+1] where
+ * mask[j+1] is 1; padding past n. Returns whether any target trains. */
+static bool row_from_tokens(const loader *l, size_t n, uint32_t *in, int32_t *tg) {
+    size_t T = (size_t)l->o.seq_len;
+    bool any = false;
+    for (size_t j = 0; j < T; j++) {
+        if (j + 1 < n) {
+            in[j] = l->tok[j];
+            tg[j] = l->mask[j + 1] ? (int32_t)l->tok[j + 1] : -1;
+            any |= l->mask[j + 1] != 0;
+        } else {
+            in[j] = j < n ? l->tok[j] : l->pad;
+            tg[j] = -1;
+        }
+    }
+    return any;
+}
+
+/* Pair p: documents 3p (prompt), 3p+1 (chosen), 3p+2 (rejected) of the
+ * shards' pair sequence; rows prompt+chosen and prompt+rejected, each cut to
+ * T+1 tokens. *cut: a row has no target (T cut its whole response). */
+static sl_status fill_rows_pair(loader *l, uint64_t pair, uint32_t *in, int32_t *tg, bool *cut) {
+    size_t T = (size_t)l->o.seq_len;
+    uint64_t doc = 3 * pair;
+    int s = (int)upper_bound(l->doc_start, (size_t)l->n_shards + 1, doc) - 1;
+    uint64_t d = doc - l->doc_start[s];
+    size_t np = 0;
+    SL_TRY(read_doc(l, s, d, T + 1, &np));
+    *cut = false;
+    for (int r = 0; r < 2; r++) {
+        size_t n = np;
+        SL_TRY(read_doc(l, s, d + 1 + (uint64_t)r, T + 1, &n));
+        if (!row_from_tokens(l, n, in + (size_t)r * T, tg + (size_t)r * T))
+            *cut = true;
+    }
+    return SL_OK;
+}
+
 static loader_state state_advance(const loader *l, loader_state b) {
     b.sample += l->G;
     /* once: a partial last batch is padded (fill_slot), so the epoch ends
@@ -198,19 +252,24 @@ static loader_state state_advance(const loader *l, loader_state b) {
 
 /* Micro-step k of the global batch starting at (epoch, sample), this rank's rows. */
 static sl_status fill_slot(loader *l, loader_slot *sl) {
-    size_t T = (size_t)l->o.seq_len, B = (size_t)l->o.micro_batch;
+    size_t T = (size_t)l->o.seq_len, B = (size_t)l->o.micro_batch, R = (size_t)l->rows;
     uint64_t base = sl->batch.sample + (uint64_t)l->o.dp_rank * B * (uint64_t)l->o.grad_accum +
                     (uint64_t)sl->k * B;
+    sl->truncated = 0;
     for (size_t i = 0; i < B; i++) {
         if (base + i >= l->n_samples) { /* once: past the last sample, nothing counts */
-            for (size_t t = 0; t < T; t++) {
-                sl->inputs[i * T + t] = l->pad;
-                sl->targets[i * T + t] = -1;
+            for (size_t t = 0; t < R * T; t++) {
+                sl->inputs[i * R * T + t] = l->pad;
+                sl->targets[i * R * T + t] = -1;
             }
             continue;
         }
         uint64_t s = perm_index(l, sl->batch.epoch, base + i);
-        if (l->o.mode == DATA_MODE_SFT)
+        if (l->o.mode == DATA_MODE_PAIRS) {
+            bool cut;
+            SL_TRY(fill_rows_pair(l, s, sl->inputs + i * R * T, sl->targets + i * R * T, &cut));
+            sl->truncated += cut;
+        } else if (l->o.mode == DATA_MODE_SFT)
             SL_TRY(fill_row_sft(l, s, sl->inputs + i * T, sl->targets + i * T));
         else
             SL_TRY(fill_row_pretrain(l, s, sl->inputs + i * T, sl->targets + i * T));
@@ -293,9 +352,10 @@ sl_status loader_next(loader *l, uint32_t *inputs, int32_t *targets) {
     pthread_mutex_unlock(&l->mu);
     if (sl->st != SL_OK) /* stays queued: every later call reports it too */
         return sl_errorf(sl->st, "data loader: %s", sl->err);
-    size_t n = (size_t)l->o.micro_batch * (size_t)l->o.seq_len;
+    size_t n = (size_t)l->rows * (size_t)l->o.micro_batch * (size_t)l->o.seq_len;
     memcpy(inputs, sl->inputs, n * sizeof *inputs);
     memcpy(targets, sl->targets, n * sizeof *targets);
+    l->pairs_truncated += sl->truncated;
     l->cstate = sl->k == l->o.grad_accum - 1 ? state_advance(l, sl->batch) : sl->batch;
     pthread_mutex_lock(&l->mu);
     l->head = (l->head + 1) % l->n_slots;
@@ -313,6 +373,7 @@ sl_status loader_state_set(loader *l, loader_state s) {
 }
 
 uint64_t loader_samples_per_epoch(const loader *l) { return l->n_samples; }
+uint64_t loader_pairs_truncated(const loader *l) { return l->pairs_truncated; }
 uint64_t loader_batches_per_epoch(const loader *l) { return l->batches_per_epoch; }
 
 void loader_destroy(loader *l) {
@@ -344,6 +405,18 @@ static sl_status loader_open_shards(loader *l, const loader_opts *o) {
         SL_TRY(shard_open(o->paths[i], &l->shards[i]));
         l->n_shards = i + 1;
         const shard_info *a = shard_info_get(l->shards[0]), *b = shard_info_get(l->shards[i]);
+        if (b->pairs && o->mode != DATA_MODE_PAIRS)
+            return sl_errorf(SL_ERR_INVALID,
+                             "%s holds preference pairs (layout=pairs): train it with "
+                             "train.objective = dpo or reward (data.mode = pairs)",
+                             o->paths[i]);
+        if (!b->pairs && o->mode == DATA_MODE_PAIRS)
+            return sl_errorf(SL_ERR_INVALID,
+                             "%s holds documents (layout=docs), not preference pairs: data.mode = "
+                             "pairs (train.objective = dpo or reward) reads the shards shardlm "
+                             "prepare writes from chosen/rejected records; use data.mode = sft or "
+                             "pretrain for this one",
+                             o->paths[i]);
         if (strcmp(a->meta.tokenizer_hash, b->meta.tokenizer_hash) != 0)
             return sl_errorf(SL_ERR_INVALID,
                              "shards %s (tokenizer %s, hash %s) and %s (tokenizer %s, hash %s) "
@@ -367,6 +440,7 @@ static sl_status loader_setup(loader *l, const loader_opts *o) {
     l->row = malloc(T1 * sizeof *l->row);
     if (!l->shards || !l->stream_start || !l->doc_start || !l->tok || !l->mask || !l->row)
         return sl_errorf(SL_ERR_NOMEM, "out of memory for a loader over %d shards", o->n_paths);
+    l->rows = o->mode == DATA_MODE_PAIRS ? 2 : 1;
     SL_TRY(loader_open_shards(l, o));
 
     int64_t eos = o->eos_id >= 0 ? o->eos_id : shard_info_get(l->shards[0])->meta.eos_id;
@@ -381,6 +455,8 @@ static sl_status loader_setup(loader *l, const loader_opts *o) {
     uint64_t T = (uint64_t)o->seq_len;
     if (o->mode == DATA_MODE_SFT)
         l->n_samples = l->doc_start[l->n_shards];
+    else if (o->mode == DATA_MODE_PAIRS)
+        l->n_samples = l->doc_start[l->n_shards] / 3; /* every shard holds whole triples */
     else
         l->n_samples = l->stream_start[l->n_shards] > 0 ? (l->stream_start[l->n_shards] - 1) / T : 0;
     l->G = (uint64_t)o->micro_batch * (uint64_t)o->grad_accum * (uint64_t)o->dp_size;
@@ -388,7 +464,8 @@ static sl_status loader_setup(loader *l, const loader_opts *o) {
         return sl_errorf(SL_ERR_INVALID,
                          "the shards hold %" PRIu64 " samples of %d tokens (%s), fewer than one "
                          "global batch of %" PRIu64 " = micro_batch %d x grad_accum %d x dp %d",
-                         l->n_samples, o->seq_len, o->mode == DATA_MODE_SFT ? "sft" : "pretrain",
+                         l->n_samples, o->seq_len,
+                         o->mode == DATA_MODE_SFT ? "sft" : o->mode == DATA_MODE_PAIRS ? "pairs" : "pretrain",
                          l->G, o->micro_batch, o->grad_accum, o->dp_size);
     l->batches_per_epoch = o->once ? (l->n_samples + l->G - 1) / l->G : l->n_samples / l->G;
     int bits = 2;
@@ -399,7 +476,7 @@ static sl_status loader_setup(loader *l, const loader_opts *o) {
     l->n_slots = o->prefetch;
     l->slots = calloc((size_t)l->n_slots, sizeof *l->slots);
     SL_CHECK_ALLOC(l->slots, sizeof *l->slots * (size_t)l->n_slots);
-    size_t n = (size_t)o->micro_batch * (size_t)o->seq_len;
+    size_t n = (size_t)l->rows * (size_t)o->micro_batch * (size_t)o->seq_len;
     for (int i = 0; i < l->n_slots; i++) {
         l->slots[i].inputs = malloc(n * sizeof(uint32_t));
         l->slots[i].targets = malloc(n * sizeof(int32_t));
@@ -418,8 +495,9 @@ sl_status loader_create(const loader_opts *o, loader **out) {
     SL_CHECK_ARG(o->dp_size >= 1 && o->dp_rank >= 0 && o->dp_rank < o->dp_size,
                  "dp_rank %d is not in [0, dp_size %d)", o->dp_rank, o->dp_size);
     SL_CHECK_ARG(o->prefetch >= 1, "prefetch %d must be >= 1", o->prefetch);
-    SL_CHECK_ARG(o->mode == DATA_MODE_PRETRAIN || o->mode == DATA_MODE_SFT, "unknown data mode %d",
-                 o->mode);
+    SL_CHECK_ARG(o->mode == DATA_MODE_PRETRAIN || o->mode == DATA_MODE_SFT ||
+                     o->mode == DATA_MODE_PAIRS,
+                 "unknown data mode %d", o->mode);
     SL_CHECK_ARG(o->vocab_size >= 1, "vocab_size must be >= 1");
     loader *l = calloc(1, sizeof *l);
     SL_CHECK_ALLOC(l, sizeof *l);

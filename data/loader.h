@@ -2,8 +2,8 @@
  *
  * defines: loader_opts, loader_state, loader, loader_create, loader_next,
  *          loader_state_get, loader_state_set, loader_samples_per_epoch,
- *          loader_batches_per_epoch, loader_destroy, loader_expand_paths,
- *          loader_free_paths
+ *          loader_batches_per_epoch, loader_pairs_truncated, loader_destroy,
+ *          loader_expand_paths, loader_free_paths
  *
  * Samples (the shards' files are taken in the order given):
  *   pretrain  the documents of all shards are one token stream, each
@@ -15,10 +15,24 @@
  *             T + 1 tokens; targets[j] = tokens[j+1] where loss_mask[j+1] is
  *             1, else -1; positions past the document are padding (input EOS,
  *             target -1).
+ *   pairs     preference pairs (shards of layout "pairs", data/shard.h):
+ *             sample i is pair i (global order over the shards), documents
+ *             3i, 3i+1, 3i+2 = prompt, chosen, rejected. A sample is TWO
+ *             rows: row 2b = prompt + chosen, row 2b+1 = prompt + rejected
+ *             (b = the pair's place in the micro-batch), each that token
+ *             sequence cut to T + 1 tokens and turned into inputs/targets as
+ *             in sft (targets[j] = tokens[j+1] where loss_mask[j+1] is 1,
+ *             else -1; padding: input EOS, target -1). So a micro-batch of B
+ *             pairs is 2B rows and the caller's buffers are 2*B*T. A pair
+ *             whose response T cuts off entirely (a row without any target)
+ *             still loads; loader_pairs_truncated counts them.
+ * A mode refuses the other layout: pretrain/sft on a pair shard and pairs
+ * on a docs shard are SL_ERR_INVALID naming the file.
  * Order: each epoch a Philox-keyed permutation of the N sample indices
  * (runtime/rng.h, RNG_PURPOSE_SHUFFLE, sub = epoch). Global batch b is
  * perm[start + b*G, start + (b+1)*G) with G = micro_batch x grad_accum x
- * dp_size; the last N mod G samples of an epoch are skipped. Within a global
+ * dp_size (in pairs mode: pairs, so a pair is never split across
+ * micro-batches or ranks); the last N mod G samples of an epoch are skipped. Within a global
  * batch, rank r's micro-step k takes positions
  *   r*(micro_batch*grad_accum) + k*micro_batch + [0, micro_batch),
  * so the union over ranks and micro-steps is the global batch whatever
@@ -47,7 +61,8 @@ typedef struct {
     int grad_accum;
     int dp_rank, dp_size;
     uint64_t seed;
-    int mode;            /* data_mode (runtime/config.h): DATA_MODE_PRETRAIN | DATA_MODE_SFT */
+    int mode;            /* data_mode (runtime/config.h): DATA_MODE_PRETRAIN | DATA_MODE_SFT |
+                          * DATA_MODE_PAIRS */
     uint32_t vocab_size; /* the model's; ids must be below it */
     int prefetch;        /* micro-batches prepared ahead, >= 1 */
     int64_t eos_id;      /* < 0: the shards' eos_id attribute */
@@ -70,7 +85,8 @@ typedef struct loader loader;
  * is below vocab_size), starts the reader thread at (epoch 0, sample 0). */
 sl_status loader_create(const loader_opts *o, loader **out);
 /* This rank's next micro-batch: inputs[B*T] token ids, targets[B*T]
- * (< 0 = ignore). An error of the reader thread (corrupt chunk, id out of
+ * (< 0 = ignore); in pairs mode inputs[2*B*T] and targets[2*B*T] (rows
+ * 2b, 2b+1 = pair b's prompt+chosen, prompt+rejected). An error of the reader thread (corrupt chunk, id out of
  * range) is returned here, naming the shard and offset. */
 sl_status loader_next(loader *l, uint32_t *inputs, int32_t *targets);
 /* The state to save in a checkpoint, taken at an optimizer-step boundary
@@ -81,6 +97,11 @@ loader_state loader_state_get(const loader *l);
 sl_status loader_state_set(loader *l, loader_state s);
 uint64_t loader_samples_per_epoch(const loader *l);
 uint64_t loader_batches_per_epoch(const loader *l);
+/* Pairs mode: the pairs in the micro-batches loader_next has returned so far
+ * (this rank, since create) with a row that has no target because seq_len
+ * cut off its whole response (the caller warns: raise data.seq_len or drop
+ * long prompts). 0 in the other modes. */
+uint64_t loader_pairs_truncated(const loader *l);
 void loader_destroy(loader *l);
 
 /* Expands a data.train value: a .h5 file, a folder (its *.h5, sorted) or a

@@ -14,6 +14,7 @@
 #include "data/clean.h"
 #include "data/dedup.h"
 #include "data/prepare_input.h"
+#include "data/prepare_pairs.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "runtime/check.h"
@@ -24,9 +25,14 @@
 
 static const char *const drop_names[PREPARE_DROP_COUNT] = {
     "bad_json", "no_fields", "invalid_utf8", "empty", "too_short_chars", "too_long_chars",
-    "too_short_tokens", "too_long_tokens", "exact_duplicate", "near_duplicate"};
+    "too_short_tokens", "too_long_tokens", "exact_duplicate", "near_duplicate", "prompt_mismatch",
+    "identical_pair"};
 
 const char *prepare_drop_name(prepare_drop d) { return d < PREPARE_DROP_COUNT ? drop_names[d] : "?"; }
+
+/* What a record is: undecided (unusable JSON), a document, a preference pair.
+ * A run writes one kind. */
+typedef enum { PREP_KIND_NONE = 0, PREP_KIND_DOC, PREP_KIND_PAIR } prep_kind;
 
 /* One record of a batch and what the workers made of it. */
 typedef struct {
@@ -37,7 +43,9 @@ typedef struct {
     int drop; /* prepare_drop, or -1: keep */
     bool chat, repaired, html;
     uint64_t pii[PII_TYPE_COUNT];
-    chat_seq seq;
+    prep_kind kind;
+    chat_seq seq;        /* the document; a pair's prompt */
+    chat_seq seq_c, seq_r; /* a pair's chosen and rejected responses */
     uint64_t exact;
     uint32_t *mh; /* [perms] */
     sl_status st;
@@ -48,6 +56,8 @@ typedef struct {
 typedef struct {
     clean_buf turn[PREP_MAX_TURNS];
     clean_buf scratch, dd_text, dd_scratch;
+    clean_buf edge[3]; /* standard pairs: prompt, chosen, rejected with their outer whitespace */
+    chat_turn other[PREP_MAX_TURNS]; /* a pair's second prompt, as parsed */
     pii_scratch *pii;
 } prep_worker;
 
@@ -58,6 +68,8 @@ typedef struct {
     chat_template chat;
     pii_masker *pii;
     dedup *dd;
+    dedup *dd_pairs; /* pairs: exact only (near matching would drop pairs that share a prompt) */
+    bool pair_template; /* prepare.chat_template set (not auto): standard pairs use it */
     int perms;
 } prep_ctx;
 
@@ -77,11 +89,6 @@ static int record_turns(const prep_ctx *c, const prep_slot *s, const char *raw, 
         return 0;
     }
     const cfg_prepare *f = c->cfg;
-    *root = cJSON_ParseWithLength(raw, s->len);
-    if (!*root || !cJSON_IsObject(*root)) {
-        *drop = PREPARE_DROP_BAD_JSON;
-        return -1;
-    }
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(*root, f->messages_field);
     if (cJSON_IsArray(msgs)) {
         int n = 0;
@@ -137,12 +144,156 @@ static int record_turns(const prep_ctx *c, const prep_slot *s, const char *raw, 
 
 /* ---- the worker: one record ---- */
 
+/* Cleans turns[i] into w->turn[i] (and PII-masks it); points the turn at the
+ * result. *invalid: dropped for invalid UTF-8. */
+static sl_status clean_turn(const prep_ctx *c, prep_worker *w, prep_slot *s, chat_turn *turns, int i,
+                            size_t *chars, bool *invalid) {
+    clean_result cr;
+    SL_TRY(clean_text(&c->copts, turns[i].text, turns[i].len, &w->turn[i], &w->scratch, &cr));
+    *invalid = cr.dropped_invalid_utf8;
+    if (*invalid)
+        return SL_OK;
+    s->repaired |= cr.repaired_utf8;
+    s->html |= cr.had_html;
+    if (c->cfg->pii)
+        SL_TRY(pii_mask(c->pii, w->pii, &w->turn[i], s->pii));
+    *chars += cr.n_chars; /* PII tags change lengths a little; the filter uses the cleaned text */
+    turns[i].text = w->turn[i].p;
+    turns[i].len = w->turn[i].len;
+    return SL_OK;
+}
+
+/* The dedup text of a turn: "role\ntext\n". */
+static sl_status dd_append_turn(prep_worker *w, const char *role, const chat_turn *t) {
+    SL_TRY(clean_buf_append(&w->dd_text, role, strlen(role)));
+    SL_TRY(clean_buf_append(&w->dd_text, "\n", 1));
+    SL_TRY(clean_buf_append(&w->dd_text, t->text, t->len));
+    return clean_buf_append(&w->dd_text, "\n", 1);
+}
+
+/* Standard (untemplated) pairs are concatenated text, so the whitespace that
+ * cleaning trims at a segment's ends is part of the data ("The sky is" +
+ * " blue."): the raw leading (a response) or trailing (the prompt) run of
+ * spaces, tabs and line breaks goes back around the cleaned text (CR
+ * dropped, as cleaning drops it). */
+static bool is_edge_ws(char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
+
+static sl_status restore_edge(const char *raw, size_t raw_len, bool lead, chat_turn *t, clean_buf *out) {
+    size_t a = 0, b = raw_len;
+    while (lead && a < raw_len && is_edge_ws(raw[a]))
+        a++;
+    while (!lead && b > 0 && is_edge_ws(raw[b - 1]))
+        b--;
+    const char *ws = lead ? raw : raw + b;
+    size_t nws = lead ? a : raw_len - b;
+    out->len = 0;
+    for (size_t i = 0; lead && i < nws; i++)
+        if (ws[i] != '\r')
+            SL_TRY(clean_buf_append(out, ws + i, 1));
+    SL_TRY(clean_buf_append(out, t->text, t->len));
+    for (size_t i = 0; !lead && i < nws; i++)
+        if (ws[i] != '\r')
+            SL_TRY(clean_buf_append(out, ws + i, 1));
+    t->text = out->p;
+    t->len = out->len;
+    return SL_OK;
+}
+
+/* A preference pair: prompt (s->seq), chosen (s->seq_c), rejected (s->seq_r). */
+static sl_status process_pair(const prep_ctx *c, prep_worker *w, prep_slot *s, const cJSON *root) {
+    const cfg_prepare *f = c->cfg;
+    chat_turn turns[PREP_MAX_TURNS];
+    prep_pair p = {.prompt = turns};
+    s->kind = PREP_KIND_PAIR;
+    s->seq_c.n = s->seq_r.n = 0;
+    if (!prep_pair_parse(root, f, PREP_MAX_TURNS - 2, w->other, &p)) {
+        s->drop = PREPARE_DROP_NO_FIELDS;
+        return SL_OK;
+    }
+    if (p.prompt_mismatch) {
+        s->drop = PREPARE_DROP_PROMPT_MISMATCH;
+        return SL_OK;
+    }
+    bool raw = p.shape == PREP_PAIR_STANDARD && !c->pair_template;
+    int n = p.n_prompt;
+    chat_turn orig[3] = {raw ? turns[0] : p.chosen, p.chosen, p.rejected}; /* raw: n == 1 */
+    turns[n] = p.chosen;
+    turns[n + 1] = p.rejected;
+    size_t chars = 0;
+    w->dd_text.len = 0;
+    for (int i = 0; i < n + 2; i++) {
+        bool invalid;
+        SL_TRY(clean_turn(c, w, s, turns, i, &chars, &invalid));
+        if (invalid) {
+            s->drop = PREPARE_DROP_INVALID_UTF8;
+            return SL_OK;
+        }
+    }
+    if (raw) {
+        SL_TRY(restore_edge(orig[0].text, orig[0].len, false, &turns[0], &w->edge[0]));
+        SL_TRY(restore_edge(orig[1].text, orig[1].len, true, &turns[1], &w->edge[1]));
+        SL_TRY(restore_edge(orig[2].text, orig[2].len, true, &turns[2], &w->edge[2]));
+    }
+    const chat_turn *ch = &turns[n], *rj = &turns[n + 1];
+    for (int i = 0; i < n; i++)
+        SL_TRY(dd_append_turn(w, chat_role_name((chat_role)turns[i].role), &turns[i]));
+    SL_TRY(dd_append_turn(w, "chosen", ch));
+    SL_TRY(dd_append_turn(w, "rejected", rj));
+    if (ch->len == rj->len && memcmp(ch->text, rj->text, ch->len) == 0) {
+        s->drop = PREPARE_DROP_IDENTICAL_PAIR;
+        return SL_OK;
+    }
+    if (chars == 0) {
+        s->drop = PREPARE_DROP_EMPTY;
+        return SL_OK;
+    }
+    if (chars < (size_t)f->min_chars || chars > (size_t)f->max_chars) {
+        s->drop = chars < (size_t)f->min_chars ? PREPARE_DROP_SHORT_CHARS : PREPARE_DROP_LONG_CHARS;
+        return SL_OK;
+    }
+    s->chat = !raw;
+    if (raw) {
+        /* TRL's standard format: prompt and responses tokenized apart, each
+         * response followed by EOS (DPOTrainer.tokenize_row) */
+        int64_t eos = tok_eos_id(c->tok);
+        if (eos < 0)
+            return sl_errorf(SL_ERR_INVALID,
+                             "tokenizer %s has no EOS token, which ends each response of a standard "
+                             "(untemplated) preference pair; set prepare.chat_template to the "
+                             "model's chat format",
+                             tok_name(c->tok));
+        SL_TRY(chat_encode_text(c->tok, turns[0].text, turns[0].len, 0, &s->seq));
+        chat_seq *outs[2] = {&s->seq_c, &s->seq_r};
+        for (int k = 0; k < 2; k++) {
+            SL_TRY(chat_encode_text(c->tok, turns[1 + k].text, turns[1 + k].len, 1, outs[k]));
+            SL_TRY(chat_seq_reserve(outs[k], outs[k]->n + 1));
+            outs[k]->ids[outs[k]->n] = (uint32_t)eos;
+            outs[k]->mask[outs[k]->n++] = 1;
+        }
+    } else {
+        SL_TRY(chat_encode_generation_prompt(&c->chat, c->tok, turns, n, &s->seq));
+        /* earlier assistant turns are context here: nothing in the prompt trains */
+        memset(s->seq.mask, 0, s->seq.n);
+        SL_TRY(chat_encode_answer(&c->chat, c->tok, turns, n, ch, &s->seq_c));
+        SL_TRY(chat_encode_answer(&c->chat, c->tok, turns, n, rj, &s->seq_r));
+    }
+    size_t ntok = s->seq.n + s->seq_c.n + s->seq_r.n;
+    if (ntok < (size_t)f->min_tokens || ntok > (size_t)f->max_tokens) {
+        s->drop = ntok < (size_t)f->min_tokens ? PREPARE_DROP_SHORT_TOKENS : PREPARE_DROP_LONG_TOKENS;
+        return SL_OK;
+    }
+    if (f->dedup_exact || f->eval_fraction > 0)
+        SL_TRY(dedup_signature(c->dd_pairs, w->dd_text.p, w->dd_text.len, &w->dd_scratch, &s->exact, s->mh));
+    return SL_OK;
+}
+
 static sl_status process_record(const prep_ctx *c, prep_worker *w, prep_slot *s, const char *raw) {
     const cfg_prepare *f = c->cfg;
     s->drop = -1;
     s->chat = s->repaired = s->html = false;
     memset(s->pii, 0, sizeof s->pii);
     s->seq.n = 0;
+    s->kind = PREP_KIND_NONE;
     if (s->oversize) {
         s->drop = PREPARE_DROP_LONG_CHARS;
         return SL_OK;
@@ -150,10 +301,23 @@ static sl_status process_record(const prep_ctx *c, prep_worker *w, prep_slot *s,
     chat_turn turns[PREP_MAX_TURNS];
     cJSON *root = NULL;
     char *joined = NULL;
-    int n = record_turns(c, s, raw, &root, turns, &joined, &s->drop);
     sl_status st = SL_OK;
+    int n;
+    if (s->is_json) {
+        root = cJSON_ParseWithLength(raw, s->len);
+        if (!root || !cJSON_IsObject(root)) {
+            s->drop = PREPARE_DROP_BAD_JSON;
+            goto done;
+        }
+        if (prep_pair_is(root, f)) {
+            st = process_pair(c, w, s, root);
+            goto done;
+        }
+    }
+    n = record_turns(c, s, raw, &root, turns, &joined, &s->drop);
     if (n < 0)
         goto done;
+    s->kind = PREP_KIND_DOC;
     s->chat = n > 0;
     int nt = n > 0 ? n : 1;
     size_t chars = 0;
@@ -229,10 +393,15 @@ typedef struct {
     int index;
 } prep_out;
 
-static sl_status out_add(const prep_ctx *c, const shard_meta *meta, prep_out *o, const chat_seq *q) {
+/* Appends the documents q[0..n) (a document, or a pair's three) to one shard. */
+static sl_status out_add(const prep_ctx *c, const shard_meta *meta, prep_out *o, const chat_seq *const *q,
+                         int n) {
     const cfg_prepare *f = c->cfg;
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += q[i]->n;
     if (o->w && shard_writer_tokens(o->w) > 0 &&
-        shard_writer_tokens(o->w) + q->n > (uint64_t)f->shard_tokens) {
+        shard_writer_tokens(o->w) + total > (uint64_t)f->shard_tokens) {
         shard_writer *w = o->w;
         o->w = NULL;
         SL_TRY(shard_writer_close(w));
@@ -243,7 +412,9 @@ static sl_status out_add(const prep_ctx *c, const shard_meta *meta, prep_out *o,
         SL_TRY(fs_join(path, sizeof path, f->output, name));
         SL_TRY(shard_writer_open(path, meta, 0, f->zstd_level, true, &o->w));
     }
-    return shard_writer_add_doc(o->w, q->ids, q->mask, q->n);
+    for (int i = 0; i < n; i++)
+        SL_TRY(shard_writer_add_doc(o->w, q[i]->ids, q[i]->mask, q[i]->n));
+    return SL_OK;
 }
 
 /* ---- the run ---- */
@@ -257,13 +428,40 @@ typedef struct {
     clean_buf arena;
     prep_out train, eval;
     shard_meta meta;
+    prep_kind kind;    /* of the run: its first record that has one */
+    char kind_at[320]; /* "file:line" of that record */
 } prep_run;
+
+/* A run writes documents or pairs, not both. */
+static sl_status check_kind(prep_run *r, const prep_slot *s) {
+    if (s->kind == PREP_KIND_NONE)
+        return SL_OK;
+    const char *file = prep_input_file_name(r->in, s->file);
+    if (r->kind == PREP_KIND_NONE) {
+        r->kind = s->kind;
+        r->meta.pairs = s->kind == PREP_KIND_PAIR;
+        snprintf(r->kind_at, sizeof r->kind_at, "%s:%" PRIu64, file, s->line);
+        return SL_OK;
+    }
+    if (s->kind == r->kind)
+        return SL_OK;
+    const cfg_prepare *f = r->c.cfg;
+    bool pair = s->kind == PREP_KIND_PAIR;
+    return sl_errorf(SL_ERR_INVALID,
+                     "%s:%" PRIu64 " is %s, but the first record of this run (%s) is %s: a prepare run "
+                     "writes either preference pairs (records with \"%s\" and \"%s\") or plain "
+                     "documents; prepare them into separate outputs",
+                     file, s->line, pair ? "a preference pair" : "a plain document (no pair)", r->kind_at,
+                     pair ? "a plain document" : "a preference pair", f->chosen_field, f->rejected_field);
+}
 
 static sl_status consume(prep_run *r, prep_slot *s, prepare_report *rep) {
     rep->records++;
     if (s->st != SL_OK)
         return sl_errorf(s->st, "%s line %" PRIu64 ": %s", prep_input_file_name(r->in, s->file),
                          s->line, s->err);
+    SL_TRY(check_kind(r, s));
+    bool pair = s->kind == PREP_KIND_PAIR;
     if (s->drop >= 0) {
         rep->dropped[s->drop]++;
         if (s->drop == PREPARE_DROP_BAD_JSON && rep->n_bad_json_shown < PREPARE_BAD_JSON_SHOWN)
@@ -272,9 +470,10 @@ static sl_status consume(prep_run *r, prep_slot *s, prepare_report *rep) {
         return SL_OK;
     }
     const cfg_prepare *f = r->c.cfg;
-    if (f->dedup_exact || f->dedup_near) {
+    bool dedup_on = pair ? f->dedup_exact : f->dedup_exact || f->dedup_near;
+    if (dedup_on) {
         dedup_verdict v;
-        SL_TRY(dedup_check_insert(r->c.dd, s->exact, s->mh, &v));
+        SL_TRY(dedup_check_insert(pair ? r->c.dd_pairs : r->c.dd, s->exact, s->mh, &v));
         if (v != DEDUP_UNIQUE) {
             rep->dropped[v == DEDUP_EXACT ? PREPARE_DROP_EXACT_DUP : PREPARE_DROP_NEAR_DUP]++;
             return SL_OK;
@@ -284,27 +483,35 @@ static sl_status consume(prep_run *r, prep_slot *s, prepare_report *rep) {
     rep->had_html += s->html;
     for (int t = 0; t < PII_TYPE_COUNT; t++)
         rep->pii[t] += s->pii[t];
-    if (s->chat)
+    if (!pair && s->chat)
         rep->docs_chat++;
-    else
+    else if (!pair)
         rep->docs_text++;
     /* eval split by content, so it does not depend on order or threads */
     bool eval = f->eval_fraction > 0 &&
                 (double)(XXH3_64bits_withSeed(&s->exact, sizeof s->exact, 0x65766131) >> 11) * 0x1p-53 <
                     f->eval_fraction;
-    if (eval && !(f->dedup_exact || f->dedup_near))
+    if (eval && !(f->dedup_exact || (!pair && f->dedup_near)))
         return sl_errorf(SL_ERR_INVALID, "prepare.eval_fraction needs dedup (the split hashes the "
                          "normalized text); enable prepare.dedup_exact");
-    SL_TRY(out_add(&r->c, &r->meta, eval ? &r->eval : &r->train, &s->seq));
-    if (eval) {
-        rep->eval_docs++;
-        rep->eval_tokens += s->seq.n;
-    } else {
-        rep->docs_written++;
-        rep->tokens_written += s->seq.n;
-        for (size_t i = 0; i < s->seq.n; i++)
-            rep->trained_tokens += s->seq.mask[i];
+    const chat_seq *docs[3] = {&s->seq, &s->seq_c, &s->seq_r};
+    int nd = pair ? 3 : 1;
+    SL_TRY(out_add(&r->c, &r->meta, eval ? &r->eval : &r->train, docs, nd));
+    for (int d = 0; d < nd; d++) {
+        if (eval) {
+            rep->eval_docs++;
+            rep->eval_tokens += docs[d]->n;
+        } else {
+            rep->docs_written++;
+            rep->tokens_written += docs[d]->n;
+            for (size_t i = 0; i < docs[d]->n; i++)
+                rep->trained_tokens += docs[d]->mask[i];
+        }
     }
+    if (pair && eval)
+        rep->eval_pairs++;
+    else if (pair)
+        rep->pairs_written++;
     return SL_OK;
 }
 
@@ -369,6 +576,9 @@ static sl_status run_setup(prep_run *r, const cfg_prepare *f, prepare_report *re
     dedup_opts dopt = {f->dedup_exact || f->eval_fraction > 0, f->dedup_near, f->minhash_perms,
                        f->minhash_bands, f->near_threshold, 0x5eed};
     SL_TRY(dedup_create(&dopt, &c->dd));
+    dopt.near = false;
+    SL_TRY(dedup_create(&dopt, &c->dd_pairs));
+    c->pair_template = strcmp(f->chat_template, "auto") != 0;
     /* a record may hold max_chars characters of up to 4 bytes, JSON-escaped */
     size_t max_bytes = (size_t)f->max_chars * 8 + 4096;
     SL_TRY(prep_input_open(f, max_bytes, &r->in));
@@ -416,6 +626,8 @@ static void run_free(prep_run *r) {
         for (int i = 0; i < PREPARE_BATCH_RECORDS; i++) {
             free(r->slots[i].mh);
             chat_seq_free(&r->slots[i].seq);
+            chat_seq_free(&r->slots[i].seq_c);
+            chat_seq_free(&r->slots[i].seq_r);
         }
     free(r->slots);
     if (r->workers)
@@ -426,12 +638,15 @@ static void run_free(prep_run *r) {
             clean_buf_free(&w->scratch);
             clean_buf_free(&w->dd_text);
             clean_buf_free(&w->dd_scratch);
+            for (int k = 0; k < 3; k++)
+                clean_buf_free(&w->edge[k]);
             pii_scratch_destroy(w->pii);
         }
     free(r->workers);
     clean_buf_free(&r->arena);
     prep_input_close(r->in);
     dedup_destroy(r->c.dd);
+    dedup_destroy(r->c.dd_pairs);
     pii_destroy(r->c.pii);
     tok_destroy(r->c.tok);
 }
@@ -455,8 +670,9 @@ sl_status prepare_run(const cfg_prepare *cfg, prepare_report *rep) {
         st = shard_writer_close(w);
     }
     if (st == SL_OK && rep->docs_written == 0)
-        st = sl_errorf(SL_ERR_INVALID, "no document survived the filters (see the report); "
-                       "nothing was written to %s", cfg->output);
+        st = sl_errorf(SL_ERR_INVALID, "no %s survived the filters (see the report); "
+                       "nothing was written to %s",
+                       r->kind == PREP_KIND_PAIR ? "preference pair" : "document", cfg->output);
     rep->train_shards = r->train.index;
     rep->eval_shards = r->eval.index;
     rep->dedup_bytes = r->c.dd ? dedup_memory_bytes(r->c.dd) : 0;

@@ -8,7 +8,11 @@
  * files, sorted) or globs): plain text, a document per blank-line block or
  * per file (prepare.text_split); JSONL records with a `text` field,
  * instruction/input/output, prompt/response, or a `messages` list of
- * {role, content} (field names configurable). Records are read in order by
+ * {role, content} (field names configurable); or preference pairs: records
+ * with prepare.chosen_field and prepare.rejected_field (data/prepare_pairs.h;
+ * a run holds pairs or documents, not both, else an error names the first
+ * record of the other kind), written as shards of layout "pairs" (the
+ * prompt, chosen and rejected of a pair as 3 documents in one shard). Records are read in order by
  * the calling thread and processed in batches by a pool of OpenMP threads
  * (clean, PII, length filter, tokenize, dedup signature); the verdicts that
  * need order (duplicates, eval split, shard boundaries) are taken in record
@@ -43,6 +47,8 @@ typedef enum {
     PREPARE_DROP_LONG_TOKENS,
     PREPARE_DROP_EXACT_DUP,
     PREPARE_DROP_NEAR_DUP,
+    PREPARE_DROP_PROMPT_MISMATCH, /* a pair whose chosen and rejected prompts differ */
+    PREPARE_DROP_IDENTICAL_PAIR,  /* a pair whose chosen and rejected responses are equal */
     PREPARE_DROP_COUNT
 } prepare_drop;
 
@@ -56,6 +62,7 @@ typedef struct {
     uint64_t docs_text, docs_chat;
     uint64_t docs_written, tokens_written, trained_tokens;
     uint64_t eval_docs, eval_tokens;
+    uint64_t pairs_written, eval_pairs; /* preference pairs (3 documents each) */
     int train_shards, eval_shards;
     char tokenizer_name[128], tokenizer_hash[32];
     uint32_t vocab_size;

@@ -37,6 +37,8 @@ char *prepare_report_json(const prepare_report *r) {
     num(o, "tokens_trained", (double)r->trained_tokens);
     num(o, "eval_documents", (double)r->eval_docs);
     num(o, "eval_tokens", (double)r->eval_tokens);
+    num(o, "pairs_written", (double)r->pairs_written);
+    num(o, "eval_pairs", (double)r->eval_pairs);
     num(o, "train_shards", r->train_shards);
     num(o, "eval_shards", r->eval_shards);
     cJSON *t = cJSON_AddObjectToObject(o, "tokenizer");
@@ -73,6 +75,10 @@ void prepare_report_print(const prepare_report *r, FILE *out) {
         fprintf(out, "  PII masked: %-15s %14" PRIu64 "\n", pii_type_name((pii_type)i), r->pii[i]);
     fprintf(out, "%-28s %14" PRIu64 " (%" PRIu64 " text, %" PRIu64 " chat)\n", "documents written",
             r->docs_written + r->eval_docs, r->docs_text, r->docs_chat);
+    if (r->pairs_written + r->eval_pairs > 0)
+        fprintf(out, "%-28s %14" PRIu64 " (%" PRIu64 " train, %" PRIu64 " eval; 3 documents each)\n",
+                "preference pairs written", r->pairs_written + r->eval_pairs, r->pairs_written,
+                r->eval_pairs);
     fprintf(out, "%-28s %14" PRIu64 " (%" PRIu64 " with loss)\n", "tokens written (train)",
             r->tokens_written, r->trained_tokens);
     fprintf(out, "%-28s %14" PRIu64 "\n", "tokens written (eval)", r->eval_tokens);

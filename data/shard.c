@@ -139,6 +139,8 @@ sl_status shard_writer_open(const char *path, const shard_meta *meta, uint32_t c
     *out = NULL;
     SL_CHECK_ARG(zstd_level >= 1 && zstd_level <= 22, "zstd level %d is outside 1..22", zstd_level);
     SL_CHECK_ARG(strlen(path) < SHARD_PATH_MAX, "shard path too long: %s", path);
+    SL_CHECK_ARG(!meta->pairs || with_loss_mask,
+                 "pair shard %s needs /loss_mask (with_loss_mask)", path);
     SL_TRY(h5io_init());
     shard_writer *w = calloc(1, sizeof *w);
     SL_CHECK_ALLOC(w, sizeof *w);
@@ -218,7 +220,14 @@ sl_status shard_writer_add_doc(shard_writer *w, const uint32_t *ids, const uint8
 uint64_t shard_writer_tokens(const shard_writer *w) { return w->n_tokens; }
 uint64_t shard_writer_docs(const shard_writer *w) { return w->n_docs; }
 
+const char *shard_layout_name(bool pairs) { return pairs ? "pairs" : "docs"; }
+
 static sl_status writer_finish_locked(shard_writer *w) {
+    if (w->meta.pairs && w->n_docs % 3 != 0)
+        return sl_errorf(SL_ERR_INTERNAL,
+                         "pair shard %s: %" PRIu64 " documents is not a whole number of "
+                         "(prompt, chosen, rejected) triples",
+                         w->path, w->n_docs);
     SL_TRY(writer_flush_tokens_locked(w));
     SL_TRY(writer_flush_offsets_locked(w));
     hid_t f = w->file;
@@ -236,6 +245,9 @@ static sl_status writer_finish_locked(shard_writer *w) {
     SL_TRY(h5io_attr_write_i64_locked(f, "n_docs", (int64_t)w->n_docs));
     SL_TRY(h5io_attr_write_i64_locked(f, "chunk_tokens", w->chunk));
     SL_TRY(h5io_attr_write_str_locked(f, "source", m->source));
+    /* docs shards stay as they were before layouts existed: no attribute */
+    if (m->pairs)
+        SL_TRY(h5io_attr_write_str_locked(f, "layout", shard_layout_name(true)));
     SL_CHECK_HDF5(H5Fflush(f, H5F_SCOPE_GLOBAL));
     return SL_OK;
 }
@@ -374,6 +386,27 @@ static sl_status reader_open_locked(shard_reader *r) {
     in->n_tokens = (uint64_t)nt;
     in->n_docs = (uint64_t)nd;
     in->chunk_tokens = (uint32_t)ch;
+    in->pairs = false;
+    htri_t has_layout = H5Aexists(r->file, "layout");
+    if (has_layout < 0)
+        return sl_check_hdf5_fail(__FILE__, __LINE__, "H5Aexists layout");
+    if (has_layout > 0) {
+        char layout[32];
+        SL_TRY(h5io_attr_read_str_locked(r->file, what, "layout", layout, sizeof layout));
+        if (strcmp(layout, "pairs") == 0)
+            in->pairs = true;
+        else if (strcmp(layout, "docs") != 0)
+            return sl_errorf(SL_ERR_FORMAT,
+                             "shard %s: layout \"%s\" is not known (this build reads \"docs\" "
+                             "and \"pairs\"; upgrade shardlm or prepare the data again)",
+                             r->path, layout);
+    }
+    m->pairs = in->pairs;
+    if (in->pairs && in->n_docs % 3 != 0)
+        return sl_errorf(SL_ERR_FORMAT,
+                         "shard %s: layout \"pairs\" needs 3 documents per pair (prompt, chosen, "
+                         "rejected), but n_docs is %" PRIu64 "; prepare the data again",
+                         r->path, in->n_docs);
 
     uint64_t len;
     SL_TRY(open_dataset_locked(r, "tokens", &r->d_tokens));
@@ -389,6 +422,10 @@ static sl_status reader_open_locked(shard_reader *r) {
         if (len != in->n_tokens)
             return sl_errorf(SL_ERR_FORMAT, "shard %s: /loss_mask has %" PRIu64
                              " elements, /tokens %" PRIu64, r->path, len, in->n_tokens);
+    } else if (in->pairs) {
+        return sl_errorf(SL_ERR_FORMAT,
+                         "shard %s: layout \"pairs\" needs /loss_mask (which response tokens "
+                         "train), and it is missing; prepare the data again", r->path);
     }
     hid_t d_off;
     SL_TRY(open_dataset_locked(r, "doc_offsets", &d_off));

@@ -14,7 +14,13 @@
  *                 this token as a target
  * Root attributes: format ("shardlm-tokens"), version (1), tokenizer_name,
  * tokenizer_hash, vocab_size, bos_id, eos_id, im_start_id, im_end_id (-1 when
- * absent), n_tokens, n_docs, chunk_tokens, source.
+ * absent), n_tokens, n_docs, chunk_tokens, source, and layout: "docs" (also
+ * when the attribute is absent) or "pairs".
+ * Layout "pairs" (preference data, data.mode = pairs): the documents come in
+ * threes, one triple per pair: prompt, chosen response, rejected response;
+ * n_docs is 3 x pairs and /loss_mask is present (0 over the prompt; 1 over
+ * the response tokens a model learns to produce). The reader refuses a pair
+ * shard whose n_docs is not a multiple of 3 or that lacks /loss_mask.
  *
  * Fletcher32 runs after zstd, on the stored bytes: one flipped byte anywhere
  * in a chunk fails its checksum before zstd sees it, so corruption is always
@@ -46,6 +52,7 @@ typedef struct {
     int64_t bos_id, eos_id;      /* -1: none */
     int64_t im_start_id, im_end_id; /* chat template markers; -1: none */
     char source[256];            /* free text: what produced the shard */
+    bool pairs;                  /* layout "pairs": (prompt, chosen, rejected) triples */
 } shard_meta;
 
 /* ---- writer ---- */
@@ -57,7 +64,9 @@ typedef struct shard_writer shard_writer;
 sl_status shard_writer_open(const char *path, const shard_meta *meta, uint32_t chunk_tokens,
                             int zstd_level, bool with_loss_mask, shard_writer **out);
 /* Appends one document. mask may be NULL (all ones); ignored without
- * /loss_mask. Ids >= meta.vocab_size are refused. */
+ * /loss_mask. Ids >= meta.vocab_size are refused. With meta.pairs the writer
+ * needs with_loss_mask, and close refuses a document count that is not a
+ * multiple of 3. */
 sl_status shard_writer_add_doc(shard_writer *w, const uint32_t *ids, const uint8_t *mask, size_t n);
 uint64_t shard_writer_tokens(const shard_writer *w);
 uint64_t shard_writer_docs(const shard_writer *w);
@@ -79,10 +88,13 @@ typedef struct {
     uint64_t n_docs;
     uint32_t chunk_tokens;
     bool has_loss_mask;
+    bool pairs; /* layout "pairs" (= meta.pairs): n_docs / 3 preference pairs */
 } shard_info;
 
 /* Opens and validates the attributes and /doc_offsets (read whole: 8 bytes
  * per document). Errors name the file and what is wrong. */
+/* The layout as written in the attribute: "pairs" or "docs". */
+const char *shard_layout_name(bool pairs);
 sl_status shard_open(const char *path, shard_reader **out);
 void shard_close(shard_reader *r);
 const shard_info *shard_info_get(const shard_reader *r);

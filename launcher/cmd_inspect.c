@@ -37,6 +37,11 @@ static sl_status inspect_token_shard(const char *path) {
     printf("  special ids     bos %" PRId64 ", eos %" PRId64 ", im_start %" PRId64 ", im_end %" PRId64 "\n",
            m->bos_id, m->eos_id, m->im_start_id, m->im_end_id);
     printf("  source          %s\n", m->source);
+    if (in->pairs)
+        printf("  layout          pairs: %" PRIu64 " preference pairs (prompt, chosen, rejected; "
+               "data.mode = pairs)\n", in->n_docs / 3);
+    else
+        printf("  layout          docs\n");
     printf("  documents       %" PRIu64 "\n", in->n_docs);
     printf("  tokens          %" PRIu64 " in chunks of %u\n", in->n_tokens, in->chunk_tokens);
     printf("  loss_mask       %s\n", in->has_loss_mask ? "yes" : "no (all tokens train)");

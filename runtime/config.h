@@ -45,7 +45,7 @@ typedef enum {
 } model_arch;
 /* RoPE frequency scaling (transformers' rope_type): none = "default". */
 typedef enum { ROPE_SCALING_NONE = 0, ROPE_SCALING_LINEAR, ROPE_SCALING_LLAMA3 } rope_scaling;
-typedef enum { DATA_MODE_PRETRAIN = 0, DATA_MODE_SFT } data_mode;
+typedef enum { DATA_MODE_PRETRAIN = 0, DATA_MODE_SFT, DATA_MODE_PAIRS } data_mode;
 typedef enum { LR_SCHEDULE_COSINE = 0, LR_SCHEDULE_LINEAR, LR_SCHEDULE_CONSTANT } lr_schedule;
 /* When FSDP reduce-scatters gradients (parallel/fsdp.h): each micro-step,
  * or once per optimizer step from full-size accumulation (FSDP's no_sync). */
@@ -106,6 +106,8 @@ typedef struct {
     char output_field[CFG_NAME_MAX];
     char prompt_field[CFG_NAME_MAX];
     char response_field[CFG_NAME_MAX];
+    char chosen_field[CFG_NAME_MAX];   /* preference pairs */
+    char rejected_field[CFG_NAME_MAX];
     char messages_field[CFG_NAME_MAX];
     char role_field[CFG_NAME_MAX];
     char content_field[CFG_NAME_MAX];

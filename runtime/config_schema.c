@@ -45,7 +45,7 @@ const cfg_field cfg_schema[] = {
     STR("data.eval", data, eval, "", "held-out shards for eval loss and perplexity; empty = no eval"),
     STR("data.tokenizer", data, tokenizer, "", "tokenizer used for generation and to check the shards' tokenizer hash"),
     INT("data.seq_len", data, seq_len, "256", 1, 1 << 20, "tokens per sample (<= model.max_seq_len)"),
-    ENUM("data.mode", data, mode, "pretrain", "pretrain|sft", "pretrain: pack documents with EOS; sft: whole documents, loss only on answer tokens"),
+    ENUM("data.mode", data, mode, "pretrain", "pretrain|sft|pairs", "pretrain: pack documents with EOS; sft: whole documents, loss only on answer tokens; pairs: preference pairs (shards of layout pairs), rows prompt+chosen and prompt+rejected, for train.objective dpo or reward"),
     INT("data.prefetch", data, prefetch, "4", 1, 1024, "batches the background reader keeps ready"),
 
     /* prepare */
@@ -59,6 +59,8 @@ const cfg_field cfg_schema[] = {
     STR("prepare.output_field", prepare, output_field, "output", "JSONL field of instruction/input/output triples"),
     STR("prepare.prompt_field", prepare, prompt_field, "prompt", "JSONL field of prompt/response pairs"),
     STR("prepare.response_field", prepare, response_field, "response", "JSONL field of prompt/response pairs"),
+    STR("prepare.chosen_field", prepare, chosen_field, "chosen", "JSONL field of a preference pair's preferred response (a record with it and prepare.rejected_field is a pair; see README)"),
+    STR("prepare.rejected_field", prepare, rejected_field, "rejected", "JSONL field of a preference pair's dispreferred response"),
     STR("prepare.messages_field", prepare, messages_field, "messages", "JSONL field holding a list of chat messages"),
     STR("prepare.role_field", prepare, role_field, "role", "role key inside a message"),
     STR("prepare.content_field", prepare, content_field, "content", "content key inside a message"),
