@@ -175,12 +175,8 @@ static sl_status open_data(train_job *j) {
     if (!cfg->data.train[0])
         return sl_errorf(SL_ERR_INVALID, "\"data.train\" is empty: set it to the shards written by shardlm prepare");
     SL_TRY(open_loader(j, cfg->data.train, false, &j->train_loader)); /* checks the layout */
-    /* pair rows (2 per sample, data/loader.h) are for a pairwise objective */
-    if (cfg->data.mode == DATA_MODE_PAIRS)
-        return sl_errorf(SL_ERR_INVALID,
-                         "\"data.mode\" = pairs loads preference pairs for train.objective = dpo or "
-                         "reward; this step trains token cross-entropy (sft/pretrain) and cannot "
-                         "take pair rows");
+    /* (train_config_resolve matched data.mode to train.objective: pair rows
+     * only for a pair objective) */
     SL_TRY(data_tokenizer_hash(cfg->data.train, j->tokenizer_hash, sizeof j->tokenizer_hash));
     if (cfg->data.eval[0])
         SL_TRY(open_loader(j, cfg->data.eval, true, &j->eval_loader));
