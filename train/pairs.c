@@ -95,7 +95,7 @@ sl_status pair_objective_for(const sl_config *c, const pair_objective **out) {
         *out = &DPO;
         return SL_OK;
     default:
-        return sl_errorf(SL_ERR_UNSUPPORTED,
+        return sl_errorf(SL_ERR_INVALID, /* a config error: refused before launch (exit 2) */
                          "train.objective = %s is not implemented in this build (objectives: sft, dpo)",
                          config_enum_name("train.objective", c->train.objective));
     }

@@ -259,7 +259,7 @@ static void test_reward_refused(void **s) {
     config_defaults(&c);
     c.train.objective = TRAIN_OBJECTIVE_REWARD;
     const pair_objective *o = (const pair_objective *)1;
-    assert_int_equal(pair_objective_for(&c, &o), SL_ERR_UNSUPPORTED);
+    assert_int_equal(pair_objective_for(&c, &o), SL_ERR_INVALID);
     assert_null(o);
     assert_non_null(strstr(sl_error_message(), "train.objective = reward is not implemented"));
 }
