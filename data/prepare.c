@@ -216,7 +216,7 @@ static sl_status process_pair(const prep_ctx *c, prep_worker *w, prep_slot *s, c
     }
     bool raw = p.shape == PREP_PAIR_STANDARD && !c->pair_template;
     int n = p.n_prompt;
-    chat_turn orig[3] = {turns[0], p.chosen, p.rejected};
+    chat_turn orig[3] = {raw ? turns[0] : p.chosen, p.chosen, p.rejected}; /* raw: n == 1 */
     turns[n] = p.chosen;
     turns[n + 1] = p.rejected;
     size_t chars = 0;

@@ -128,8 +128,8 @@ sl_status pair_objective_for(const sl_config *c, const pair_objective **out) {
         *out = &DPO;
         return SL_OK;
     case TRAIN_OBJECTIVE_REWARD:
-        if (c->lora.enabled)
-            return sl_errorf(SL_ERR_UNSUPPORTED,
+        if (c->lora.enabled) /* a config error: refused before launch (exit 2) */
+            return sl_errorf(SL_ERR_INVALID,
                              "train.objective = reward with lora.enabled is not implemented: the new score "
                              "head must train in full beside the adapters (PEFT's modules_to_save = "
                              "[\"score\"]); train the reward model without LoRA");
@@ -138,8 +138,8 @@ sl_status pair_objective_for(const sl_config *c, const pair_objective **out) {
         *out = &REWARD;
         return SL_OK;
     default:
-        return sl_errorf(SL_ERR_UNSUPPORTED,
-                         "train.objective = %s is not implemented in this build (objectives: sft, dpo)",
+        return sl_errorf(SL_ERR_INVALID, /* a config error: refused before launch (exit 2) */
+                         "train.objective = %s is not implemented in this build (objectives: sft, dpo, reward)",
                          config_enum_name("train.objective", c->train.objective));
     }
 }

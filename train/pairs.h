@@ -75,8 +75,9 @@ typedef struct pair_objective {
     bool on_step_line[PAIR_MAX_METRICS]; /* shown on the step and eval lines too */
 } pair_objective;
 
-/* The entry of c->train.objective: NULL for sft; an error for reward with
- * LoRA (not implemented). */
+/* The entry of c->train.objective: NULL for sft; SL_ERR_INVALID (a config
+ * error) for reward with LoRA (not implemented). reward needs
+ * model.head = score (config_apply_objective sets it). */
 sl_status pair_objective_for(const sl_config *c, const pair_objective **out);
 
 /* DPO as TRL's DPOTrainer computes it (train/pairs.c cites the source). */

@@ -279,6 +279,15 @@ sl_status train_job_run(train_job *j) {
     if (j->n_skipped)
         LOG_WARN0("%d of %d steps were skipped for non-finite loss or gradient norm", j->n_skipped,
                   c->train.steps);
+    if (j->pobj && j->train_loader) {
+        /* pairs whose response data.seq_len cut off whole: a row without a target */
+        int64_t cut = (int64_t)loader_pairs_truncated(j->train_loader);
+        SL_TRY(comm_all_reduce(j->world, &cut, &cut, 1, SL_DTYPE_I64, COMM_REDOP_SUM));
+        if (cut > 0)
+            LOG_WARN0("%lld training pair(s) had a response cut off entirely by data.seq_len = %d (that row "
+                      "has no target): raise data.seq_len or drop long prompts",
+                      (long long)cut, c->data.seq_len);
+    }
     /* every rank: what the process held at its peak (the accountant's
      * categories, the runtime, the loader), for comparing world sizes */
     LOG_INFO("peak RSS of this rank: %.1f MiB", (double)mem_process_peak_rss() / (1024.0 * 1024.0));

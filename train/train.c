@@ -175,18 +175,9 @@ static sl_status open_data(train_job *j) {
     const sl_config *cfg = j->cfg;
     if (!cfg->data.train[0])
         return sl_errorf(SL_ERR_INVALID, "\"data.train\" is empty: set it to the shards written by shardlm prepare");
-    /* pair rows (2 per sample, data/loader.h) are for a pairwise objective, and it needs them */
-    if (cfg->data.mode == DATA_MODE_PAIRS && !j->pobj)
-        return sl_errorf(SL_ERR_INVALID,
-                         "\"data.mode\" = pairs loads preference pairs for train.objective = dpo or "
-                         "reward; this step trains token cross-entropy (sft/pretrain) and cannot "
-                         "take pair rows");
-    if (cfg->data.mode != DATA_MODE_PAIRS && j->pobj)
-        return sl_errorf(SL_ERR_INVALID,
-                         "train.objective = %s trains on preference pairs: set \"data.mode\" = pairs "
-                         "(shards written by shardlm prepare from pair data)",
-                         j->pobj->name);
-    SL_TRY(open_loader(j, cfg->data.train, false, &j->train_loader));
+    SL_TRY(open_loader(j, cfg->data.train, false, &j->train_loader)); /* checks the layout */
+    /* (train_config_resolve matched data.mode to train.objective: pair rows
+     * only for a pair objective) */
     SL_TRY(data_tokenizer_hash(cfg->data.train, j->tokenizer_hash, sizeof j->tokenizer_hash));
     if (cfg->data.eval[0])
         SL_TRY(open_loader(j, cfg->data.eval, true, &j->eval_loader));

@@ -16,8 +16,9 @@
  *   checkpoint.resume / --resume)
  *   loop: preemption check (SIGTERM/SIGUSR1 on any rank: save, exit 75)
  *         -> the step (train_step_batch: grad_accum micro-batches, forward/
- *         backward through the groups' hooks, reduce-scatter, non-finite
- *         flags, optim_step) -> step line, metrics.jsonl, TensorBoard
+ *         backward through the groups' hooks (train.objective = dpo: the
+ *         pair driver of train/pairs.h, reference rows then the policy's row
+ *         pass), reduce-scatter, non-finite flags, optim_step) -> step line, metrics.jsonl, TensorBoard
  *         (train/run.c) -> eval -> checkpoint every N steps
  *   end:  checkpoint, eval, export of the final model (Hugging Face folder).
  * `shardlm train` and `shardlm bench` (synthetic tokens) both drive it.

