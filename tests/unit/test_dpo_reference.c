@@ -15,7 +15,8 @@
  * its pairs of every global batch in data/loader.h order, in grad_accum
  * micro-batches where it has 2 or more) and compares
  *   each step's DPO loss (train_step_batch)           (rel. <= 1e-5)
- *   step 1's TRL metrics (rewards/chosen ... logps/rejected; accuracies exact)
+ *   step 1's TRL metrics (rewards/chosen ... logps/rejected: error / max(1, value)
+ *   <= 1e-5; accuracies exact)
  *   every trainable tensor's step-1 gradient, gathered (rel. by norm <= 1e-5)
  *   every trainable tensor after 3 steps              (rel. by norm <= 1e-5)
  * and, where the policy starts equal to the reference (full fine-tuning;
@@ -215,7 +216,7 @@ static void run_config(const char *name) {
         e_loss = fmax(e_loss, fabs(loss[s] - want_loss[s]) / fabs(want_loss[s]));
     for (int i = 0; i < 6; i++)
         if (i != 2)
-            e_metric = fmax(e_metric, fabs(metrics[i] - want_m[i]) / fmax(1e-3, fabs(want_m[i])));
+            e_metric = fmax(e_metric, fabs(metrics[i] - want_m[i]) / fmax(1.0, fabs(want_m[i])));
     if (g_topo.rank == 0) {
         printf("%-22s loss %.2e (step 1 %.15f)  metrics %.2e  acc %.2f  grads %.2e (%s)  params %.2e (%s)\n", name,
                e_loss, loss[0], e_metric, metrics[2], e_grads, wg, e_params, wp);
