@@ -112,8 +112,11 @@ static sl_status check_config(const ckpt_ctx *c, const cJSON *meta, const char *
     /* The base weights of a LoRA run come from model.init_from, so there it
      * must match; a full-parameter run only used it for the initial weights. */
     static const char *const skip_model[] = {"init_from", NULL};
+    /* DPO's reference model is rebuilt from model.init_from at resume, so
+     * there it must match too */
+    bool init_matters = c->cfg->lora.enabled || c->cfg->train.objective == TRAIN_OBJECTIVE_DPO;
     json_diff(cJSON_GetObjectItemCaseSensitive(old, "model"), cJSON_GetObjectItemCaseSensitive(now, "model"),
-              "model", c->cfg->lora.enabled ? NULL : skip_model, diff, sizeof diff, &n);
+              "model", init_matters ? NULL : skip_model, diff, sizeof diff, &n);
     static const char *const skip_lora[] = {"init_from", NULL};
     json_diff(cJSON_GetObjectItemCaseSensitive(old, "lora"), cJSON_GetObjectItemCaseSensitive(now, "lora"),
               "lora", skip_lora, diff, sizeof diff, &n);
@@ -128,6 +131,9 @@ static sl_status check_config(const ckpt_ctx *c, const cJSON *meta, const char *
         int w = 0;
         json_diff(cJSON_GetObjectItemCaseSensitive(old, "optim"), cJSON_GetObjectItemCaseSensitive(now, "optim"),
                   "optim", NULL, warn, sizeof warn, &w);
+        /* the objective (train.objective, below) and its settings */
+        json_diff(cJSON_GetObjectItemCaseSensitive(old, "dpo"), cJSON_GetObjectItemCaseSensitive(now, "dpo"),
+                  "dpo", NULL, warn, sizeof warn, &w);
         static const char *const skip_data[] = {"prefetch", "eval", "tokenizer", NULL};
         json_diff(cJSON_GetObjectItemCaseSensitive(old, "data"), cJSON_GetObjectItemCaseSensitive(now, "data"),
                   "data", skip_data, warn, sizeof warn, &w);

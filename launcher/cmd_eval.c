@@ -55,13 +55,17 @@ void cmd_eval_usage(FILE *out) {
             "  shardlm eval --model DIR --tokenizer PATH --generate PROMPTS.jsonl --out GEN.jsonl ...\n"
             "      generation for every prompt, scored with BLEU and ROUGE against references\n"
             "  shardlm eval --model DIR --tokenizer PATH --choices MC.jsonl ...\n"
-            "      multiple-choice accuracy (acc, acc_norm) as lm-evaluation-harness defines them\n");
+            "      multiple-choice accuracy (acc, acc_norm) as lm-evaluation-harness defines them\n"
+            "  shardlm eval --model DIR --reward PAIR_SHARDS ...\n"
+            "      a reward model's pairwise accuracy, margin and Bradley-Terry loss\n");
     cmd_eval_generate_usage(out);
     fputc('\n', out);
     cmd_eval_choices_usage(out);
+    fputc('\n', out);
+    cmd_eval_reward_usage(out);
 }
 
-/* The mode an option selects: --generate, --choices, else the loss on shards. */
+/* The mode an option selects: --generate, --choices, --reward, else the loss on shards. */
 static bool has_option(int argc, char **argv, const char *opt) {
     size_t n = strlen(opt);
     for (int i = 1; i < argc; i++) {
@@ -310,6 +314,8 @@ int cmd_eval(int argc, char **argv) {
         return cmd_eval_generate(argc, argv);
     if (has_option(argc, argv, "--choices"))
         return cmd_eval_choices(argc, argv);
+    if (has_option(argc, argv, "--reward"))
+        return cmd_eval_reward(argc, argv);
     cli_args a;
     static const char *const flags[] = {"json", NULL};
     static const char *const known[] = {"model", "data", "seq-len", "batch", "micro-batch", "batches",

@@ -53,6 +53,9 @@ sl_status decode_create(const model_layout *layout, sl_backend *be, const void *
                         int max_seq, int prefill_chunk, decode **out) {
     *out = NULL;
     SL_CHECK_ARG(params != NULL, "decode_create: params is NULL");
+    SL_CHECK_ARG(layout->fin.score_w < 0,
+                 "decode_create: this is a reward model (model.head = score): it scores sequences and has "
+                 "no LM head to generate with");
     SL_CHECK_ARG(batch >= 1 && max_seq >= 1, "decode_create: batch %d and max_seq %d must be >= 1", batch,
                  max_seq);
     SL_CHECK_ARG(max_seq <= layout->cfg.max_seq_len,

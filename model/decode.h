@@ -34,6 +34,7 @@
  * at a time (exact: causal attention of a chunk against the cache of
  * everything before it).
  *
+ * A reward model (model.head = score) has no LM head: decode_create refuses it.
  * Not here: sampling (model/sample.h), sharded parameters (gather them first),
  * speculative or paged caches. One decode is used by one thread at a time.
  */

@@ -187,6 +187,37 @@ static sl_status read_llama(const jcfg *j, cfg_model *c, model_arch arch) {
     return SL_OK;
 }
 
+/* architectures naming a *ForSequenceClassification: a score head, which
+ * shardlm has for num_labels 1 only (id2label of one entry, or num_labels
+ * 1); anything else an LM head. pad_token_id: a number, or none. */
+static sl_status read_head(const jcfg *j, cfg_model *c) {
+    const cJSON *a = jget(j, "architectures");
+    const cJSON *a0 = cJSON_IsArray(a) ? cJSON_GetArrayItem(a, 0) : NULL;
+    const char *arch = cJSON_IsString(a0) ? a0->valuestring : "";
+    const char *suffix = "ForSequenceClassification";
+    size_t n = strlen(arch), k = strlen(suffix);
+    c->head = n > k && strcmp(arch + n - k, suffix) == 0 ? MODEL_HEAD_SCORE : MODEL_HEAD_LM;
+    if (c->head == MODEL_HEAD_SCORE) {
+        int labels = 2; /* PretrainedConfig's default num_labels */
+        const cJSON *id2 = jget(j, "id2label");
+        if (cJSON_IsObject(id2))
+            labels = cJSON_GetArraySize(id2);
+        else
+            SL_TRY(jint(j, "num_labels", &labels, false, 2));
+        if (labels != 1)
+            return sl_errorf(SL_ERR_UNSUPPORTED,
+                             "%s: %s with %d labels: shardlm's score head is a reward model's single "
+                             "output (num_labels 1, one id2label entry)",
+                             j->path, arch, labels);
+    }
+    int pad = -1;
+    const cJSON *pt = jget(j, "pad_token_id");
+    if (pt && !cJSON_IsArray(pt))
+        SL_TRY(jint(j, "pad_token_id", &pad, false, -1));
+    c->pad_token_id = pad;
+    return SL_OK;
+}
+
 sl_status hf_read_config(const char *dir, cfg_model *cfg, hf_info *info) {
     char path[PATH_CAP];
     SL_TRY(fs_join(path, sizeof path, dir, "config.json"));
@@ -224,6 +255,8 @@ sl_status hf_read_config(const char *dir, cfg_model *cfg, hf_info *info) {
     }
     if (st == SL_OK)
         st = jnum(&j, "initializer_range", &cfg->init_std, cfg->init_std);
+    if (st == SL_OK)
+        st = read_head(&j, cfg);
     cJSON_Delete(root);
     if (st == SL_OK && info) {
         memset(info, 0, sizeof *info);
@@ -250,15 +283,21 @@ static cJSON *rope_scaling_json(const cfg_model *c) {
     return o;
 }
 
-/* transformers' class per model_arch (model_type is config_enum_name's). */
+/* transformers' class per model_arch (model_type is config_enum_name's):
+ * the causal LM, and the sequence classifier of a score model. */
 static const char *const HF_CLASS[] = {"GPT2LMHeadModel", "LlamaForCausalLM", "Qwen2ForCausalLM",
                                        "Qwen3ForCausalLM", "MistralForCausalLM"};
+static const char *const HF_SCORE_CLASS[] = {"GPT2ForSequenceClassification", "LlamaForSequenceClassification",
+                                             "Qwen2ForSequenceClassification", "Qwen3ForSequenceClassification",
+                                             "MistralForSequenceClassification"};
 
 char *hf_config_json(const cfg_model *c) {
     cJSON *r = cJSON_CreateObject();
     if (!r)
         return NULL;
-    cJSON_AddItemToObject(r, "architectures", cJSON_CreateStringArray((const char *[]){HF_CLASS[c->arch]}, 1));
+    bool score = c->head == MODEL_HEAD_SCORE;
+    const char *cls = score ? HF_SCORE_CLASS[c->arch] : HF_CLASS[c->arch];
+    cJSON_AddItemToObject(r, "architectures", cJSON_CreateStringArray((const char *[]){cls}, 1));
     cJSON_AddStringToObject(r, "model_type", config_enum_name("model.arch", c->arch));
     if (c->arch == MODEL_ARCH_GPT2) {
         cJSON_AddNumberToObject(r, "n_layer", c->n_layer);
@@ -300,6 +339,20 @@ char *hf_config_json(const cfg_model *c) {
     }
     cJSON_AddBoolToObject(r, "tie_word_embeddings", c->tie_embeddings);
     cJSON_AddNumberToObject(r, "initializer_range", c->init_std);
+    if (score) {
+        /* num_labels 1 as PretrainedConfig.to_dict writes it: id2label and
+         * label2id (num_labels is derived from them, not stored) */
+        cJSON *id2 = cJSON_AddObjectToObject(r, "id2label");
+        cJSON *l2id = cJSON_AddObjectToObject(r, "label2id");
+        if (id2)
+            cJSON_AddStringToObject(id2, "0", "LABEL_0");
+        if (l2id)
+            cJSON_AddNumberToObject(l2id, "LABEL_0", 0);
+    }
+    if (c->pad_token_id >= 0)
+        cJSON_AddNumberToObject(r, "pad_token_id", c->pad_token_id);
+    else if (score)
+        cJSON_AddNullToObject(r, "pad_token_id");
     char *s = cJSON_Print(r);
     cJSON_Delete(r);
     return s;
@@ -363,11 +416,22 @@ sl_status hf_check_tensor(const safetensors_tensor *t, const model_param *p, boo
     return SL_OK;
 }
 
+void hf_file_name(const model_param *p, bool hf, const char *prefix, char *out, size_t cap) {
+    bool pre = hf && p->role != MODEL_ROLE_SCORE;
+    snprintf(out, cap, "%s%s", pre ? prefix : "", hf ? p->hf_name : p->name);
+}
+
+const char *hf_write_prefix(const model_layout *l, const char *given) {
+    if (l->fin.score_w >= 0 && l->cfg.arch == MODEL_ARCH_GPT2)
+        return "transformer.";
+    return given ? given : "";
+}
+
 /* Finds parameter p in ix under prefix + name (hf) or its shardlm name. */
 const safetensors_tensor *hf_find_param(const safetensors_index *ix, const model_param *p, bool hf,
                                             const char *prefix) {
     char name[2 * MODEL_NAME_MAX];
-    snprintf(name, sizeof name, "%s%s", hf ? prefix : "", hf ? p->hf_name : p->name);
+    hf_file_name(p, hf, prefix, name, sizeof name);
     return safetensors_index_find(ix, name, NULL);
 }
 
@@ -383,6 +447,8 @@ sl_status hf_check_extras(const safetensors_index *ix, const model_layout *l, bo
         int k = hf ? model_layout_find_hf(l, bare) : model_layout_find(l, n);
         if (k < 0 && hf && l->cfg.tie_embeddings && strcmp(n, "lm_head.weight") == 0)
             continue; /* a tied head saved anyway: checked equal to wte by the caller */
+        if (k < 0 && hf && l->fin.score_w >= 0 && strcmp(n, "lm_head.weight") == 0)
+            continue; /* a causal LM read as a reward model: its LM head is dropped */
         if (k < 0)
             return sl_errorf(SL_ERR_FORMAT,
                              "%s: tensor %s is not a parameter of this %s model (n_layer %d, %s head); "
@@ -452,8 +518,7 @@ static sl_status write_weights(const char *path, const model_layout *l, bool hf,
         st = sl_errorf(SL_ERR_NOMEM, "out of memory preparing %s", path);
     for (int i = 0; i < l->n_params && st == SL_OK; i++) {
         order[i].p = &l->params[i];
-        snprintf(order[i].name, sizeof order[i].name, "%s%s", hf ? prefix : "",
-                 hf ? l->params[i].hf_name : l->params[i].name);
+        hf_file_name(&l->params[i], hf, prefix, order[i].name, sizeof order[i].name);
     }
     if (st == SL_OK)
         qsort(order, (size_t)l->n_params, sizeof *order, hf_cmp_named);
@@ -531,6 +596,18 @@ static sl_status raw_fill(void *ctx, const model_param *p, void *buf) {
     return SL_OK;
 }
 
+static sl_status missing_param(const char *dir, const model_param *p, bool hf, const char *prefix) {
+    char name[2 * MODEL_NAME_MAX];
+    hf_file_name(p, hf, prefix, name, sizeof name);
+    if (p->role == MODEL_ROLE_SCORE)
+        return sl_errorf(SL_ERR_FORMAT,
+                         "%s: parameter %s is missing: a reward model (model.head = score) needs the "
+                         "score head of a *ForSequenceClassification folder (train.objective = reward "
+                         "initializes a fresh one from a causal LM)",
+                         dir, name);
+    return sl_errorf(SL_ERR_FORMAT, "%s: parameter %s is missing", dir, name);
+}
+
 static sl_status open_checked(const char *dir, const model_layout *l, bool hf, safetensors_index **ix,
                               char *prefix, size_t cap) {
     char wpath[PATH_CAP];
@@ -542,8 +619,7 @@ static sl_status open_checked(const char *dir, const model_layout *l, bool hf, s
     for (int i = 0; i < l->n_params && st == SL_OK; i++) {
         const safetensors_tensor *t = hf_find_param(*ix, &l->params[i], hf, prefix);
         if (!t)
-            st = sl_errorf(SL_ERR_FORMAT, "%s: parameter %s%s is missing", dir, hf ? prefix : "",
-                           hf ? l->params[i].hf_name : l->params[i].name);
+            st = missing_param(dir, &l->params[i], hf, prefix);
         else
             st = hf_check_tensor(t, &l->params[i], hf, dir);
     }
@@ -680,7 +756,7 @@ sl_status hf_export(const char *model_dir, const char *hf_dir) {
         const char *pf = safetensors_metadata(f, "hf_prefix");
         raw_ctx c = {ix, false, ""};
         static const char *const meta[] = {"format", "pt", NULL};
-        st = write_weights(path, l, true, pf ? pf : "", raw_dtype, raw_fill, &c, meta);
+        st = write_weights(path, l, true, hf_write_prefix(l, pf), raw_dtype, raw_fill, &c, meta);
     }
     safetensors_index_close(ix);
     model_layout_destroy(l);

@@ -17,6 +17,16 @@
  * sequences. export without the source's config.json (a trained model)
  * writes the arch's own (LlamaForCausalLM, MistralForCausalLM,
  * Qwen2ForCausalLM, Qwen3ForCausalLM with these keys).
+ * Reward models (model.head = score): a folder whose architectures[0] ends
+ * in ForSequenceClassification (num_labels 1: one id2label entry) reads as
+ * a score model, its "score.weight" (1, hidden) loaded; export writes
+ * <Arch>ForSequenceClassification (GPT2ForSequenceClassification with
+ * "transformer.*" names, the llama-likes "model.*"; "score.weight" top-level
+ * in both, as transformers' modules are named), config.json with id2label
+ * {"0": "LABEL_0"}, label2id {"LABEL_0": 0} and pad_token_id
+ * (model.pad_token_id; null when unset, and transformers then scores batches
+ * of one only). A causal-LM folder read for a score layout drops its
+ * lm_head and starts a fresh score head (hf_stream.h, hf_reader_set_seed).
  * Tensors may be F32, BF16 or F16. Known non-parameter buffers (GPT-2's
  * attn.bias / attn.masked_bias, rotary_emb.inv_freq) are skipped; any other
  * tensor the layout does not have is an error naming it.

@@ -6,7 +6,7 @@
  * defines: PATH_CAP, named, hf_config_json, hf_write_text, hf_transpose_raw,
  *          hf_to_f32, hf_from_f32, hf_file_shape, hf_check_tensor,
  *          hf_find_param, hf_check_extras, hf_detect_prefix, hf_cmp_named,
- *          hf_reader_open_as
+ *          hf_reader_open_as, hf_file_name, hf_write_prefix
  */
 #ifndef SL_MODEL_HF_INTERNAL_H
 #define SL_MODEL_HF_INTERNAL_H
@@ -27,6 +27,14 @@ typedef struct {
     const model_param *p;
     char name[2 * MODEL_NAME_MAX];
 } named;
+
+/* p's name in a file: prefix + hf_name (hf; the score head never takes the
+ * prefix: transformers' *ForSequenceClassification keeps "score.weight"
+ * beside "transformer.*" / "model.*"), or its shardlm name. */
+void hf_file_name(const model_param *p, bool hf, const char *prefix, char *out, size_t cap);
+/* The prefix an export writes for l: GPT-2 score models always
+ * "transformer." (GPT2ForSequenceClassification's state dict), else given. */
+const char *hf_write_prefix(const model_layout *l, const char *given);
 
 /* config.json text of c (caller frees), NULL when out of memory. */
 char *hf_config_json(const cfg_model *c);

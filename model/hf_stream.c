@@ -10,6 +10,7 @@
 #include "model/hf_internal.h"
 #include "runtime/check.h"
 #include "runtime/fsutil.h"
+#include "runtime/log.h"
 #include "runtime/safetensors.h"
 
 /* ---- reading ---- */
@@ -20,7 +21,8 @@ struct hf_reader {
     bool hf;
     char prefix[32];
     hf_info info;
-    const safetensors_tensor **t; /* per parameter */
+    const safetensors_tensor **t; /* per parameter; NULL: a fresh score head */
+    uint64_t seed;                /* of that fresh head's init */
 };
 
 void hf_reader_close(hf_reader *r) {
@@ -50,6 +52,14 @@ sl_status hf_reader_open_as(const char *dir, const model_layout *l, bool hf, hf_
     for (int i = 0; i < l->n_params && st == SL_OK; i++) {
         const model_param *p = &l->params[i];
         r->t[i] = hf_find_param(r->ix, p, hf, r->prefix);
+        if (!r->t[i] && hf && p->role == MODEL_ROLE_SCORE) {
+            /* a causal LM read as a reward model, as AutoModelForSequenceClassification
+             * .from_pretrained does: the LM head dropped, the score head new */
+            LOG_WARN0("%s has no %s (a causal LM, not a *ForSequenceClassification): its LM head is "
+                     "dropped and the score head starts from normal(0, model.init_std = %g)",
+                     dir, p->hf_name, l->cfg.init_std);
+            continue;
+        }
         if (!r->t[i])
             st = sl_errorf(SL_ERR_FORMAT, "%s: parameter %s%s is missing", dir, hf ? r->prefix : "",
                            hf ? p->hf_name : p->name);
@@ -83,6 +93,8 @@ sl_status hf_reader_open(const char *dir, const model_layout *l, hf_reader **out
 
 hf_info hf_reader_info(const hf_reader *r) { return r->info; }
 
+void hf_reader_set_seed(hf_reader *r, uint64_t seed) { r->seed = seed; }
+
 sl_status hf_reader_range(hf_reader *r, int unit, int64_t start, int64_t count, float *out) {
     const model_layout *l = r->l;
     SL_CHECK_ARG(unit >= 0 && unit < l->n_units && start >= 0 && count >= 0 &&
@@ -96,6 +108,10 @@ sl_status hf_reader_range(hf_reader *r, int unit, int64_t start, int64_t count, 
         if (lo >= hi)
             continue;
         const safetensors_tensor *t = r->t[i];
+        if (!t) { /* a fresh score head (hf_reader_open): the layout's init */
+            SL_TRY(model_init_unit_range(l, unit, lo, hi - lo, out + (lo - start), r->seed));
+            continue;
+        }
         size_t esz = dtype_size(t->dtype);
         const char *src = t->data;
         float *dst = out + (lo - start);
@@ -215,7 +231,7 @@ sl_status hf_writer_open(const char *dir, const model_layout *l, sl_dtype dtype,
     }
     for (int i = 0; i < l->n_params; i++) {
         w->order[i].p = &l->params[i];
-        snprintf(w->order[i].name, sizeof w->order[i].name, "%s%s", prefix ? prefix : "", l->params[i].hf_name);
+        hf_file_name(&l->params[i], true, hf_write_prefix(l, prefix), w->order[i].name, sizeof w->order[i].name);
     }
     qsort(w->order, np, sizeof *w->order, hf_cmp_named);
     plan_files(w, max_shard_bytes);

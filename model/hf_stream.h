@@ -4,7 +4,7 @@
  * files, and export streams unit by unit").
  *
  * defines: hf_reader, hf_reader_open, hf_reader_range, hf_reader_info,
- *          hf_reader_close, hf_writer, hf_writer_open, hf_writer_put_unit,
+ *          hf_reader_close, hf_reader_set_seed, hf_writer, hf_writer_open, hf_writer_put_unit,
  *          hf_writer_close, hf_writer_abort, HF_INDEX_NAME
  *
  * Reading: a shardlm model folder or a Hugging Face folder (one
@@ -49,6 +49,12 @@ sl_status hf_reader_open(const char *dir, const model_layout *l, hf_reader **out
 /* out[0 .. count) = elements [start, start + count) of unit `unit`'s flat
  * buffer (layout order), as fp32; start + count <= the unit's numel. */
 sl_status hf_reader_range(hf_reader *r, int unit, int64_t start, int64_t count, float *out);
+/* A causal-LM Hugging Face folder opened for a score layout (model.head =
+ * score) lacks score.weight: the reader warns, drops lm_head.weight, and
+ * hf_reader_range fills the score head with model_init_unit_range's
+ * normal(0, init_std) under this seed (default 0; train passes train.seed),
+ * as AutoModelForSequenceClassification.from_pretrained initializes it. */
+void hf_reader_set_seed(hf_reader *r, uint64_t seed);
 /* The file's dtype (of the first parameter) and GPT-2 name prefix. */
 hf_info hf_reader_info(const hf_reader *r);
 void hf_reader_close(hf_reader *r); /* NULL is a no-op */

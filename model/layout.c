@@ -59,6 +59,24 @@ static sl_status add_param(builder *b, model_role role, bool decay, bool hf_t, i
 
 static void next_unit(builder *b) { b->unit++; }
 
+/* Unit L+1's head after the final norm (which ends at offset off): the
+ * untied LM head, nothing (tied), or the score head of model.head = score. */
+static sl_status add_head(builder *b, int64_t off) {
+    const cfg_model *c = &b->l->cfg;
+    int64_t C = c->d_model, V = c->vocab_size;
+    b->l->fin.head_w = -1;
+    b->l->fin.score_w = -1;
+    if (c->head == MODEL_HEAD_SCORE) {
+        b->l->fin.score_w = off;
+        return add_param(b, MODEL_ROLE_SCORE, true, false, 1, C, "final.score.weight", "score.weight");
+    }
+    if (!c->tie_embeddings) {
+        b->l->fin.head_w = off;
+        return add_param(b, MODEL_ROLE_HEAD, true, false, V, C, "final.head.weight", "lm_head.weight");
+    }
+    return SL_OK;
+}
+
 #define NM(buf, ...) snprintf(buf, sizeof buf, __VA_ARGS__)
 
 static sl_status build_gpt2(builder *b, bool de) {
@@ -113,12 +131,7 @@ static sl_status build_gpt2(builder *b, bool de) {
     SL_TRY(add_param(b, MODEL_ROLE_NORM_BIAS, false, false, C, 0, "final.norm.bias", "ln_f.bias"));
     l->fin.norm_w = 0;
     l->fin.norm_b = C;
-    l->fin.head_w = -1;
-    if (!c->tie_embeddings) {
-        l->fin.head_w = 2 * C;
-        SL_TRY(add_param(b, MODEL_ROLE_HEAD, true, false, V, C, "final.head.weight", "lm_head.weight"));
-    }
-    return SL_OK;
+    return add_head(b, 2 * C);
 }
 
 /* Llama-like blocks (llama, mistral, qwen2, qwen3). Block unit order: ln1,
@@ -193,12 +206,7 @@ static sl_status build_llama(builder *b, bool de) {
     SL_TRY(add_param(b, MODEL_ROLE_NORM_WEIGHT, false, false, C, 0, "final.norm.weight", "model.norm.weight"));
     l->fin.norm_w = 0;
     l->fin.norm_b = -1;
-    l->fin.head_w = -1;
-    if (!c->tie_embeddings) {
-        l->fin.head_w = C;
-        SL_TRY(add_param(b, MODEL_ROLE_HEAD, true, false, V, C, "final.head.weight", "lm_head.weight"));
-    }
-    return SL_OK;
+    return add_head(b, C);
 }
 
 static sl_status check_cfg(const cfg_model *c) {
@@ -354,7 +362,7 @@ double model_layout_flops_per_token(const model_layout *l, int seq_len) {
         if (r != MODEL_ROLE_WTE && r != MODEL_ROLE_WPE && r != MODEL_ROLE_LORA_A && r != MODEL_ROLE_LORA_B)
             n += (double)l->params[i].numel;
     }
-    if (c->tie_embeddings)
+    if (c->tie_embeddings && l->fin.score_w < 0)
         n += (double)c->vocab_size * c->d_model; /* the head GEMM uses wte */
     /* the attention term's width is n_head * head_dim (= d_model unless head_dim is explicit) */
     double width = (double)c->n_head * l->head_dim;

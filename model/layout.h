@@ -54,6 +54,7 @@ typedef enum {
     MODEL_ROLE_RESID_WEIGHT, /* attn out and mlp proj/down: std / sqrt(2 L) */
     MODEL_ROLE_LINEAR_BIAS,  /* init 0 */
     MODEL_ROLE_HEAD,         /* untied LM head */
+    MODEL_ROLE_SCORE,        /* score head (1, C) of model.head = score: normal(0, init_std) */
     MODEL_ROLE_LORA_A,       /* LoRA down-projection (r, in): U(-1/sqrt(in), 1/sqrt(in)) */
     MODEL_ROLE_LORA_B,       /* LoRA up-projection (out, r): zeros */
 } model_role;
@@ -96,11 +97,13 @@ typedef struct {
 } model_block_offsets;
 
 /* Offsets inside unit 0 and unit L+1. head_w is in unit L+1, or -1 when tied
- * (the head is then unit 0's wte at offset wte). */
+ * (the head is then unit 0's wte at offset wte) or when the model has a
+ * score head instead (score_w >= 0, unit L+1; -1 on LM models). */
 typedef struct {
     int64_t wte, wpe;          /* unit 0; wpe -1 for llama */
     int64_t norm_w, norm_b;    /* unit L+1; norm_b -1 for llama */
-    int64_t head_w;            /* unit L+1, -1 when tied */
+    int64_t head_w;            /* unit L+1, -1 when tied or a score model */
+    int64_t score_w;           /* unit L+1: the (1, C) score head; -1 on LM models */
 } model_final_offsets;
 
 typedef struct {

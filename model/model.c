@@ -225,6 +225,10 @@ sl_status model_activation_plan(const model_layout *layout, const lora_spec *lor
 
 sl_status model_attach_lora(model *m, const lora_spec *spec) {
     SL_CHECK_ARG(spec && spec->base == m->l, "model_attach_lora: the spec was built for another layout");
+    SL_CHECK_ARG(m->l->fin.score_w < 0,
+                 "LoRA on a reward model (model.head = score) is not implemented: the new score head "
+                 "must train in full beside the adapters (PEFT's modules_to_save = [\"score\"]); train "
+                 "the reward model without lora.enabled");
     SL_CHECK_ARG(!m->lora.spec, "model_attach_lora: a LoRA spec is already attached");
     block_lora *lo = &m->lora;
     int L = m->l->cfg.n_layer, distinct = m->recompute ? 1 : L;
@@ -455,13 +459,127 @@ static sl_status head_pass(model *m, pass_kind kind, const model_unit_hooks *h, 
     return s;
 }
 
+/* ---- the score head (model.head = score) ----
+ *
+ * Row b's value is r_b = score . lnf[b, pos_b] (transformers'
+ * *ForSequenceClassification: the score linear at the last non-padding
+ * token). pos_b is the row's last real token: targets[b*T + j] >= 0 for the
+ * last time at j, whose target is the input token at j + 1 (a pair row's
+ * response end marker), so pos_b = j + 1, clamped to T - 1 (a row cut at T
+ * ends at its last input). A row without a valid target has value 0,
+ * row_valid 0 and no gradient. Everything is (B rows x C) host arithmetic
+ * over backend_memcpy: no kernel, any backend. */
+
+/* The row's pooled position, or -1 when it has no valid target. */
+static int64_t score_pos(const int32_t *targets, int64_t b, int64_t T) {
+    for (int64_t j = T - 1; j >= 0; j--)
+        if (targets[b * T + j] >= 0)
+            return j + 1 < T ? j + 1 : T - 1;
+    return -1;
+}
+
+/* n act-dtype elements at src (backend) into dst (host fp32). */
+static sl_status act_to_host(model *m, float *dst, const void *src, int64_t n) {
+    if (m->bc.act == SL_DTYPE_F32)
+        return backend_memcpy(m->be, dst, src, (size_t)n * sizeof(float), BACKEND_COPY_D2H);
+    uint16_t *tmp = malloc((size_t)n * sizeof *tmp);
+    SL_CHECK_ALLOC(tmp, (size_t)n * sizeof *tmp);
+    sl_status st = backend_memcpy(m->be, tmp, src, (size_t)n * sizeof *tmp, BACKEND_COPY_D2H);
+    if (st == SL_OK)
+        f32_from_bf16_array(dst, tmp, (size_t)n);
+    free(tmp);
+    return st;
+}
+
+static sl_status act_from_host(model *m, void *dst, const float *src, int64_t n) {
+    if (m->bc.act == SL_DTYPE_F32)
+        return backend_memcpy(m->be, dst, src, (size_t)n * sizeof(float), BACKEND_COPY_H2D);
+    uint16_t *tmp = malloc((size_t)n * sizeof *tmp);
+    SL_CHECK_ALLOC(tmp, (size_t)n * sizeof *tmp);
+    bf16_from_f32_array(tmp, src, (size_t)n);
+    sl_status st = backend_memcpy(m->be, dst, tmp, (size_t)n * sizeof *tmp, BACKEND_COPY_H2D);
+    free(tmp);
+    return st;
+}
+
+/* Forward of the score head (row values), and for PASS_TRAIN_ROWS the
+ * caller's row gradients, dc = dL/d lnf (zero but at the pooled rows,
+ * row_grad_b * w) and the score weight's grad += sum_b row_grad_b lnf[pos_b]. */
+static sl_status score_pass_host(model *m, pass_kind kind, const model_unit_hooks *h, const void *pl,
+                                 double *buf) {
+    const block_ctx *c = &m->bc;
+    int64_t B = c->B, T = c->T, C = m->l->cfg.d_model;
+    double *rg = buf;                     /* (B) row gradients */
+    int64_t *pos = (int64_t *)(rg + B);   /* (B) pooled positions */
+    float *w = (float *)(pos + B);        /* (C) the score weight */
+    float *x = w + C;                     /* (B, C) the pooled lnf rows */
+    SL_TRY(backend_synchronize(m->be));
+    SL_TRY(act_to_host(m, w, (const char *)pl + (size_t)m->l->fin.score_w * c->esz, C));
+    for (int64_t b = 0; b < B; b++) {
+        pos[b] = score_pos(m->row_targets, b, T);
+        double r = 0;
+        if (pos[b] >= 0) {
+            SL_TRY(act_to_host(m, x + b * C, (const char *)m->lnf + (size_t)((b * T + pos[b]) * C) * c->esz, C));
+            for (int64_t k = 0; k < C; k++)
+                r += (double)w[k] * (double)x[b * C + k];
+        }
+        m->row_value[b] = r;
+        m->row_valid[b] = pos[b] >= 0 ? 1 : 0;
+    }
+    if (kind != PASS_TRAIN_ROWS)
+        return SL_OK;
+    memset(rg, 0, sizeof *rg * (size_t)B);
+    SL_TRY(m->row_fn(m->row_ctx, (int)B, m->row_value, m->row_valid, rg));
+    /* dlnf: zero, row pos_b = row_grad_b * w */
+    SL_TRY(backend_memset_zero(m->be, m->d.dc, (size_t)(c->N * C) * c->esz));
+    float *row = x; /* x is not read after the weight grad: its first row is the scratch */
+    float *g = NULL;
+    SL_TRY(h->grad_buffer(h->ctx, m->l->n_units - 1, &g));
+    float *dw = malloc((size_t)C * sizeof *dw);
+    SL_CHECK_ALLOC(dw, (size_t)C * sizeof *dw);
+    sl_status st = backend_memcpy(m->be, dw, g + m->l->fin.score_w, (size_t)C * sizeof *dw, BACKEND_COPY_D2H);
+    for (int64_t k = 0; st == SL_OK && k < C; k++) {
+        double acc = 0;
+        for (int64_t b = 0; b < B; b++)
+            if (pos[b] >= 0)
+                acc += rg[b] * (double)x[b * C + k];
+        dw[k] += (float)acc;
+    }
+    if (st == SL_OK)
+        st = backend_memcpy(m->be, g + m->l->fin.score_w, dw, (size_t)C * sizeof *dw, BACKEND_COPY_H2D);
+    free(dw);
+    for (int64_t b = 0; st == SL_OK && b < B; b++) {
+        if (pos[b] < 0)
+            continue;
+        for (int64_t k = 0; k < C; k++)
+            row[k] = (float)(rg[b] * (double)w[k]);
+        st = act_from_host(m, (char *)m->d.dc + (size_t)((b * T + pos[b]) * C) * c->esz, row, C);
+    }
+    return st;
+}
+
+static sl_status score_pass(model *m, pass_kind kind, const model_unit_hooks *h, const void *pl) {
+    int64_t B = m->bc.B, C = m->l->cfg.d_model;
+    size_t bytes = (size_t)B * (sizeof(double) + sizeof(int64_t)) + (size_t)(C + B * C) * sizeof(float);
+    double *buf = malloc(bytes);
+    SL_CHECK_ALLOC(buf, bytes);
+    sl_status st = score_pass_host(m, kind, h, pl, buf);
+    free(buf);
+    return st;
+}
+
 static sl_status run_pass(model *m, pass_kind kind, const model_unit_hooks *h, const uint32_t *inputs,
                           const int32_t *targets, float grad_scale, float *logits_host, double *loss_sum,
                           int64_t *n_valid) {
     const model_layout *l = m->l;
     int L = l->cfg.n_layer, last = L + 1;
-    bool tied = l->fin.head_w < 0;
+    bool score = l->fin.score_w >= 0;
+    bool tied = l->fin.head_w < 0 && !score;
     sl_backend *be = m->be;
+    if (score && kind != PASS_ROWS && kind != PASS_TRAIN_ROWS)
+        return sl_errorf(SL_ERR_INVALID,
+                         "model: this is a reward model (model.head = score): it has no LM head, so no "
+                         "token loss or logits; score sequences with the row passes (shardlm eval --reward)");
     int64_t N = m->bc.N, C = l->cfg.d_model;
     const int FW = MODEL_PHASE_FORWARD, BW = MODEL_PHASE_BACKWARD;
     const model_unit_hooks *ha = h->adapter; /* LoRA adapters; the base is then frozen */
@@ -522,7 +640,10 @@ static sl_status run_pass(model *m, pass_kind kind, const model_unit_hooks *h, c
     SL_TRY(h->acquire(h->ctx, last, FW, &pl));
     SL_TRY(block_norm_forward(&m->bc, N, m->lnf, m->lnf_mean, m->lnf_rstd, m->res[L], pl, l->fin.norm_w,
                               l->fin.norm_b));
-    SL_TRY(head_pass(m, kind, h, p0, pl, grad_scale, logits_host, loss_sum, n_valid));
+    if (score)
+        SL_TRY(score_pass(m, kind, h, pl));
+    else
+        SL_TRY(head_pass(m, kind, h, p0, pl, grad_scale, logits_host, loss_sum, n_valid));
     if (!pass_trains(kind)) {
         SL_TRY(h->release(h->ctx, last, FW));
         if (tied)
@@ -530,7 +651,8 @@ static sl_status run_pass(model *m, pass_kind kind, const model_unit_hooks *h, c
         return backend_synchronize(be);
     }
 
-    /* backward: final unit (head grads were accumulated by head_pass). With
+    /* backward: final unit (head grads were accumulated by head_pass or
+     * score_pass, which left dL/d lnf in d.dc). With
      * adapters the base is frozen: no base grad buffers, no dW, and the
      * adapters' grads_ready covers every unit (units 0 and L+1 hold none). */
     float *g = NULL, *ga = NULL;

@@ -190,7 +190,21 @@ sl_status model_forward_logits(model *m, const model_unit_hooks *hooks, const ui
  * DPO's reference model of a LoRA run (no second copy of the weights).
  * Row passes always use the vocab-chunked cross-entropy (the fused one has
  * no per-row gradient scale); results equal the plain pass's up to
- * summation order. */
+ * summation order.
+ *
+ * Reward models (layout with model.head = score, layout.h): the row value is
+ * the scalar score r_b = score . lnf[b, pos_b] (double), pos_b the row's
+ * last real token: the last position j with targets[b*T + j] >= 0, plus one
+ * (its target is the input token there: a pair row's response end marker),
+ * clamped to T - 1; row_valid[b] = 1, or 0 with value 0 and no gradient for
+ * a row without a valid target. This equals transformers'
+ * *ForSequenceClassification (the score at the rightmost input !=
+ * pad_token_id) whenever the padding after a row is pad_token_id and the
+ * row's last real token is not. The head runs as host arithmetic over
+ * backend_memcpy (B x C), on every backend. model_forward_backward,
+ * model_forward_loss and model_forward_logits refuse a score model (no LM
+ * head), and so does model_attach_lora (not implemented: the new head would
+ * have to train beside the adapters, PEFT's modules_to_save). */
 typedef sl_status (*model_row_grad_fn)(void *ctx, int rows, const double *row_value,
                                        const int64_t *row_valid, double *row_grad);
 

@@ -453,6 +453,13 @@ static sl_status check_choice(const char *key, const char *value, const char *ch
     return sl_errorf(SL_ERR_INVALID, "\"%s\" must be one of %s, got \"%s\"", key, choices, value);
 }
 
+void config_apply_objective(sl_config *cfg) {
+    if (cfg->train.objective == TRAIN_OBJECTIVE_REWARD)
+        cfg->model.head = MODEL_HEAD_SCORE;
+    if (cfg->model.head == MODEL_HEAD_SCORE)
+        cfg->model.tie_embeddings = false; /* no LM head to tie */
+}
+
 /* The model section's cross-field checks (config_finalize). */
 static sl_status finalize_model(cfg_model *m, int seq_len) {
     bool ll = config_arch_llama_like(m->arch);
@@ -509,6 +516,7 @@ static sl_status finalize_model(cfg_model *m, int seq_len) {
 }
 
 sl_status config_finalize(sl_config *cfg) {
+    config_apply_objective(cfg);
     SL_TRY(finalize_model(&cfg->model, cfg->data.seq_len));
     /* The default floor (3e-5) is for the default peak (3e-4): below it,
      * as fine-tuning rates are, the floor follows the peak at the same

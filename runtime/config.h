@@ -2,7 +2,7 @@
  *
  * defines: sl_config (sections model, data, prepare, train, optim, parallel,
  *          checkpoint, lora, logging), config_defaults, config_load_file,
- *          config_apply_json, config_set_override, config_finalize,
+ *          config_apply_json, config_set_override, config_finalize, config_apply_objective,
  *          config_to_json, config_write_file, config_hash, config_print_keys,
  *          config_enum_name, config_arch_llama_like, config_head_dim,
  *          model_arch, rope_scaling, config_is_set, config_mark_set
@@ -58,6 +58,9 @@ typedef enum {
 } fsdp_mode;
 typedef enum { BACKEND_KIND_AUTO = 0, BACKEND_KIND_CPU, BACKEND_KIND_CUDA } backend_kind;
 typedef enum { NONFINITE_SKIP = 0, NONFINITE_FATAL } nonfinite_policy;
+/* The model's output: the LM head over the vocabulary, or a scalar score
+ * (reward model: transformers' *ForSequenceClassification, num_labels 1). */
+typedef enum { MODEL_HEAD_LM = 0, MODEL_HEAD_SCORE } model_head;
 typedef enum { TRAIN_OBJECTIVE_SFT = 0, TRAIN_OBJECTIVE_DPO, TRAIN_OBJECTIVE_REWARD } train_objective;
 typedef enum { DPO_LOSS_SIGMOID = 0, DPO_LOSS_IPO, DPO_LOSS_ROBUST } dpo_loss;
 typedef enum { COMPUTE_DTYPE_F32 = 0, COMPUTE_DTYPE_BF16 } compute_dtype;
@@ -82,6 +85,8 @@ typedef struct {
     int rope_original_max_pos;  /* llama3: original_max_position_embeddings */
     int sliding_window;         /* 0: none; else data.seq_len must not exceed it */
     bool tie_embeddings;
+    int head;                   /* model_head; score forces tie_embeddings false */
+    int pad_token_id;           /* -1: none; written to config.json (score models need it in transformers) */
     double init_std;
     char init_from[CFG_STR_MAX]; /* Hugging Face model folder to start from */
 } cfg_model;
@@ -237,6 +242,10 @@ sl_status config_apply_json(sl_config *cfg, const char *json, const char *source
 sl_status config_set_override(sl_config *cfg, const char *assignment);
 /* Cross-field checks and derived defaults (n_kv_head, d_ff ...). */
 sl_status config_finalize(sl_config *cfg);
+/* What train.objective implies for the model (config_finalize runs it; run
+ * it again after replacing cfg->model): reward sets model.head = score, and
+ * a score head has no tied LM head (tie_embeddings false). */
+void config_apply_objective(sl_config *cfg);
 
 /* The whole config as pretty JSON; caller frees with free(). */
 char *config_to_json(const sl_config *cfg);

@@ -37,6 +37,8 @@ const cfg_field cfg_schema[] = {
     INT("model.rope_original_max_pos", model, rope_original_max_pos, "8192", 1, 1 << 30, "llama3 rope scaling: original_max_position_embeddings"),
     INT("model.sliding_window", model, sliding_window, "0", 0, 1 << 30, "sliding-window attention span (Mistral v0.1); 0 = none. Attention is full causal, exact only while data.seq_len and generation stay within the window: longer is refused"),
     BOOL("model.tie_embeddings", model, tie_embeddings, "true", "LM head shares the token embedding matrix"),
+    ENUM("model.head", model, head, "lm", "lm|score", "lm: next-token LM head; score: a scalar score on the last real token (a reward model, transformers' *ForSequenceClassification with num_labels 1); train.objective = reward sets score"),
+    INT("model.pad_token_id", model, pad_token_id, "-1", -1, 1 << 24, "pad_token_id written to config.json (-1 = none); transformers' *ForSequenceClassification needs one to score batches: use the tokenizer's pad (or EOS) id"),
     FLT("model.init_std", model, init_std, "0.02", 0, 10, "std of the normal init; residual output projections get init_std/sqrt(2*n_layer)"),
     STR("model.init_from", model, init_from, "", "model to start from: a Hugging Face (config.json + safetensors) or shardlm folder, or a checkpoint step folder; sets model.*; empty = random init"),
 

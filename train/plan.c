@@ -169,6 +169,10 @@ static void plan_time(const sl_config *cfg, const plan_opts *o, const model_layo
     if (cfg->lora.enabled) /* frozen weights: no dW GEMM; adapters: forward, dx, dA and dB */
         exec += -2.0 * (r->flops_per_token - 6.0 * attn) / 6.0 + 6.0 * (double)r->lora_params;
     double tokens = (double)r->plan.tokens_per_step;
+    if (cfg->train.objective != TRAIN_OBJECTIVE_SFT)
+        tokens *= 2; /* pairs: a chosen and a rejected row per sample */
+    if (cfg->train.objective == TRAIN_OBJECTIVE_DPO)
+        exec += r->flops_per_token / 3.0; /* the reference's forward (a third of 6N + attention) */
     r->flops_per_step = r->flops_per_token * tokens;
     r->exec_flops_per_step = exec * tokens;
     r->mfu = o->mfu > 0 ? o->mfu : d->mfu;
@@ -202,10 +206,17 @@ static sl_status plan_memory(const sl_config *cfg, const plan_opts *o, const mod
     group_bytes(l, &g, cfg->lora.enabled, r->bytes);
     if (ls)
         group_bytes(ls->layout, &g, false, r->bytes);
+    /* DPO (train/pairs.h): full fine-tuning holds a frozen reference
+     * instance of the model (LoRA's reference is the base with the adapters
+     * off); the model runs 2 rows (chosen, rejected) per pair */
+    bool pairs = cfg->train.objective != TRAIN_OBJECTIVE_SFT;
+    if (cfg->train.objective == TRAIN_OBJECTIVE_DPO && !cfg->lora.enabled)
+        group_bytes(l, &g, true, r->bytes);
+    int rows = cfg->train.micro_batch * (pairs ? 2 : 1);
     model_act_bytes a;
-    SL_TRY(model_activation_plan(l, ls, act, cfg->train.micro_batch, cfg->data.seq_len, true, &a));
+    SL_TRY(model_activation_plan(l, ls, act, rows, cfg->data.seq_len, true, &a));
     r->act_recompute = a.total;
-    SL_TRY(model_activation_plan(l, ls, act, cfg->train.micro_batch, cfg->data.seq_len, false, &a));
+    SL_TRY(model_activation_plan(l, ls, act, rows, cfg->data.seq_len, false, &a));
     r->act_full = a.total;
     r->act_logits = a.logits;
     r->vchunk = a.vchunk;
@@ -218,7 +229,7 @@ static sl_status plan_memory(const sl_config *cfg, const plan_opts *o, const mod
         r->host_bytes = n_mpi * MPI_SCRATCH_BYTES;
         r->bytes[MEM_CATEGORY_COMM] += NCCL_STAGING_BYTES + 4 + (has_rep ? 4 : 0); /* + barrier words */
         /* cuBLASLt workspace, flag word, op scratch (attention backward (B H T) F32, +25%) */
-        int64_t scratch = (int64_t)cfg->train.micro_batch * cfg->data.seq_len * l->cfg.n_head * 4;
+        int64_t scratch = (int64_t)rows * cfg->data.seq_len * l->cfg.n_head * 4;
         r->bytes[MEM_CATEGORY_WORKSPACE] = CUBLASLT_WORKSPACE + 64 + scratch + scratch / 4;
     } else {
         r->bytes[MEM_CATEGORY_COMM] += n_mpi * MPI_SCRATCH_BYTES;

@@ -50,11 +50,20 @@ static void fmt_duration(char *buf, size_t cap, double s) {
         snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
 }
 
+/* " | rewards/accuracies 0.75 | ..." for the pair objective's step-line
+ * metrics; "" for sft. */
+static void pair_metrics_text(const train_job *j, const double *m, char *out, size_t cap) {
+    out[0] = 0;
+    for (int i = 0; j->pobj && i < j->pobj->n_metrics; i++)
+        if (j->pobj->on_step_line[i])
+            snprintf(out + strlen(out), cap - strlen(out), " | %s %.4f", j->pobj->metric_names[i], m[i]);
+}
+
 static void log_step(train_job *j, const train_step_result *r) {
     const sl_config *c = j->cfg;
     char eta[32];
     fmt_duration(eta, sizeof eta, eta_seconds(j));
-    double tok_s = (double)j->plan.tokens_per_step / r->seconds;
+    double tok_s = (double)j->plan.tokens_per_step * j->rows_per_sample / r->seconds; /* pairs: 2 rows each */
     char toks[48], mfu[32] = "", skipped[48] = "", exposed[32] = "n/a";
     fmt_thousands(toks, sizeof toks, tok_s);
     /* NCCL waits do not block the host, so the host-blocked share means
@@ -66,16 +75,18 @@ static void log_step(train_job *j, const train_step_result *r) {
                  100.0 * tok_s * j->flops_per_token / (j->peak_flops * j->plan.world));
     if (r->skipped)
         snprintf(skipped, sizeof skipped, " | SKIPPED (non-finite; %d so far)", j->n_skipped);
-    LOG_INFO0("step %d/%d | loss %.4f | lr %.2e | gnorm %.2f | %.0f ms | %s tok/s%s | mem %.2f GiB | "
+    char pm[256];
+    pair_metrics_text(j, r->metrics, pm, sizeof pm);
+    LOG_INFO0("step %d/%d | loss %.4f%s | lr %.2e | gnorm %.2f | %.0f ms | %s tok/s%s | mem %.2f GiB | "
               "comm exposed %s | eta %s%s",
-              j->step, c->train.steps, r->loss, r->lr, r->grad_norm, 1e3 * r->seconds, toks, mfu,
+              j->step, c->train.steps, r->loss, pm, r->lr, r->grad_norm, 1e3 * r->seconds, toks, mfu,
               (double)mem_peak_total(&j->acct) / (1024.0 * 1024.0 * 1024.0), exposed, eta, skipped);
 }
 
 static sl_status log_metrics(train_job *j, const train_step_result *r) {
     if (!j->metrics)
         return SL_OK;
-    double tok_s = (double)j->plan.tokens_per_step / r->seconds;
+    double tok_s = (double)j->plan.tokens_per_step * j->rows_per_sample / r->seconds; /* pairs: 2 rows each */
     metric_kv kv[] = {
         {"loss", r->loss},
         {"lr", r->lr},
@@ -87,8 +98,12 @@ static sl_status log_metrics(train_job *j, const train_step_result *r) {
         {NULL, 0}, /* comm_exposed_pct: host-blocked time means nothing on CUDA (NCCL waits are stream-ordered) */
         {NULL, 0}, /* mfu_pct: where the device's peak is known */
         {NULL, 0}, /* eta_s: once a step's time is known */
+        {NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0}, /* pair objectives' metrics (TRL's names) */
+        {NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0},
     };
     int n = 7;
+    for (int i = 0; j->pobj && i < r->n_metrics; i++)
+        kv[n++] = (metric_kv){j->pobj->metric_names[i], r->metrics[i]};
     if (!j->use_cuda)
         kv[n++] = (metric_kv){"comm_exposed_pct", 100.0 * r->exposed_comm_s / r->seconds};
     if (j->peak_flops > 0)
@@ -110,6 +125,25 @@ static sl_status run_eval(train_job *j, const char *when) {
         j->best_eval_loss = loss;
     j->last_eval_loss = loss;
     j->last_eval_step = j->step;
+    if (j->pobj) {
+        /* pair objectives: the objective's loss and metrics, over pairs */
+        char pm[256];
+        pair_metrics_text(j, j->eval_metrics, pm, sizeof pm);
+        LOG_INFO0("eval %s (step %d) | %s loss %.4f%s | %lld pairs%s", when, j->step, j->pobj->name, loss, pm,
+                  (long long)tokens, best && j->step > 0 ? " | best so far" : "");
+        if (j->metrics) {
+            metric_kv kv[1 + PAIR_MAX_METRICS] = {{"eval_loss", loss}};
+            int n = 1;
+            char names[PAIR_MAX_METRICS][64];
+            for (int i = 0; i < j->pobj->n_metrics; i++) {
+                /* TRL's eval names: "eval_rewards/accuracies" */
+                snprintf(names[i], sizeof names[i], "eval_%s", j->pobj->metric_names[i]);
+                kv[n++] = (metric_kv){names[i], j->eval_metrics[i]};
+            }
+            SL_TRY(metrics_write_group(j->metrics, j->step, "eval", kv, n));
+        }
+        return SL_OK;
+    }
     LOG_INFO0("eval %s (step %d) | loss %.4f | ppl %.2f | %lld tokens%s", when, j->step, loss, exp(loss),
               (long long)tokens, best && j->step > 0 ? " | best so far" : "");
     if (j->metrics) {
@@ -245,6 +279,15 @@ sl_status train_job_run(train_job *j) {
     if (j->n_skipped)
         LOG_WARN0("%d of %d steps were skipped for non-finite loss or gradient norm", j->n_skipped,
                   c->train.steps);
+    if (j->pobj && j->train_loader) {
+        /* pairs whose response data.seq_len cut off whole: a row without a target */
+        int64_t cut = (int64_t)loader_pairs_truncated(j->train_loader);
+        SL_TRY(comm_all_reduce(j->world, &cut, &cut, 1, SL_DTYPE_I64, COMM_REDOP_SUM));
+        if (cut > 0)
+            LOG_WARN0("%lld training pair(s) had a response cut off entirely by data.seq_len = %d (that row "
+                      "has no target): raise data.seq_len or drop long prompts",
+                      (long long)cut, c->data.seq_len);
+    }
     /* every rank: what the process held at its peak (the accountant's
      * categories, the runtime, the loader), for comparing world sizes */
     LOG_INFO("peak RSS of this rank: %.1f MiB", (double)mem_process_peak_rss() / (1024.0 * 1024.0));

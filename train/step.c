@@ -4,7 +4,8 @@
  *   for each parameter group: fsdp_begin_step
  *   for each micro-batch a: begin_micro on every group, forward + loss +
  *       backward through the groups' hooks (reduce-scatters start as units
- *       finish)
+ *       finish); pair objectives (dpo): train/pairs.h's micro-batch loop
+ *       instead (reference rows, then the policy's row pass)
  *   finish_grads on every group -> per-rank non-finite flags (loss, local
  *   gradient norm) exchanged -> optim_step (global norm, clip, AdamW) or the
  *   step skipped on every rank
@@ -45,7 +46,11 @@ void train_synthetic_tokens(uint64_t seed, int64_t first_row, int rows, int T, i
 static sl_status next_batch(train_job *j) {
     const sl_config *c = j->cfg;
     int A = c->train.grad_accum, B = c->train.micro_batch, T = c->data.seq_len;
-    size_t per = (size_t)B * (size_t)T;
+    size_t per = (size_t)B * (size_t)j->rows_per_sample * (size_t)T;
+    if (j->synthetic && j->pobj)
+        return sl_errorf(SL_ERR_UNSUPPORTED, "train.objective = %s has no synthetic data (shardlm bench): "
+                                             "benchmark with train.objective = sft",
+                         j->pobj->name);
     for (int a = 0; a < A; a++) {
         uint32_t *in = j->inputs + (size_t)a * per;
         int32_t *tg = j->targets + (size_t)a * per;
@@ -118,7 +123,7 @@ sl_status train_step_batch(train_job *j, const uint32_t *inputs, const int32_t *
     memset(r, 0, sizeof *r);
     int A = c->train.grad_accum;
     int64_t B = c->train.micro_batch;
-    size_t per = (size_t)B * (size_t)c->data.seq_len;
+    size_t per = (size_t)B * (size_t)j->rows_per_sample * (size_t)c->data.seq_len;
     int step = j->step + 1;
     double t0 = sl_now();
     int64_t global_valid = 0;
@@ -134,7 +139,19 @@ sl_status train_step_batch(train_job *j, const uint32_t *inputs, const int32_t *
     }
     optim_grads_changed(j->opt);
     double loss_sum = 0;
-    for (int a = 0; a < A; a++) {
+    /* the loss's denominator: targets (sft) or pairs (pair objectives) */
+    int64_t denom = global_valid;
+    if (j->pobj) {
+        SL_TRY(pairs_accumulate(j, inputs, targets, step, &loss_sum, &denom, r->metrics));
+        r->pairs = denom;
+        r->n_metrics = j->pobj->n_metrics;
+        /* global means (every rank's sums; a collective every rank runs) */
+        SL_TRY(comm_all_reduce(j->world, r->metrics, r->metrics, (size_t)r->n_metrics, SL_DTYPE_F64,
+                               COMM_REDOP_SUM));
+        for (int i = 0; i < r->n_metrics; i++)
+            r->metrics[i] = denom > 0 ? r->metrics[i] / (double)denom : NAN;
+    }
+    for (int a = 0; !j->pobj && a < A; a++) {
         for (int g = 0; g < j->n_groups; g++)
             SL_TRY(fsdp_begin_micro(j->groups[g].fs, a));
         /* LoRA dropout keys: row b of this micro-batch is sample
@@ -158,7 +175,7 @@ sl_status train_step_batch(train_job *j, const uint32_t *inputs, const int32_t *
         loss_sum = NAN;
     char bad[600];
     SL_TRY(exchange_flags(j, &loss_sum, bad, sizeof bad));
-    r->loss = global_valid > 0 ? loss_sum / (double)global_valid : 0.0;
+    r->loss = denom > 0 ? loss_sum / (double)denom : 0.0;
     r->tokens = global_valid;
     optim_step_stats os;
     memset(&os, 0, sizeof os);
@@ -204,7 +221,9 @@ sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens) {
         return SL_OK;
     const sl_config *c = j->cfg;
     SL_TRY(loader_state_set(j->eval_loader, (loader_state){0, 0}));
-    double sums[2] = {0, 0}; /* loss sum, tokens */
+    /* loss sum, tokens (pair objectives: pairs), the pair metrics' sums */
+    double sums[2 + PAIR_MAX_METRICS] = {0};
+    int n_sums = 2 + (j->pobj ? j->pobj->n_metrics : 0);
     /* each eval sample counts once: a set smaller than train.eval_batches
      * global batches is evaluated whole (its last batch padded), never
      * wrapped around */
@@ -224,12 +243,18 @@ sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens) {
         SL_TRY(train_agree(j, loader_next(j->eval_loader, j->inputs, j->targets)));
         double ls = 0;
         int64_t nv = 0;
-        SL_TRY(model_forward_loss(j->mdl, &j->hooks, j->inputs, j->targets, &ls, &nv));
+        if (j->pobj)
+            SL_TRY(pairs_eval_batch(j, j->inputs, j->targets, &ls, sums + 2, &nv));
+        else
+            SL_TRY(model_forward_loss(j->mdl, &j->hooks, j->inputs, j->targets, &ls, &nv));
         sums[0] += ls;
         sums[1] += (double)nv;
     }
-    SL_TRY(comm_all_reduce(j->world, sums, sums, 2, SL_DTYPE_F64, COMM_REDOP_SUM));
+    SL_TRY(comm_all_reduce(j->world, sums, sums, (size_t)n_sums, SL_DTYPE_F64, COMM_REDOP_SUM));
     *tokens = (int64_t)sums[1];
     *loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    for (int i = 2; i < n_sums; i++)
+        j->eval_metrics[i - 2] = sums[1] > 0 ? sums[i] / sums[1] : NAN;
+    j->eval_pairs = j->pobj ? (int64_t)sums[1] : 0;
     return SL_OK;
 }

@@ -106,13 +106,14 @@ static sl_status make_backend(train_job *j, int cpu_threads) {
  * reads only the elements of its own shards from the (mapped) safetensors
  * files, one unit at a time. A checkpoint step folder (train/train_model.h)
  * is gathered whole into host memory first. */
-static sl_status load_init_weights(train_job *j) {
+static sl_status load_init_weights(train_job *j, const train_group *g) {
     const model_layout *l = j->layout;
     char step[1200];
     if (!train_model_is_checkpoint(j->cfg->model.init_from, step, sizeof step)) {
         hf_reader *r = NULL;
         SL_TRY(hf_reader_open(j->cfg->model.init_from, l, &r));
-        sl_status st = train_group_load_from(&j->groups[0], r);
+        hf_reader_set_seed(r, (uint64_t)j->cfg->train.seed); /* a reward model's new score head */
+        sl_status st = train_group_load_from(g, r);
         hf_reader_close(r);
         return st;
     }
@@ -123,7 +124,7 @@ static sl_status load_init_weights(train_job *j) {
         st = sl_errorf(SL_ERR_INVALID, "model.init_from = %s holds %lld parameters, the model %lld",
                        j->cfg->model.init_from, (long long)md.layout->total_numel, (long long)l->total_numel);
     if (st == SL_OK)
-        st = train_group_load(&j->groups[0], md.params);
+        st = train_group_load(g, md.params);
     model_dir_close(&md);
     return st;
 }
@@ -175,16 +176,20 @@ static sl_status open_data(train_job *j) {
     if (!cfg->data.train[0])
         return sl_errorf(SL_ERR_INVALID, "\"data.train\" is empty: set it to the shards written by shardlm prepare");
     SL_TRY(open_loader(j, cfg->data.train, false, &j->train_loader)); /* checks the layout */
-    /* pair rows (2 per sample, data/loader.h) are for a pairwise objective */
-    if (cfg->data.mode == DATA_MODE_PAIRS)
-        return sl_errorf(SL_ERR_INVALID,
-                         "\"data.mode\" = pairs loads preference pairs for train.objective = dpo or "
-                         "reward; this step trains token cross-entropy (sft/pretrain) and cannot "
-                         "take pair rows");
+    /* (train_config_resolve matched data.mode to train.objective: pair rows
+     * only for a pair objective) */
     SL_TRY(data_tokenizer_hash(cfg->data.train, j->tokenizer_hash, sizeof j->tokenizer_hash));
     if (cfg->data.eval[0])
         SL_TRY(open_loader(j, cfg->data.eval, true, &j->eval_loader));
     return SL_OK;
+}
+
+/* A group's initial weights: model.init_from (every rank reads the
+ * folder), else the seeded initialization. */
+static sl_status init_weights(train_job *j, const train_group *g) {
+    if (j->cfg->model.init_from[0])
+        return train_agree(j, load_init_weights(j, g));
+    return train_group_init(g, (uint64_t)j->cfg->train.seed);
 }
 
 /* The groups' hooks (LoRA: the adapters' ride on the base's) and the
@@ -242,6 +247,12 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
     SL_TRY(train_faults_from_env(&j->faults, topo->rank));
     mem_accountant_init(&j->acct);
     SL_TRY(train_config_resolve(cfg));
+    SL_TRY(pair_objective_for(cfg, &j->pobj));
+    if (cfg->model.head == MODEL_HEAD_SCORE && cfg->model.pad_token_id < 0)
+        LOG_WARN0("model.pad_token_id is not set: the exported reward model's config.json gets "
+                  "pad_token_id null, and transformers then scores one sequence per batch only; set "
+                  "model.pad_token_id to the tokenizer's pad (or EOS) id");
+    j->rows_per_sample = j->pobj ? 2 : 1;
     SL_TRY(parallel_plan_make(cfg, topo, &j->plan));
     SL_TRY(model_layout_create(&cfg->model, cfg->optim.decay_embeddings, &j->layout));
     SL_TRY(make_backend(j, o ? o->cpu_threads : 0));
@@ -275,21 +286,29 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
         SL_TRY(train_ckpt_find_resume(j, resume_dir, sizeof resume_dir, &resume));
     /* A resumed run takes its weights from the checkpoint, except a LoRA
      * run's frozen base, which checkpoints do not hold. */
-    if (cfg->model.init_from[0] && (!resume || cfg->lora.enabled))
-        SL_TRY(train_agree(j, load_init_weights(j))); /* every rank reads the folder */
-    else if (!resume || cfg->lora.enabled)
-        SL_TRY(train_group_init(&j->groups[0], (uint64_t)cfg->train.seed));
+    if (!resume || cfg->lora.enabled)
+        SL_TRY(init_weights(j, &j->groups[0]));
+    /* DPO's reference for full fine-tuning: a frozen copy of the policy's
+     * start, sharded like it (LoRA's is the base with the adapters off) */
+    if (j->pobj && j->pobj->needs_reference && !cfg->lora.enabled) {
+        SL_TRY(train_group_create(&j->ref, "reference", j->layout, &fo, false));
+        j->ref_fs = j->ref.fs;
+        SL_TRY(init_weights(j, &j->ref));
+        train_group_hooks(j->ref_fs, &j->ref_hooks);
+    }
     if (cfg->lora.enabled)
         SL_TRY(train_lora_setup(j, &fo));
     SL_TRY(compose_groups(j));
     /* every rank opens the same shards: a bad one is reported once */
     if (!synthetic)
         SL_TRY(train_agree(j, open_data(j)));
-    SL_TRY(model_create(j->layout, j->be, cfg->train.micro_batch, cfg->data.seq_len,
+    /* pair objectives: a micro-batch of micro_batch pairs is twice as many rows */
+    SL_TRY(model_create(j->layout, j->be, cfg->train.micro_batch * j->rows_per_sample, cfg->data.seq_len,
                         cfg->train.recompute, &j->mdl));
     if (j->lora)
         SL_TRY(model_attach_lora(j->mdl, j->lora));
-    size_t n = (size_t)cfg->train.grad_accum * (size_t)cfg->train.micro_batch * (size_t)cfg->data.seq_len;
+    size_t n = (size_t)cfg->train.grad_accum * (size_t)cfg->train.micro_batch * (size_t)j->rows_per_sample *
+               (size_t)cfg->data.seq_len;
     j->inputs = malloc(n * sizeof *j->inputs);
     j->targets = malloc(n * sizeof *j->targets);
     SL_CHECK_ALLOC(j->inputs && j->targets ? j->inputs : NULL, n * 8);
@@ -312,6 +331,7 @@ void train_job_teardown(train_job *j) {
     optim_destroy(j->opt);
     train_lora_teardown(j);
     fsdp_destroy(j->fs);
+    fsdp_destroy(j->ref_fs);
     comm_destroy(j->dev_replicate); /* before the MPI groups they were made over */
     comm_destroy(j->dev_shard);
     if (j->replicate && j->replicate != j->world)

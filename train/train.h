@@ -16,8 +16,9 @@
  *   checkpoint.resume / --resume)
  *   loop: preemption check (SIGTERM/SIGUSR1 on any rank: save, exit 75)
  *         -> the step (train_step_batch: grad_accum micro-batches, forward/
- *         backward through the groups' hooks, reduce-scatter, non-finite
- *         flags, optim_step) -> step line, metrics.jsonl, TensorBoard
+ *         backward through the groups' hooks (train.objective = dpo: the
+ *         pair driver of train/pairs.h, reference rows then the policy's row
+ *         pass), reduce-scatter, non-finite flags, optim_step) -> step line, metrics.jsonl, TensorBoard
  *         (train/run.c) -> eval -> checkpoint every N steps
  *   end:  checkpoint, eval, export of the final model (Hugging Face folder).
  * `shardlm train` and `shardlm bench` (synthetic tokens) both drive it.
@@ -45,6 +46,7 @@
 #include "runtime/metrics.h"
 #include "optim/optim.h"
 #include "train/faults.h"
+#include "train/pairs.h"
 #include "train/params.h"
 
 typedef struct {
@@ -53,7 +55,7 @@ typedef struct {
     bool overwrite;  /* --overwrite: move a used train.run_dir aside (train/train_check.h) */
 } train_setup_opts;
 
-typedef struct {
+typedef struct train_job_s {
     sl_config *cfg; /* borrowed */
     topology *topo; /* borrowed */
     parallel_plan plan;
@@ -69,12 +71,18 @@ typedef struct {
     train_group groups[2]; /* the model's, then the adapters' (lora.enabled) */
     int n_groups;
     model_unit_hooks hooks, adapter_hooks; /* the model's unit protocol on the groups */
+    const pair_objective *pobj; /* train.objective on pairs (train/pairs.h); NULL: sft */
+    train_group ref;  /* full fine-tuning with a reference (dpo): the frozen policy start,
+                       * not in the optimizer, not checkpointed (rebuilt at resume) */
+    fsdp *ref_fs;     /* ref.fs; NULL without one (sft; LoRA: the base with adapters off) */
+    model_unit_hooks ref_hooks;
+    int rows_per_sample; /* model rows per loader sample: 1, or 2 for pairs */
     optimizer *opt;  /* over the trainable groups' shards */
     model *mdl;
     loader *train_loader, *eval_loader;
     metrics_writer *metrics;
     bool synthetic;  /* bench: random tokens instead of a loader */
-    uint32_t *inputs; /* grad_accum x micro_batch x seq_len */
+    uint32_t *inputs; /* grad_accum x micro_batch x rows_per_sample x seq_len */
     int32_t *targets;
     int step;        /* last completed optimizer step */
     int n_skipped;   /* steps skipped for non-finite values */
@@ -88,6 +96,8 @@ typedef struct {
     double run_start_time; /* sl_now() at the first step of this process */
     double best_eval_loss; /* lowest eval loss so far (NaN: none) */
     double last_eval_loss; /* the eval loss at last_eval_step (NaN: none) */
+    double eval_metrics[PAIR_MAX_METRICS]; /* pair objectives: the last eval's (pobj's names) */
+    int64_t eval_pairs; /* pair objectives: the last eval's counted pairs */
     int last_eval_step;
     bool eval_clamp_warned; /* the eval set is smaller than train.eval_batches (said once) */
     char tokenizer_hash[32]; /* of data.train's shards ("" for synthetic data) */
@@ -106,6 +116,11 @@ typedef struct {
     double exposed_comm_s;
     int64_t tokens;     /* non-ignored targets in the global batch */
     bool skipped;
+    /* pair objectives (train/pairs.h): the loss is the mean over the global
+     * batch's pairs; metrics (pobj->metric_names) are global means */
+    int64_t pairs;
+    int n_metrics;
+    double metrics[PAIR_MAX_METRICS];
 } train_step_result;
 
 /* Whether cfg trains on the CUDA backend: train.backend = cuda, or auto with
@@ -132,11 +147,14 @@ sl_status train_job_setup(train_job *j, sl_config *cfg, topology *topo, const tr
 /* One optimizer step on the next batch (data.train or synthetic; collective). */
 sl_status train_job_step(train_job *j, train_step_result *r);
 /* One optimizer step on this rank's part of a global batch: inputs/targets
- * hold its train.grad_accum micro-batches (micro_batch x seq_len each), as
+ * hold its train.grad_accum micro-batches (micro_batch x seq_len each; pair
+ * objectives: 2 x micro_batch rows, chosen and rejected of each pair), as
  * the loader would give them (collective). */
 sl_status train_step_batch(train_job *j, const uint32_t *inputs, const int32_t *targets,
                            train_step_result *r);
-/* Mean loss over eval_batches global batches of data.eval (collective). */
+/* Mean loss over eval_batches global batches of data.eval (collective).
+ * Pair objectives: the mean pair loss, *tokens the pairs counted, and
+ * j->eval_metrics the mean metrics. */
 sl_status train_job_eval(train_job *j, double *loss, int64_t *tokens);
 /* Gathers the model (collective) and writes it on rank 0 as a Hugging Face
  * folder (with the tokenizer hand-off of data.tokenizer), or the PEFT

@@ -33,8 +33,11 @@ static void model_conflicts(const sl_config *mine, const sl_config *folder, char
     for (const cJSON *e = ma ? ma->child : NULL; e; e = e->next) {
         char key[128];
         snprintf(key, sizeof key, "model.%s", e->string);
-        /* init_std only shapes a random init, which init_from replaces */
+        /* init_std only shapes a random init, which init_from replaces; head
+         * (score: a causal LM becomes a reward model) and pad_token_id (the
+         * config.json key) are the user's to set over the folder's */
         if (strcmp(e->string, "init_from") == 0 || strcmp(e->string, "init_std") == 0 ||
+            strcmp(e->string, "head") == 0 || strcmp(e->string, "pad_token_id") == 0 ||
             !config_is_set(mine, key))
             continue;
         const cJSON *o = cJSON_GetObjectItemCaseSensitive(mb, e->string);
@@ -52,7 +55,52 @@ static void model_conflicts(const sl_config *mine, const sl_config *folder, char
     cJSON_Delete(jb);
 }
 
+/* lora.init_from: the adapter folder's adapter_config.json sets lora.r,
+ * alpha, targets, dropout and rslora, before anything (the pre-flight plan)
+ * sizes the adapters. */
+static sl_status resolve_adapter(sl_config *cfg) {
+    if (!cfg->lora.enabled || !cfg->lora.init_from[0])
+        return SL_OK;
+    sl_status st = lora_peft_read_config(cfg->lora.init_from, cfg->model.arch, &cfg->lora);
+    if (st != SL_OK)
+        return sl_error_wrapf(st, "lora.init_from = %s", cfg->lora.init_from);
+    return SL_OK;
+}
+
+static sl_status resolve_model(sl_config *cfg);
+
+/* The data mode of train.objective: a pair objective (dpo, reward) reads pair
+ * shards (data.mode = pairs, set when the config leaves it unset); sft
+ * reads documents. A contradiction names both keys. */
+static sl_status resolve_objective(sl_config *cfg) {
+    bool pairs = cfg->train.objective != TRAIN_OBJECTIVE_SFT;
+    char obj[64]; /* config_enum_name's buffer is reused by the next call */
+    snprintf(obj, sizeof obj, "%s", config_enum_name("train.objective", cfg->train.objective));
+    if (pairs && cfg->data.mode != DATA_MODE_PAIRS) {
+        if (config_is_set(cfg, "data.mode"))
+            return sl_errorf(SL_ERR_INVALID,
+                             "train.objective = %s trains on preference pairs but \"data.mode\" = %s: set "
+                             "data.mode = pairs (or leave it unset) and point data.train at pair shards "
+                             "(shardlm prepare with chosen/rejected fields)",
+                             obj, config_enum_name("data.mode", cfg->data.mode));
+        cfg->data.mode = DATA_MODE_PAIRS;
+    }
+    if (!pairs && cfg->data.mode == DATA_MODE_PAIRS)
+        return sl_errorf(SL_ERR_INVALID,
+                         "\"data.mode\" = pairs loads preference pairs for train.objective = dpo or "
+                         "reward; train.objective = %s trains token cross-entropy: set train.objective = "
+                         "dpo or reward, or data.mode = sft|pretrain with document shards",
+                         obj);
+    return SL_OK;
+}
+
 sl_status train_config_resolve(sl_config *cfg) {
+    SL_TRY(resolve_model(cfg));
+    SL_TRY(resolve_objective(cfg));
+    return resolve_adapter(cfg);
+}
+
+static sl_status resolve_model(sl_config *cfg) {
     if (!cfg->model.init_from[0])
         return SL_OK;
     sl_config *tmp = malloc(sizeof *tmp);
@@ -76,9 +124,15 @@ sl_status train_config_resolve(sl_config *cfg) {
     }
     char from[CFG_STR_MAX];
     memcpy(from, cfg->model.init_from, sizeof from);
+    int head = cfg->model.head, pad = cfg->model.pad_token_id;
     cfg->model = tmp->model;
+    if (config_is_set(cfg, "model.head"))
+        cfg->model.head = head;
+    if (config_is_set(cfg, "model.pad_token_id"))
+        cfg->model.pad_token_id = pad;
     memcpy(cfg->model.init_from, from, sizeof from);
     free(tmp);
+    config_apply_objective(cfg); /* a causal LM trained as a reward model gets a score head */
     if (cfg->data.seq_len > cfg->model.max_seq_len)
         return sl_errorf(SL_ERR_INVALID, "\"data.seq_len\" = %d exceeds max_seq_len %d of the model in %s",
                          cfg->data.seq_len, cfg->model.max_seq_len, cfg->model.init_from);
@@ -189,6 +243,8 @@ sl_status train_config_check(sl_config *cfg, const train_check_opts *o) {
     SL_TRY(train_config_resolve(cfg));
     SL_TRY(check_backend(cfg));
     SL_TRY(check_lora(cfg));
+    const pair_objective *po = NULL;
+    SL_TRY(pair_objective_for(cfg, &po)); /* an objective without an implementation */
     SL_TRY(check_tokenizer(cfg));
     if (o && o->run_dir && !o->overwrite && fresh_run(cfg) && dir_non_empty(cfg->train.run_dir))
         return sl_errorf(SL_ERR_INVALID,

@@ -8,7 +8,8 @@
  * train_config_resolve: model.init_from (a model folder or a checkpoint,
  * train/train_model.h) sets model.*; a model.* key the user set that the
  * folder contradicts is an error naming both values (never silently
- * replaced). Idempotent; train_job_setup calls it too.
+ * replaced); lora.init_from's adapter_config.json sets lora.* (r, alpha,
+ * targets, dropout, rslora). Idempotent; train_job_setup calls it too.
  * train_config_check: the resolve, then the backend this machine can give
  * (train.backend = cuda without a GPU), the LoRA targets against the
  * architecture, data.tokenizer against the tokenizer hash recorded in the

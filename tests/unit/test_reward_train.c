@@ -1,0 +1,266 @@
+/* Reward-model training (train.objective = reward) through the production
+ * job against PyTorch: tests/reference/make_reward_reference.py's golden
+ * data (a GPT2ForSequenceClassification and a LlamaForSequenceClassification
+ * folder, pair batches, TRL RewardTrainer's -logsigmoid(r_c - r_r).mean(),
+ * every gradient, and 3 steps of torch.optim.AdamW + clip_grad_norm_ +
+ * LambdaLR; see that script). The job starts from the folder
+ * (model.init_from; model.head = score from its architectures), runs 3
+ * train_step_batch calls on this rank's pairs of each global batch (pairs
+ * [r P/N, (r+1) P/N): rows 2p, 2p+1 of a pair stay together), in one
+ * micro-batch and, where a rank has 2 pairs or more, in 2 (grad_accum), and
+ * compares:
+ * step 1's loss (<= 1e-5) and accuracy / margin metrics, step 1's reduced
+ * gradient (every parameter <= 1e-5), every parameter after 3 steps
+ * (<= 1e-5), and the job's export (train_job_export): a
+ * <Arch>ForSequenceClassification folder with the reference's tensor names,
+ * shapes and config keys (tests/tools/reward_hf_check.py --layout-only)
+ * whose weights, read back, are the trained ones bit for bit.
+ * World size 1 is the ctest run; tests/integration/test_reward_train_mpi.sh
+ * runs it at 2 and 4 ranks (FSDP full_shard over every rank). */
+#include <hdf5.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "model/hf.h"
+#include "model/model.h"
+#include "parallel/topology.h"
+#include "runtime/fsutil.h"
+#include "runtime/log.h"
+#include "train/train.h"
+#include "support/golden.h"
+
+static topology g_topo;
+static char g_dir[512];
+
+/* Rank 0 writes the golden data; the others use its folder. */
+static int group_setup(void **state) {
+    (void)state;
+    int rc = 0;
+    snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_rmtrain.XXXXXX");
+    if (g_topo.rank == 0)
+        rc = golden_make(g_dir, "make_reward_reference.py");
+    MPI_Bcast(&rc, 1, MPI_INT, 0, g_topo.comm);
+    MPI_Bcast(g_dir, (int)sizeof g_dir, MPI_CHAR, 0, g_topo.comm);
+    return rc;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    MPI_Barrier(g_topo.comm);
+    if (g_topo.rank == 0)
+        fs_remove_tree(g_dir);
+    return 0;
+}
+
+/* Each parameter of buf (layout host order) against group/<file name>;
+ * the worst relative error by norm. */
+static double compare_params(hid_t f, const char *group, const model_layout *l, const char *prefix,
+                             const float *buf, char *worst, size_t cap) {
+    double max_err = 0;
+    float *tmp = NULL;
+    for (int i = 0; i < l->n_params; i++) {
+        const model_param *p = &l->params[i];
+        char name[256];
+        snprintf(name, sizeof name, "%s/%s%s", group, p->role == MODEL_ROLE_SCORE ? "" : prefix, p->hf_name);
+        size_t n = 0;
+        double *want = golden_read(f, name, &n);
+        assert_int_equal(n, (size_t)p->numel);
+        const float *got = buf + l->units[p->unit].offset + p->offset;
+        if (p->hf_transposed) {
+            tmp = realloc(tmp, n * sizeof *tmp);
+            assert_non_null(tmp);
+            for (int64_t r = 0; r < p->shape[0]; r++)
+                for (int64_t c = 0; c < p->shape[1]; c++)
+                    tmp[c * p->shape[0] + r] = got[r * p->shape[1] + c];
+            got = tmp;
+        }
+        double e = golden_rel_err(got, want, n);
+        if (e > max_err || isnan(e)) {
+            max_err = e;
+            snprintf(worst, cap, "%s", name);
+        }
+        free(want);
+    }
+    free(tmp);
+    return max_err;
+}
+
+/* Step 1's reduced gradient from the FSDP gradient shards, all-gathered. */
+static void gather_grads(train_job *j, float *host) {
+    const model_layout *l = j->layout;
+    for (int u = 0; u < l->n_units; u++) {
+        fsdp_unit_shard s = fsdp_shard(j->fs, u);
+        float *mine = malloc((size_t)s.len * sizeof *mine);
+        float *full = malloc((size_t)s.len * (size_t)comm_size(j->shard) * sizeof *full);
+        assert_true(mine && full);
+        OK(fsdp_shard_read(j->fs, u, FSDP_BUF_GRAD, mine));
+        OK(comm_all_gather(j->shard, mine, full, (size_t)s.len, SL_DTYPE_F32));
+        memcpy(host + l->units[u].offset, full, (size_t)l->units[u].numel * sizeof *host);
+        free(mine);
+        free(full);
+    }
+}
+
+static void run_config(const char *name, int accum) {
+    char dir[700], hf[800], h5[800], out[800];
+    snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
+    snprintf(hf, sizeof hf, "%s/hf", dir);
+    snprintf(h5, sizeof h5, "%s/golden.h5", dir);
+    hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hsize_t dims[3];
+    size_t n_ids = 0, n_tg = 0, n1 = 0;
+    int32_t *ids = golden_read_i32(f, "input_ids", &n_ids, dims);
+    int32_t *tg = golden_read_i32(f, "targets", &n_tg, NULL);
+    double *want_loss = golden_read(f, "loss", &n1);
+    int S = (int)golden_attr(f, "steps"), B = (int)dims[1], T = (int)dims[2];
+    int pairs = B / 2;
+    assert_true(pairs % g_topo.world == 0);
+    uint32_t *inp = malloc(n_ids * sizeof *inp);
+    assert_non_null(inp);
+    for (size_t i = 0; i < n_ids; i++)
+        inp[i] = (uint32_t)ids[i];
+
+    sl_config *cfg = malloc(sizeof *cfg);
+    assert_non_null(cfg);
+    config_defaults(cfg);
+    snprintf(cfg->model.init_from, sizeof cfg->model.init_from, "%s", hf);
+    cfg->train.objective = TRAIN_OBJECTIVE_REWARD;
+    cfg->data.mode = DATA_MODE_PAIRS;
+    cfg->train.backend = BACKEND_KIND_CPU;
+    cfg->train.dtype = COMPUTE_DTYPE_F32;
+    cfg->train.micro_batch = pairs / g_topo.world / accum; /* pairs per micro-batch */
+    cfg->train.grad_accum = accum;
+    cfg->data.seq_len = T;
+    cfg->train.steps = golden_read_optim(f, &cfg->optim);
+    cfg->optim.decay_embeddings = false;
+    cfg->parallel.comm_timeout_s = 120;
+    OK(config_finalize(cfg));
+    train_job j;
+    OK(train_job_setup(&j, cfg, &g_topo, &(train_setup_opts){.synthetic = true}));
+    assert_int_equal(cfg->model.head, MODEL_HEAD_SCORE);
+    assert_string_equal(j.pobj->name, "reward");
+    const model_layout *l = j.layout;
+    size_t P = (size_t)l->total_numel;
+    float *grads = malloc(P * sizeof *grads), *params = malloc(P * sizeof *params);
+    float *back = malloc(P * sizeof *back);
+    assert_true(grads && params && back);
+
+    /* this rank's tokens per global batch: accum micro-batches of 2 rows per pair, consecutive */
+    size_t rows = (size_t)2 * (size_t)cfg->train.micro_batch * (size_t)accum * (size_t)T;
+    size_t first = (size_t)g_topo.rank * rows, BT = (size_t)B * (size_t)T;
+    double loss1 = 0, acc1 = 0, margin1 = 0;
+    int64_t pairs1 = 0;
+    for (int s = 1; s <= S; s++) {
+        train_step_result r;
+        size_t off = (size_t)(s - 1) * BT + first;
+        OK(train_step_batch(&j, inp + off, tg + off, &r));
+        assert_false(r.skipped);
+        if (s == 1) {
+            loss1 = r.loss;
+            pairs1 = r.pairs;
+            acc1 = r.metrics[0];
+            margin1 = r.metrics[1];
+            gather_grads(&j, grads);
+        }
+    }
+    OK(train_group_gather(&j.groups[0], params));
+    char worst_g[256] = "", worst_p[256] = "";
+    const char *prefix = cfg->model.arch == MODEL_ARCH_GPT2 ? "transformer." : "";
+    double e_grads = compare_params(f, "grads", l, prefix, grads, worst_g, sizeof worst_g);
+    double e_params = compare_params(f, "params_after", l, prefix, params, worst_p, sizeof worst_p);
+    double e_loss = fabs(loss1 - want_loss[0]) / fabs(want_loss[0]);
+    double want_acc = golden_attr(f, "accuracy"), want_margin = golden_attr(f, "margin");
+    H5Fclose(f);
+
+    /* the export: transformers' names and config, the trained weights */
+    snprintf(out, sizeof out, "%s/export_w%d_a%d", dir, g_topo.world, accum);
+    OK(train_job_export(&j, out));
+    MPI_Barrier(g_topo.comm);
+    if (g_topo.rank == 0) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd,
+                 "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/tools/reward_hf_check.py "
+                 "--layout-only %s %s",
+                 getenv("PYTHON"), getenv("SRC"), out, hf);
+        assert_int_equal(system(cmd), 0);
+        OK(hf_load_params(out, l, back, NULL));
+        assert_memory_equal(back, params, P * sizeof *back);
+    }
+    train_job_teardown(&j);
+
+    if (g_topo.rank == 0)
+        printf("%-6s world %d accum %d  loss %.6f (%.2e)  accuracy %.3f  margin %.4f  grads %.2e (worst %s)  params "
+               "after %d steps %.2e (worst %s)\n",
+               name, g_topo.world, accum, loss1, e_loss, acc1, margin1, e_grads, worst_g, S, e_params, worst_p);
+    assert_int_equal(pairs1, pairs);
+    assert_true(e_loss <= 1e-5);
+    assert_true(fabs(acc1 - want_acc) < 1e-12);
+    assert_true(fabs(margin1 - want_margin) <= 1e-5 * (fabs(want_margin) + 1e-3));
+    assert_true(e_grads <= 1e-5);
+    assert_true(e_params <= 1e-5);
+    free(grads);
+    free(params);
+    free(back);
+    free(cfg);
+    free(inp);
+    free(ids);
+    free(tg);
+    free(want_loss);
+}
+
+/* gradient accumulation over 2 micro-batches where each rank has 2 pairs or more */
+static void test_gpt2(void **s) {
+    (void)s;
+    run_config("gpt2", 1);
+    if (4 / g_topo.world >= 2)
+        run_config("gpt2", 2);
+}
+static void test_llama(void **s) {
+    (void)s;
+    run_config("llama", 1);
+    if (4 / g_topo.world >= 2)
+        run_config("llama", 2);
+}
+
+/* LoRA with a reward model is refused with a clear message (not implemented) */
+static void test_lora_refused(void **s) {
+    (void)s;
+    sl_config cfg;
+    config_defaults(&cfg);
+    cfg.train.objective = TRAIN_OBJECTIVE_REWARD;
+    cfg.lora.enabled = true;
+    OK(config_finalize(&cfg));
+    assert_int_equal(cfg.model.head, MODEL_HEAD_SCORE);
+    const pair_objective *o = NULL;
+    assert_int_equal(pair_objective_for(&cfg, &o), SL_ERR_INVALID);
+    assert_non_null(strstr(sl_error_message(), "modules_to_save"));
+}
+
+int main(int argc, char **argv) {
+    if (topology_init(&g_topo, &argc, &argv, 0) != SL_OK) {
+        fprintf(stderr, "topology_init: %s\n", sl_error_message());
+        return 1;
+    }
+    log_init(g_topo.rank, g_topo.host, LOG_LEVEL_WARN);
+    if (g_topo.rank == 0) {
+        printf("test_reward_train: world size %d (the training job, FSDP full_shard, CPU fp32)\n", g_topo.world);
+        fflush(stdout);
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gpt2),
+        cmocka_unit_test(test_llama),
+        cmocka_unit_test(test_lora_refused),
+    };
+    int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    topology_finalize(&g_topo);
+    return rc;
+}
