@@ -50,7 +50,27 @@ void cmd_eval_usage(FILE *out) {
             "--seed     the sample order (default 0); the result does not depend on N or B\n"
             "--backend  cpu (default, fp32) or cuda (bf16 weights and activations, fp32\n"
             "           accumulation; one GPU per local rank)\n"
-            "--json     also print {\"loss\": ..., \"ppl\": ..., \"tokens\": ...} with full precision\n");
+            "--json     also print {\"loss\": ..., \"ppl\": ..., \"tokens\": ...} with full precision\n\n"
+            "Other modes (each prints its own usage on a mistake):\n"
+            "  shardlm eval --model DIR --tokenizer PATH --generate PROMPTS.jsonl --out GEN.jsonl ...\n"
+            "      generation for every prompt, scored with BLEU and ROUGE against references\n"
+            "  shardlm eval --model DIR --tokenizer PATH --choices MC.jsonl ...\n"
+            "      multiple-choice accuracy (acc, acc_norm) as lm-evaluation-harness defines them\n");
+    cmd_eval_generate_usage(out);
+    fputc('\n', out);
+    cmd_eval_choices_usage(out);
+}
+
+/* The mode an option selects: --generate, --choices, else the loss on shards. */
+static bool has_option(int argc, char **argv, const char *opt) {
+    size_t n = strlen(opt);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strncmp(argv[i], opt, n) == 0 && (argv[i][n] == '\0' || argv[i][n] == '='))
+            return true;
+    }
+    return false;
 }
 
 typedef struct {
@@ -286,6 +306,10 @@ static sl_status eval_finish(const eval_state *e, const eval_opts *o, const topo
 }
 
 int cmd_eval(int argc, char **argv) {
+    if (has_option(argc, argv, "--generate"))
+        return cmd_eval_generate(argc, argv);
+    if (has_option(argc, argv, "--choices"))
+        return cmd_eval_choices(argc, argv);
     cli_args a;
     static const char *const flags[] = {"json", NULL};
     static const char *const known[] = {"model", "data", "seq-len", "batch", "micro-batch", "batches",

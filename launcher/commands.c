@@ -7,7 +7,7 @@ const command commands[] = {
     {"prepare", "clean, deduplicate, mask PII, tokenize text/JSONL into HDF5 shards", cmd_prepare, cmd_prepare_usage},
     {"inspect", "describe and verify token shards and checkpoints (every chunk, every checksum)", cmd_inspect, cmd_inspect_usage},
     {"bench", "benchmarks: the training step, `bench --fsdp` (distributed, overlap), `bench comm` (collectives)", cmd_bench, cmd_bench_usage},
-    {"eval", "loss and perplexity of a model folder on token shards (mpirun for N ranks)", cmd_eval, cmd_eval_usage},
+    {"eval", "loss on token shards, generation (BLEU/ROUGE), multiple-choice accuracy (mpirun)", cmd_eval, cmd_eval_usage},
     {"generate", "generate text from a model folder (KV cache; greedy, top-k, top-p; --chat)", cmd_generate, cmd_generate_usage},
     {"import", "convert a Hugging Face model folder into a shardlm model folder", cmd_import, cmd_import_usage},
     {"export", "convert a shardlm model folder into a Hugging Face model folder", cmd_export, cmd_export_usage},

@@ -46,6 +46,11 @@ int bench_comm_main(int argc, char **argv);
 void bench_comm_usage(FILE *out);
 int cmd_eval(int argc, char **argv);
 void cmd_eval_usage(FILE *out);
+/* eval's other modes, dispatched by cmd_eval on --generate / --choices */
+int cmd_eval_generate(int argc, char **argv);
+void cmd_eval_generate_usage(FILE *out);
+int cmd_eval_choices(int argc, char **argv);
+void cmd_eval_choices_usage(FILE *out);
 int cmd_generate(int argc, char **argv);
 void cmd_generate_usage(FILE *out);
 int cmd_plan(int argc, char **argv);

@@ -38,7 +38,7 @@ sl_status sample_create(const sample_opts *o, int64_t vocab, sampler **out) {
     SL_CHECK_ALLOC(s, sizeof *s);
     s->o = *o;
     s->V = vocab;
-    s->rng = rng_stream_make(o->seed, RNG_PURPOSE_SAMPLE, 0);
+    s->rng = rng_stream_make(o->seed, RNG_PURPOSE_SAMPLE, o->stream);
     s->c = malloc((size_t)vocab * sizeof *s->c);
     s->p = malloc((size_t)vocab * sizeof *s->p);
     if (!s->c || !s->p) {
@@ -55,6 +55,11 @@ void sample_destroy(sampler *s) {
     free(s->c);
     free(s->p);
     free(s);
+}
+
+void sample_set_stream(sampler *s, uint32_t stream) {
+    s->o.stream = stream;
+    s->rng = rng_stream_make(s->o.seed, RNG_PURPOSE_SAMPLE, stream);
 }
 
 uint32_t sample_argmax(const float *logits, int64_t n) {

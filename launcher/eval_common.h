@@ -1,0 +1,79 @@
+/* launcher/eval_common.h: what the eval modes that read JSONL share
+ * (eval --generate, eval --choices): the lines of a JSONL file, a growing
+ * text buffer with a JSON string writer, the model on a backend, the ranks'
+ * agreement on a failure and the gather of per-item records to rank 0.
+ *
+ * defines: eval_jsonl, eval_jsonl_read, eval_jsonl_free, eval_buf,
+ *          eval_buf_add, eval_buf_printf, eval_buf_json_string, eval_buf_utf8,
+ *          eval_buf_free, eval_model,
+ *          eval_model_open, eval_model_close, eval_ranks_agree, eval_gather
+ *
+ * Not here: the modes themselves (cmd_eval_generate.c, cmd_eval_choices.c)
+ * and the loss eval (cmd_eval.c).
+ */
+#ifndef SL_LAUNCHER_EVAL_COMMON_H
+#define SL_LAUNCHER_EVAL_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/ops.h"
+#include "model/model_dir.h"
+#include "parallel/topology.h"
+#include "runtime/status.h"
+
+/* A JSONL file: the non-blank lines, NUL-terminated in place. */
+typedef struct {
+    char *text;    /* the whole file, owned */
+    char **line;   /* (n) start of each non-blank line */
+    size_t *len;   /* (n) its length without the newline */
+    int64_t *lineno; /* (n) 1-based line number in the file */
+    size_t n;
+} eval_jsonl;
+
+/* Reads path (at most 1 GiB); an empty file (no non-blank line) is
+ * SL_ERR_INVALID naming it. */
+sl_status eval_jsonl_read(const char *path, eval_jsonl *out);
+void eval_jsonl_free(eval_jsonl *j);
+
+typedef struct {
+    char *buf; /* NUL-terminated when len > 0 */
+    size_t len, cap;
+} eval_buf;
+
+sl_status eval_buf_add(eval_buf *b, const void *data, size_t n);
+sl_status eval_buf_printf(eval_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* n bytes of s as a JSON string literal: quotes, backslashes and control
+ * characters escaped; bytes that are not valid UTF-8 (a generation cut
+ * inside a character) become U+FFFD as Python's decode(errors="replace")
+ * replaces them (one per maximal invalid subpart). */
+sl_status eval_buf_json_string(eval_buf *b, const char *s, size_t n);
+/* n bytes of s, the invalid UTF-8 replaced as eval_buf_json_string does
+ * (what a reader of the JSON string gets), not escaped. */
+sl_status eval_buf_utf8(eval_buf *b, const char *s, size_t n);
+void eval_buf_free(eval_buf *b);
+
+/* The model of a folder on this rank's backend: fp32 host parameters on the
+ * CPU, bf16 on the GPU of the local rank with cuda. */
+typedef struct {
+    model_dir_params md;
+    sl_backend *be;
+    void *dev_params;
+    size_t dev_bytes;
+    const void *params; /* md.params (cpu) or dev_params (cuda) */
+} eval_model;
+
+sl_status eval_model_open(const char *dir, bool cuda, int threads, const topology *t, eval_model *out);
+void eval_model_close(eval_model *m);
+
+/* Called by every rank after its own work (no collective inside the work):
+ * true when every rank succeeded. Otherwise *code is the exit code; the
+ * first failing rank prints its error (cli_report, named "eval"). */
+bool eval_ranks_agree(const topology *t, sl_status st, int *code);
+
+/* Concatenates each rank's bytes on rank 0 in rank order (*all, *all_len;
+ * malloc'd, caller frees; NULL elsewhere). Collective. */
+sl_status eval_gather(const topology *t, const void *mine, size_t len, char **all, size_t *all_len);
+
+#endif
