@@ -181,11 +181,14 @@ static void print_plan(const sl_config *cfg, const plan_opts *o, const plan_resu
     fmt_bytes(r->bus_bytes_node, b1, sizeof b1);
     fmt_bytes(r->bus_bytes_cross, b2, sizeof b2);
     printf("  bus bytes (nccl-tests convention): %s within a node, %s across nodes\n", b1, b2);
-    printf("FLOPs per step: %.4g (%.4g per token x %lld tokens; executed with %s: %.4g)\n", r->flops_per_step,
-           r->flops_per_token, (long long)p->tokens_per_step,
-           cfg->lora.enabled ? (cfg->train.recompute ? "LoRA and recomputation" : "LoRA (no frozen dW)")
-                             : (cfg->train.recompute ? "recomputation" : "nothing more"),
-           r->exec_flops_per_step);
+    bool pairs = cfg->train.objective != TRAIN_OBJECTIVE_SFT; /* 2 rows per pair; dpo: + the reference forward */
+    bool dpo = cfg->train.objective == TRAIN_OBJECTIVE_DPO;
+    const char *with = cfg->lora.enabled ? (cfg->train.recompute ? "LoRA and recomputation" : "LoRA (no frozen dW)")
+                                         : (cfg->train.recompute ? "recomputation" : NULL);
+    printf("FLOPs per step: %.4g (%.4g per token x %lld tokens%s; executed with %s%s%s: %.4g)\n", r->flops_per_step,
+           r->flops_per_token, (long long)p->tokens_per_step * (pairs ? 2 : 1), pairs ? " (2 rows per pair)" : "",
+           with ? with : (dpo ? "" : "nothing more"), with && dpo ? " and " : "",
+           dpo ? "the DPO reference's forward" : "", r->exec_flops_per_step);
     printf("assumptions: MFU %.2f%s, peak %.4g TFLOP/s per rank%s, busbw %.4g GB/s within a node and %.4g "
            "across%s, $%.2f per %s-hour%s\n",
            r->mfu, o->mfu > 0 ? " (--mfu)" : "", r->peak_tflops, d->is_gpu ? " (dense bf16 datasheet)" : "",
