@@ -138,7 +138,7 @@ expect_exit 2 "$SHARDLM" train --config "$TMP/run.json" --set data.train="$TMP/s
 expect_out "$TMP/sft/train-00000.h5 holds documents (layout=docs), not preference pairs"
 # the token cross-entropy objective does not take pair rows, and dpo takes nothing else
 expect_exit 2 "$SHARDLM" train --config "$TMP/run.json" --set data.mode=pairs
-expect_out "\"data.mode\" = pairs loads preference pairs for train.objective = dpo; train.objective = sft"
+expect_out "\"data.mode\" = pairs loads preference pairs for train.objective = dpo or reward; train.objective = sft"
 expect_exit 2 "$SHARDLM" train --config "$TMP/run.json" --set train.objective=dpo
 expect_out "train.objective = dpo trains on preference pairs but \"data.mode\" = sft"
 echo ok
