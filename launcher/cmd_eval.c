@@ -19,6 +19,7 @@
 #include "kernels/ops.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
+#include "launcher/eval_common.h"
 #include "data/shard.h"
 #include "model/model_dir.h"
 #include "train/train_model.h"
@@ -309,6 +310,11 @@ static sl_status eval_finish(const eval_state *e, const eval_opts *o, const topo
     return SL_OK;
 }
 
+static sl_status mode_parse(const cli_args *a, void *o) { return parse_opts(a, o); }
+static sl_status mode_run(void *e, void *o, const topology *t) { return eval_run(e, o, t); }
+static sl_status mode_finish(const void *e, const void *o, const topology *t) { return eval_finish(e, o, t); }
+static void mode_free(void *e) { eval_free(e); }
+
 int cmd_eval(int argc, char **argv) {
     if (has_option(argc, argv, "--generate"))
         return cmd_eval_generate(argc, argv);
@@ -316,52 +322,13 @@ int cmd_eval(int argc, char **argv) {
         return cmd_eval_choices(argc, argv);
     if (has_option(argc, argv, "--reward"))
         return cmd_eval_reward(argc, argv);
-    cli_args a;
     static const char *const flags[] = {"json", NULL};
     static const char *const known[] = {"model", "data", "seq-len", "batch", "micro-batch", "batches",
                                         "mode", "seed", "threads", "backend", "json", NULL};
+    static const eval_mode mode = {flags, known, cmd_eval_usage, mode_parse, mode_run, NULL, NULL, mode_finish,
+                                   mode_free};
     eval_opts o;
-    sl_status st = cli_parse(&a, argc, argv, flags);
-    if (st == SL_OK)
-        st = cli_check_known(&a, known);
-    if (st == SL_OK && a.n_pos > 0)
-        st = sl_errorf(SL_ERR_INVALID, "unexpected argument \"%s\"", a.pos[0]);
-    if (st == SL_OK)
-        st = parse_opts(&a, &o);
-    if (st != SL_OK) {
-        int code = cli_report("eval", st);
-        cmd_eval_usage(stderr);
-        return code;
-    }
-    topology t;
-    st = topology_init(&t, &argc, &argv, 0);
-    log_init(t.rank, t.host, LOG_LEVEL_INFO);
-    if (st != SL_OK) {
-        int c = cli_report("eval", st);
-        topology_finalize(&t);
-        return c;
-    }
     eval_state e;
     memset(&e, 0, sizeof e);
-    if (st == SL_OK)
-        st = eval_run(&e, &o, &t);
-    /* eval_run has no collective: every rank gets here, and the ranks agree
-     * on any failure before the all-reduce; the first failing rank prints
-     * it (the [rN host] prefix names it) and all exit without MPI_Abort */
-    int32_t mine[2] = {st != SL_OK ? t.world - t.rank : 0, (int32_t)st}, all[2] = {mine[0], mine[1]};
-    if (t.world > 1 && MPI_Allreduce(mine, all, 2, MPI_INT32_T, MPI_MAX, t.comm) != MPI_SUCCESS)
-        all[0] = -1;
-    int code;
-    if (all[0] > 0) {
-        code = t.rank == t.world - all[0] ? cli_report("eval", st) : cli_exit_code((sl_status)all[1]);
-    } else if (all[0] < 0) {
-        code = cli_report("eval", sl_errorf(SL_ERR_COMM, "the ranks could not agree on the eval's outcome"));
-        topology_abort(&t, code);
-    } else {
-        st = eval_finish(&e, &o, &t);
-        code = st == SL_OK || t.rank == 0 ? cli_report("eval", st) : cli_exit_code(st);
-    }
-    eval_free(&e);
-    topology_finalize(&t);
-    return code;
+    return eval_mode_main(&mode, &o, &e, argc, argv);
 }

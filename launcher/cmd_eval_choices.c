@@ -455,45 +455,21 @@ static sl_status ech_report(const ech_state *e, const ech_opts *o, const char *a
     return st;
 }
 
+static sl_status mode_parse(const cli_args *a, void *o) { return parse_opts(a, o); }
+static sl_status mode_run(void *e, void *o, const topology *t) { return ech_run(e, o, t); }
+static const eval_buf *mode_records(const void *e) { return &((const ech_state *)e)->rec; }
+static sl_status mode_report(const void *e, const void *o, const char *all, size_t len) {
+    return ech_report(e, o, all, len);
+}
+static void mode_free(void *e) { state_free(e); }
+
 int cmd_eval_choices(int argc, char **argv) {
-    cli_args a;
     static const char *const flags[] = {"json", NULL};
     static const char *const known[] = {"model", "tokenizer", "choices", "out", "backend", "threads", "json", NULL};
+    static const eval_mode mode = {flags, known, cmd_eval_choices_usage, mode_parse, mode_run, mode_records,
+                                   mode_report, NULL, mode_free};
     ech_opts o;
-    sl_status st = cli_parse(&a, argc, argv, flags);
-    if (st == SL_OK)
-        st = cli_check_known(&a, known);
-    if (st == SL_OK && a.n_pos > 0)
-        st = sl_errorf(SL_ERR_INVALID, "unexpected argument \"%s\"", a.pos[0]);
-    if (st == SL_OK)
-        st = parse_opts(&a, &o);
-    if (st != SL_OK) {
-        int code = cli_report("eval", st);
-        cmd_eval_choices_usage(stderr);
-        return code;
-    }
-    topology t;
-    st = topology_init(&t, &argc, &argv, 0);
-    log_init(t.rank, t.host, LOG_LEVEL_INFO);
-    if (st != SL_OK) {
-        int c = cli_report("eval", st);
-        topology_finalize(&t);
-        return c;
-    }
     ech_state e;
     memset(&e, 0, sizeof e);
-    st = ech_run(&e, &o, &t);
-    int code = 0;
-    if (eval_ranks_agree(&t, st, &code)) {
-        char *all = NULL;
-        size_t len = 0;
-        st = eval_gather(&t, e.rec.buf, e.rec.len, &all, &len);
-        if (st == SL_OK && t.rank == 0)
-            st = ech_report(&e, &o, all, len);
-        free(all);
-        code = st == SL_OK || t.rank == 0 ? cli_report("eval", st) : cli_exit_code(st);
-    }
-    state_free(&e);
-    topology_finalize(&t);
-    return code;
+    return eval_mode_main(&mode, &o, &e, argc, argv);
 }

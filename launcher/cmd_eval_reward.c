@@ -25,6 +25,7 @@
 #include "kernels/ops.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
+#include "launcher/eval_common.h"
 #include "model/model.h"
 #include "model/model_dir.h"
 #include "parallel/topology.h"
@@ -237,51 +238,19 @@ static sl_status reward_finish(const reward_state *e, const reward_opts *o, cons
     return SL_OK;
 }
 
+static sl_status mode_parse(const cli_args *a, void *o) { return parse_opts(a, o); }
+static sl_status mode_run(void *e, void *o, const topology *t) { return reward_run(e, o, t); }
+static sl_status mode_finish(const void *e, const void *o, const topology *t) { return reward_finish(e, o, t); }
+static void mode_free(void *e) { reward_free(e); }
+
 int cmd_eval_reward(int argc, char **argv) {
-    cli_args a;
     static const char *const flags[] = {"json", NULL};
     static const char *const known[] = {"model", "reward", "data", "mode", "batches", "seq-len", "batch",
                                         "micro-batch", "seed", "threads", "backend", "json", NULL};
+    static const eval_mode mode = {flags, known, cmd_eval_reward_usage, mode_parse, mode_run, NULL, NULL,
+                                   mode_finish, mode_free};
     reward_opts o;
-    sl_status st = cli_parse(&a, argc, argv, flags);
-    if (st == SL_OK)
-        st = cli_check_known(&a, known);
-    if (st == SL_OK && a.n_pos > 0)
-        st = sl_errorf(SL_ERR_INVALID, "unexpected argument \"%s\"", a.pos[0]);
-    if (st == SL_OK)
-        st = parse_opts(&a, &o);
-    if (st != SL_OK) {
-        int code = cli_report("eval", st);
-        cmd_eval_reward_usage(stderr);
-        return code;
-    }
-    topology t;
-    st = topology_init(&t, &argc, &argv, 0);
-    log_init(t.rank, t.host, LOG_LEVEL_INFO);
-    if (st != SL_OK) {
-        int c = cli_report("eval", st);
-        topology_finalize(&t);
-        return c;
-    }
     reward_state e;
     memset(&e, 0, sizeof e);
-    st = reward_run(&e, &o, &t);
-    /* no collective in reward_run: the ranks agree on any failure first
-     * (as cmd_eval does), the first failing rank prints it */
-    int32_t mine[2] = {st != SL_OK ? t.world - t.rank : 0, (int32_t)st}, all[2] = {mine[0], mine[1]};
-    if (t.world > 1 && MPI_Allreduce(mine, all, 2, MPI_INT32_T, MPI_MAX, t.comm) != MPI_SUCCESS)
-        all[0] = -1;
-    int code;
-    if (all[0] > 0) {
-        code = t.rank == t.world - all[0] ? cli_report("eval", st) : cli_exit_code((sl_status)all[1]);
-    } else if (all[0] < 0) {
-        code = cli_report("eval", sl_errorf(SL_ERR_COMM, "the ranks could not agree on the eval's outcome"));
-        topology_abort(&t, code);
-    } else {
-        st = reward_finish(&e, &o, &t);
-        code = st == SL_OK || t.rank == 0 ? cli_report("eval", st) : cli_exit_code(st);
-    }
-    reward_free(&e);
-    topology_finalize(&t);
-    return code;
+    return eval_mode_main(&mode, &o, &e, argc, argv);
 }

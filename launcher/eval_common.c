@@ -9,6 +9,7 @@
 #include "kernels/device_info.h"
 #include "launcher/cli.h"
 #include "runtime/check.h"
+#include "runtime/log.h"
 #include "runtime/fsutil.h"
 #include "runtime/mem.h"
 #include "train/train_model.h"
@@ -268,4 +269,47 @@ sl_status eval_gather(const topology *t, const void *mine, size_t len, char **al
     }
     *all_len = total;
     return SL_OK;
+}
+
+int eval_mode_main(const eval_mode *m, void *opts, void *state, int argc, char **argv) {
+    cli_args a;
+    sl_status st = cli_parse(&a, argc, argv, m->flags);
+    if (st == SL_OK)
+        st = cli_check_known(&a, m->known);
+    if (st == SL_OK && a.n_pos > 0)
+        st = sl_errorf(SL_ERR_INVALID, "unexpected argument \"%s\"", a.pos[0]);
+    if (st == SL_OK)
+        st = m->parse(&a, opts);
+    if (st != SL_OK) {
+        int code = cli_report("eval", st);
+        m->usage(stderr);
+        return code;
+    }
+    topology t;
+    st = topology_init(&t, &argc, &argv, 0);
+    log_init(t.rank, t.host, LOG_LEVEL_INFO);
+    if (st != SL_OK) {
+        int code = cli_report("eval", st);
+        topology_finalize(&t);
+        return code;
+    }
+    st = m->run(state, opts, &t);
+    int code = 0;
+    if (eval_ranks_agree(&t, st, &code)) {
+        if (m->records) {
+            const eval_buf *r = m->records(state);
+            char *all = NULL;
+            size_t len = 0;
+            st = eval_gather(&t, r->buf, r->len, &all, &len);
+            if (st == SL_OK && t.rank == 0)
+                st = m->report(state, opts, all, len);
+            free(all);
+        } else {
+            st = m->finish(state, opts, &t);
+        }
+        code = st == SL_OK || t.rank == 0 ? cli_report("eval", st) : cli_exit_code(st);
+    }
+    m->free_state(state);
+    topology_finalize(&t);
+    return code;
 }

@@ -1,15 +1,18 @@
-/* launcher/eval_common.h: what the eval modes that read JSONL share
- * (eval --generate, eval --choices): the lines of a JSONL file, a growing
- * text buffer with a JSON string writer, the model on a backend, the ranks'
- * agreement on a failure and the gather of per-item records to rank 0.
+/* launcher/eval_common.h: what the eval modes share: the command's frame
+ * (eval_mode_main: options, MPI, the ranks' agreement on a failure, the
+ * gather of per-item records to rank 0) for all four (loss on shards,
+ * --generate, --choices, --reward), and for the modes that read JSONL
+ * (--generate, --choices) the lines of a JSONL file, a growing text buffer
+ * with a JSON string writer and the model on a backend.
  *
  * defines: eval_jsonl, eval_jsonl_read, eval_jsonl_free, eval_buf,
  *          eval_buf_add, eval_buf_printf, eval_buf_json_string, eval_buf_utf8,
  *          eval_buf_free, eval_model,
- *          eval_model_open, eval_model_close, eval_ranks_agree, eval_gather
+ *          eval_model_open, eval_model_close, eval_ranks_agree, eval_gather,
+ *          eval_mode, eval_mode_main
  *
- * Not here: the modes themselves (cmd_eval_generate.c, cmd_eval_choices.c)
- * and the loss eval (cmd_eval.c).
+ * Not here: the modes themselves (cmd_eval.c, cmd_eval_generate.c,
+ * cmd_eval_choices.c, cmd_eval_reward.c).
  */
 #ifndef SL_LAUNCHER_EVAL_COMMON_H
 #define SL_LAUNCHER_EVAL_COMMON_H
@@ -17,8 +20,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kernels/ops.h"
+#include "launcher/cli.h"
 #include "model/model_dir.h"
 #include "parallel/topology.h"
 #include "runtime/status.h"
@@ -75,5 +80,29 @@ bool eval_ranks_agree(const topology *t, sl_status st, int *code);
 /* Concatenates each rank's bytes on rank 0 in rank order (*all, *all_len;
  * malloc'd, caller frees; NULL elsewhere). Collective. */
 sl_status eval_gather(const topology *t, const void *mine, size_t len, char **all, size_t *all_len);
+
+/* One eval mode's command: what eval_mode_main needs of it. */
+typedef struct {
+    const char *const *flags; /* cli_parse's value-less options */
+    const char *const *known; /* every option it takes */
+    void (*usage)(FILE *out);
+    sl_status (*parse)(const cli_args *a, void *opts);
+    /* this rank's work: no collective inside, every rank returns */
+    sl_status (*run)(void *state, void *opts, const topology *t);
+    /* after every rank succeeded: either records + report (the records of
+     * every rank gathered to rank 0 in rank order, which reports them), or
+     * finish (collective: all-reduce and print) */
+    const eval_buf *(*records)(const void *state);
+    sl_status (*report)(const void *state, const void *opts, const char *all, size_t len);
+    sl_status (*finish)(const void *state, const void *opts, const topology *t);
+    void (*free_state)(void *state);
+} eval_mode;
+
+/* The whole command: parse argv (no positional arguments; a mistake prints
+ * the error and the mode's usage), start MPI, run, agree on failure
+ * (eval_ranks_agree), then records/report or finish; frees the state and
+ * finalizes MPI. opts and state are the mode's (state zeroed by the
+ * caller). Returns the exit code. */
+int eval_mode_main(const eval_mode *m, void *opts, void *state, int argc, char **argv);
 
 #endif
