@@ -39,10 +39,10 @@
 
 #include "model/hf.h"
 #include "parallel/topology.h"
-#include "runtime/fsutil.h"
 #include "runtime/log.h"
 #include "train/train.h"
 #include "support/golden.h"
+#include "support/golden_job.h"
 
 #define STEPS 3
 
@@ -51,72 +51,13 @@ static char g_dir[512];
 
 static int group_setup(void **state) {
     (void)state;
-    int rc = 0;
-    if (g_topo.rank == 0) {
-        snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_dporef.XXXXXX");
-        rc = golden_make(g_dir, "make_dpo_reference.py");
-    }
-    MPI_Bcast(&rc, 1, MPI_INT, 0, g_topo.comm);
-    MPI_Bcast(g_dir, (int)sizeof g_dir, MPI_CHAR, 0, g_topo.comm);
-    return rc;
+    return golden_make_ranks(&g_topo, g_dir, sizeof g_dir, "/tmp/shardlm_dporef.XXXXXX", "make_dpo_reference.py");
 }
 
 static int group_teardown(void **state) {
     (void)state;
-    MPI_Barrier(g_topo.comm);
-    if (g_topo.rank == 0)
-        fs_remove_tree(g_dir);
+    golden_remove_ranks(&g_topo, g_dir);
     return 0;
-}
-
-/* Every tensor of l in buf (host order) against golden group/<hf name>
- * (GPT-2 Conv1D weights are (in, out) there); the worst relative error. */
-static double compare(hid_t f, const char *group, const model_layout *l, const float *buf, char *worst,
-                      size_t cap) {
-    double w = 0;
-    float *tmp = NULL;
-    for (int i = 0; i < l->n_params; i++) {
-        const model_param *p = &l->params[i];
-        char name[300];
-        snprintf(name, sizeof name, "%s/%s", group, p->hf_name);
-        size_t n = 0;
-        double *want = golden_read(f, name, &n);
-        assert_int_equal(n, (size_t)p->numel);
-        const float *got = buf + l->units[p->unit].offset + p->offset;
-        if (p->hf_transposed) {
-            tmp = realloc(tmp, n * sizeof *tmp);
-            assert_non_null(tmp);
-            for (int64_t r = 0; r < p->shape[0]; r++)
-                for (int64_t c = 0; c < p->shape[1]; c++)
-                    tmp[c * p->shape[0] + r] = got[r * p->shape[1] + c];
-            got = tmp;
-        }
-        double e = golden_rel_err(got, want, n);
-        if (e > w || isnan(e)) {
-            w = e;
-            snprintf(worst, cap, "%s", p->hf_name);
-        }
-        free(want);
-    }
-    free(tmp);
-    return w;
-}
-
-/* The group's step-1 gradient from its FSDP gradient shards, gathered. */
-static void gather_grads(train_job *j, fsdp *fs, const model_layout *l, float *host) {
-    for (int u = 0; u < l->n_units; u++) {
-        fsdp_unit_shard s = fsdp_shard(fs, u);
-        float *mine = malloc((size_t)(s.len > 0 ? s.len : 1) * sizeof *mine);
-        float *full = malloc((size_t)(s.len > 0 ? s.len : 1) * (size_t)comm_size(j->shard) * sizeof *full);
-        assert_true(mine && full);
-        if (s.len > 0) {
-            OK(fsdp_shard_read(fs, u, FSDP_BUF_GRAD, mine));
-            OK(comm_all_gather(j->shard, mine, full, (size_t)s.len, SL_DTYPE_F32));
-            memcpy(host + l->units[u].offset, full, (size_t)l->units[u].numel * sizeof *host);
-        }
-        free(mine);
-        free(full);
-    }
 }
 
 static void run_config(const char *name) {
@@ -129,7 +70,7 @@ static void run_config(const char *name) {
     assert_true(f >= 0);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_l = 0, n_m = 0;
-    int32_t *ids = golden_read_i32(f, "input_ids", &n_ids, dims);
+    uint32_t *inputs = golden_read_tokens(f, "input_ids", &n_ids, dims);
     int32_t *tg = golden_read_i32(f, "targets", &n_tg, NULL);
     double *want_loss = golden_read(f, "losses", &n_l);
     double *want_m = golden_read(f, "metrics1", &n_m);
@@ -162,10 +103,6 @@ static void run_config(const char *name) {
         cfg->lora.enabled = true;
         snprintf(cfg->lora.init_from, sizeof cfg->lora.init_from, "%s", adapter);
     }
-    uint32_t *inputs = malloc(n_ids * sizeof *inputs);
-    assert_non_null(inputs);
-    for (size_t i = 0; i < n_ids; i++)
-        inputs[i] = (uint32_t)ids[i];
 
     train_job j;
     OK(train_job_setup(&j, cfg, &g_topo, &(train_setup_opts){.synthetic = true}));
@@ -191,7 +128,7 @@ static void run_config(const char *name) {
         if (s == 1) {
             memcpy(metrics, r.metrics, sizeof metrics);
             assert_int_equal(r.n_metrics, 6);
-            gather_grads(&j, tg_group->fs, l, grads);
+            golden_gather_grads(j.shard, tg_group->fs, l, grads);
         }
     }
     OK(train_group_gather(tg_group, params));
@@ -208,8 +145,8 @@ static void run_config(const char *name) {
         free(start);
     }
     char wg[300] = "", wp[300] = "";
-    double e_grads = compare(f, "grads", l, grads, wg, sizeof wg);
-    double e_params = compare(f, "params_after", l, params, wp, sizeof wp);
+    double e_grads = golden_compare_params(f, "grads", l, "", grads, wg, sizeof wg);
+    double e_params = golden_compare_params(f, "params_after", l, "", params, wp, sizeof wp);
     train_job_teardown(&j); /* l was the job's */
     double e_loss = 0, e_metric = 0;
     for (int s = 0; s < STEPS; s++)
@@ -237,7 +174,6 @@ static void run_config(const char *name) {
     free(grads);
     free(params);
     free(inputs);
-    free(ids);
     free(tg);
     free(want_loss);
     free(want_m);

@@ -36,21 +36,20 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "optim/optim.h"
-#include "runtime/fsutil.h"
 #include "train/params.h"
 #include "support/golden.h"
+#include "support/golden_job.h"
 
 static char g_dir[512];
 
 static int group_setup(void **state) {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_loraref.XXXXXX");
-    return golden_make(g_dir, "make_lora_reference.py");
+    return golden_make_ranks(NULL, g_dir, sizeof g_dir, "/tmp/shardlm_loraref.XXXXXX", "make_lora_reference.py");
 }
 
 static int group_teardown(void **state) {
     (void)state;
-    fs_remove_tree(g_dir);
+    golden_remove_ranks(NULL, g_dir);
     return 0;
 }
 
@@ -129,7 +128,7 @@ static void run_config(const char *name) {
     assert_true(f >= 0);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_lg = 0, n1 = 0;
-    int32_t *ids = golden_read_i32(f, "input_ids", &n_ids, dims);
+    uint32_t *inp = golden_read_tokens(f, "input_ids", &n_ids, dims);
     int32_t *tg = golden_read_i32(f, "targets", &n_tg, dims);
     double *want_logits = golden_read(f, "logits", &n_lg);
     double *want_loss = golden_read(f, "loss", &n1);
@@ -138,10 +137,6 @@ static void run_config(const char *name) {
     assert_true(golden_attr(f, "dropout") == cfg.lora.dropout); /* lora_dropout was read */
     uint64_t dseed = (uint64_t)golden_attr(f, "dropout_seed");
     double want_eval = golden_attr(f, "eval_loss");
-    uint32_t *inp = malloc(n_ids * sizeof *inp);
-    assert_non_null(inp);
-    for (size_t i = 0; i < n_ids; i++)
-        inp[i] = (uint32_t)ids[i];
 
     model *m = NULL, *mr = NULL, *plain = NULL;
     OK(model_create(l, be, B, T, false, &m));
@@ -297,7 +292,6 @@ static void run_config(const char *name) {
     free(logits);
     free(logits2);
     free(inp);
-    free(ids);
     free(tg);
     free(want_logits);
     free(want_loss);

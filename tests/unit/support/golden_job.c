@@ -1,0 +1,81 @@
+/* Golden-file helpers of the model and training-job tests; see golden_job.h. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "golden.h"
+#include "golden_job.h"
+#include "runtime/fsutil.h"
+
+int golden_make_ranks(const topology *t, char *dir, size_t cap, const char *dir_template, const char *script) {
+    int rc = 0;
+    snprintf(dir, cap, "%s", dir_template);
+    if (!t || t->rank == 0)
+        rc = golden_make(dir, script);
+    if (t) {
+        MPI_Bcast(&rc, 1, MPI_INT, 0, t->comm);
+        MPI_Bcast(dir, (int)cap, MPI_CHAR, 0, t->comm);
+    }
+    return rc;
+}
+
+void golden_remove_ranks(const topology *t, const char *dir) {
+    if (t)
+        MPI_Barrier(t->comm);
+    if (!t || t->rank == 0)
+        fs_remove_tree(dir);
+}
+
+double golden_compare_params(hid_t f, const char *group, const model_layout *l, const char *prefix,
+                             const float *buf, char *worst, size_t worst_cap) {
+    double max_err = 0;
+    float *tmp = NULL;
+    for (int i = 0; i < l->n_params; i++) {
+        const model_param *p = &l->params[i];
+        char name[300];
+        snprintf(name, sizeof name, "%s/%s%s", group, p->role == MODEL_ROLE_SCORE ? "" : prefix, p->hf_name);
+        size_t n = 0;
+        double *want = golden_read(f, name, &n);
+        assert_int_equal(n, (size_t)p->numel);
+        const float *got = buf + l->units[p->unit].offset + p->offset;
+        if (p->hf_transposed) { /* golden (in, out); ours (out, in) */
+            tmp = realloc(tmp, n * sizeof *tmp);
+            assert_non_null(tmp);
+            for (int64_t r = 0; r < p->shape[0]; r++)
+                for (int64_t c = 0; c < p->shape[1]; c++)
+                    tmp[c * p->shape[0] + r] = got[r * p->shape[1] + c];
+            got = tmp;
+        }
+        double e = golden_rel_err(got, want, n);
+        if (e > max_err || isnan(e)) {
+            max_err = e;
+            snprintf(worst, worst_cap, "%s", name);
+        }
+        free(want);
+    }
+    free(tmp);
+    return max_err;
+}
+
+void golden_gather_grads(comm *shard, fsdp *fs, const model_layout *l, float *host) {
+    for (int u = 0; u < l->n_units; u++) {
+        fsdp_unit_shard s = fsdp_shard(fs, u);
+        if (s.len <= 0) /* a unit with no parameters in this group */
+            continue;
+        float *mine = malloc((size_t)s.len * sizeof *mine);
+        float *full = malloc((size_t)s.len * (size_t)comm_size(shard) * sizeof *full);
+        assert_true(mine && full);
+        OK(fsdp_shard_read(fs, u, FSDP_BUF_GRAD, mine));
+        OK(comm_all_gather(shard, mine, full, (size_t)s.len, SL_DTYPE_F32));
+        memcpy(host + l->units[u].offset, full, (size_t)l->units[u].numel * sizeof *host);
+        free(mine);
+        free(full);
+    }
+}

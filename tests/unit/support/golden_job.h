@@ -1,0 +1,47 @@
+/* tests/unit/support/golden_job.h: what the golden-file tests of models and
+ * training jobs share (tests/unit/test_model_reference.c,
+ * test_reward_reference.c, test_reward_train.c, test_dpo_reference.c; the
+ * group setup also test_lora_reference.c).
+ *
+ * defines: golden_make_ranks, golden_remove_ranks, golden_compare_params,
+ *          golden_gather_grads
+ *
+ * Like golden.h, every helper fails the running cmocka test instead of
+ * returning an error (golden_make_ranks excepted: it is a group setup's).
+ * Does not: build the job or the model, pick the golden group or the
+ * tolerances (each test owns those), or compare adapter layouts (LoRA tests
+ * name PEFT tensors their own way). Include <setjmp.h>, <stdarg.h>,
+ * <stddef.h> and <cmocka.h> first, as cmocka requires.
+ */
+#pragma once
+
+#include <hdf5.h>
+#include <stddef.h>
+
+#include "model/layout.h"
+#include "parallel/topology.h"
+#include "train/train.h"
+
+/* golden_make(dir_template, script) on rank 0 of t; the result and the
+ * folder's name (dir, cap bytes) are broadcast to every rank of t->comm
+ * (the ranks share one machine: mpirun -np N from the integration tests).
+ * t NULL: this process only. Returns 0, or -1 on every rank. */
+int golden_make_ranks(const topology *t, char *dir, size_t cap, const char *dir_template, const char *script);
+
+/* Waits for every rank of t (NULL: this process only), then removes dir on
+ * rank 0. */
+void golden_remove_ranks(const topology *t, const char *dir);
+
+/* Each parameter of buf (the layout's host order) against the golden
+ * dataset group/<prefix><hf_name> (a score head's without the prefix:
+ * transformers keeps `score` outside the body's module), in the HF layout
+ * (GPT-2 Conv1D weights are (in, out) there, ours (out, in)). Returns the
+ * worst relative error by norm and writes that dataset's name to worst. */
+double golden_compare_params(hid_t f, const char *group, const model_layout *l, const char *prefix,
+                             const float *buf, char *worst, size_t worst_cap);
+
+/* The gradient in fs's FSDP gradient shards (they still hold the last step's
+ * reduce-scattered gradient after the optimizer used it: step 1's when read
+ * right after it), all-gathered over shard into l's host order. A unit with
+ * no shard here is left as it is in host. */
+void golden_gather_grads(comm *shard, fsdp *fs, const model_layout *l, float *host);
