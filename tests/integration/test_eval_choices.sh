@@ -12,11 +12,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/tok_lib.sh"
 tok_require hf-tokenizers hf-tokenizers-linux-x64-gnu
 mktmp
-head -c 40000 /usr/share/games/fortunes/fortunes > "$TMP/corpus.txt"
-expect_exit 0 "$SHARDLM" tokenizer train --vocab-size 320 --input "$TMP/corpus.txt" --output "$TMP/tok.json" \
-  --special '<|endoftext|>'
-"$PYTHON" "$SRC/tests/integration/generate_eval_ref.py" model "$TMP/hf" 322 || fail "generate_eval_ref.py model failed"
-expect_exit 0 "$SHARDLM" import "$TMP/hf" "$TMP/model"
+tiny_eval_model
 
 cat > "$TMP/mc.jsonl" <<'J'
 {"context": "The meaning of life is", "choices": ["to be happy", "forty-two", "a mystery wrapped in an enigma", "love"], "gold": 1, "id": "q0"}

@@ -20,11 +20,7 @@
 #     max_seq_len fail naming FILE:LINE, and no GEN.jsonl is written
 source "$(dirname "$0")/lib.sh"
 mktmp
-head -c 40000 /usr/share/games/fortunes/fortunes > "$TMP/corpus.txt"
-expect_exit 0 "$SHARDLM" tokenizer train --vocab-size 320 --input "$TMP/corpus.txt" --output "$TMP/tok.json" \
-  --special '<|endoftext|>'
-"$PYTHON" "$SRC/tests/integration/generate_eval_ref.py" model "$TMP/hf" 322 || fail "generate_eval_ref.py model failed"
-expect_exit 0 "$SHARDLM" import "$TMP/hf" "$TMP/model"
+tiny_eval_model
 
 cat > "$TMP/p.jsonl" <<'J'
 {"id": "a", "prompt": "The meaning of life is", "reference": "to be happy"}
