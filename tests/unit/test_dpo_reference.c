@@ -39,7 +39,6 @@
 
 #include "model/hf.h"
 #include "parallel/topology.h"
-#include "runtime/log.h"
 #include "train/train.h"
 #include "support/golden.h"
 #include "support/golden_job.h"
@@ -48,17 +47,6 @@
 
 static topology g_topo;
 static char g_dir[512];
-
-static int group_setup(void **state) {
-    (void)state;
-    return golden_make_ranks(&g_topo, g_dir, sizeof g_dir, "/tmp/shardlm_dporef.XXXXXX", "make_dpo_reference.py");
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    golden_remove_ranks(&g_topo, g_dir);
-    return 0;
-}
 
 static void run_config(const char *name) {
     char dir[700], hf[800], adapter[800], h5[800];
@@ -210,15 +198,6 @@ static void test_reward_entry(void **s) {
 }
 
 int main(int argc, char **argv) {
-    if (topology_init(&g_topo, &argc, &argv, 0) != SL_OK) {
-        fprintf(stderr, "topology_init: %s\n", sl_error_message());
-        return 1;
-    }
-    log_init(g_topo.rank, g_topo.host, LOG_LEVEL_WARN);
-    if (g_topo.rank == 0) {
-        printf("test_dpo_reference: world size %d (the training job, FSDP full_shard, CPU fp32)\n", g_topo.world);
-        fflush(stdout);
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_gpt2_sigmoid),  cmocka_unit_test(test_full_llama_sigmoid_ls),
         cmocka_unit_test(test_full_llama_ipo),     cmocka_unit_test(test_full_gpt2_robust),
@@ -226,7 +205,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_lora_llama_ipo),     cmocka_unit_test(test_lora_gpt2_fresh),
         cmocka_unit_test(test_reward_entry),
     };
-    int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
-    topology_finalize(&g_topo);
-    return rc;
+    static const golden_job_suite suite = {"test_dpo_reference", "/tmp/shardlm_dporef.XXXXXX", "make_dpo_reference.py"};
+    return golden_job_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

@@ -45,7 +45,6 @@
 #include "model/model.h"
 #include "parallel/topology.h"
 #include "runtime/fsutil.h"
-#include "runtime/log.h"
 #include "runtime/safetensors.h"
 #include "train/train.h"
 #include "support/golden.h"
@@ -55,19 +54,6 @@
 
 static topology g_topo;
 static char g_dir[512];
-
-/* Rank 0 writes the golden data; the others use its folder (same machine:
- * mpirun -np 2 in the integration test). */
-static int group_setup(void **state) {
-    (void)state;
-    return golden_make_ranks(&g_topo, g_dir, sizeof g_dir, "/tmp/shardlm_modelref.XXXXXX", "make_reference.py");
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    golden_remove_ranks(&g_topo, g_dir);
-    return 0;
-}
 
 /* ---- comparisons ---- */
 
@@ -408,16 +394,6 @@ static void test_hf_refusals(void **s) {
 }
 
 int main(int argc, char **argv) {
-    if (topology_init(&g_topo, &argc, &argv, 0) != SL_OK) {
-        fprintf(stderr, "topology_init: %s\n", sl_error_message());
-        return 1;
-    }
-    log_init(g_topo.rank, g_topo.host, LOG_LEVEL_WARN);
-    if (g_topo.rank == 0) {
-        printf("test_model_reference: world size %d (the training job, FSDP full_shard, CPU fp32)\n",
-               g_topo.world);
-        fflush(stdout);
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt2_tied),
         cmocka_unit_test(test_gpt2_untied),
@@ -432,7 +408,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_hf_refusals),
     };
-    int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
-    topology_finalize(&g_topo);
-    return rc;
+    static const golden_job_suite suite = {"test_model_reference", "/tmp/shardlm_modelref.XXXXXX", "make_reference.py"};
+    return golden_job_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

@@ -32,25 +32,12 @@
 #include "model/hf.h"
 #include "model/model.h"
 #include "parallel/topology.h"
-#include "runtime/log.h"
 #include "train/train.h"
 #include "support/golden.h"
 #include "support/golden_job.h"
 
 static topology g_topo;
 static char g_dir[512];
-
-/* Rank 0 writes the golden data; the others use its folder. */
-static int group_setup(void **state) {
-    (void)state;
-    return golden_make_ranks(&g_topo, g_dir, sizeof g_dir, "/tmp/shardlm_rmtrain.XXXXXX", "make_reward_reference.py");
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    golden_remove_ranks(&g_topo, g_dir);
-    return 0;
-}
 
 static void run_config(const char *name, int accum) {
     char dir[700], hf[800], h5[800], out[800];
@@ -181,21 +168,12 @@ static void test_lora_refused(void **s) {
 }
 
 int main(int argc, char **argv) {
-    if (topology_init(&g_topo, &argc, &argv, 0) != SL_OK) {
-        fprintf(stderr, "topology_init: %s\n", sl_error_message());
-        return 1;
-    }
-    log_init(g_topo.rank, g_topo.host, LOG_LEVEL_WARN);
-    if (g_topo.rank == 0) {
-        printf("test_reward_train: world size %d (the training job, FSDP full_shard, CPU fp32)\n", g_topo.world);
-        fflush(stdout);
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_llama),
         cmocka_unit_test(test_lora_refused),
     };
-    int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
-    topology_finalize(&g_topo);
-    return rc;
+    static const golden_job_suite suite = {"test_reward_train", "/tmp/shardlm_rmtrain.XXXXXX",
+                                             "make_reward_reference.py"};
+    return golden_job_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

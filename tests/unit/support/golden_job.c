@@ -13,6 +13,7 @@
 #include "golden.h"
 #include "golden_job.h"
 #include "runtime/fsutil.h"
+#include "runtime/log.h"
 
 int golden_make_ranks(const topology *t, char *dir, size_t cap, const char *dir_template, const char *script) {
     int rc = 0;
@@ -31,6 +32,46 @@ void golden_remove_ranks(const topology *t, const char *dir) {
         MPI_Barrier(t->comm);
     if (!t || t->rank == 0)
         fs_remove_tree(dir);
+}
+
+/* golden_job_main's suite, for its group setup and teardown (cmocka passes
+ * them no context). */
+static struct {
+    const golden_job_suite *s;
+    topology *t;
+    char *dir;
+    size_t cap;
+} g_suite;
+
+static int suite_setup(void **state) {
+    (void)state;
+    return golden_make_ranks(g_suite.t, g_suite.dir, g_suite.cap, g_suite.s->dir_template, g_suite.s->script);
+}
+
+static int suite_teardown(void **state) {
+    (void)state;
+    golden_remove_ranks(g_suite.t, g_suite.dir);
+    return 0;
+}
+
+int golden_job_main(int *argc, char ***argv, const golden_job_suite *s, topology *t, char *dir, size_t cap,
+                    const struct CMUnitTest *tests, size_t n) {
+    if (topology_init(t, argc, argv, 0) != SL_OK) {
+        fprintf(stderr, "topology_init: %s\n", sl_error_message());
+        return 1;
+    }
+    log_init(t->rank, t->host, LOG_LEVEL_WARN);
+    if (t->rank == 0) {
+        printf("%s: world size %d (the training job, FSDP full_shard, CPU fp32)\n", s->name, t->world);
+        fflush(stdout);
+    }
+    g_suite.s = s;
+    g_suite.t = t;
+    g_suite.dir = dir;
+    g_suite.cap = cap;
+    int rc = _cmocka_run_group_tests("tests", tests, n, suite_setup, suite_teardown);
+    topology_finalize(t);
+    return rc;
 }
 
 double golden_compare_params(hid_t f, const char *group, const model_layout *l, const char *prefix,

@@ -3,8 +3,8 @@
  * test_reward_reference.c, test_reward_train.c, test_dpo_reference.c; the
  * group setup also test_lora_reference.c).
  *
- * defines: golden_make_ranks, golden_remove_ranks, golden_compare_params,
- *          golden_gather_grads
+ * defines: golden_make_ranks, golden_remove_ranks, golden_job_suite,
+ *          golden_job_main, golden_compare_params, golden_gather_grads
  *
  * Like golden.h, every helper fails the running cmocka test instead of
  * returning an error (golden_make_ranks excepted: it is a group setup's).
@@ -31,6 +31,24 @@ int golden_make_ranks(const topology *t, char *dir, size_t cap, const char *dir_
 /* Waits for every rank of t (NULL: this process only), then removes dir on
  * rank 0. */
 void golden_remove_ranks(const topology *t, const char *dir);
+
+/* A test executable that runs under mpirun: its name (printed in the
+ * banner the integration scripts look for) and its golden data (the
+ * golden_make template and tests/reference/ script). */
+typedef struct {
+    const char *name;
+    const char *dir_template;
+    const char *script;
+} golden_job_suite;
+
+/* The main of such a test: topology_init into t (1 after printing why when
+ * it fails), warn-level logging, on rank 0 "<name>: world size N (the
+ * training job, FSDP full_shard, CPU fp32)", then the n cmocka tests as one
+ * group whose setup is golden_make_ranks(t, dir, cap, ...) and whose
+ * teardown golden_remove_ranks; topology_finalize. Returns cmocka's result.
+ * One suite per process. */
+int golden_job_main(int *argc, char ***argv, const golden_job_suite *s, topology *t, char *dir, size_t cap,
+                    const struct CMUnitTest *tests, size_t n);
 
 /* Each parameter of buf (the layout's host order) against the golden
  * dataset group/<prefix><hf_name> (a score head's without the prefix:
