@@ -13,6 +13,14 @@ expect_out() { # expect_out SUBSTRING
   grep -qF -- "$1" <<< "$OUT" || fail "output lacks [$1]; output:
 $OUT"
 }
+# expect_bad_input WHERE MESSAGE CMD...: CMD exits 2 (bad input) and its
+# output names WHERE (FILE:LINE) and says MESSAGE.
+expect_bad_input() {
+  local where=$1 msg=$2; shift 2
+  expect_exit 2 "$@"
+  expect_out "$where"
+  expect_out "$msg"
+}
 mktmp() { TMP=$(mktemp -d /tmp/shardlm_test.XXXXXX); trap 'rm -rf "$TMP"' EXIT; }
 # expect_no_live_process PATTERN: a second after an abort, no process whose
 # command line matches PATTERN is alive (zombies awaiting their reaper have
