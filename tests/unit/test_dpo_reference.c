@@ -73,20 +73,11 @@ static void run_config(const char *name) {
 
     sl_config *cfg = malloc(sizeof *cfg);
     assert_non_null(cfg);
-    config_defaults(cfg);
-    snprintf(cfg->model.init_from, sizeof cfg->model.init_from, "%s", hf);
-    cfg->train.backend = BACKEND_KIND_CPU;
-    cfg->train.dtype = COMPUTE_DTYPE_F32;
+    golden_job_config(cfg, hf, f, B, A, T);
     cfg->train.objective = TRAIN_OBJECTIVE_DPO;
     cfg->dpo.beta = golden_attr(f, "beta");
     cfg->dpo.loss = (int)golden_attr(f, "loss_type");
     cfg->dpo.label_smoothing = golden_attr(f, "label_smoothing");
-    cfg->train.micro_batch = B;
-    cfg->train.grad_accum = A;
-    cfg->data.seq_len = T;
-    cfg->train.steps = golden_read_optim(f, &cfg->optim);
-    cfg->optim.decay_embeddings = false; /* the reference decays linear weights and an untied head */
-    cfg->parallel.comm_timeout_s = 120;
     if (lora) {
         cfg->lora.enabled = true;
         snprintf(cfg->lora.init_from, sizeof cfg->lora.init_from, "%s", adapter);

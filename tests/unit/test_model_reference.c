@@ -126,19 +126,8 @@ static void job_run_free(job_run *r) {
 
 /* The job's config for gc on this run's world size (see the file comment). */
 static void job_config(const golden_case *gc, bool recompute, sl_config *cfg) {
-    config_defaults(cfg);
-    snprintf(cfg->model.init_from, sizeof cfg->model.init_from, "%s", gc->hf);
-    cfg->train.backend = BACKEND_KIND_CPU;
-    cfg->train.dtype = COMPUTE_DTYPE_F32;
-    cfg->train.micro_batch = gc->B / g_topo.world;
-    cfg->train.grad_accum = 1;
+    golden_job_config(cfg, gc->hf, gc->f, gc->B / g_topo.world, 1, gc->T);
     cfg->train.recompute = recompute;
-    cfg->data.seq_len = gc->T;
-    cfg->train.steps = golden_read_optim(gc->f, &cfg->optim);
-    /* the reference decays linear weights and an untied head only */
-    cfg->optim.decay_embeddings = false;
-    /* a rank that left a test early makes the other fail, not hang */
-    cfg->parallel.comm_timeout_s = 120;
 }
 
 /* Builds the training job for gc, computes batch 0's logits through its

@@ -57,18 +57,9 @@ static void run_config(const char *name, int accum) {
 
     sl_config *cfg = malloc(sizeof *cfg);
     assert_non_null(cfg);
-    config_defaults(cfg);
-    snprintf(cfg->model.init_from, sizeof cfg->model.init_from, "%s", hf);
+    golden_job_config(cfg, hf, f, pairs / g_topo.world / accum, accum, T); /* pairs per micro-batch */
     cfg->train.objective = TRAIN_OBJECTIVE_REWARD;
     cfg->data.mode = DATA_MODE_PAIRS;
-    cfg->train.backend = BACKEND_KIND_CPU;
-    cfg->train.dtype = COMPUTE_DTYPE_F32;
-    cfg->train.micro_batch = pairs / g_topo.world / accum; /* pairs per micro-batch */
-    cfg->train.grad_accum = accum;
-    cfg->data.seq_len = T;
-    cfg->train.steps = golden_read_optim(f, &cfg->optim);
-    cfg->optim.decay_embeddings = false;
-    cfg->parallel.comm_timeout_s = 120;
     OK(config_finalize(cfg));
     train_job j;
     OK(train_job_setup(&j, cfg, &g_topo, &(train_setup_opts){.synthetic = true}));

@@ -74,6 +74,19 @@ int golden_job_main(int *argc, char ***argv, const golden_job_suite *s, topology
     return rc;
 }
 
+void golden_job_config(sl_config *cfg, const char *hf, hid_t f, int micro_batch, int grad_accum, int seq_len) {
+    config_defaults(cfg);
+    snprintf(cfg->model.init_from, sizeof cfg->model.init_from, "%s", hf);
+    cfg->train.backend = BACKEND_KIND_CPU;
+    cfg->train.dtype = COMPUTE_DTYPE_F32;
+    cfg->train.micro_batch = micro_batch;
+    cfg->train.grad_accum = grad_accum;
+    cfg->data.seq_len = seq_len;
+    cfg->train.steps = golden_read_optim(f, &cfg->optim);
+    cfg->optim.decay_embeddings = false;
+    cfg->parallel.comm_timeout_s = 120;
+}
+
 double golden_compare_params(hid_t f, const char *group, const model_layout *l, const char *prefix,
                              const float *buf, char *worst, size_t worst_cap) {
     double max_err = 0;

@@ -4,7 +4,8 @@
  * group setup also test_lora_reference.c).
  *
  * defines: golden_make_ranks, golden_remove_ranks, golden_job_suite,
- *          golden_job_main, golden_compare_params, golden_gather_grads
+ *          golden_job_main, golden_job_config, golden_compare_params,
+ *          golden_gather_grads
  *
  * Like golden.h, every helper fails the running cmocka test instead of
  * returning an error (golden_make_ranks excepted: it is a group setup's).
@@ -49,6 +50,15 @@ typedef struct {
  * One suite per process. */
 int golden_job_main(int *argc, char ***argv, const golden_job_suite *s, topology *t, char *dir, size_t cap,
                     const struct CMUnitTest *tests, size_t n);
+
+/* config_defaults, then what every golden training job shares: the model
+ * from the Hugging Face folder hf, CPU fp32, micro_batch rows (pairs on a
+ * pair objective) x grad_accum per rank, seq_len, the golden file's
+ * optimizer settings and total steps (golden_read_optim), no decay of
+ * embeddings and norms (the references decay linear weights and an untied
+ * head only) and a 120 s comm timeout (a rank that left a test early makes
+ * the others fail, not hang). Not finalized: the caller sets the rest. */
+void golden_job_config(sl_config *cfg, const char *hf, hid_t f, int micro_batch, int grad_accum, int seq_len);
 
 /* Each parameter of buf (the layout's host order) against the golden
  * dataset group/<prefix><hf_name> (a score head's without the prefix:
