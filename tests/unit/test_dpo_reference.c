@@ -49,13 +49,11 @@ static topology g_topo;
 static char g_dir[512];
 
 static void run_config(const char *name) {
-    char dir[700], hf[800], adapter[800], h5[800];
+    char dir[700], hf[800], adapter[800];
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
     snprintf(hf, sizeof hf, "%s/hf", dir);
     snprintf(adapter, sizeof adapter, "%s/adapter", dir);
-    snprintf(h5, sizeof h5, "%s/golden.h5", dir);
-    hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(f >= 0);
+    hid_t f = golden_open(dir);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_l = 0, n_m = 0;
     uint32_t *inputs = golden_read_tokens(f, "input_ids", &n_ids, dims);

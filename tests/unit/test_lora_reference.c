@@ -124,8 +124,7 @@ static void run_config(const char *name) {
     memcpy(params0, params, P * sizeof *params);
     OK(lora_peft_load(ad, spec, ap));
 
-    hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(f >= 0);
+    hid_t f = golden_open(dir);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_lg = 0, n1 = 0;
     uint32_t *inp = golden_read_tokens(f, "input_ids", &n_ids, dims);
@@ -236,12 +235,10 @@ static void run_config(const char *name) {
     assert_int_equal(lc2.targets.n, cfg.lora.targets.n);
     OK(lora_peft_load(out, spec, ap2));
     assert_memory_equal(ap, ap2, PA * sizeof *ap);
-    char cmd[4096], peft_h5[900];
+    char args[4096], peft_h5[900];
     snprintf(peft_h5, sizeof peft_h5, "%s/peft_logits.h5", dir);
-    snprintf(cmd, sizeof cmd,
-             "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/reference/peft_apply.py %s %s %s %s",
-             getenv("PYTHON"), getenv("SRC"), hf, out, h5, peft_h5);
-    assert_int_equal(system(cmd), 0);
+    snprintf(args, sizeof args, "%s %s %s %s", hf, out, h5, peft_h5);
+    assert_int_equal(golden_run_python("reference/peft_apply.py", args), 0);
     hid_t pf = H5Fopen(peft_h5, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(pf >= 0);
     size_t n_pl = 0;

@@ -181,12 +181,11 @@ static void run_job(const golden_case *gc, bool recompute, job_run *out) {
 /* ---- the test ---- */
 
 static void run_config(const char *name) {
-    char dir[700], h5[800], tmp[800];
+    char dir[700], tmp[800];
     golden_case gc;
     memset(&gc, 0, sizeof gc);
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
     snprintf(gc.hf, sizeof gc.hf, "%s/hf", dir);
-    snprintf(h5, sizeof h5, "%s/golden.h5", dir);
 
     /* the layout and the folder's weights, for the comparisons and the export */
     sl_config *cfg = malloc(sizeof *cfg);
@@ -201,8 +200,7 @@ static void run_config(const char *name) {
     hf_info info;
     OK(hf_load_params(gc.hf, l, host, &info));
 
-    gc.f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(gc.f >= 0);
+    gc.f = golden_open(dir);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_lg = 0, n1 = 0;
     gc.inputs = golden_read_tokens(gc.f, "input_ids", &n_ids, dims);

@@ -86,11 +86,10 @@ static double rel_err_d(const double *got, const double *want, size_t n) {
 }
 
 static void run_config(const char *name) {
-    char dir[700], hf[800], lm[800], h5[800], out[800];
+    char dir[700], hf[800], lm[800], out[800];
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
     snprintf(hf, sizeof hf, "%s/hf", dir);
     snprintf(lm, sizeof lm, "%s/lm", dir);
-    snprintf(h5, sizeof h5, "%s/golden.h5", dir);
 
     sl_config cfg;
     config_defaults(&cfg);
@@ -113,8 +112,7 @@ static void run_config(const char *name) {
     hf_info info;
     OK(hf_load_params(hf, l, params, &info));
 
-    hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(f >= 0);
+    hid_t f = golden_open(dir);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_r = 0, n1 = 0;
     uint32_t *inp = golden_read_tokens(f, "input_ids", &n_ids, dims);
@@ -255,7 +253,7 @@ static void run_config(const char *name) {
     OK(hf_save(out, l, params0, SL_DTYPE_F32, info.prefix));
     char args[2048];
     snprintf(args, sizeof args, "%s %s", out, hf);
-    assert_int_equal(golden_run_tool("reward_hf_check.py", args), 0);
+    assert_int_equal(golden_run_python("tools/reward_hf_check.py", args), 0);
     sl_config ecfg;
     config_defaults(&ecfg);
     OK(model_config_from_dir(out, &ecfg));

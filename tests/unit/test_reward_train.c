@@ -40,12 +40,10 @@ static topology g_topo;
 static char g_dir[512];
 
 static void run_config(const char *name, int accum) {
-    char dir[700], hf[800], h5[800], out[800];
+    char dir[700], hf[800], out[800];
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
     snprintf(hf, sizeof hf, "%s/hf", dir);
-    snprintf(h5, sizeof h5, "%s/golden.h5", dir);
-    hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(f >= 0);
+    hid_t f = golden_open(dir);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n1 = 0;
     uint32_t *inp = golden_read_tokens(f, "input_ids", &n_ids, dims);
@@ -105,7 +103,7 @@ static void run_config(const char *name, int accum) {
     if (g_topo.rank == 0) {
         char args[2048];
         snprintf(args, sizeof args, "--layout-only %s %s", out, hf);
-        assert_int_equal(golden_run_tool("reward_hf_check.py", args), 0);
+        assert_int_equal(golden_run_python("tools/reward_hf_check.py", args), 0);
         OK(hf_load_params(out, l, back, NULL));
         assert_memory_equal(back, params, P * sizeof *back);
     }

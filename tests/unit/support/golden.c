@@ -11,17 +11,15 @@
 
 #include "golden.h"
 
-/* Runs `$PYTHON $SRC/tests/<folder>/<script> <args>` without the sanitizer
- * environment; 0, or -1 after printing why. */
-static int run_python(const char *folder, const char *script, const char *args) {
+int golden_run_python(const char *script, const char *args) {
     const char *py = getenv("PYTHON"), *src = getenv("SRC");
     if (!py || !src) {
         fprintf(stderr, "PYTHON and SRC must be set (ctest sets them)\n");
         return -1;
     }
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/%s/%s %s", py,
-             src, folder, script, args);
+    snprintf(cmd, sizeof cmd, "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/%s %s", py, src,
+             script, args);
     int rc = system(cmd);
     if (rc != 0) {
         fprintf(stderr, "%s failed (status %d): %s\n", script, rc, cmd);
@@ -39,11 +37,9 @@ int golden_make(char *dir_template, const char *script) {
         perror(dir_template);
         return -1;
     }
-    return run_python("reference", script, dir_template);
-}
-
-int golden_run_tool(const char *script, const char *args) {
-    return run_python("tools", script, args);
+    char rel[512];
+    snprintf(rel, sizeof rel, "reference/%s", script);
+    return golden_run_python(rel, dir_template);
 }
 
 /* Dataset name as elem-byte elements of the native type; dims (when not
@@ -68,6 +64,15 @@ static void *read_dataset(hid_t f, const char *name, hid_t type, size_t elem, si
 
 double *golden_read(hid_t f, const char *name, size_t *n) {
     return read_dataset(f, name, H5T_NATIVE_DOUBLE, sizeof(double), n, NULL);
+}
+
+hid_t golden_open(const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/golden.h5", dir);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        fail_msg("cannot open %s (written by the group setup's tests/reference script)", path);
+    return f;
 }
 
 int32_t *golden_read_i32(hid_t f, const char *name, size_t *n, hsize_t dims[3]) {

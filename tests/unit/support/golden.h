@@ -1,8 +1,8 @@
 /* defines: the helpers the unit tests share to check shardlm against golden
- * files a tests/reference/ script writes (OK, golden_make, golden_run_tool,
- * golden_read, golden_read_i32, golden_read_tokens, golden_attr,
+ * files a tests/reference/ script writes (OK, golden_make, golden_run_python,
+ * golden_open, golden_read, golden_read_i32, golden_read_tokens, golden_attr,
  * golden_read_optim, golden_rel_err, golden_rel_err_f, golden_count_valid).
- * Every helper but golden_make and golden_run_tool fails the running cmocka
+ * Every helper but golden_make and golden_run_python fails the running cmocka
  * test (fail_msg/assert_*) instead of returning an error, so it may only be
  * called from inside a cmocka test or group setup. It does not compare
  * models or parameters (support/golden_job.h holds the loop the model-layout
@@ -35,10 +35,15 @@
  * Returns 0, or -1 after printing why to stderr (for a cmocka group setup). */
 int golden_make(char *dir_template, const char *script);
 
-/* Runs `$PYTHON $SRC/tests/tools/<script> <args>` (a checker of what shardlm
- * wrote) with the sanitizer environment removed, as golden_make does.
- * Returns 0 when it exits 0, else -1 after printing the command to stderr. */
-int golden_run_tool(const char *script, const char *args);
+/* Runs `$PYTHON $SRC/tests/<script> <args>` (script relative to tests/, e.g.
+ * "tools/reward_hf_check.py": a checker of what shardlm wrote) with the
+ * sanitizer environment removed, as golden_make does. Returns 0 when it
+ * exits 0, else -1 after printing the command to stderr. */
+int golden_run_python(const char *script, const char *args);
+
+/* Opens <dir>/golden.h5 read-only; fails the test naming the path when it
+ * cannot. The caller closes it (H5Fclose). */
+hid_t golden_open(const char *dir);
 
 /* Dataset `name` of the open golden file as doubles; *n gets its element
  * count. Caller frees. Fails the test if the dataset is missing. */
