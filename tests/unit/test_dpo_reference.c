@@ -194,6 +194,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_lora_llama_ipo),     cmocka_unit_test(test_lora_gpt2_fresh),
         cmocka_unit_test(test_reward_entry),
     };
-    static const golden_job_suite suite = {"test_dpo_reference", "/tmp/shardlm_dporef.XXXXXX", "make_dpo_reference.py"};
-    return golden_job_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
+    static const golden_suite suite = {"test_dpo_reference", "/tmp/shardlm_dporef.XXXXXX", "make_dpo_reference.py"};
+    return golden_suite_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

@@ -42,17 +42,6 @@
 
 static char g_dir[512];
 
-static int group_setup(void **state) {
-    (void)state;
-    return golden_make_ranks(NULL, g_dir, sizeof g_dir, "/tmp/shardlm_loraref.XXXXXX", "make_lora_reference.py");
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    golden_remove_ranks(NULL, g_dir);
-    return 0;
-}
-
 /* Every adapter tensor of buf (adapter layout order) against group/<peft name>. */
 static double compare_adapters(hid_t f, const char *group, const model_layout *al, const float *buf,
                                char *worst, size_t cap) {
@@ -358,5 +347,6 @@ int main(void) {
         cmocka_unit_test(test_llama_dropout),
         cmocka_unit_test(test_config_errors),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    static const golden_suite suite = {"test_lora_reference", "/tmp/shardlm_loraref.XXXXXX", "make_lora_reference.py"};
+    return golden_suite_main(NULL, NULL, &suite, NULL, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

@@ -395,6 +395,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_hf_refusals),
     };
-    static const golden_job_suite suite = {"test_model_reference", "/tmp/shardlm_modelref.XXXXXX", "make_reference.py"};
-    return golden_job_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
+    static const golden_suite suite = {"test_model_reference", "/tmp/shardlm_modelref.XXXXXX", "make_reference.py"};
+    return golden_suite_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

@@ -44,17 +44,6 @@
 
 static char g_dir[512];
 
-static int group_setup(void **state) {
-    (void)state;
-    return golden_make_ranks(NULL, g_dir, sizeof g_dir, "/tmp/shardlm_rmref.XXXXXX", "make_reward_reference.py");
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    golden_remove_ranks(NULL, g_dir);
-    return 0;
-}
-
 /* The Bradley-Terry loss of TRL's RewardTrainer over the global batch's
  * pairs: L = mean_p -log sigmoid(d_p), d_p = r_2p - r_2p+1, so dL/dr_2p =
  * -sigmoid(-d_p) / P and dL/dr_2p+1 = +sigmoid(-d_p) / P. */
@@ -299,5 +288,7 @@ int main(void) {
         cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_llama),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    static const golden_suite suite = {"test_reward_reference", "/tmp/shardlm_rmref.XXXXXX",
+                                       "make_reward_reference.py"};
+    return golden_suite_main(NULL, NULL, &suite, NULL, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_llama),
         cmocka_unit_test(test_lora_refused),
     };
-    static const golden_job_suite suite = {"test_reward_train", "/tmp/shardlm_rmtrain.XXXXXX",
-                                             "make_reward_reference.py"};
-    return golden_job_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
+    static const golden_suite suite = {"test_reward_train", "/tmp/shardlm_rmtrain.XXXXXX",
+                                       "make_reward_reference.py"};
+    return golden_suite_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

@@ -34,10 +34,10 @@ void golden_remove_ranks(const topology *t, const char *dir) {
         fs_remove_tree(dir);
 }
 
-/* golden_job_main's suite, for its group setup and teardown (cmocka passes
+/* golden_suite_main's suite, for its group setup and teardown (cmocka passes
  * them no context). */
 static struct {
-    const golden_job_suite *s;
+    const golden_suite *s;
     topology *t;
     char *dir;
     size_t cap;
@@ -54,23 +54,26 @@ static int suite_teardown(void **state) {
     return 0;
 }
 
-int golden_job_main(int *argc, char ***argv, const golden_job_suite *s, topology *t, char *dir, size_t cap,
+int golden_suite_main(int *argc, char ***argv, const golden_suite *s, topology *t, char *dir, size_t cap,
                     const struct CMUnitTest *tests, size_t n) {
-    if (topology_init(t, argc, argv, 0) != SL_OK) {
-        fprintf(stderr, "topology_init: %s\n", sl_error_message());
-        return 1;
-    }
-    log_init(t->rank, t->host, LOG_LEVEL_WARN);
-    if (t->rank == 0) {
-        printf("%s: world size %d (the training job, FSDP full_shard, CPU fp32)\n", s->name, t->world);
-        fflush(stdout);
+    if (t) {
+        if (topology_init(t, argc, argv, 0) != SL_OK) {
+            fprintf(stderr, "topology_init: %s\n", sl_error_message());
+            return 1;
+        }
+        log_init(t->rank, t->host, LOG_LEVEL_WARN);
+        if (t->rank == 0) {
+            printf("%s: world size %d (the training job, FSDP full_shard, CPU fp32)\n", s->name, t->world);
+            fflush(stdout);
+        }
     }
     g_suite.s = s;
     g_suite.t = t;
     g_suite.dir = dir;
     g_suite.cap = cap;
     int rc = _cmocka_run_group_tests("tests", tests, n, suite_setup, suite_teardown);
-    topology_finalize(t);
+    if (t)
+        topology_finalize(t);
     return rc;
 }
 

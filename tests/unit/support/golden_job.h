@@ -1,10 +1,10 @@
 /* tests/unit/support/golden_job.h: what the golden-file tests of models and
  * training jobs share (tests/unit/test_model_reference.c,
- * test_reward_reference.c, test_reward_train.c, test_dpo_reference.c; the
- * group setup also test_lora_reference.c).
+ * test_reward_reference.c, test_reward_train.c, test_dpo_reference.c;
+ * golden_suite_main also test_lora_reference.c).
  *
- * defines: golden_make_ranks, golden_remove_ranks, golden_job_suite,
- *          golden_job_main, golden_job_config, golden_compare_params,
+ * defines: golden_make_ranks, golden_remove_ranks, golden_suite,
+ *          golden_suite_main, golden_job_config, golden_compare_params,
  *          golden_gather_grads
  *
  * Like golden.h, every helper fails the running cmocka test instead of
@@ -33,22 +33,23 @@ int golden_make_ranks(const topology *t, char *dir, size_t cap, const char *dir_
  * rank 0. */
 void golden_remove_ranks(const topology *t, const char *dir);
 
-/* A test executable that runs under mpirun: its name (printed in the
- * banner the integration scripts look for) and its golden data (the
- * golden_make template and tests/reference/ script). */
+/* A golden-file test executable: its name (printed in the banner the
+ * integration scripts look for) and its golden data (the golden_make
+ * template and tests/reference/ script). */
 typedef struct {
     const char *name;
     const char *dir_template;
     const char *script;
-} golden_job_suite;
+} golden_suite;
 
 /* The main of such a test: topology_init into t (1 after printing why when
  * it fails), warn-level logging, on rank 0 "<name>: world size N (the
  * training job, FSDP full_shard, CPU fp32)", then the n cmocka tests as one
  * group whose setup is golden_make_ranks(t, dir, cap, ...) and whose
- * teardown golden_remove_ranks; topology_finalize. Returns cmocka's result.
- * One suite per process. */
-int golden_job_main(int *argc, char ***argv, const golden_job_suite *s, topology *t, char *dir, size_t cap,
+ * teardown golden_remove_ranks; topology_finalize. t NULL: a test of one
+ * process without MPI (argc and argv unused, no banner). Returns cmocka's
+ * result. One suite per process. */
+int golden_suite_main(int *argc, char ***argv, const golden_suite *s, topology *t, char *dir, size_t cap,
                     const struct CMUnitTest *tests, size_t n);
 
 /* config_defaults, then what every golden training job shares: the model
