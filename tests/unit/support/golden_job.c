@@ -15,7 +15,10 @@
 #include "runtime/fsutil.h"
 #include "runtime/log.h"
 
-int golden_make_ranks(const topology *t, char *dir, size_t cap, const char *dir_template, const char *script) {
+/* golden_make on rank 0 of t (NULL: this process), its result and the
+ * folder's name broadcast. */
+static int golden_make_ranks(const topology *t, char *dir, size_t cap, const char *dir_template,
+                             const char *script) {
     int rc = 0;
     snprintf(dir, cap, "%s", dir_template);
     if (!t || t->rank == 0)
@@ -27,7 +30,7 @@ int golden_make_ranks(const topology *t, char *dir, size_t cap, const char *dir_
     return rc;
 }
 
-void golden_remove_ranks(const topology *t, const char *dir) {
+static void golden_remove_ranks(const topology *t, const char *dir) {
     if (t)
         MPI_Barrier(t->comm);
     if (!t || t->rank == 0)
@@ -55,7 +58,7 @@ static int suite_teardown(void **state) {
 }
 
 int golden_suite_main(int *argc, char ***argv, const golden_suite *s, topology *t, char *dir, size_t cap,
-                    const struct CMUnitTest *tests, size_t n) {
+                      const struct CMUnitTest *tests, size_t n) {
     if (t) {
         if (topology_init(t, argc, argv, 0) != SL_OK) {
             fprintf(stderr, "topology_init: %s\n", sl_error_message());

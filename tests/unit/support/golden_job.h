@@ -3,12 +3,11 @@
  * test_reward_reference.c, test_reward_train.c, test_dpo_reference.c;
  * golden_suite_main also test_lora_reference.c).
  *
- * defines: golden_make_ranks, golden_remove_ranks, golden_suite,
- *          golden_suite_main, golden_job_config, golden_compare_params,
- *          golden_gather_grads
+ * defines: golden_suite, golden_suite_main, golden_job_config,
+ *          golden_compare_params, golden_gather_grads
  *
  * Like golden.h, every helper fails the running cmocka test instead of
- * returning an error (golden_make_ranks excepted: it is a group setup's).
+ * returning an error.
  * Does not: build the job or the model, pick the golden group or the
  * tolerances (each test owns those), or compare adapter layouts (LoRA tests
  * name PEFT tensors their own way). Include <setjmp.h>, <stdarg.h>,
@@ -23,16 +22,6 @@
 #include "parallel/topology.h"
 #include "train/train.h"
 
-/* golden_make(dir_template, script) on rank 0 of t; the result and the
- * folder's name (dir, cap bytes) are broadcast to every rank of t->comm
- * (the ranks share one machine: mpirun -np N from the integration tests).
- * t NULL: this process only. Returns 0, or -1 on every rank. */
-int golden_make_ranks(const topology *t, char *dir, size_t cap, const char *dir_template, const char *script);
-
-/* Waits for every rank of t (NULL: this process only), then removes dir on
- * rank 0. */
-void golden_remove_ranks(const topology *t, const char *dir);
-
 /* A golden-file test executable: its name (printed in the banner the
  * integration scripts look for) and its golden data (the golden_make
  * template and tests/reference/ script). */
@@ -45,12 +34,14 @@ typedef struct {
 /* The main of such a test: topology_init into t (1 after printing why when
  * it fails), warn-level logging, on rank 0 "<name>: world size N (the
  * training job, FSDP full_shard, CPU fp32)", then the n cmocka tests as one
- * group whose setup is golden_make_ranks(t, dir, cap, ...) and whose
- * teardown golden_remove_ranks; topology_finalize. t NULL: a test of one
- * process without MPI (argc and argv unused, no banner). Returns cmocka's
- * result. One suite per process. */
+ * group whose setup runs golden_make(dir_template, script) on rank 0 and
+ * broadcasts the result and the folder's name (dir, cap bytes) to every
+ * rank (they share one machine: mpirun -np N from the integration tests),
+ * and whose teardown waits for every rank, then removes the folder on rank
+ * 0; topology_finalize. t NULL: a test of one process without MPI (argc and
+ * argv unused, no banner). Returns cmocka's result. One suite per process. */
 int golden_suite_main(int *argc, char ***argv, const golden_suite *s, topology *t, char *dir, size_t cap,
-                    const struct CMUnitTest *tests, size_t n);
+                      const struct CMUnitTest *tests, size_t n);
 
 /* config_defaults, then what every golden training job shares: the model
  * from the Hugging Face folder hf, CPU fp32, micro_batch rows (pairs on a
