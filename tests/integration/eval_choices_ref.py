@@ -70,9 +70,7 @@ def gap(x):
 def main():
     hf_dir, tok_json, mc, encoder = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     torch.set_num_threads(1)
-    cfg = json.load(open(os.path.join(hf_dir, "config.json")))
-    P = {k: v.to(torch.float64) for k, v in
-         hf_io.read_safetensors(os.path.join(hf_dir, "model.safetensors")).items()}
+    cfg, P = hf_io.read_folder(hf_dir)
     specials = {t["content"]: t["id"] for t in json.load(open(tok_json)).get("added_tokens", [])}
     prefix_token_id = specials["<|endoftext|>"]
 

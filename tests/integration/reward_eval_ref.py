@@ -29,41 +29,14 @@ import models  # noqa: E402
 
 
 def cmd_model(out, vocab, pad):
-    C, H, Hk, F, L = 32, 4, 2, 64, 2
-    g = torch.Generator().manual_seed(3)
-    D = C // H
-
-    def n(*shape, s=0.15):
-        return torch.randn(*shape, generator=g) * s
-
-    P = {"model.embed_tokens.weight": n(vocab, C, s=1.0)}
-    for i in range(L):
-        h = f"model.layers.{i}."
-        P[h + "input_layernorm.weight"] = 1 + n(C, s=0.1)
-        P[h + "self_attn.q_proj.weight"] = n(H * D, C, s=0.3)
-        P[h + "self_attn.k_proj.weight"] = n(Hk * D, C, s=0.3)
-        P[h + "self_attn.v_proj.weight"] = n(Hk * D, C)
-        P[h + "self_attn.o_proj.weight"] = n(C, H * D)
-        P[h + "post_attention_layernorm.weight"] = 1 + n(C, s=0.1)
-        P[h + "mlp.gate_proj.weight"] = n(F, C)
-        P[h + "mlp.up_proj.weight"] = n(F, C)
-        P[h + "mlp.down_proj.weight"] = n(C, F)
-    P["model.norm.weight"] = 1 + n(C, s=0.1)
-    P["score.weight"] = n(1, C, s=1.0)
-    cfg = {"architectures": ["LlamaForSequenceClassification"], "model_type": "llama", "hidden_size": C,
-           "intermediate_size": F, "num_hidden_layers": L, "num_attention_heads": H,
-           "num_key_value_heads": Hk, "vocab_size": vocab, "max_position_embeddings": 128,
-           "rms_norm_eps": 1e-5, "hidden_act": "silu", "tie_word_embeddings": False,
-           "rope_theta": 10000.0, "attention_bias": False, "mlp_bias": False,
-           "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}, "pad_token_id": pad}
-    hf_io.write_folder(out, cfg, P)
+    hf_io.write_random_llama(out, vocab, 3, "score", id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0},
+                             pad_token_id=pad)
 
 
 def cmd_eval(hf_dir, T, shards):
     import h5py
     import hdf5plugin  # noqa: F401  (registers the zstd filter)
-    cfg = json.load(open(os.path.join(hf_dir, "config.json")))
-    P = {k: v.to(torch.float64) for k, v in hf_io.read_safetensors(os.path.join(hf_dir, "model.safetensors")).items()}
+    cfg, P = hf_io.read_folder(hf_dir)
     pairs = []
     for path in shards:
         with h5py.File(path, "r") as f:

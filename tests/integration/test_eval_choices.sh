@@ -12,11 +12,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/tok_lib.sh"
 tok_require hf-tokenizers hf-tokenizers-linux-x64-gnu
 mktmp
-head -c 40000 /usr/share/games/fortunes/fortunes > "$TMP/corpus.txt"
-expect_exit 0 "$SHARDLM" tokenizer train --vocab-size 320 --input "$TMP/corpus.txt" --output "$TMP/tok.json" \
-  --special '<|endoftext|>'
-"$PYTHON" "$SRC/tests/integration/generate_eval_ref.py" model "$TMP/hf" 322 || fail "generate_eval_ref.py model failed"
-expect_exit 0 "$SHARDLM" import "$TMP/hf" "$TMP/model"
+tiny_eval_model
 
 cat > "$TMP/mc.jsonl" <<'J'
 {"context": "The meaning of life is", "choices": ["to be happy", "forty-two", "a mystery wrapped in an enigma", "love"], "gold": 1, "id": "q0"}
@@ -65,15 +61,12 @@ printf '%s\n' "$OUT" | grep -qxF "$(cat "$TMP/ours.json")" || fail "np 2 printed
 # bad lines: file:line and what is wrong; no --out written
 printf '{"context": "a", "choices": ["b", "c"], "gold": 0}\n{"context": "a", "choices": ["b", "c"], "gold": 2}\n' \
   > "$TMP/bad1.jsonl"
-expect_exit 2 "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" --choices "$TMP/bad1.jsonl" \
-  --out "$TMP/bad.out"
-expect_out "bad1.jsonl:2"
-expect_out "not the index of one of the 2 choices"
+expect_bad_input "bad1.jsonl:2" "not the index of one of the 2 choices" \
+  "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" --choices "$TMP/bad1.jsonl" --out "$TMP/bad.out"
 printf '{"context": "a", "choices": ["b", "c"], "gold": 0}\n{"context": "a", "gold": 0}\n' > "$TMP/bad2.jsonl"
-expect_exit 2 $MPIRUN -np 2 "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" \
-  --choices "$TMP/bad2.jsonl" --out "$TMP/bad.out"
-expect_out "bad2.jsonl:2"
-expect_out "no \"choices\""
+expect_bad_input "bad2.jsonl:2" "no \"choices\"" \
+  $MPIRUN -np 2 "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" --choices "$TMP/bad2.jsonl" \
+  --out "$TMP/bad.out"
 printf '{"context": "a", "choices": ["b"], "gold": 0\n' > "$TMP/bad3.jsonl"
 expect_exit 2 "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" --choices "$TMP/bad3.jsonl"
 expect_out "bad3.jsonl:1"
@@ -81,7 +74,6 @@ expect_out "bad3.jsonl:1"
 # longer than the model (max_seq_len 128)
 "$PYTHON" -c 'import json; print(json.dumps({"context": "word " * 200, "choices": ["a", "b"], "gold": 0}))' \
   > "$TMP/long.jsonl"
-expect_exit 2 "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" --choices "$TMP/long.jsonl"
-expect_out "long.jsonl:1"
-expect_out "max_seq_len 128"
+expect_bad_input "long.jsonl:1" "max_seq_len 128" \
+  "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" --choices "$TMP/long.jsonl"
 echo "eval --choices ok"

@@ -20,11 +20,7 @@
 #     max_seq_len fail naming FILE:LINE, and no GEN.jsonl is written
 source "$(dirname "$0")/lib.sh"
 mktmp
-head -c 40000 /usr/share/games/fortunes/fortunes > "$TMP/corpus.txt"
-expect_exit 0 "$SHARDLM" tokenizer train --vocab-size 320 --input "$TMP/corpus.txt" --output "$TMP/tok.json" \
-  --special '<|endoftext|>'
-"$PYTHON" "$SRC/tests/integration/generate_eval_ref.py" model "$TMP/hf" 322 || fail "generate_eval_ref.py model failed"
-expect_exit 0 "$SHARDLM" import "$TMP/hf" "$TMP/model"
+tiny_eval_model
 
 cat > "$TMP/p.jsonl" <<'J'
 {"id": "a", "prompt": "The meaning of life is", "reference": "to be happy"}
@@ -148,21 +144,16 @@ PY
 
 # bad input: FILE:LINE, exit 2, nothing written
 printf '{"prompt": "a"}\n\n{"prompt": "b"\n' > "$TMP/bad1.jsonl"
-expect_exit 2 $MPIRUN -np 2 "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" \
-  --generate "$TMP/bad1.jsonl" --out "$TMP/bad.jsonl"
-expect_out "bad1.jsonl:3"
-expect_out "not valid JSON"
+expect_bad_input "bad1.jsonl:3" "not valid JSON" \
+  $MPIRUN -np 2 "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" --generate "$TMP/bad1.jsonl" \
+  --out "$TMP/bad.jsonl"
 printf '{"prompt": "a"}\n{"text": "b"}\n' > "$TMP/bad2.jsonl"
-expect_exit 2 "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" \
-  --generate "$TMP/bad2.jsonl" --out "$TMP/bad.jsonl"
-expect_out "bad2.jsonl:2"
-expect_out "no \"prompt\""
+expect_bad_input "bad2.jsonl:2" "no \"prompt\"" \
+  "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" --generate "$TMP/bad2.jsonl" --out "$TMP/bad.jsonl"
 "$PYTHON" -c 'import json; print(json.dumps({"prompt": "a"})); print(json.dumps({"prompt": "word " * 200}))' \
   > "$TMP/long.jsonl"
-expect_exit 2 "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" \
-  --generate "$TMP/long.jsonl" --out "$TMP/bad.jsonl"
-expect_out "long.jsonl:2"
-expect_out "max_seq_len 128"
+expect_bad_input "long.jsonl:2" "max_seq_len 128" \
+  "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" --generate "$TMP/long.jsonl" --out "$TMP/bad.jsonl"
 [ ! -e "$TMP/bad.jsonl" ] || fail "a failed eval --generate wrote GEN.jsonl"
 ls "$TMP" | grep -q '^bad.jsonl' && fail "a failed eval --generate left a temporary file"
 expect_exit 2 "$SHARDLM" eval --model "$TMP/model" --tokenizer "$TMP/tok.json" --generate "$TMP/p.jsonl"

@@ -47,11 +47,18 @@ def write(path, inp, tgt, logits, loss, grads, params_after, opt, steps, clip_ac
     """golden.h5: input_ids/targets (S, B, T) int32, logits, loss, grads/<name>,
     params_after/<name> (float64), the optimizer settings, steps, clip_active
     and any further scalar attributes."""
+    write_results(path, inp, tgt, {"logits": logits.detach().numpy(), "loss": loss.item()}, grads, params_after,
+                  opt, steps, clip_active, **attrs)
+
+
+def write_results(path, inp, tgt, results, grads, params_after, opt, steps, clip_active, **attrs):
+    """write with other result datasets than logits and loss: results
+    {name: array or scalar}, written in its order after input_ids/targets."""
     with h5py.File(path, "w") as f:
         f["input_ids"] = inp.numpy().astype(np.int32)
         f["targets"] = tgt.numpy().astype(np.int32)
-        f["logits"] = logits.detach().numpy()
-        f["loss"] = loss.item()
+        for k, val in results.items():
+            f[k] = val
         for k, t in grads.items():
             f["grads/" + k] = t.numpy()
         for k, t in params_after.items():

@@ -44,12 +44,10 @@ For each configuration: <out>/<name>/hf/ (the base/starting model),
 
 usage: make_dpo_reference.py OUT_DIR [NAME ...]
 """
-import json
 import math
 import os
 import sys
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -163,23 +161,12 @@ def run(name, c, out):
             out_f, in_f = (w.shape[1], w.shape[0]) if conv1d else (w.shape[0], w.shape[1])
             A32[path] = (torch.rand(c["r"], in_f, generator=g) * 2 - 1) / math.sqrt(in_f)
             B32[path] = torch.zeros(out_f, c["r"]) if c.get("zero_b") else torch.randn(out_f, c["r"], generator=g) * 0.3
-        tensors = {}
-        for path in A32:
-            tensors[f"base_model.model.{path}.lora_A.weight"] = A32[path]
-            tensors[f"base_model.model.{path}.lora_B.weight"] = B32[path]
-        ad = os.path.join(folder, "adapter")
-        os.makedirs(ad, exist_ok=True)
         lc = dict(r=c["r"], alpha=c["alpha"], rslora=False, targets=c["targets"])
-        with open(os.path.join(ad, "adapter_config.json"), "w") as f:
-            json.dump(mlr.adapter_config(lc, conv1d), f, indent=2)
-        hf_io.write_safetensors(os.path.join(ad, "adapter_model.safetensors"), tensors)
+        mlr.write_adapter(os.path.join(folder, "adapter"), A32, B32, lc, conv1d)
         s = c["alpha"] / c["r"]
         A = {k: v.to(torch.float64).requires_grad_(True) for k, v in A32.items()}
         B = {k: v.to(torch.float64).requires_grad_(True) for k, v in B32.items()}
-        train = {}
-        for path in A:
-            train[f"base_model.model.{path}.lora_A.weight"] = A[path]
-            train[f"base_model.model.{path}.lora_B.weight"] = B[path]
+        train = mlr.peft_names(A, B)
         policy = lambda: mlr.effective(base, mods, A, B, s, conv1d)  # noqa: E731
         groups = [{"params": list(train.values()), "weight_decay": OPT["weight_decay"]}]
         ref_params = base  # adapters disabled
@@ -215,24 +202,10 @@ def run(name, c, out):
         raise SystemExit(f"{name}: step-1 loss {losses[0]!r} is not ln 2 with the policy equal to the reference")
     if not any(clip_active):
         raise SystemExit(f"{name}: clipping never active; lower grad_clip")
-    with h5py.File(os.path.join(folder, "golden.h5"), "w") as f:
-        f["input_ids"] = inp.numpy().astype(np.int32)
-        f["targets"] = tgt.numpy().astype(np.int32)
-        f["losses"] = np.array(losses)
-        f["metrics1"] = np.array(metrics1)
-        for k, t in grads1.items():
-            f["grads/" + k] = t.numpy()
-        for k, t in train.items():
-            f["params_after/" + k] = t.detach().numpy()
-        for k, val in OPT.items():
-            f.attrs[k] = val
-        f.attrs["steps"] = STEPS
-        f.attrs["beta"] = c["beta"]
-        f.attrs["label_smoothing"] = c["ls"]
-        f.attrs["loss_type"] = LOSS_ID[c["loss"]]
-        f.attrs["lora"] = int(lora)
-        f.attrs["policy_is_reference"] = int(policy_is_ref)
-        f.attrs["clip_active"] = np.array(clip_active, dtype=np.int32)
+    golden.write_results(os.path.join(folder, "golden.h5"), inp, tgt,
+                         {"losses": np.array(losses), "metrics1": np.array(metrics1)}, grads1, train, OPT, STEPS,
+                         clip_active, beta=c["beta"], label_smoothing=c["ls"], loss_type=LOSS_ID[c["loss"]],
+                         lora=int(lora), policy_is_reference=int(policy_is_ref))
     print(f"{name}: losses {', '.join(f'{x:.6f}' for x in losses)}; clip {clip_active}; "
           f"accuracies step 1 {metrics1[2]:.2f} -> {folder}")
 

@@ -123,6 +123,25 @@ def adapter_config(c, conv1d):
             "init_lora_weights": True, "use_dora": False, "rank_pattern": {}, "alpha_pattern": {}}
 
 
+def peft_names(A, B):
+    """{PEFT tensor name: tensor} of the per-module A and B dicts (keyed by
+    module path), each module's lora_A then lora_B, in A's order."""
+    out = {}
+    for path in A:
+        out[f"base_model.model.{path}.lora_A.weight"] = A[path]
+        out[f"base_model.model.{path}.lora_B.weight"] = B[path]
+    return out
+
+
+def write_adapter(folder, A32, B32, c, conv1d):
+    """A PEFT adapter folder: adapter_config.json (adapter_config(c, conv1d))
+    and adapter_model.safetensors (the float32 A32/B32 under PEFT names)."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "adapter_config.json"), "w") as f:
+        json.dump(adapter_config(c, conv1d), f, indent=2)
+    hf_io.write_safetensors(os.path.join(folder, "adapter_model.safetensors"), peft_names(A32, B32))
+
+
 def run(name, c, out):
     b = c["base"]
     g = torch.Generator().manual_seed(2000 + sum(map(ord, name)))
@@ -141,15 +160,7 @@ def run(name, c, out):
         bound = 1.0 / math.sqrt(in_f)
         A32[path] = (torch.rand(r, in_f, generator=g) * 2 - 1) * bound
         B32[path] = torch.randn(out_f, r, generator=g) * 0.05
-    tensors = {}
-    for path in A32:
-        tensors[f"base_model.model.{path}.lora_A.weight"] = A32[path]
-        tensors[f"base_model.model.{path}.lora_B.weight"] = B32[path]
-    ad = os.path.join(folder, "adapter")
-    os.makedirs(ad, exist_ok=True)
-    with open(os.path.join(ad, "adapter_config.json"), "w") as f:
-        json.dump(adapter_config(c, conv1d), f, indent=2)
-    hf_io.write_safetensors(os.path.join(ad, "adapter_model.safetensors"), tensors)
+    write_adapter(os.path.join(folder, "adapter"), A32, B32, c, conv1d)
 
     s = scale_of(c)
     A = {k: v.to(torch.float64).requires_grad_(True) for k, v in A32.items()}
@@ -168,14 +179,9 @@ def run(name, c, out):
     if drop and abs(loss.item() - eval_loss.item()) < 1e-6:
         raise SystemExit(f"{name}: dropout left the loss unchanged")
     loss.backward()
-    grads0 = {}
-    for path in A:
-        grads0[f"base_model.model.{path}.lora_A.weight"] = A[path].grad.detach().clone()
-        grads0[f"base_model.model.{path}.lora_B.weight"] = B[path].grad.detach().clone()
-    train = {}
-    for path in A:
-        train[f"base_model.model.{path}.lora_A.weight"] = A[path]
-        train[f"base_model.model.{path}.lora_B.weight"] = B[path]
+    grads0 = peft_names({k: t.grad.detach().clone() for k, t in A.items()},
+                        {k: t.grad.detach().clone() for k, t in B.items()})
+    train = peft_names(A, B)
     m = {k: torch.zeros_like(v) for k, v in train.items()}
     v2 = {k: torch.zeros_like(v) for k, v in train.items()}
     clip_active = []

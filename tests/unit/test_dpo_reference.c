@@ -39,97 +39,24 @@
 
 #include "model/hf.h"
 #include "parallel/topology.h"
-#include "runtime/fsutil.h"
-#include "runtime/log.h"
 #include "train/train.h"
 #include "support/golden.h"
+#include "support/golden_job.h"
 
 #define STEPS 3
 
 static topology g_topo;
 static char g_dir[512];
 
-static int group_setup(void **state) {
-    (void)state;
-    int rc = 0;
-    if (g_topo.rank == 0) {
-        snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_dporef.XXXXXX");
-        rc = golden_make(g_dir, "make_dpo_reference.py");
-    }
-    MPI_Bcast(&rc, 1, MPI_INT, 0, g_topo.comm);
-    MPI_Bcast(g_dir, (int)sizeof g_dir, MPI_CHAR, 0, g_topo.comm);
-    return rc;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    MPI_Barrier(g_topo.comm);
-    if (g_topo.rank == 0)
-        fs_remove_tree(g_dir);
-    return 0;
-}
-
-/* Every tensor of l in buf (host order) against golden group/<hf name>
- * (GPT-2 Conv1D weights are (in, out) there); the worst relative error. */
-static double compare(hid_t f, const char *group, const model_layout *l, const float *buf, char *worst,
-                      size_t cap) {
-    double w = 0;
-    float *tmp = NULL;
-    for (int i = 0; i < l->n_params; i++) {
-        const model_param *p = &l->params[i];
-        char name[300];
-        snprintf(name, sizeof name, "%s/%s", group, p->hf_name);
-        size_t n = 0;
-        double *want = golden_read(f, name, &n);
-        assert_int_equal(n, (size_t)p->numel);
-        const float *got = buf + l->units[p->unit].offset + p->offset;
-        if (p->hf_transposed) {
-            tmp = realloc(tmp, n * sizeof *tmp);
-            assert_non_null(tmp);
-            for (int64_t r = 0; r < p->shape[0]; r++)
-                for (int64_t c = 0; c < p->shape[1]; c++)
-                    tmp[c * p->shape[0] + r] = got[r * p->shape[1] + c];
-            got = tmp;
-        }
-        double e = golden_rel_err(got, want, n);
-        if (e > w || isnan(e)) {
-            w = e;
-            snprintf(worst, cap, "%s", p->hf_name);
-        }
-        free(want);
-    }
-    free(tmp);
-    return w;
-}
-
-/* The group's step-1 gradient from its FSDP gradient shards, gathered. */
-static void gather_grads(train_job *j, fsdp *fs, const model_layout *l, float *host) {
-    for (int u = 0; u < l->n_units; u++) {
-        fsdp_unit_shard s = fsdp_shard(fs, u);
-        float *mine = malloc((size_t)(s.len > 0 ? s.len : 1) * sizeof *mine);
-        float *full = malloc((size_t)(s.len > 0 ? s.len : 1) * (size_t)comm_size(j->shard) * sizeof *full);
-        assert_true(mine && full);
-        if (s.len > 0) {
-            OK(fsdp_shard_read(fs, u, FSDP_BUF_GRAD, mine));
-            OK(comm_all_gather(j->shard, mine, full, (size_t)s.len, SL_DTYPE_F32));
-            memcpy(host + l->units[u].offset, full, (size_t)l->units[u].numel * sizeof *host);
-        }
-        free(mine);
-        free(full);
-    }
-}
-
 static void run_config(const char *name) {
-    char dir[700], hf[800], adapter[800], h5[800];
+    char dir[700], hf[800], adapter[800];
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
     snprintf(hf, sizeof hf, "%s/hf", dir);
     snprintf(adapter, sizeof adapter, "%s/adapter", dir);
-    snprintf(h5, sizeof h5, "%s/golden.h5", dir);
-    hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(f >= 0);
+    hid_t f = golden_open(dir);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_l = 0, n_m = 0;
-    int32_t *ids = golden_read_i32(f, "input_ids", &n_ids, dims);
+    uint32_t *inputs = golden_read_tokens(f, "input_ids", &n_ids, dims);
     int32_t *tg = golden_read_i32(f, "targets", &n_tg, NULL);
     double *want_loss = golden_read(f, "losses", &n_l);
     double *want_m = golden_read(f, "metrics1", &n_m);
@@ -144,28 +71,15 @@ static void run_config(const char *name) {
 
     sl_config *cfg = malloc(sizeof *cfg);
     assert_non_null(cfg);
-    config_defaults(cfg);
-    snprintf(cfg->model.init_from, sizeof cfg->model.init_from, "%s", hf);
-    cfg->train.backend = BACKEND_KIND_CPU;
-    cfg->train.dtype = COMPUTE_DTYPE_F32;
+    golden_job_config(cfg, hf, f, B, A, T);
     cfg->train.objective = TRAIN_OBJECTIVE_DPO;
     cfg->dpo.beta = golden_attr(f, "beta");
     cfg->dpo.loss = (int)golden_attr(f, "loss_type");
     cfg->dpo.label_smoothing = golden_attr(f, "label_smoothing");
-    cfg->train.micro_batch = B;
-    cfg->train.grad_accum = A;
-    cfg->data.seq_len = T;
-    cfg->train.steps = golden_read_optim(f, &cfg->optim);
-    cfg->optim.decay_embeddings = false; /* the reference decays linear weights and an untied head */
-    cfg->parallel.comm_timeout_s = 120;
     if (lora) {
         cfg->lora.enabled = true;
         snprintf(cfg->lora.init_from, sizeof cfg->lora.init_from, "%s", adapter);
     }
-    uint32_t *inputs = malloc(n_ids * sizeof *inputs);
-    assert_non_null(inputs);
-    for (size_t i = 0; i < n_ids; i++)
-        inputs[i] = (uint32_t)ids[i];
 
     train_job j;
     OK(train_job_setup(&j, cfg, &g_topo, &(train_setup_opts){.synthetic = true}));
@@ -191,7 +105,7 @@ static void run_config(const char *name) {
         if (s == 1) {
             memcpy(metrics, r.metrics, sizeof metrics);
             assert_int_equal(r.n_metrics, 6);
-            gather_grads(&j, tg_group->fs, l, grads);
+            golden_gather_grads(j.shard, tg_group->fs, l, grads);
         }
     }
     OK(train_group_gather(tg_group, params));
@@ -208,8 +122,8 @@ static void run_config(const char *name) {
         free(start);
     }
     char wg[300] = "", wp[300] = "";
-    double e_grads = compare(f, "grads", l, grads, wg, sizeof wg);
-    double e_params = compare(f, "params_after", l, params, wp, sizeof wp);
+    double e_grads = golden_compare_params(f, "grads", l, "", grads, wg, sizeof wg);
+    double e_params = golden_compare_params(f, "params_after", l, "", params, wp, sizeof wp);
     train_job_teardown(&j); /* l was the job's */
     double e_loss = 0, e_metric = 0;
     for (int s = 0; s < STEPS; s++)
@@ -237,7 +151,6 @@ static void run_config(const char *name) {
     free(grads);
     free(params);
     free(inputs);
-    free(ids);
     free(tg);
     free(want_loss);
     free(want_m);
@@ -274,15 +187,6 @@ static void test_reward_entry(void **s) {
 }
 
 int main(int argc, char **argv) {
-    if (topology_init(&g_topo, &argc, &argv, 0) != SL_OK) {
-        fprintf(stderr, "topology_init: %s\n", sl_error_message());
-        return 1;
-    }
-    log_init(g_topo.rank, g_topo.host, LOG_LEVEL_WARN);
-    if (g_topo.rank == 0) {
-        printf("test_dpo_reference: world size %d (the training job, FSDP full_shard, CPU fp32)\n", g_topo.world);
-        fflush(stdout);
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_gpt2_sigmoid),  cmocka_unit_test(test_full_llama_sigmoid_ls),
         cmocka_unit_test(test_full_llama_ipo),     cmocka_unit_test(test_full_gpt2_robust),
@@ -290,7 +194,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_lora_llama_ipo),     cmocka_unit_test(test_lora_gpt2_fresh),
         cmocka_unit_test(test_reward_entry),
     };
-    int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
-    topology_finalize(&g_topo);
-    return rc;
+    static const golden_suite suite = {"test_dpo_reference", "/tmp/shardlm_dporef.XXXXXX", "make_dpo_reference.py"};
+    return golden_suite_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

@@ -33,6 +33,27 @@ static void check_ok(sl_status st) {
         fail_msg("%s: %s", sl_status_name(st), sl_error_message());
 }
 
+/* The shard metadata of the test corpora (documents or, with pairs, pair
+ * rows): tokenizer "test", VOCAB tokens, EOS, no BOS or chat markers. */
+static shard_meta corpus_meta(bool pairs) {
+    shard_meta m = {0};
+    snprintf(m.tokenizer_name, sizeof m.tokenizer_name, "test");
+    snprintf(m.tokenizer_hash, sizeof m.tokenizer_hash, "00000000deadbeef");
+    m.vocab_size = VOCAB;
+    m.bos_id = -1;
+    m.eos_id = EOS;
+    m.im_start_id = m.im_end_id = -1;
+    m.pairs = pairs;
+    return m;
+}
+
+/* Removes a corpus's n shard files, then the corpus. */
+static void free_shards(void *corpus, char (*paths)[256], int n) {
+    for (int s = 0; s < n; s++)
+        unlink(paths[s]);
+    free(corpus);
+}
+
 /* The test corpus: shard s has 9 + 4*s documents; document lengths vary
  * (zero-length included); token values are unique (1, 2, 3, ...) so a row
  * tells where it came from. mask: value % 4 != 0. */
@@ -55,13 +76,7 @@ static corpus *make_corpus(const char *tag) {
         snprintf(c->paths[s], sizeof c->paths[s], "/tmp/shardlm_test_loader_%d_%s_%d.h5",
                  (int)getpid(), tag, s);
         c->pp[s] = c->paths[s];
-        shard_meta m = {0};
-        snprintf(m.tokenizer_name, sizeof m.tokenizer_name, "test");
-        snprintf(m.tokenizer_hash, sizeof m.tokenizer_hash, "00000000deadbeef");
-        m.vocab_size = VOCAB;
-        m.bos_id = -1;
-        m.eos_id = EOS;
-        m.im_start_id = m.im_end_id = -1;
+        shard_meta m = corpus_meta(false);
         shard_writer *w;
         check_ok(shard_writer_open(c->paths[s], &m, 64, 3, true, &w));
         for (int d = 0; d < 9 + 4 * s; d++) {
@@ -83,11 +98,7 @@ static corpus *make_corpus(const char *tag) {
     return c;
 }
 
-static void free_corpus(corpus *c) {
-    for (int s = 0; s < N_SHARDS; s++)
-        unlink(c->paths[s]);
-    free(c);
-}
+static void free_corpus(corpus *c) { free_shards(c, c->paths, N_SHARDS); }
 
 static loader *open_loader(corpus *c, int mode, int mb, int ga, int rank, int dp, int prefetch) {
     loader_opts o = {0};
@@ -345,14 +356,7 @@ static pair_corpus *make_pair_corpus(const char *tag) {
         snprintf(c->paths[s], sizeof c->paths[s], "/tmp/shardlm_test_loader_%d_%s_p%d.h5", (int)getpid(),
                  tag, s);
         c->pp[s] = c->paths[s];
-        shard_meta m = {0};
-        snprintf(m.tokenizer_name, sizeof m.tokenizer_name, "test");
-        snprintf(m.tokenizer_hash, sizeof m.tokenizer_hash, "00000000deadbeef");
-        m.vocab_size = VOCAB;
-        m.bos_id = -1;
-        m.eos_id = EOS;
-        m.im_start_id = m.im_end_id = -1;
-        m.pairs = true;
+        shard_meta m = corpus_meta(true);
         shard_writer *w;
         check_ok(shard_writer_open(c->paths[s], &m, 16, 3, true, &w));
         for (int q = 0; q < 5 + 3 * s; q++) {
@@ -373,11 +377,7 @@ static pair_corpus *make_pair_corpus(const char *tag) {
     return c;
 }
 
-static void free_pair_corpus(pair_corpus *c) {
-    for (int s = 0; s < PAIR_SHARDS; s++)
-        unlink(c->paths[s]);
-    free(c);
-}
+static void free_pair_corpus(pair_corpus *c) { free_shards(c, c->paths, PAIR_SHARDS); }
 
 static loader *open_pair_loader(pair_corpus *c, int mb, int ga, int rank, int dp, bool once) {
     loader_opts o = {.paths = c->pp, .n_paths = PAIR_SHARDS, .seq_len = T, .micro_batch = mb,

@@ -36,23 +36,11 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "optim/optim.h"
-#include "runtime/fsutil.h"
 #include "train/params.h"
 #include "support/golden.h"
+#include "support/golden_job.h"
 
 static char g_dir[512];
-
-static int group_setup(void **state) {
-    (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_loraref.XXXXXX");
-    return golden_make(g_dir, "make_lora_reference.py");
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    fs_remove_tree(g_dir);
-    return 0;
-}
 
 /* Every adapter tensor of buf (adapter layout order) against group/<peft name>. */
 static double compare_adapters(hid_t f, const char *group, const model_layout *al, const float *buf,
@@ -125,11 +113,10 @@ static void run_config(const char *name) {
     memcpy(params0, params, P * sizeof *params);
     OK(lora_peft_load(ad, spec, ap));
 
-    hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(f >= 0);
+    hid_t f = golden_open(dir);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_lg = 0, n1 = 0;
-    int32_t *ids = golden_read_i32(f, "input_ids", &n_ids, dims);
+    uint32_t *inp = golden_read_tokens(f, "input_ids", &n_ids, dims);
     int32_t *tg = golden_read_i32(f, "targets", &n_tg, dims);
     double *want_logits = golden_read(f, "logits", &n_lg);
     double *want_loss = golden_read(f, "loss", &n1);
@@ -138,10 +125,6 @@ static void run_config(const char *name) {
     assert_true(golden_attr(f, "dropout") == cfg.lora.dropout); /* lora_dropout was read */
     uint64_t dseed = (uint64_t)golden_attr(f, "dropout_seed");
     double want_eval = golden_attr(f, "eval_loss");
-    uint32_t *inp = malloc(n_ids * sizeof *inp);
-    assert_non_null(inp);
-    for (size_t i = 0; i < n_ids; i++)
-        inp[i] = (uint32_t)ids[i];
 
     model *m = NULL, *mr = NULL, *plain = NULL;
     OK(model_create(l, be, B, T, false, &m));
@@ -241,12 +224,10 @@ static void run_config(const char *name) {
     assert_int_equal(lc2.targets.n, cfg.lora.targets.n);
     OK(lora_peft_load(out, spec, ap2));
     assert_memory_equal(ap, ap2, PA * sizeof *ap);
-    char cmd[4096], peft_h5[900];
+    char args[4096], peft_h5[900];
     snprintf(peft_h5, sizeof peft_h5, "%s/peft_logits.h5", dir);
-    snprintf(cmd, sizeof cmd,
-             "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/reference/peft_apply.py %s %s %s %s",
-             getenv("PYTHON"), getenv("SRC"), hf, out, h5, peft_h5);
-    assert_int_equal(system(cmd), 0);
+    snprintf(args, sizeof args, "%s %s %s %s", hf, out, h5, peft_h5);
+    assert_int_equal(golden_run_python("reference/peft_apply.py", args), 0);
     hid_t pf = H5Fopen(peft_h5, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(pf >= 0);
     size_t n_pl = 0;
@@ -297,7 +278,6 @@ static void run_config(const char *name) {
     free(logits);
     free(logits2);
     free(inp);
-    free(ids);
     free(tg);
     free(want_logits);
     free(want_loss);
@@ -367,5 +347,6 @@ int main(void) {
         cmocka_unit_test(test_llama_dropout),
         cmocka_unit_test(test_config_errors),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    static const golden_suite suite = {"test_lora_reference", "/tmp/shardlm_loraref.XXXXXX", "make_lora_reference.py"};
+    return golden_suite_main(NULL, NULL, &suite, NULL, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

@@ -45,72 +45,17 @@
 #include "model/model.h"
 #include "parallel/topology.h"
 #include "runtime/fsutil.h"
-#include "runtime/log.h"
 #include "runtime/safetensors.h"
 #include "train/train.h"
 #include "support/golden.h"
+#include "support/golden_job.h"
 
 #define MAX_STEPS 8
 
 static topology g_topo;
 static char g_dir[512];
 
-/* Rank 0 writes the golden data; the others use its folder (same machine:
- * mpirun -np 2 in the integration test). */
-static int group_setup(void **state) {
-    (void)state;
-    int rc = 0;
-    snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_modelref.XXXXXX");
-    if (g_topo.rank == 0)
-        rc = golden_make(g_dir, "make_reference.py");
-    MPI_Bcast(&rc, 1, MPI_INT, 0, g_topo.comm);
-    MPI_Bcast(g_dir, (int)sizeof g_dir, MPI_CHAR, 0, g_topo.comm);
-    return rc;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    MPI_Barrier(g_topo.comm);
-    if (g_topo.rank == 0)
-        fs_remove_tree(g_dir);
-    return 0;
-}
-
 /* ---- comparisons ---- */
-
-/* Each parameter of buf (the layout's host order) against
- * group/<prefix><hf_name> (HF layout); returns the worst relative error and
- * names it. */
-static double compare_params(hid_t f, const char *group, const model_layout *l, const char *prefix,
-                             const float *buf, char *worst, size_t worst_cap) {
-    double max_err = 0;
-    float *tmp = NULL;
-    for (int i = 0; i < l->n_params; i++) {
-        const model_param *p = &l->params[i];
-        char name[256];
-        snprintf(name, sizeof name, "%s/%s%s", group, prefix, p->hf_name);
-        size_t n = 0;
-        double *want = golden_read(f, name, &n);
-        assert_int_equal(n, (size_t)p->numel);
-        const float *got = buf + l->units[p->unit].offset + p->offset;
-        if (p->hf_transposed) { /* golden (in, out); ours (out, in) */
-            tmp = realloc(tmp, n * sizeof *tmp);
-            assert_non_null(tmp);
-            for (int64_t r = 0; r < p->shape[0]; r++)
-                for (int64_t c = 0; c < p->shape[1]; c++)
-                    tmp[c * p->shape[0] + r] = got[r * p->shape[1] + c];
-            got = tmp;
-        }
-        double e = golden_rel_err(got, want, n);
-        if (e > max_err || isnan(e)) {
-            max_err = e;
-            snprintf(worst, worst_cap, "%s", name);
-        }
-        free(want);
-    }
-    free(tmp);
-    return max_err;
-}
 
 /* Every tensor of a must be in b with equal dtype, shape and bytes. */
 static void expect_same_tensors(const char *a_path, const char *b_path) {
@@ -181,37 +126,8 @@ static void job_run_free(job_run *r) {
 
 /* The job's config for gc on this run's world size (see the file comment). */
 static void job_config(const golden_case *gc, bool recompute, sl_config *cfg) {
-    config_defaults(cfg);
-    snprintf(cfg->model.init_from, sizeof cfg->model.init_from, "%s", gc->hf);
-    cfg->train.backend = BACKEND_KIND_CPU;
-    cfg->train.dtype = COMPUTE_DTYPE_F32;
-    cfg->train.micro_batch = gc->B / g_topo.world;
-    cfg->train.grad_accum = 1;
+    golden_job_config(cfg, gc->hf, gc->f, gc->B / g_topo.world, 1, gc->T);
     cfg->train.recompute = recompute;
-    cfg->data.seq_len = gc->T;
-    cfg->train.steps = golden_read_optim(gc->f, &cfg->optim);
-    /* the reference decays linear weights and an untied head only */
-    cfg->optim.decay_embeddings = false;
-    /* a rank that left a test early makes the other fail, not hang */
-    cfg->parallel.comm_timeout_s = 120;
-}
-
-/* Step 1's gradient from the FSDP gradient shards (which still hold the
- * step's reduce-scattered gradient after the optimizer used it), all-gathered
- * over the shard group into the layout's host order. */
-static void gather_grads(train_job *j, float *host) {
-    const model_layout *l = j->layout;
-    for (int u = 0; u < l->n_units; u++) {
-        fsdp_unit_shard s = fsdp_shard(j->fs, u);
-        float *mine = malloc((size_t)s.len * sizeof *mine);
-        float *full = malloc((size_t)s.len * (size_t)comm_size(j->shard) * sizeof *full);
-        assert_true(mine && full);
-        OK(fsdp_shard_read(j->fs, u, FSDP_BUF_GRAD, mine));
-        OK(comm_all_gather(j->shard, mine, full, (size_t)s.len, SL_DTYPE_F32));
-        memcpy(host + l->units[u].offset, full, (size_t)l->units[u].numel * sizeof *host);
-        free(mine);
-        free(full);
-    }
 }
 
 /* Builds the training job for gc, computes batch 0's logits through its
@@ -253,7 +169,7 @@ static void run_job(const golden_case *gc, bool recompute, job_run *out) {
         out->clip[s - 1] = r.clip_factor;
         if (s == 1) {
             out->loss1 = r.loss;
-            gather_grads(&j, out->grads);
+            golden_gather_grads(j.shard, j.fs, j.layout, out->grads);
         }
     }
     OK(train_group_gather(&j.groups[0], out->params));
@@ -265,12 +181,11 @@ static void run_job(const golden_case *gc, bool recompute, job_run *out) {
 /* ---- the test ---- */
 
 static void run_config(const char *name) {
-    char dir[700], h5[800], tmp[800];
+    char dir[700], tmp[800];
     golden_case gc;
     memset(&gc, 0, sizeof gc);
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
     snprintf(gc.hf, sizeof gc.hf, "%s/hf", dir);
-    snprintf(h5, sizeof h5, "%s/golden.h5", dir);
 
     /* the layout and the folder's weights, for the comparisons and the export */
     sl_config *cfg = malloc(sizeof *cfg);
@@ -285,11 +200,10 @@ static void run_config(const char *name) {
     hf_info info;
     OK(hf_load_params(gc.hf, l, host, &info));
 
-    gc.f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(gc.f >= 0);
+    gc.f = golden_open(dir);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_lg = 0, n1 = 0;
-    int32_t *ids = golden_read_i32(gc.f, "input_ids", &n_ids, dims);
+    gc.inputs = golden_read_tokens(gc.f, "input_ids", &n_ids, dims);
     gc.targets = golden_read_i32(gc.f, "targets", &n_tg, NULL);
     double *want_logits = golden_read(gc.f, "logits", &n_lg);
     double *want_loss = golden_read(gc.f, "loss", &n1);
@@ -304,21 +218,17 @@ static void run_config(const char *name) {
     if (gc.B % g_topo.world != 0)
         fail_msg("%s: batch %d does not split over %d ranks (make_reference.py: choose B divisible by "
                  "the world sizes this test runs at)", name, gc.B, g_topo.world);
-    gc.inputs = malloc(n_ids * sizeof *gc.inputs);
-    assert_non_null(gc.inputs);
-    for (size_t i = 0; i < n_ids; i++)
-        gc.inputs[i] = (uint32_t)ids[i];
 
     job_run a, rc;
     run_job(&gc, false, &a);
     double e_logits = golden_rel_err(a.logits, want_logits, n_lg);
     double e_loss = fabs(a.loss1 - want_loss[0]) / fabs(want_loss[0]);
     char worst_g[256] = "", worst_p[256] = "", worst_adv[256] = "";
-    double e_grads = compare_params(gc.f, "grads", l, info.prefix, a.grads, worst_g, sizeof worst_g);
-    double e_params = compare_params(gc.f, "params_after", l, info.prefix, a.params, worst_p, sizeof worst_p);
+    double e_grads = golden_compare_params(gc.f, "grads", l, info.prefix, a.grads, worst_g, sizeof worst_g);
+    double e_params = golden_compare_params(gc.f, "params_after", l, info.prefix, a.params, worst_p, sizeof worst_p);
     double e_advance = 0;
     if (gc.skip_step > 0)
-        e_advance = compare_params(gc.f, "params_after_advance", l, info.prefix, a.params, worst_adv,
+        e_advance = golden_compare_params(gc.f, "params_after_advance", l, info.prefix, a.params, worst_adv,
                                    sizeof worst_adv);
 
     /* recomputation: bitwise the same loss, gradients and updates */
@@ -383,7 +293,6 @@ static void run_config(const char *name) {
     job_run_free(&rc);
     free(gc.inputs);
     free(gc.targets);
-    free(ids);
     free(want_logits);
     free(want_loss);
     free(host);
@@ -472,16 +381,6 @@ static void test_hf_refusals(void **s) {
 }
 
 int main(int argc, char **argv) {
-    if (topology_init(&g_topo, &argc, &argv, 0) != SL_OK) {
-        fprintf(stderr, "topology_init: %s\n", sl_error_message());
-        return 1;
-    }
-    log_init(g_topo.rank, g_topo.host, LOG_LEVEL_WARN);
-    if (g_topo.rank == 0) {
-        printf("test_model_reference: world size %d (the training job, FSDP full_shard, CPU fp32)\n",
-               g_topo.world);
-        fflush(stdout);
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt2_tied),
         cmocka_unit_test(test_gpt2_untied),
@@ -496,7 +395,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_hf_refusals),
     };
-    int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
-    topology_finalize(&g_topo);
-    return rc;
+    static const golden_suite suite = {"test_model_reference", "/tmp/shardlm_modelref.XXXXXX", "make_reference.py"};
+    return golden_suite_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

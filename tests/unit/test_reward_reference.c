@@ -38,23 +38,11 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "optim/optim.h"
-#include "runtime/fsutil.h"
 #include "train/params.h"
 #include "support/golden.h"
+#include "support/golden_job.h"
 
 static char g_dir[512];
-
-static int group_setup(void **state) {
-    (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_rmref.XXXXXX");
-    return golden_make(g_dir, "make_reward_reference.py");
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    fs_remove_tree(g_dir);
-    return 0;
-}
 
 /* The Bradley-Terry loss of TRL's RewardTrainer over the global batch's
  * pairs: L = mean_p -log sigmoid(d_p), d_p = r_2p - r_2p+1, so dL/dr_2p =
@@ -86,44 +74,11 @@ static double rel_err_d(const double *got, const double *want, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-/* Every parameter of buf against group/<file name> (GPT-2 Conv1D transposed). */
-static double compare_params(hid_t f, const char *group, const model_layout *l, const char *prefix,
-                             const float *buf, char *worst, size_t worst_cap) {
-    double max_err = 0;
-    float *tmp = NULL;
-    for (int i = 0; i < l->n_params; i++) {
-        const model_param *p = &l->params[i];
-        char name[256];
-        snprintf(name, sizeof name, "%s/%s%s", group, p->role == MODEL_ROLE_SCORE ? "" : prefix, p->hf_name);
-        size_t n = 0;
-        double *want = golden_read(f, name, &n);
-        assert_int_equal(n, (size_t)p->numel);
-        const float *got = buf + l->units[p->unit].offset + p->offset;
-        if (p->hf_transposed) { /* golden (in, out); ours (out, in) */
-            tmp = realloc(tmp, n * sizeof *tmp);
-            assert_non_null(tmp);
-            for (int64_t r = 0; r < p->shape[0]; r++)
-                for (int64_t c = 0; c < p->shape[1]; c++)
-                    tmp[c * p->shape[0] + r] = got[r * p->shape[1] + c];
-            got = tmp;
-        }
-        double e = golden_rel_err(got, want, n);
-        if (e > max_err || isnan(e)) {
-            max_err = e;
-            snprintf(worst, worst_cap, "%s", name);
-        }
-        free(want);
-    }
-    free(tmp);
-    return max_err;
-}
-
 static void run_config(const char *name) {
-    char dir[700], hf[800], lm[800], h5[800], out[800];
+    char dir[700], hf[800], lm[800], out[800];
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
     snprintf(hf, sizeof hf, "%s/hf", dir);
     snprintf(lm, sizeof lm, "%s/lm", dir);
-    snprintf(h5, sizeof h5, "%s/golden.h5", dir);
 
     sl_config cfg;
     config_defaults(&cfg);
@@ -146,21 +101,16 @@ static void run_config(const char *name) {
     hf_info info;
     OK(hf_load_params(hf, l, params, &info));
 
-    hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(f >= 0);
+    hid_t f = golden_open(dir);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n_r = 0, n1 = 0;
-    int32_t *ids = golden_read_i32(f, "input_ids", &n_ids, dims);
+    uint32_t *inp = golden_read_tokens(f, "input_ids", &n_ids, dims);
     int32_t *tg = golden_read_i32(f, "targets", &n_tg, dims);
     double *want_r = golden_read(f, "logits", &n_r);
     double *want_loss = golden_read(f, "loss", &n1);
     int S = (int)dims[0], B = (int)dims[1], T = (int)dims[2], BT = B * T;
     assert_int_equal(n_r, (size_t)B);
     assert_int_equal(cfg.model.pad_token_id, (int)golden_attr(f, "pad_token_id"));
-    uint32_t *inp = malloc(n_ids * sizeof *inp);
-    assert_non_null(inp);
-    for (size_t i = 0; i < n_ids; i++)
-        inp[i] = (uint32_t)ids[i];
 
     model *m = NULL, *mr = NULL;
     OK(model_create(l, be, B, T, false, &m));
@@ -179,7 +129,7 @@ static void run_config(const char *name) {
     double e_r = rel_err_d(rv, want_r, (size_t)B);
     double e_loss = fabs(bc.loss - want_loss[0]) / fabs(want_loss[0]);
     char worst_g[256] = "", worst_p[256] = "";
-    double e_grads = compare_params(f, "grads", l, info.prefix, grads, worst_g, sizeof worst_g);
+    double e_grads = golden_compare_params(f, "grads", l, info.prefix, grads, worst_g, sizeof worst_g);
     int correct = 0;
     double margin = 0;
     for (int p = 0; p < B / 2; p++) {
@@ -253,7 +203,7 @@ static void run_config(const char *name) {
         assert_false(os.skipped);
     }
     optim_destroy(opt);
-    double e_params = compare_params(f, "params_after", l, info.prefix, params, worst_p, sizeof worst_p);
+    double e_params = golden_compare_params(f, "params_after", l, info.prefix, params, worst_p, sizeof worst_p);
     H5Fclose(f);
 
     /* the causal LM read as a reward model: body bit for bit, a fresh score head */
@@ -290,11 +240,9 @@ static void run_config(const char *name) {
     /* export: the reference folder's names, shapes, values and config keys */
     snprintf(out, sizeof out, "%s/exported", dir);
     OK(hf_save(out, l, params0, SL_DTYPE_F32, info.prefix));
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-             "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/tools/reward_hf_check.py %s %s",
-             getenv("PYTHON"), getenv("SRC"), out, hf);
-    assert_int_equal(system(cmd), 0);
+    char args[2048];
+    snprintf(args, sizeof args, "%s %s", out, hf);
+    assert_int_equal(golden_run_python("tools/reward_hf_check.py", args), 0);
     sl_config ecfg;
     config_defaults(&ecfg);
     OK(model_config_from_dir(out, &ecfg));
@@ -326,7 +274,6 @@ static void run_config(const char *name) {
     free(rv2);
     free(valid);
     free(inp);
-    free(ids);
     free(tg);
     free(want_r);
     free(want_loss);
@@ -341,5 +288,7 @@ int main(void) {
         cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_llama),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    static const golden_suite suite = {"test_reward_reference", "/tmp/shardlm_rmref.XXXXXX",
+                                       "make_reward_reference.py"};
+    return golden_suite_main(NULL, NULL, &suite, NULL, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

@@ -32,117 +32,32 @@
 #include "model/hf.h"
 #include "model/model.h"
 #include "parallel/topology.h"
-#include "runtime/fsutil.h"
-#include "runtime/log.h"
 #include "train/train.h"
 #include "support/golden.h"
+#include "support/golden_job.h"
 
 static topology g_topo;
 static char g_dir[512];
 
-/* Rank 0 writes the golden data; the others use its folder. */
-static int group_setup(void **state) {
-    (void)state;
-    int rc = 0;
-    snprintf(g_dir, sizeof g_dir, "/tmp/shardlm_rmtrain.XXXXXX");
-    if (g_topo.rank == 0)
-        rc = golden_make(g_dir, "make_reward_reference.py");
-    MPI_Bcast(&rc, 1, MPI_INT, 0, g_topo.comm);
-    MPI_Bcast(g_dir, (int)sizeof g_dir, MPI_CHAR, 0, g_topo.comm);
-    return rc;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    MPI_Barrier(g_topo.comm);
-    if (g_topo.rank == 0)
-        fs_remove_tree(g_dir);
-    return 0;
-}
-
-/* Each parameter of buf (layout host order) against group/<file name>;
- * the worst relative error by norm. */
-static double compare_params(hid_t f, const char *group, const model_layout *l, const char *prefix,
-                             const float *buf, char *worst, size_t cap) {
-    double max_err = 0;
-    float *tmp = NULL;
-    for (int i = 0; i < l->n_params; i++) {
-        const model_param *p = &l->params[i];
-        char name[256];
-        snprintf(name, sizeof name, "%s/%s%s", group, p->role == MODEL_ROLE_SCORE ? "" : prefix, p->hf_name);
-        size_t n = 0;
-        double *want = golden_read(f, name, &n);
-        assert_int_equal(n, (size_t)p->numel);
-        const float *got = buf + l->units[p->unit].offset + p->offset;
-        if (p->hf_transposed) {
-            tmp = realloc(tmp, n * sizeof *tmp);
-            assert_non_null(tmp);
-            for (int64_t r = 0; r < p->shape[0]; r++)
-                for (int64_t c = 0; c < p->shape[1]; c++)
-                    tmp[c * p->shape[0] + r] = got[r * p->shape[1] + c];
-            got = tmp;
-        }
-        double e = golden_rel_err(got, want, n);
-        if (e > max_err || isnan(e)) {
-            max_err = e;
-            snprintf(worst, cap, "%s", name);
-        }
-        free(want);
-    }
-    free(tmp);
-    return max_err;
-}
-
-/* Step 1's reduced gradient from the FSDP gradient shards, all-gathered. */
-static void gather_grads(train_job *j, float *host) {
-    const model_layout *l = j->layout;
-    for (int u = 0; u < l->n_units; u++) {
-        fsdp_unit_shard s = fsdp_shard(j->fs, u);
-        float *mine = malloc((size_t)s.len * sizeof *mine);
-        float *full = malloc((size_t)s.len * (size_t)comm_size(j->shard) * sizeof *full);
-        assert_true(mine && full);
-        OK(fsdp_shard_read(j->fs, u, FSDP_BUF_GRAD, mine));
-        OK(comm_all_gather(j->shard, mine, full, (size_t)s.len, SL_DTYPE_F32));
-        memcpy(host + l->units[u].offset, full, (size_t)l->units[u].numel * sizeof *host);
-        free(mine);
-        free(full);
-    }
-}
-
 static void run_config(const char *name, int accum) {
-    char dir[700], hf[800], h5[800], out[800];
+    char dir[700], hf[800], out[800];
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
     snprintf(hf, sizeof hf, "%s/hf", dir);
-    snprintf(h5, sizeof h5, "%s/golden.h5", dir);
-    hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(f >= 0);
+    hid_t f = golden_open(dir);
     hsize_t dims[3];
     size_t n_ids = 0, n_tg = 0, n1 = 0;
-    int32_t *ids = golden_read_i32(f, "input_ids", &n_ids, dims);
+    uint32_t *inp = golden_read_tokens(f, "input_ids", &n_ids, dims);
     int32_t *tg = golden_read_i32(f, "targets", &n_tg, NULL);
     double *want_loss = golden_read(f, "loss", &n1);
     int S = (int)golden_attr(f, "steps"), B = (int)dims[1], T = (int)dims[2];
     int pairs = B / 2;
     assert_true(pairs % g_topo.world == 0);
-    uint32_t *inp = malloc(n_ids * sizeof *inp);
-    assert_non_null(inp);
-    for (size_t i = 0; i < n_ids; i++)
-        inp[i] = (uint32_t)ids[i];
 
     sl_config *cfg = malloc(sizeof *cfg);
     assert_non_null(cfg);
-    config_defaults(cfg);
-    snprintf(cfg->model.init_from, sizeof cfg->model.init_from, "%s", hf);
+    golden_job_config(cfg, hf, f, pairs / g_topo.world / accum, accum, T); /* pairs per micro-batch */
     cfg->train.objective = TRAIN_OBJECTIVE_REWARD;
     cfg->data.mode = DATA_MODE_PAIRS;
-    cfg->train.backend = BACKEND_KIND_CPU;
-    cfg->train.dtype = COMPUTE_DTYPE_F32;
-    cfg->train.micro_batch = pairs / g_topo.world / accum; /* pairs per micro-batch */
-    cfg->train.grad_accum = accum;
-    cfg->data.seq_len = T;
-    cfg->train.steps = golden_read_optim(f, &cfg->optim);
-    cfg->optim.decay_embeddings = false;
-    cfg->parallel.comm_timeout_s = 120;
     OK(config_finalize(cfg));
     train_job j;
     OK(train_job_setup(&j, cfg, &g_topo, &(train_setup_opts){.synthetic = true}));
@@ -169,14 +84,14 @@ static void run_config(const char *name, int accum) {
             pairs1 = r.pairs;
             acc1 = r.metrics[0];
             margin1 = r.metrics[1];
-            gather_grads(&j, grads);
+            golden_gather_grads(j.shard, j.fs, l, grads);
         }
     }
     OK(train_group_gather(&j.groups[0], params));
     char worst_g[256] = "", worst_p[256] = "";
     const char *prefix = cfg->model.arch == MODEL_ARCH_GPT2 ? "transformer." : "";
-    double e_grads = compare_params(f, "grads", l, prefix, grads, worst_g, sizeof worst_g);
-    double e_params = compare_params(f, "params_after", l, prefix, params, worst_p, sizeof worst_p);
+    double e_grads = golden_compare_params(f, "grads", l, prefix, grads, worst_g, sizeof worst_g);
+    double e_params = golden_compare_params(f, "params_after", l, prefix, params, worst_p, sizeof worst_p);
     double e_loss = fabs(loss1 - want_loss[0]) / fabs(want_loss[0]);
     double want_acc = golden_attr(f, "accuracy"), want_margin = golden_attr(f, "margin");
     H5Fclose(f);
@@ -186,12 +101,9 @@ static void run_config(const char *name, int accum) {
     OK(train_job_export(&j, out));
     MPI_Barrier(g_topo.comm);
     if (g_topo.rank == 0) {
-        char cmd[4096];
-        snprintf(cmd, sizeof cmd,
-                 "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/tools/reward_hf_check.py "
-                 "--layout-only %s %s",
-                 getenv("PYTHON"), getenv("SRC"), out, hf);
-        assert_int_equal(system(cmd), 0);
+        char args[2048];
+        snprintf(args, sizeof args, "--layout-only %s %s", out, hf);
+        assert_int_equal(golden_run_python("tools/reward_hf_check.py", args), 0);
         OK(hf_load_params(out, l, back, NULL));
         assert_memory_equal(back, params, P * sizeof *back);
     }
@@ -212,7 +124,6 @@ static void run_config(const char *name, int accum) {
     free(back);
     free(cfg);
     free(inp);
-    free(ids);
     free(tg);
     free(want_loss);
 }
@@ -246,21 +157,12 @@ static void test_lora_refused(void **s) {
 }
 
 int main(int argc, char **argv) {
-    if (topology_init(&g_topo, &argc, &argv, 0) != SL_OK) {
-        fprintf(stderr, "topology_init: %s\n", sl_error_message());
-        return 1;
-    }
-    log_init(g_topo.rank, g_topo.host, LOG_LEVEL_WARN);
-    if (g_topo.rank == 0) {
-        printf("test_reward_train: world size %d (the training job, FSDP full_shard, CPU fp32)\n", g_topo.world);
-        fflush(stdout);
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_llama),
         cmocka_unit_test(test_lora_refused),
     };
-    int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
-    topology_finalize(&g_topo);
-    return rc;
+    static const golden_suite suite = {"test_reward_train", "/tmp/shardlm_rmtrain.XXXXXX",
+                                       "make_reward_reference.py"};
+    return golden_suite_main(&argc, &argv, &suite, &g_topo, g_dir, sizeof g_dir, tests, sizeof tests / sizeof tests[0]);
 }

@@ -11,9 +11,25 @@
 
 #include "golden.h"
 
-int golden_make(char *dir_template, const char *script) {
+int golden_run_python(const char *script, const char *args) {
     const char *py = getenv("PYTHON"), *src = getenv("SRC");
     if (!py || !src) {
+        fprintf(stderr, "PYTHON and SRC must be set (ctest sets them)\n");
+        return -1;
+    }
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/%s %s", py, src,
+             script, args);
+    int rc = system(cmd);
+    if (rc != 0) {
+        fprintf(stderr, "%s failed (status %d): %s\n", script, rc, cmd);
+        return -1;
+    }
+    return 0;
+}
+
+int golden_make(char *dir_template, const char *script) {
+    if (!getenv("PYTHON") || !getenv("SRC")) {
         fprintf(stderr, "PYTHON and SRC must be set (ctest sets them)\n");
         return -1;
     }
@@ -21,15 +37,9 @@ int golden_make(char *dir_template, const char *script) {
         perror(dir_template);
         return -1;
     }
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "env -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS %s %s/tests/reference/%s %s",
-             py, src, script, dir_template);
-    int rc = system(cmd);
-    if (rc != 0) {
-        fprintf(stderr, "%s failed (status %d): %s\n", script, rc, cmd);
-        return -1;
-    }
-    return 0;
+    char rel[512];
+    snprintf(rel, sizeof rel, "reference/%s", script);
+    return golden_run_python(rel, dir_template);
 }
 
 /* Dataset name as elem-byte elements of the native type; dims (when not
@@ -56,8 +66,27 @@ double *golden_read(hid_t f, const char *name, size_t *n) {
     return read_dataset(f, name, H5T_NATIVE_DOUBLE, sizeof(double), n, NULL);
 }
 
+hid_t golden_open(const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/golden.h5", dir);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        fail_msg("cannot open %s (written by the group setup's tests/reference script)", path);
+    return f;
+}
+
 int32_t *golden_read_i32(hid_t f, const char *name, size_t *n, hsize_t dims[3]) {
     return read_dataset(f, name, H5T_NATIVE_INT32, sizeof(int32_t), n, dims);
+}
+
+uint32_t *golden_read_tokens(hid_t f, const char *name, size_t *n, hsize_t dims[3]) {
+    int32_t *ids = golden_read_i32(f, name, n, dims);
+    uint32_t *tokens = malloc((*n ? *n : 1) * sizeof *tokens);
+    assert_non_null(tokens);
+    for (size_t i = 0; i < *n; i++)
+        tokens[i] = (uint32_t)ids[i];
+    free(ids);
+    return tokens;
 }
 
 double golden_attr(hid_t f, const char *name) {
