@@ -15,13 +15,10 @@
 #include <string.h>
 
 #include "data/loader.h"
-#include "kernels/device_info.h"
-#include "kernels/ops.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "launcher/eval_common.h"
 #include "data/shard.h"
-#include "model/model_dir.h"
 #include "train/train_model.h"
 #include "model/model.h"
 #include "parallel/topology.h"
@@ -79,40 +76,18 @@ static bool has_option(int argc, char **argv, const char *opt) {
 }
 
 typedef struct {
-    const char *model_dir, *data;
-    int seq_len, batch, micro_batch, mode, threads;
-    bool cuda; /* --backend cuda */
-    int64_t batches; /* 0: one pass */
-    uint64_t seed;
-    bool json;
+    eval_shards_opts s; /* s.data: --data */
+    int mode;           /* --mode; -1: the shards' (eval_default_mode) */
 } eval_opts;
 
 static sl_status parse_opts(const cli_args *a, eval_opts *o) {
     memset(o, 0, sizeof *o);
-    o->model_dir = cli_get(a, "model");
-    o->data = cli_get(a, "data");
-    o->json = cli_has(a, "json");
-    if (!o->model_dir || !o->data)
+    o->s.model_dir = cli_get(a, "model");
+    o->s.data = cli_get(a, "data");
+    o->s.json = cli_has(a, "json");
+    if (!o->s.model_dir || !o->s.data)
         return sl_errorf(SL_ERR_INVALID, "--model DIR and --data SHARDS are required");
-    long long v = 0;
-    SL_TRY(cli_get_int(a, "seq-len", 1, 1 << 24, &v));
-    o->seq_len = (int)v;
-    v = 8;
-    SL_TRY(cli_get_int(a, "batch", 1, 1 << 24, &v));
-    o->batch = (int)v;
-    v = 0;
-    SL_TRY(cli_get_int(a, "micro-batch", 1, 1 << 24, &v));
-    o->micro_batch = (int)v;
-    v = 0;
-    SL_TRY(cli_get_int(a, "batches", 1, INT64_MAX, &v));
-    o->batches = v;
-    v = 0;
-    SL_TRY(cli_get_int(a, "seed", 0, INT64_MAX, &v));
-    o->seed = (uint64_t)v;
-    v = 0;
-    SL_TRY(cli_get_int(a, "threads", 0, 4096, &v));
-    o->threads = (int)v;
-    SL_TRY(cli_get_backend(a, &o->cuda));
+    SL_TRY(eval_shards_parse(a, &o->s));
     const char *m = cli_get(a, "mode");
     o->mode = -1; /* default: the shards' (eval_default_mode) */
     if (m && strcmp(m, "pretrain") == 0)
@@ -125,51 +100,10 @@ static sl_status parse_opts(const cli_args *a, eval_opts *o) {
 }
 
 typedef struct {
-    model_dir_params md;
-    sl_backend *be;
-    model *mdl;
-    loader *ld;
-    uint32_t *inputs;
-    int32_t *targets;
-    model_local lh;
-    void *dev_params; /* --backend cuda: the params in the act dtype (device) */
-    size_t dev_bytes;
+    eval_shards s;
     double sum;       /* this rank's loss sum and target count (eval_run) */
     int64_t count, nb;
-    int G, T;
 } eval_state;
-
-static void eval_free(eval_state *e) {
-    free(e->inputs);
-    free(e->targets);
-    loader_destroy(e->ld);
-    model_destroy(e->mdl);
-    if (e->dev_params)
-        backend_free(e->be, MEM_CATEGORY_PARAMS, e->dev_params, e->dev_bytes);
-    backend_destroy(e->be);
-    model_dir_close(&e->md);
-}
-
-static sl_status open_loader(eval_state *e, const eval_opts *o, const topology *t, int T, int B, int accum) {
-    char **paths = NULL;
-    int n = 0;
-    SL_TRY(loader_expand_paths(o->data, &paths, &n));
-    loader_opts lo = {.paths = (const char *const *)paths,
-                      .n_paths = n,
-                      .seq_len = T,
-                      .micro_batch = B,
-                      .grad_accum = accum,
-                      .dp_rank = t->rank,
-                      .dp_size = t->world,
-                      .seed = o->seed,
-                      .mode = o->mode,
-                      .vocab_size = (uint32_t)e->md.layout->cfg.vocab_size,
-                      .prefetch = 2,
-                      .eos_id = -1};
-    sl_status st = loader_create(&lo, &e->ld);
-    loader_free_paths(paths, n);
-    return st == SL_OK ? SL_OK : sl_error_wrapf(st, "--data \"%s\"", o->data);
-}
 
 /* Without --mode: sft when the shards carry a loss mask (prepare wrote chat
  * or instruction data: only the answers count, as in training), else
@@ -179,7 +113,7 @@ static sl_status eval_default_mode(eval_opts *o) {
         return SL_OK;
     char **paths = NULL;
     int n = 0;
-    SL_TRY(loader_expand_paths(o->data, &paths, &n));
+    SL_TRY(loader_expand_paths(o->s.data, &paths, &n));
     shard_reader *r = NULL;
     sl_status st = n > 0 ? shard_open(paths[0], &r) : SL_OK;
     /* prepare writes a mask for every shard: SFT data is the one whose mask
@@ -204,87 +138,41 @@ static sl_status eval_default_mode(eval_opts *o) {
     shard_close(r);
     loader_free_paths(paths, n);
     if (st != SL_OK)
-        return sl_error_wrapf(st, "--data \"%s\"", o->data);
+        return sl_error_wrapf(st, "--data \"%s\"", o->s.data);
     LOG_INFO0("eval mode %s (from the shards; --mode to choose)", o->mode == DATA_MODE_SFT ? "sft" : "pretrain");
+    return SL_OK;
+}
+
+/* One micro-batch: its loss sum and target count added to the rank's. */
+static sl_status eval_step(eval_shards *s, void *ctx) {
+    eval_state *e = ctx;
+    double ls = 0;
+    int64_t nv = 0;
+    SL_TRY(model_forward_loss(s->mdl, &s->hooks, s->inputs, s->targets, &ls, &nv));
+    e->sum += ls;
+    e->count += nv;
     return SL_OK;
 }
 
 static sl_status eval_run(eval_state *e, eval_opts *o, const topology *t) {
     SL_TRY(eval_default_mode(o));
-    SL_TRY(train_model_open(o->model_dir, &e->md));
-    const model_layout *l = e->md.layout;
-    int T = o->seq_len ? o->seq_len : e->md.cfg.data.seq_len;
-    if (T > l->cfg.max_seq_len)
-        return sl_errorf(SL_ERR_INVALID, "--seq-len %d exceeds the model's max_seq_len %d", T, l->cfg.max_seq_len);
-    int G = o->batch;
-    if (G % t->world != 0)
-        return sl_errorf(SL_ERR_INVALID, "--batch %d is not a multiple of the %d ranks", G, t->world);
-    int per_rank = G / t->world;
-    int B = o->micro_batch ? o->micro_batch : per_rank;
-    if (per_rank % B != 0)
-        return sl_errorf(SL_ERR_INVALID, "--batch %d over %d ranks is %d samples per rank, not a multiple of "
-                         "--micro-batch %d", G, t->world, per_rank, B);
-    int accum = per_rank / B;
-    SL_TRY(open_loader(e, o, t, T, B, accum));
-    uint64_t per_epoch = loader_batches_per_epoch(e->ld);
+    SL_TRY(train_model_open(o->s.model_dir, &e->s.m.md));
+    const eval_shards_data data = {"--data", "samples", o->mode, false};
+    SL_TRY(eval_shards_load(&e->s, &o->s, &data, t));
+    uint64_t per_epoch = loader_batches_per_epoch(e->s.ld);
     if (per_epoch == 0)
         return sl_errorf(SL_ERR_INVALID, "--data \"%s\" holds %" PRIu64 " samples of %d tokens: fewer than one "
-                         "batch of %d; lower --batch or --seq-len", o->data, loader_samples_per_epoch(e->ld), T, G);
-    int64_t nb = o->batches ? o->batches : (int64_t)per_epoch;
+                         "batch of %d; lower --batch or --seq-len", o->s.data, loader_samples_per_epoch(e->s.ld),
+                         e->s.T, e->s.G);
+    int64_t nb = o->s.batches ? o->s.batches : (int64_t)per_epoch;
     if ((uint64_t)nb > per_epoch) {
         LOG_WARN0("--batches %" PRId64 " is more than the %" PRIu64 " full batches of %d samples in the data; "
-                  "evaluating each sample once instead", nb, per_epoch, G);
+                  "evaluating each sample once instead", nb, per_epoch, e->s.G);
         nb = (int64_t)per_epoch;
     }
-    if (o->cuda) {
-        device_info di;
-        device_info_query(&di);
-        if (di.count <= 0)
-            return sl_errorf(SL_ERR_UNSUPPORTED, "--backend cuda on %s: no usable GPU (%s)", t->host, di.note);
-        int dev = device_info_pick(&di, t->local_rank, t->local_world);
-        if (dev < 0)
-            return sl_errorf(SL_ERR_INVALID, "--backend cuda: %d ranks on %s but %d GPU(s) visible; one GPU per "
-                             "local rank (or one bound to each rank)", t->local_world, t->host, di.count);
-        SL_TRY(backend_create_cuda(dev, 0, NULL, &e->be));
-    } else {
-        SL_TRY(backend_create_cpu(o->threads, NULL, &e->be));
-    }
-    SL_TRY(model_create(l, e->be, B, T, false, &e->mdl));
-    size_t n = (size_t)B * (size_t)T;
-    e->inputs = malloc(n * sizeof *e->inputs);
-    e->targets = malloc(n * sizeof *e->targets);
-    if (!e->inputs || !e->targets)
-        return sl_errorf(SL_ERR_NOMEM, "out of memory for a micro-batch of %zu tokens", n);
-    model_unit_hooks hooks;
-    if (!o->cuda) { /* the host fp32 buffer is the CPU backend's memory */
-        SL_TRY(model_local_init(&e->lh, l, e->md.params, NULL, &hooks));
-    } else {
-        SL_TRY(model_dir_upload(&e->md, e->be, &e->dev_params, &e->dev_bytes));
-        SL_TRY(model_local_init_typed(&e->lh, l, e->be->act_dtype, e->dev_params, NULL, &hooks));
-    }
-
-    double sum = 0;
-    int64_t count = 0;
-    bool tty = t->rank == 0 && log_is_tty();
-    for (int64_t b = 0; b < nb; b++) {
-        for (int k = 0; k < accum; k++) {
-            double ls = 0;
-            int64_t nv = 0;
-            SL_TRY(loader_next(e->ld, e->inputs, e->targets));
-            SL_TRY(model_forward_loss(e->mdl, &hooks, e->inputs, e->targets, &ls, &nv));
-            sum += ls;
-            count += nv;
-        }
-        if (tty)
-            fprintf(stderr, "\reval batch %" PRId64 "/%" PRId64, b + 1, nb);
-    }
-    if (tty)
-        fprintf(stderr, "\n");
-    e->sum = sum;
-    e->count = count;
+    SL_TRY(eval_shards_model(&e->s, &o->s, e->s.B, t));
+    SL_TRY(eval_shards_run(&e->s, nb, "eval", t, eval_step, e));
     e->nb = nb;
-    e->G = G;
-    e->T = T;
     return SL_OK;
 }
 
@@ -301,9 +189,9 @@ static sl_status eval_finish(const eval_state *e, const eval_opts *o, const topo
     if (t->rank == 0) {
         double loss = gsum / (double)gcount, ppl = exp(loss);
         printf("eval loss %.4f | ppl %.2f | tokens %" PRId64 "\n", loss, ppl, gcount);
-        if (o->json)
+        if (o->s.json)
             printf("{\"loss\": %.10g, \"ppl\": %.10g, \"tokens\": %" PRId64 ", \"batches\": %" PRId64
-                   ", \"batch\": %d, \"seq_len\": %d}\n", loss, ppl, gcount, e->nb, e->G, e->T);
+                   ", \"batch\": %d, \"seq_len\": %d}\n", loss, ppl, gcount, e->nb, e->s.G, e->s.T);
         if (fflush(stdout) != 0)
             return sl_errorf(SL_ERR_IO, "error writing stdout");
     }
@@ -313,7 +201,7 @@ static sl_status eval_finish(const eval_state *e, const eval_opts *o, const topo
 static sl_status mode_parse(const cli_args *a, void *o) { return parse_opts(a, o); }
 static sl_status mode_run(void *e, void *o, const topology *t) { return eval_run(e, o, t); }
 static sl_status mode_finish(const void *e, const void *o, const topology *t) { return eval_finish(e, o, t); }
-static void mode_free(void *e) { eval_free(e); }
+static void mode_free(void *e) { eval_shards_free(&((eval_state *)e)->s); }
 
 int cmd_eval(int argc, char **argv) {
     if (has_option(argc, argv, "--generate"))

@@ -28,6 +28,7 @@
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "launcher/eval_common.h"
+#include "launcher/sample_cli.h"
 #include "model/decode.h"
 #include "model/sample.h"
 #include "runtime/check.h"
@@ -57,11 +58,10 @@ void cmd_eval_generate_usage(FILE *out) {
 }
 
 typedef struct {
-    const char *model_dir, *tok_path, *in_path, *out_path, *system, *stop;
-    bool chat, bos, cuda, json;
-    int max_new, top_k, threads, batch;
-    float temperature, top_p;
-    uint64_t seed;
+    const char *model_dir, *tok_path, *in_path, *out_path;
+    bool json;
+    int batch;
+    sample_cli s; /* the sampling options of shardlm generate, --backend and --threads */
 } egen_opts;
 
 static sl_status parse_opts(const cli_args *a, egen_opts *o) {
@@ -70,42 +70,14 @@ static sl_status parse_opts(const cli_args *a, egen_opts *o) {
     o->tok_path = cli_get(a, "tokenizer");
     o->in_path = cli_get(a, "generate");
     o->out_path = cli_get(a, "out");
-    o->system = cli_get(a, "system");
-    o->stop = cli_get(a, "stop");
-    o->chat = cli_has(a, "chat");
-    o->bos = cli_has(a, "bos");
     o->json = cli_has(a, "json");
-    o->temperature = 1.0f;
-    o->top_p = 1.0f;
     if (!o->model_dir || !o->tok_path || !o->in_path || !o->out_path)
         return sl_errorf(SL_ERR_INVALID, "--model DIR, --tokenizer PATH, --generate PROMPTS.jsonl and --out "
                          "GEN.jsonl are required");
-    if (o->system && !o->chat)
-        return sl_errorf(SL_ERR_INVALID, "--system needs --chat");
-    if (o->stop && !o->stop[0])
-        return sl_errorf(SL_ERR_INVALID, "--stop needs a non-empty text");
-    long long v = 128;
-    SL_TRY(cli_get_int(a, "max-new-tokens", 1, 1 << 24, &v));
-    o->max_new = (int)v;
-    v = 8;
+    SL_TRY(sample_cli_parse(a, &o->s));
+    long long v = 8;
     SL_TRY(cli_get_int(a, "batch", 1, 4096, &v));
     o->batch = (int)v;
-    v = 0;
-    SL_TRY(cli_get_int(a, "top-k", 0, 1 << 30, &v));
-    o->top_k = (int)v;
-    v = 0;
-    SL_TRY(cli_get_int(a, "threads", 0, 4096, &v));
-    o->threads = (int)v;
-    v = 0;
-    SL_TRY(cli_get_int(a, "seed", 0, INT64_MAX, &v));
-    o->seed = (uint64_t)v;
-    SL_TRY(cli_get_float(a, "temperature", &o->temperature));
-    SL_TRY(cli_get_float(a, "top-p", &o->top_p));
-    SL_TRY(cli_get_backend(a, &o->cuda));
-    if (o->temperature < 0)
-        return sl_errorf(SL_ERR_INVALID, "--temperature %g: expected >= 0 (0 = greedy)", (double)o->temperature);
-    if (!(o->top_p > 0 && o->top_p <= 1))
-        return sl_errorf(SL_ERR_INVALID, "--top-p %g: expected a value in (0, 1]", (double)o->top_p);
     return SL_OK;
 }
 
@@ -185,16 +157,16 @@ static sl_status parse_prompt(egen_set *s, const egen_opts *o, const char *line,
         st = sl_errorf(SL_ERR_INVALID, "%s:%" PRId64 ": \"%s\" must be a string", f, lineno, ref_key);
     } else if (cJSON_IsString(prompt)) {
         st = eval_buf_json_string(&shown, prompt->valuestring, strlen(prompt->valuestring));
-        p->chat = o->chat;
-        if (o->system)
-            turns[nt++] = (chat_turn){CHAT_ROLE_SYSTEM, o->system, strlen(o->system)};
+        p->chat = o->s.chat;
+        if (o->s.system)
+            turns[nt++] = (chat_turn){CHAT_ROLE_SYSTEM, o->s.system, strlen(o->s.system)};
         turns[nt++] = (chat_turn){CHAT_ROLE_USER, prompt->valuestring, strlen(prompt->valuestring)};
     } else if (cJSON_IsArray(msgs) && cJSON_GetArraySize(msgs) > 0) {
         p->messages = p->chat = true;
         const cJSON *first = cJSON_GetArrayItem(msgs, 0);
         const cJSON *r0 = cJSON_GetObjectItemCaseSensitive(first, "role");
-        if (o->system && !(cJSON_IsString(r0) && chat_role_parse(r0->valuestring) == CHAT_ROLE_SYSTEM))
-            turns[nt++] = (chat_turn){CHAT_ROLE_SYSTEM, o->system, strlen(o->system)};
+        if (o->s.system && !(cJSON_IsString(r0) && chat_role_parse(r0->valuestring) == CHAT_ROLE_SYSTEM))
+            turns[nt++] = (chat_turn){CHAT_ROLE_SYSTEM, o->s.system, strlen(o->s.system)};
         const cJSON *m;
         int k = 0;
         cJSON_ArrayForEach(m, msgs) {
@@ -242,7 +214,7 @@ static sl_status parse_prompt(egen_set *s, const egen_opts *o, const char *line,
     /* the ids, as generate encodes its prompt */
     if (st == SL_OK && p->chat) {
         st = ensure_chat(s, o);
-        if (st == SL_OK && o->bos && tok_bos_id(s->tok) >= 0) {
+        if (st == SL_OK && o->s.bos && tok_bos_id(s->tok) >= 0) {
             st = chat_seq_reserve(&p->seq, 1);
             if (st == SL_OK) {
                 p->seq.ids[p->seq.n] = (uint32_t)tok_bos_id(s->tok);
@@ -256,13 +228,13 @@ static sl_status parse_prompt(egen_set *s, const egen_opts *o, const char *line,
         int64_t start = tok_bos_id(s->tok);
         if (start < 0 && u->len == 0)
             start = tok_eos_id(s->tok);
-        if ((o->bos || u->len == 0) && start >= 0) {
+        if ((o->s.bos || u->len == 0) && start >= 0) {
             st = chat_seq_reserve(&p->seq, 1);
             if (st == SL_OK) {
                 p->seq.ids[p->seq.n] = (uint32_t)start;
                 p->seq.mask[p->seq.n++] = 0;
             }
-        } else if (o->bos) {
+        } else if (o->s.bos) {
             st = sl_errorf(SL_ERR_INVALID, "--bos: tokenizer %s has no BOS token", o->tok_path);
         }
         if (st == SL_OK && u->len > 0)
@@ -358,7 +330,7 @@ static sl_status run_batch(egen_work *w, const egen_set *s, const egen_opts *o, 
     const model_layout *l = m->md.layout;
     int64_t V = l->cfg.vocab_size, tv = tok_vocab_size(s->tok), eos = tok_eos_id(s->tok);
     int64_t n = (int64_t)s->p[idx[0]].seq.n, max_seq = l->cfg.max_seq_len;
-    int64_t cache = n + o->max_new < max_seq ? n + o->max_new : max_seq;
+    int64_t cache = n + o->s.max_new < max_seq ? n + o->s.max_new : max_seq;
     if (!w->dec[R])
         SL_TRY(decode_create(l, m->be, m->params, R, w->dec_max_seq, 0, &w->dec[R]));
     decode *d = w->dec[R];
@@ -368,8 +340,8 @@ static sl_status run_batch(egen_work *w, const egen_set *s, const egen_opts *o, 
         w->rows[r] = (egen_row){.text = w->rows[r].text, .cap = w->rows[r].cap, .active = true};
     }
     SL_TRY(decode_prefill(d, w->tokens, n, w->logits));
-    size_t stop_len = o->stop ? strlen(o->stop) : 0;
-    for (int i = 0; i < o->max_new; i++) {
+    size_t stop_len = o->s.stop ? strlen(o->s.stop) : 0;
+    for (int i = 0; i < o->s.max_new; i++) {
         int active = 0;
         for (int r = 0; r < R; r++) {
             egen_row *row = &w->rows[r];
@@ -387,7 +359,7 @@ static sl_status run_batch(egen_work *w, const egen_set *s, const egen_opts *o, 
                 } else {
                     bool stopped = false;
                     row->n_tokens++;
-                    SL_TRY(row_push(row, s->tok, id, o->stop, stop_len, &stopped));
+                    SL_TRY(row_push(row, s->tok, id, o->s.stop, stop_len, &stopped));
                     if (stopped) {
                         row->active = false;
                         row->finish = EGEN_FINISH_STOP;
@@ -399,7 +371,7 @@ static sl_status run_batch(egen_work *w, const egen_set *s, const egen_opts *o, 
         }
         if (active == 0)
             break;
-        if (i + 1 == o->max_new || decode_pos(d) == cache) {
+        if (i + 1 == o->s.max_new || decode_pos(d) == cache) {
             for (int r = 0; r < R; r++)
                 if (w->rows[r].active) {
                     w->rows[r].active = false;
@@ -451,7 +423,7 @@ static sl_status egen_run(egen_state *e, const egen_opts *o, const topology *t) 
     egen_set *s = &e->set;
     SL_TRY(tok_load(o->tok_path, &s->tok));
     SL_TRY(read_prompts(s, o));
-    SL_TRY(eval_model_open(o->model_dir, o->cuda, o->threads, t, &e->m));
+    SL_TRY(eval_model_open(o->model_dir, o->s.cuda, o->s.threads, t, &e->m));
     const model_layout *l = e->m.md.layout;
     int64_t V = l->cfg.vocab_size, max_seq = l->cfg.max_seq_len;
     size_t longest = 0;
@@ -485,14 +457,15 @@ static sl_status egen_run(egen_state *e, const egen_opts *o, const topology *t) 
         e->order[i] = keys[i].index;
     free(keys);
     int B = o->batch;
-    e->w.dec_max_seq = (int)((int64_t)longest + o->max_new < max_seq ? (int64_t)longest + o->max_new : max_seq);
+    int64_t need = (int64_t)longest + o->s.max_new;
+    e->w.dec_max_seq = (int)(need < max_seq ? need : max_seq);
     e->w.n_rows = B;
     e->w.rows = calloc((size_t)B, sizeof *e->w.rows);
     e->w.logits = malloc((size_t)B * (size_t)V * sizeof *e->w.logits);
     e->w.tokens = malloc((size_t)B * (longest > 0 ? longest : 1) * sizeof *e->w.tokens);
     if (!e->w.rows || !e->w.logits || !e->w.tokens)
         return sl_errorf(SL_ERR_NOMEM, "out of memory for a batch of %d x %" PRId64 " logits", B, V);
-    sample_opts so = {.temperature = o->temperature, .top_k = o->top_k, .top_p = o->top_p, .seed = o->seed};
+    sample_opts so = sample_cli_sampler(&o->s);
     SL_TRY(sample_create(&so, V, &e->w.smp));
     int64_t k = 0, mine = 0, total = 0;
     for (size_t i = 0; i < s->n; k++) {

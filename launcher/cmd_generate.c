@@ -17,6 +17,7 @@
 #include "kernels/ops.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
+#include "launcher/sample_cli.h"
 #include "model/model_dir.h"
 #include "train/train_model.h"
 #include "model/decode.h"
@@ -59,12 +60,9 @@ void cmd_generate_usage(FILE *out) {
 }
 
 typedef struct {
-    const char *model_dir, *tok_path, *prompt, *system, *stop;
-    bool chat, bos, verbose;
-    bool cuda; /* --backend cuda */
-    int max_new, top_k, threads;
-    float temperature, top_p;
-    uint64_t seed;
+    const char *model_dir, *tok_path, *prompt;
+    bool verbose;
+    sample_cli s; /* the sampling options, --backend and --threads */
 } gen_opts;
 
 /* ---- option parsing ---- */
@@ -74,39 +72,10 @@ static sl_status parse_opts(const cli_args *a, gen_opts *o) {
     o->model_dir = cli_get(a, "model");
     o->tok_path = cli_get(a, "tokenizer");
     o->prompt = cli_get(a, "prompt");
-    o->system = cli_get(a, "system");
-    o->stop = cli_get(a, "stop");
-    o->chat = cli_has(a, "chat");
-    o->bos = cli_has(a, "bos");
     o->verbose = cli_has(a, "verbose");
-    o->temperature = 1.0f;
-    o->top_p = 1.0f;
     if (!o->model_dir || !o->tok_path)
         return sl_errorf(SL_ERR_INVALID, "--model DIR and --tokenizer PATH are required");
-    if (o->system && !o->chat)
-        return sl_errorf(SL_ERR_INVALID, "--system needs --chat");
-    if (o->stop && !o->stop[0])
-        return sl_errorf(SL_ERR_INVALID, "--stop needs a non-empty text");
-    long long v = 128;
-    SL_TRY(cli_get_int(a, "max-new-tokens", 1, 1 << 24, &v));
-    o->max_new = (int)v;
-    v = 0;
-    SL_TRY(cli_get_int(a, "top-k", 0, 1 << 30, &v));
-    o->top_k = (int)v;
-    v = 0;
-    SL_TRY(cli_get_int(a, "threads", 0, 4096, &v));
-    o->threads = (int)v;
-    v = 0;
-    SL_TRY(cli_get_int(a, "seed", 0, INT64_MAX, &v));
-    o->seed = (uint64_t)v;
-    SL_TRY(cli_get_float(a, "temperature", &o->temperature));
-    SL_TRY(cli_get_float(a, "top-p", &o->top_p));
-    SL_TRY(cli_get_backend(a, &o->cuda));
-    if (o->temperature < 0)
-        return sl_errorf(SL_ERR_INVALID, "--temperature %g: expected >= 0 (0 = greedy)", (double)o->temperature);
-    if (!(o->top_p > 0 && o->top_p <= 1))
-        return sl_errorf(SL_ERR_INVALID, "--top-p %g: expected a value in (0, 1]", (double)o->top_p);
-    return SL_OK;
+    return sample_cli_parse(a, &o->s);
 }
 
 /* ---- prompt ---- */
@@ -237,30 +206,30 @@ static sl_status encode_prompt(gen_state *g, const gen_opts *o, chat_template *c
         SL_TRY(read_stdin(&g->stdin_text, &len));
         text = g->stdin_text;
     }
-    if (o->chat) {
+    if (o->s.chat) {
         char tmpl[32];
         SL_TRY(chat_template_detect(o->tok_path, tmpl, sizeof tmpl));
         SL_TRY(chat_template_init(tmpl, g->tok, ct));
-        if (o->bos && tok_bos_id(g->tok) >= 0) {
+        if (o->s.bos && tok_bos_id(g->tok) >= 0) {
             SL_TRY(chat_seq_reserve(&g->seq, 1));
             g->seq.ids[g->seq.n] = (uint32_t)tok_bos_id(g->tok);
             g->seq.mask[g->seq.n++] = 0;
         }
         chat_turn turns[2];
         int n = 0;
-        if (o->system)
-            turns[n++] = (chat_turn){CHAT_ROLE_SYSTEM, o->system, strlen(o->system)};
+        if (o->s.system)
+            turns[n++] = (chat_turn){CHAT_ROLE_SYSTEM, o->s.system, strlen(o->s.system)};
         turns[n++] = (chat_turn){CHAT_ROLE_USER, text, len};
         return chat_encode_generation_prompt(ct, g->tok, turns, n, &g->seq);
     }
     int64_t start = tok_bos_id(g->tok);
     if (start < 0 && len == 0)
         start = tok_eos_id(g->tok);
-    if ((o->bos || len == 0) && start >= 0) {
+    if ((o->s.bos || len == 0) && start >= 0) {
         SL_TRY(chat_seq_reserve(&g->seq, 1));
         g->seq.ids[g->seq.n] = (uint32_t)start;
         g->seq.mask[g->seq.n++] = 0;
-    } else if (o->bos) {
+    } else if (o->s.bos) {
         return sl_errorf(SL_ERR_INVALID, "--bos: tokenizer %s has no BOS token", o->tok_path);
     }
     if (len > 0)
@@ -275,7 +244,7 @@ static sl_status generate(gen_state *g, const gen_opts *o) {
     chat_template ct = {.bos = -1};
     SL_TRY(tok_load(o->tok_path, &g->tok));
     SL_TRY(encode_prompt(g, o, &ct));
-    if (o->cuda) { /* before loading the model: no GPU is a quick error */
+    if (o->s.cuda) { /* before loading the model: no GPU is a quick error */
         device_info di;
         device_info_query(&di);
         if (di.count <= 0)
@@ -292,27 +261,27 @@ static sl_status generate(gen_state *g, const gen_opts *o) {
                              "prompt token %lld has id %u, but model.vocab_size of %s is %lld: the "
                              "tokenizer %s does not belong to this model%s",
                              (long long)i, g->seq.ids[i], o->model_dir, (long long)V, o->tok_path,
-                             o->chat ? " (--chat adds <|im_start|>/<|im_end|> at the next free ids when "
-                                       "the tokenizer lacks them)" : "");
+                             o->s.chat ? " (--chat adds <|im_start|>/<|im_end|> at the next free ids when "
+                                         "the tokenizer lacks them)" : "");
     if (n >= max_seq)
         return sl_errorf(SL_ERR_INVALID, "the prompt is %lld tokens; the model's max_seq_len %lld leaves "
                          "no room to generate", (long long)n, (long long)max_seq);
-    int64_t cache = n + o->max_new < max_seq ? n + o->max_new : max_seq;
+    int64_t cache = n + o->s.max_new < max_seq ? n + o->s.max_new : max_seq;
     const void *params = g->md.params; /* the CPU backend's memory is the host's */
-    if (o->cuda) {
+    if (o->s.cuda) {
         SL_TRY(backend_create_cuda(0, 0, NULL, &g->be));
         SL_TRY(model_dir_upload(&g->md, g->be, &g->dev_params, &g->dev_bytes));
         params = g->dev_params;
     } else {
-        SL_TRY(backend_create_cpu(o->threads, NULL, &g->be));
+        SL_TRY(backend_create_cpu(o->s.threads, NULL, &g->be));
     }
     SL_TRY(decode_create(l, g->be, params, 1, (int)cache, 0, &g->dec));
-    sample_opts so = {.temperature = o->temperature, .top_k = o->top_k, .top_p = o->top_p, .seed = o->seed};
+    sample_opts so = sample_cli_sampler(&o->s);
     SL_TRY(sample_create(&so, V, &g->smp));
     g->logits = malloc((size_t)V * sizeof *g->logits);
     SL_CHECK_ALLOC(g->logits, (size_t)V * sizeof *g->logits);
-    g->out.stop = o->stop;
-    g->out.stop_len = o->stop ? strlen(o->stop) : 0;
+    g->out.stop = o->s.stop;
+    g->out.stop_len = o->s.stop ? strlen(o->s.stop) : 0;
 
     double t0 = now_s();
     SL_TRY(decode_prefill(g->dec, g->seq.ids, n, g->logits));
@@ -320,14 +289,14 @@ static sl_status generate(gen_state *g, const gen_opts *o) {
     int64_t eos = tok_eos_id(g->tok);
     const char *why = "max-new-tokens";
     int produced = 0;
-    for (int i = 0; i < o->max_new; i++) {
+    for (int i = 0; i < o->s.max_new; i++) {
         /* a model vocabulary padded past the tokenizer's (GPT-2's 50304) has
          * ids that decode to nothing: never pick them */
         for (int64_t v = tv; v < V; v++)
             g->logits[v] = -INFINITY;
         uint32_t id;
         SL_TRY(sample_next(g->smp, g->logits, (uint64_t)i, &id));
-        if ((eos >= 0 && id == (uint32_t)eos) || (o->chat && id == ct.im_end)) {
+        if ((eos >= 0 && id == (uint32_t)eos) || (o->s.chat && id == ct.im_end)) {
             why = "end of text";
             break;
         }
@@ -338,7 +307,7 @@ static sl_status generate(gen_state *g, const gen_opts *o) {
             why = "stop text";
             break;
         }
-        if (i + 1 == o->max_new)
+        if (i + 1 == o->s.max_new)
             break;
         if (decode_pos(g->dec) == cache) {
             why = "max_seq_len";
@@ -351,7 +320,7 @@ static sl_status generate(gen_state *g, const gen_opts *o) {
     double t2 = now_s();
     if (o->verbose)
         fprintf(stderr, "\n[%s backend: %lld prompt tokens in %.3f s; %d generated in %.3f s (%.1f tokens/s); "
-                "stopped at %s]\n", o->cuda ? "cuda" : "cpu", (long long)n, t1 - t0, produced, t2 - t1,
+                "stopped at %s]\n", o->s.cuda ? "cuda" : "cpu", (long long)n, t1 - t0, produced, t2 - t1,
                 produced / (t2 - t1 > 0 ? t2 - t1 : 1e-9), why);
     return SL_OK;
 }

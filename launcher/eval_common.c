@@ -1,6 +1,7 @@
 /* launcher/eval_common.c: see eval_common.h. */
 #include "launcher/eval_common.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,17 +177,25 @@ void eval_buf_free(eval_buf *b) {
     memset(b, 0, sizeof *b);
 }
 
+/* --backend cuda: the GPU of this rank (one per local rank), or an error
+ * naming the host when there is none for it. */
+static sl_status eval_gpu_pick(const topology *t, int *dev) {
+    device_info di;
+    device_info_query(&di);
+    if (di.count <= 0)
+        return sl_errorf(SL_ERR_UNSUPPORTED, "--backend cuda on %s: no usable GPU (%s)", t->host, di.note);
+    *dev = device_info_pick(&di, t->local_rank, t->local_world);
+    if (*dev < 0)
+        return sl_errorf(SL_ERR_INVALID, "--backend cuda: %d ranks on %s but %d GPU(s) visible; one GPU per "
+                         "local rank (or one bound to each rank)", t->local_world, t->host, di.count);
+    return SL_OK;
+}
+
 sl_status eval_model_open(const char *dir, bool cuda, int threads, const topology *t, eval_model *m) {
     memset(m, 0, sizeof *m);
     if (cuda) { /* before loading the model: no GPU is a quick error */
-        device_info di;
-        device_info_query(&di);
-        if (di.count <= 0)
-            return sl_errorf(SL_ERR_UNSUPPORTED, "--backend cuda on %s: no usable GPU (%s)", t->host, di.note);
-        int dev = device_info_pick(&di, t->local_rank, t->local_world);
-        if (dev < 0)
-            return sl_errorf(SL_ERR_INVALID, "--backend cuda: %d ranks on %s but %d GPU(s) visible; one GPU per "
-                             "local rank (or one bound to each rank)", t->local_world, t->host, di.count);
+        int dev = -1;
+        SL_TRY(eval_gpu_pick(t, &dev));
         SL_TRY(train_model_open(dir, &m->md));
         SL_TRY(backend_create_cuda(dev, 0, NULL, &m->be));
         SL_TRY(model_dir_upload(&m->md, m->be, &m->dev_params, &m->dev_bytes));
@@ -312,4 +321,113 @@ int eval_mode_main(const eval_mode *m, void *opts, void *state, int argc, char *
     m->free_state(state);
     topology_finalize(&t);
     return code;
+}
+
+sl_status eval_shards_parse(const cli_args *a, eval_shards_opts *o) {
+    long long v = 0;
+    SL_TRY(cli_get_int(a, "seq-len", 1, 1 << 24, &v));
+    o->seq_len = (int)v;
+    v = 8;
+    SL_TRY(cli_get_int(a, "batch", 1, 1 << 24, &v));
+    o->batch = (int)v;
+    v = 0;
+    SL_TRY(cli_get_int(a, "micro-batch", 1, 1 << 24, &v));
+    o->micro_batch = (int)v;
+    v = 0;
+    SL_TRY(cli_get_int(a, "batches", 1, INT64_MAX, &v));
+    o->batches = v;
+    v = 0;
+    SL_TRY(cli_get_int(a, "seed", 0, INT64_MAX, &v));
+    o->seed = (uint64_t)v;
+    v = 0;
+    SL_TRY(cli_get_int(a, "threads", 0, 4096, &v));
+    o->threads = (int)v;
+    return cli_get_backend(a, &o->cuda);
+}
+
+sl_status eval_shards_load(eval_shards *s, const eval_shards_opts *o, const eval_shards_data *d,
+                           const topology *t) {
+    const model_layout *l = s->m.md.layout;
+    int T = o->seq_len ? o->seq_len : s->m.md.cfg.data.seq_len;
+    if (T > l->cfg.max_seq_len)
+        return sl_errorf(SL_ERR_INVALID, "--seq-len %d exceeds the model's max_seq_len %d", T, l->cfg.max_seq_len);
+    int G = o->batch;
+    if (G % t->world != 0)
+        return sl_errorf(SL_ERR_INVALID, "--batch %d is not a multiple of the %d ranks", G, t->world);
+    int per_rank = G / t->world, B = o->micro_batch ? o->micro_batch : per_rank;
+    if (per_rank % B != 0)
+        return sl_errorf(SL_ERR_INVALID, "--batch %d over %d ranks is %d %s per rank, not a multiple of "
+                         "--micro-batch %d", G, t->world, per_rank, d->unit, B);
+    s->G = G;
+    s->B = B;
+    s->T = T;
+    s->accum = per_rank / B;
+    char **paths = NULL;
+    int n = 0;
+    SL_TRY(loader_expand_paths(o->data, &paths, &n));
+    loader_opts lo = {.paths = (const char *const *)paths,
+                      .n_paths = n,
+                      .seq_len = T,
+                      .micro_batch = B,
+                      .grad_accum = s->accum,
+                      .dp_rank = t->rank,
+                      .dp_size = t->world,
+                      .seed = o->seed,
+                      .mode = d->mode,
+                      .vocab_size = (uint32_t)l->cfg.vocab_size,
+                      .prefetch = 2,
+                      .eos_id = -1,
+                      .once = d->once};
+    sl_status st = loader_create(&lo, &s->ld);
+    loader_free_paths(paths, n);
+    return st == SL_OK ? SL_OK : sl_error_wrapf(st, "%s \"%s\"", d->opt, o->data);
+}
+
+sl_status eval_shards_model(eval_shards *s, const eval_shards_opts *o, int rows, const topology *t) {
+    eval_model *m = &s->m;
+    const model_layout *l = m->md.layout;
+    if (o->cuda) {
+        int dev = -1;
+        SL_TRY(eval_gpu_pick(t, &dev));
+        SL_TRY(backend_create_cuda(dev, 0, NULL, &m->be));
+    } else {
+        SL_TRY(backend_create_cpu(o->threads, NULL, &m->be));
+    }
+    SL_TRY(model_create(l, m->be, rows, s->T, false, &s->mdl));
+    size_t n = (size_t)rows * (size_t)s->T;
+    s->inputs = malloc(n * sizeof *s->inputs);
+    s->targets = malloc(n * sizeof *s->targets);
+    if (!s->inputs || !s->targets)
+        return sl_errorf(SL_ERR_NOMEM, "out of memory for a micro-batch of %zu tokens", n);
+    if (!o->cuda) { /* the host fp32 buffer is the CPU backend's memory */
+        m->params = m->md.params;
+        return model_local_init(&s->lh, l, m->md.params, NULL, &s->hooks);
+    }
+    SL_TRY(model_dir_upload(&m->md, m->be, &m->dev_params, &m->dev_bytes));
+    m->params = m->dev_params;
+    return model_local_init_typed(&s->lh, l, m->be->act_dtype, m->dev_params, NULL, &s->hooks);
+}
+
+sl_status eval_shards_run(eval_shards *s, int64_t nb, const char *what, const topology *t,
+                          sl_status (*step)(eval_shards *s, void *ctx), void *ctx) {
+    bool tty = t->rank == 0 && log_is_tty();
+    for (int64_t b = 0; b < nb; b++) {
+        for (int k = 0; k < s->accum; k++) {
+            SL_TRY(loader_next(s->ld, s->inputs, s->targets));
+            SL_TRY(step(s, ctx));
+        }
+        if (tty)
+            fprintf(stderr, "\r%s batch %" PRId64 "/%" PRId64, what, b + 1, nb);
+    }
+    if (tty)
+        fprintf(stderr, "\n");
+    return SL_OK;
+}
+
+void eval_shards_free(eval_shards *s) {
+    free(s->inputs);
+    free(s->targets);
+    loader_destroy(s->ld);
+    model_destroy(s->mdl);
+    eval_model_close(&s->m);
 }
