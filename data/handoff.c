@@ -143,7 +143,10 @@ static sl_status write_all(tokenizer *t, const char *json_src, const char *cfg_s
         st = write_json_file(path, cfg);
     /* generation_config.json */
     cJSON *gen = cJSON_CreateObject();
-    SL_CHECK_ALLOC(gen, 64);
+    if (!gen) {
+        cJSON_Delete(cfg);
+        return sl_errorf(SL_ERR_NOMEM, "out of memory for generation_config.json");
+    }
     if (tok_bos_id(t) >= 0)
         set_num(gen, "bos_token_id", (double)tok_bos_id(t));
     cJSON *eos_ids = cJSON_AddArrayToObject(gen, "eos_token_id");

@@ -95,12 +95,10 @@ void pair_reward_loss(const sl_config *c, const pair_values *v, double *loss, do
     metric[3] = v->rejected;
 }
 
-/* A score model's row passes (model.h) give each row's reward */
+/* on a score model (model.head = score) the row passes give each row's reward */
 static const pair_objective REWARD = {
     .name = "reward",
     .needs_reference = false,
-    .rows = model_forward_rows,
-    .rows_train = model_forward_backward_rows,
     .pair_loss = pair_reward_loss,
     .n_metrics = 4,
     .metric_names = {"accuracy", "margin", "rewards/chosen", "rewards/rejected"},
@@ -110,8 +108,6 @@ static const pair_objective REWARD = {
 static const pair_objective DPO = {
     .name = "dpo",
     .needs_reference = true,
-    .rows = model_forward_rows,
-    .rows_train = model_forward_backward_rows,
     .pair_loss = pair_dpo_loss,
     .n_metrics = 6,
     .metric_names = {"rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
@@ -150,8 +146,6 @@ sl_status pair_objective_for(const sl_config *c, const pair_objective **out) {
 typedef struct {
     const sl_config *cfg;
     const pair_objective *obj;
-    const int32_t *targets;  /* the micro-batch's (2B x T) */
-    int T;
     const double *ref;       /* (2B) reference row values; NULL: none */
     double scale;            /* 1 / (counted pairs of the global batch) */
     double loss_sum;
@@ -176,7 +170,7 @@ static void pairs_objective(row_ctx *x, int rows, const double *value, const int
     for (int b = 0; b < rows / 2; b++) {
         if (row_grad)
             row_grad[2 * b] = row_grad[2 * b + 1] = 0.0;
-        if (!pair_counts(x->targets, x->T, b))
+        if (valid[2 * b] == 0 && valid[2 * b + 1] == 0)
             continue;
         pair_values v = {value[2 * b], value[2 * b + 1], x->ref ? x->ref[2 * b] : 0.0,
                          x->ref ? x->ref[2 * b + 1] : 0.0, valid[2 * b], valid[2 * b + 1]};
@@ -207,28 +201,45 @@ static const model_unit_hooks *reference_hooks(train_job *j, model_unit_hooks *t
     return tmp;
 }
 
+/* A micro-batch's row values and counts (2B each), the policy's and the
+ * reference's, in one allocation (value owns it). */
+typedef struct {
+    double *value, *ref;
+    int64_t *valid, *ref_valid;
+} row_bufs;
+
+static sl_status row_bufs_alloc(row_bufs *rb, int B) {
+    size_t rows = (size_t)2 * (size_t)B, bytes = rows * 2 * (sizeof(double) + sizeof(int64_t));
+    rb->value = malloc(bytes);
+    SL_CHECK_ALLOC(rb->value, bytes);
+    rb->ref = rb->value + rows;
+    rb->valid = (int64_t *)(rb->ref + rows);
+    rb->ref_valid = rb->valid + rows;
+    return SL_OK;
+}
+
 static sl_status pairs_micro(train_job *j, const uint32_t *in, const int32_t *tg, bool train, int step,
-                             int64_t first_pair, row_ctx *x, double *value, int64_t *valid, double *ref,
-                             int64_t *ref_valid) {
+                             int64_t first_pair, row_ctx *x, const row_bufs *rb) {
+    double *value = rb->value, *ref = rb->ref;
+    int64_t *valid = rb->valid, *ref_valid = rb->ref_valid;
     const pair_objective *obj = j->pobj;
     int R = 2 * j->cfg->train.micro_batch;
-    x->targets = tg;
     x->ref = NULL;
     if (obj->needs_reference) {
         model_unit_hooks tmp;
-        SL_TRY(obj->rows(j->mdl, reference_hooks(j, &tmp), in, tg, ref, ref_valid));
+        SL_TRY(model_forward_rows(j->mdl, reference_hooks(j, &tmp), in, tg, ref, ref_valid));
         x->ref = ref;
     }
     if (!train) {
-        SL_TRY(obj->rows(j->mdl, &j->hooks, in, tg, value, valid));
+        SL_TRY(model_forward_rows(j->mdl, &j->hooks, in, tg, value, valid));
         pairs_objective(x, R, value, valid, NULL);
         return SL_OK;
     }
     /* LoRA dropout keys: row r of the micro-batch is global row 2 * first_pair + r */
     model_dropout_ctx dc = {(uint64_t)j->cfg->train.seed, step, 2 * first_pair};
     SL_TRY(model_set_dropout_ctx(j->mdl, &dc));
-    return obj->rows_train(j->mdl, train_faults_hooks(&j->faults, &j->hooks, step), in, tg, row_grad_cb, x, value,
-                           valid);
+    return model_forward_backward_rows(j->mdl, train_faults_hooks(&j->faults, &j->hooks, step), in, tg, row_grad_cb,
+                                       x, value, valid);
 }
 
 sl_status pairs_accumulate(train_job *j, const uint32_t *inputs, const int32_t *targets, int step,
@@ -242,11 +253,10 @@ sl_status pairs_accumulate(train_job *j, const uint32_t *inputs, const int32_t *
             pairs += pair_counts(targets + (size_t)a * per, T, b);
     SL_TRY(comm_all_reduce(j->world, &pairs, &pairs, 1, SL_DTYPE_I64, COMM_REDOP_SUM));
     *global_pairs = pairs;
-    row_ctx x = {.cfg = c, .obj = j->pobj, .T = T, .scale = pairs > 0 ? 1.0 / (double)pairs : 0.0,
+    row_ctx x = {.cfg = c, .obj = j->pobj, .scale = pairs > 0 ? 1.0 / (double)pairs : 0.0,
                  .metric_sums = metric_sums};
-    double *buf = malloc(sizeof(double) * (size_t)(4 * B));
-    int64_t *vbuf = malloc(sizeof(int64_t) * (size_t)(4 * B));
-    SL_CHECK_ALLOC(buf && vbuf ? buf : NULL, sizeof(double) * (size_t)(8 * B));
+    row_bufs rb;
+    SL_TRY(row_bufs_alloc(&rb, B));
     sl_status st = SL_OK;
     for (int a = 0; st == SL_OK && a < A; a++) {
         for (int g = 0; st == SL_OK && g < j->n_groups; g++)
@@ -255,10 +265,9 @@ sl_status pairs_accumulate(train_job *j, const uint32_t *inputs, const int32_t *
         int64_t first_pair = ((int64_t)j->plan.dp_rank * A + a) * B;
         if (st == SL_OK)
             st = pairs_micro(j, inputs + (size_t)a * per, targets + (size_t)a * per, true, step, first_pair, &x,
-                             buf, vbuf, buf + 2 * B, vbuf + 2 * B);
+                             &rb);
     }
-    free(buf);
-    free(vbuf);
+    free(rb.value);
     *loss_sum = x.loss_sum;
     return st;
 }
@@ -269,13 +278,11 @@ sl_status pairs_eval_batch(train_job *j, const uint32_t *inputs, const int32_t *
     int B = c->train.micro_batch, T = c->data.seq_len;
     for (int b = 0; b < B; b++)
         *pairs += pair_counts(targets, T, b);
-    row_ctx x = {.cfg = c, .obj = j->pobj, .T = T, .metric_sums = metric_sums};
-    double *buf = malloc(sizeof(double) * (size_t)(4 * B));
-    int64_t *vbuf = malloc(sizeof(int64_t) * (size_t)(4 * B));
-    SL_CHECK_ALLOC(buf && vbuf ? buf : NULL, sizeof(double) * (size_t)(8 * B));
-    sl_status st = pairs_micro(j, inputs, targets, false, 0, 0, &x, buf, vbuf, buf + 2 * B, vbuf + 2 * B);
-    free(buf);
-    free(vbuf);
+    row_ctx x = {.cfg = c, .obj = j->pobj, .metric_sums = metric_sums};
+    row_bufs rb;
+    SL_TRY(row_bufs_alloc(&rb, B));
+    sl_status st = pairs_micro(j, inputs, targets, false, 0, 0, &x, &rb);
+    free(rb.value);
     *loss_sum += x.loss_sum;
     return st;
 }

@@ -25,9 +25,9 @@
  *   DDP and gradient accumulation over equal batches) has it.
  * The loss sum and the metric sums are this rank's; the caller all-reduces.
  *
- * The table (pair_objective): the row passes that give a row's value (the
- * log-likelihood passes for DPO; a reward model's entry gives its score
- * passes), whether a reference is needed, the per-pair loss with its two
+ * The table (pair_objective): whether a reference is needed (a row's value
+ * comes from the model's row passes: its log-likelihood with an LM head,
+ * its score with a score head; model/model.h), the per-pair loss with its two
  * derivatives and metrics, and the metric names (TRL's). train.objective =
  * reward: a score model's row passes (model.head = score: each row's value
  * is its reward), no reference, TRL RewardTrainer's Bradley-Terry loss
@@ -60,11 +60,6 @@ typedef struct {
 typedef struct pair_objective {
     const char *name; /* "dpo" */
     bool needs_reference;
-    /* the row passes giving each row's value (model/model.h's signatures) */
-    sl_status (*rows)(model *m, const model_unit_hooks *h, const uint32_t *inputs, const int32_t *targets,
-                      double *row_value, int64_t *row_valid);
-    sl_status (*rows_train)(model *m, const model_unit_hooks *h, const uint32_t *inputs, const int32_t *targets,
-                            model_row_grad_fn fn, void *ctx, double *row_value, int64_t *row_valid);
     /* One pair: *loss, d(loss)/d(chosen) and d(loss)/d(rejected) (the
      * policy's row values), metric[0 .. n_metrics) (averaged over the
      * counted pairs of a batch by the caller). */
