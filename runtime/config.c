@@ -453,11 +453,31 @@ static sl_status check_choice(const char *key, const char *value, const char *ch
     return sl_errorf(SL_ERR_INVALID, "\"%s\" must be one of %s, got \"%s\"", key, choices, value);
 }
 
-void config_apply_objective(sl_config *cfg) {
+sl_status config_apply_objective(sl_config *cfg) {
     if (cfg->train.objective == TRAIN_OBJECTIVE_REWARD)
         cfg->model.head = MODEL_HEAD_SCORE;
     if (cfg->model.head == MODEL_HEAD_SCORE)
         cfg->model.tie_embeddings = false; /* no LM head to tie */
+    /* a pair objective (dpo, reward) reads pair shards, sft documents */
+    bool pairs = cfg->train.objective != TRAIN_OBJECTIVE_SFT;
+    char obj[64]; /* config_enum_name's buffer is reused by the next call */
+    snprintf(obj, sizeof obj, "%s", config_enum_name("train.objective", cfg->train.objective));
+    if (pairs && cfg->data.mode != DATA_MODE_PAIRS) {
+        if (config_is_set(cfg, "data.mode"))
+            return sl_errorf(SL_ERR_INVALID,
+                             "train.objective = %s trains on preference pairs but \"data.mode\" = %s: set "
+                             "data.mode = pairs (or leave it unset) and point data.train at pair shards "
+                             "(shardlm prepare with chosen/rejected fields)",
+                             obj, config_enum_name("data.mode", cfg->data.mode));
+        cfg->data.mode = DATA_MODE_PAIRS;
+    }
+    if (!pairs && cfg->data.mode == DATA_MODE_PAIRS)
+        return sl_errorf(SL_ERR_INVALID,
+                         "\"data.mode\" = pairs loads preference pairs for train.objective = dpo or "
+                         "reward; train.objective = %s trains token cross-entropy: set train.objective = "
+                         "dpo or reward, or data.mode = sft|pretrain with document shards",
+                         obj);
+    return SL_OK;
 }
 
 /* The model section's cross-field checks (config_finalize). */
@@ -516,7 +536,7 @@ static sl_status finalize_model(cfg_model *m, int seq_len) {
 }
 
 sl_status config_finalize(sl_config *cfg) {
-    config_apply_objective(cfg);
+    SL_TRY(config_apply_objective(cfg));
     SL_TRY(finalize_model(&cfg->model, cfg->data.seq_len));
     /* The default floor (3e-5) is for the default peak (3e-4): below it,
      * as fine-tuning rates are, the floor follows the peak at the same

@@ -242,10 +242,12 @@ sl_status config_apply_json(sl_config *cfg, const char *json, const char *source
 sl_status config_set_override(sl_config *cfg, const char *assignment);
 /* Cross-field checks and derived defaults (n_kv_head, d_ff ...). */
 sl_status config_finalize(sl_config *cfg);
-/* What train.objective implies for the model (config_finalize runs it; run
- * it again after replacing cfg->model): reward sets model.head = score, and
- * a score head has no tied LM head (tie_embeddings false). */
-void config_apply_objective(sl_config *cfg);
+/* What train.objective implies (config_finalize runs it; run it again after
+ * replacing cfg->model): reward sets model.head = score, and a score head has
+ * no tied LM head (tie_embeddings false); dpo and reward read pair shards
+ * (data.mode = pairs when unset; another data.mode, or pairs with sft, is
+ * SL_ERR_INVALID naming both keys). */
+sl_status config_apply_objective(sl_config *cfg);
 
 /* The whole config as pretty JSON; caller frees with free(). */
 char *config_to_json(const sl_config *cfg);

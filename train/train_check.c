@@ -69,34 +69,8 @@ static sl_status resolve_adapter(sl_config *cfg) {
 
 static sl_status resolve_model(sl_config *cfg);
 
-/* The data mode of train.objective: a pair objective (dpo, reward) reads pair
- * shards (data.mode = pairs, set when the config leaves it unset); sft
- * reads documents. A contradiction names both keys. */
-static sl_status resolve_objective(sl_config *cfg) {
-    bool pairs = cfg->train.objective != TRAIN_OBJECTIVE_SFT;
-    char obj[64]; /* config_enum_name's buffer is reused by the next call */
-    snprintf(obj, sizeof obj, "%s", config_enum_name("train.objective", cfg->train.objective));
-    if (pairs && cfg->data.mode != DATA_MODE_PAIRS) {
-        if (config_is_set(cfg, "data.mode"))
-            return sl_errorf(SL_ERR_INVALID,
-                             "train.objective = %s trains on preference pairs but \"data.mode\" = %s: set "
-                             "data.mode = pairs (or leave it unset) and point data.train at pair shards "
-                             "(shardlm prepare with chosen/rejected fields)",
-                             obj, config_enum_name("data.mode", cfg->data.mode));
-        cfg->data.mode = DATA_MODE_PAIRS;
-    }
-    if (!pairs && cfg->data.mode == DATA_MODE_PAIRS)
-        return sl_errorf(SL_ERR_INVALID,
-                         "\"data.mode\" = pairs loads preference pairs for train.objective = dpo or "
-                         "reward; train.objective = %s trains token cross-entropy: set train.objective = "
-                         "dpo or reward, or data.mode = sft|pretrain with document shards",
-                         obj);
-    return SL_OK;
-}
-
 sl_status train_config_resolve(sl_config *cfg) {
     SL_TRY(resolve_model(cfg));
-    SL_TRY(resolve_objective(cfg));
     return resolve_adapter(cfg);
 }
 
@@ -132,7 +106,7 @@ static sl_status resolve_model(sl_config *cfg) {
         cfg->model.pad_token_id = pad;
     memcpy(cfg->model.init_from, from, sizeof from);
     free(tmp);
-    config_apply_objective(cfg); /* a causal LM trained as a reward model gets a score head */
+    SL_TRY(config_apply_objective(cfg)); /* a causal LM trained as a reward model gets a score head */
     if (cfg->data.seq_len > cfg->model.max_seq_len)
         return sl_errorf(SL_ERR_INVALID, "\"data.seq_len\" = %d exceeds max_seq_len %d of the model in %s",
                          cfg->data.seq_len, cfg->model.max_seq_len, cfg->model.init_from);

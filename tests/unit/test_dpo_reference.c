@@ -174,7 +174,7 @@ static void test_reward_entry(void **s) {
     sl_config c;
     config_defaults(&c);
     c.train.objective = TRAIN_OBJECTIVE_REWARD;
-    config_apply_objective(&c);
+    assert_int_equal(config_apply_objective(&c), SL_OK);
     const pair_objective *o = NULL;
     OK(pair_objective_for(&c, &o));
     assert_string_equal(o->name, "reward");

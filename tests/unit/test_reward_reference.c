@@ -212,7 +212,7 @@ static void run_config(const char *name) {
     OK(model_config_from_dir(lm, &lcfg));
     assert_int_equal(lcfg.model.head, MODEL_HEAD_LM);
     lcfg.train.objective = TRAIN_OBJECTIVE_REWARD;
-    config_apply_objective(&lcfg);
+    assert_int_equal(config_apply_objective(&lcfg), SL_OK);
     assert_int_equal(lcfg.model.head, MODEL_HEAD_SCORE);
     model_layout *l2 = NULL;
     OK(model_layout_create(&lcfg.model, false, &l2));
