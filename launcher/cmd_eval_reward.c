@@ -76,21 +76,14 @@ static void reward_free(reward_state *e) {
     eval_shards_free(&e->s);
 }
 
-static bool row_has_target(const int32_t *tg, int T, int row) {
-    for (int t = 0; t < T; t++)
-        if (tg[(size_t)row * (size_t)T + (size_t)t] >= 0)
-            return true;
-    return false;
-}
-
 /* One micro-batch of pairs: the sums of its pairs added to the rank's. */
 static sl_status reward_step(eval_shards *s, void *ctx) {
     reward_state *e = ctx;
-    int T = s->T;
     SL_TRY(model_forward_rows(s->mdl, &s->hooks, s->inputs, s->targets, e->value, e->valid));
     for (int p = 0; p < s->B; p++) {
-        /* the padding pairs of the last batch have no target at all */
-        if (!row_has_target(s->targets, T, 2 * p) && !row_has_target(s->targets, T, 2 * p + 1))
+        /* the padding pairs of the last batch have no target at all: no
+         * scored row (row_valid 0) */
+        if (e->valid[2 * p] == 0 && e->valid[2 * p + 1] == 0)
             continue;
         pair_values v = {e->value[2 * p], e->value[2 * p + 1], 0, 0, e->valid[2 * p], e->valid[2 * p + 1]};
         double loss = 0, dc = 0, dr = 0, metric[PAIR_MAX_METRICS];
