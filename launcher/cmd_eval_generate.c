@@ -16,7 +16,6 @@
  * (tmp + rename); an error anywhere writes nothing. */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -347,13 +346,11 @@ static sl_status run_batch(egen_work *w, const egen_set *s, const egen_opts *o, 
             egen_row *row = &w->rows[r];
             uint32_t id = 0;
             if (row->active) {
-                float *lg = w->logits + (size_t)r * (size_t)V;
-                /* ids past the tokenizer's vocabulary decode to nothing */
-                for (int64_t v = tv; v < V; v++)
-                    lg[v] = -INFINITY;
+                bool end = false;
                 sample_set_stream(w->smp, (uint32_t)idx[r]);
-                SL_TRY(sample_next(w->smp, lg, (uint64_t)i, &id));
-                if ((eos >= 0 && id == (uint32_t)eos) || (s->p[idx[r]].chat && id == s->ct.im_end)) {
+                SL_TRY(sample_cli_pick(w->smp, w->logits + (size_t)r * (size_t)V, V, tv, (uint64_t)i, eos,
+                                       s->p[idx[r]].chat ? (int64_t)s->ct.im_end : -1, &id, &end));
+                if (end) {
                     row->active = false;
                     row->finish = EGEN_FINISH_EOS;
                 } else {

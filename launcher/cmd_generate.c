@@ -4,7 +4,6 @@
  * they were loaded; --backend cuda: GPU 0 (of those visible), the parameters
  * and the KV cache in bf16 on the device, F32 logits copied to the host each
  * step for the sampler. The decode loop is the same for both. */
-#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,13 +289,11 @@ static sl_status generate(gen_state *g, const gen_opts *o) {
     const char *why = "max-new-tokens";
     int produced = 0;
     for (int i = 0; i < o->s.max_new; i++) {
-        /* a model vocabulary padded past the tokenizer's (GPT-2's 50304) has
-         * ids that decode to nothing: never pick them */
-        for (int64_t v = tv; v < V; v++)
-            g->logits[v] = -INFINITY;
         uint32_t id;
-        SL_TRY(sample_next(g->smp, g->logits, (uint64_t)i, &id));
-        if ((eos >= 0 && id == (uint32_t)eos) || (o->s.chat && id == ct.im_end)) {
+        bool end = false;
+        SL_TRY(sample_cli_pick(g->smp, g->logits, V, tv, (uint64_t)i, eos, o->s.chat ? (int64_t)ct.im_end : -1,
+                               &id, &end));
+        if (end) {
             why = "end of text";
             break;
         }

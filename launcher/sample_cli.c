@@ -1,6 +1,8 @@
 /* launcher/sample_cli.c: see sample_cli.h. */
 #include "launcher/sample_cli.h"
 
+#include <math.h>
+
 #include <string.h>
 
 #include "runtime/check.h"
@@ -41,4 +43,13 @@ sl_status sample_cli_parse(const cli_args *a, sample_cli *s) {
 
 sample_opts sample_cli_sampler(const sample_cli *s) {
     return (sample_opts){.temperature = s->temperature, .top_k = s->top_k, .top_p = s->top_p, .seed = s->seed};
+}
+
+sl_status sample_cli_pick(sampler *smp, float *logits, int64_t V, int64_t tok_vocab, uint64_t step,
+                          int64_t end_id_a, int64_t end_id_b, uint32_t *id, bool *end) {
+    for (int64_t v = tok_vocab; v < V; v++)
+        logits[v] = -INFINITY;
+    SL_TRY(sample_next(smp, logits, step, id));
+    *end = (end_id_a >= 0 && *id == (uint32_t)end_id_a) || (end_id_b >= 0 && *id == (uint32_t)end_id_b);
+    return SL_OK;
 }

@@ -2,7 +2,7 @@
  * shardlm eval --generate share (they mean the same in both): parsed and
  * checked once, turned into the sampler's options (model/sample.h).
  *
- * defines: sample_cli, sample_cli_parse, sample_cli_sampler
+ * defines: sample_cli, sample_cli_parse, sample_cli_sampler, sample_cli_pick
  *
  * Not here: each command's own options (--model, --prompt, --batch ...) and
  * its usage text.
@@ -38,5 +38,13 @@ sl_status sample_cli_parse(const cli_args *a, sample_cli *s);
 
 /* The sampler's options (sub-stream 0). */
 sample_opts sample_cli_sampler(const sample_cli *s);
+
+/* One generated token of a row, as both commands pick it: the logits of ids
+ * at or past the tokenizer's vocabulary (tok_vocab, below the model's V; a
+ * padded vocabulary's ids decode to nothing) set to -inf in place, then
+ * sample_next at element `step`; *end: the id is end_id_a or end_id_b (EOS,
+ * a chat prompt's end-of-turn; < 0 = none). */
+sl_status sample_cli_pick(sampler *smp, float *logits, int64_t V, int64_t tok_vocab, uint64_t step,
+                          int64_t end_id_a, int64_t end_id_b, uint32_t *id, bool *end);
 
 #endif
